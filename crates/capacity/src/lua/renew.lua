@@ -1,0 +1,17 @@
+-- renew: the heartbeat of a lease holder.
+-- Invariant: a lease is only extended while it is still live; once it has expired (and its
+-- capacity may already belong to someone else) renew answers "lost" and changes nothing, so the
+-- holder must allocate again through the checked path.
+-- ARGV: 1 worker id, 2 lease ttl (ms). Returns {1, expires_at_ms} or {0}.
+local id, ttl = ARGV[1], tonumber(ARGV[2])
+sweep()
+local json = redis.call('HGET', workers_key, id)
+if not json then
+  return {0}
+end
+local _, _, w = cost_of(json)
+local expires = now + ttl
+w.expiresAt = expires
+redis.call('HSET', workers_key, id, cjson.encode(w))
+redis.call('ZADD', leases_key, expires, id)
+return {1, expires}

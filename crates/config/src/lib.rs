@@ -1,0 +1,266 @@
+//! Configuration of every registre-extractor binary: read once from the environment (`.env`
+//! loaded if present), typed, validated, with secrets redacted in Debug output.
+//!
+//! Bad input is refused with one line naming the variable, its value and what was expected
+//! (`OCR_WORKER_POOL_SIZE=abc: expected a whole number`); binaries print it and exit with 2
+//! through [`load_or_exit`]. Names and defaults are the contract of DESIGN.md §3.
+
+mod parse;
+mod raw;
+pub mod secret;
+pub mod units;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use raw::VARIABLES;
+pub use secret::{Secret, SecretUrl};
+pub use units::Milli;
+use url::Url;
+
+/// Exit code of a binary refused for bad configuration.
+pub const EXIT_BAD_CONFIG: i32 = 2;
+
+/// Why the configuration was refused. Display is the one line shown to the operator.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A variable's value could not be used.
+    #[error("{variable}={value}: expected {expected}")]
+    Invalid {
+        variable: &'static str,
+        /// Already redacted when the variable holds a secret.
+        value: String,
+        expected: String,
+    },
+    /// A variable another one depends on is missing.
+    #[error("{variable} is required when {because}")]
+    Missing { variable: &'static str, because: String },
+    /// Variables that are each valid but contradict one another.
+    #[error("{0}")]
+    Inconsistent(String),
+    #[error(
+        "no environment configured: set PROD_DATABASE_URL (or PROD_SUPABASE_URL and \
+         PROD_SUPABASE_SERVICE_KEY), the STAGING_ or DEV_ equivalents, or the legacy DATABASE_URL / SUPABASE_URL"
+    )]
+    NoEnvironment,
+    #[error(".env could not be read: {0}")]
+    DotEnv(String),
+}
+
+/// The whole configuration. Every field is typed; nothing is re-parsed downstream.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub redis_url: SecretUrl,
+    pub server: ServerConfig,
+    pub capacity: CapacityConfig,
+    pub registre: RegistreConfig,
+    pub ocr_pool: OcrPoolConfig,
+    pub ocr_engine: OcrEngineConfig,
+    pub rate_limit: RateLimitConfig,
+    /// In polling order: prod, staging, dev.
+    pub environments: Vec<Environment>,
+    pub storage_url: SecretUrl,
+    pub log: LogConfig,
+}
+
+/// The server whose CPU/RAM budget the workers of this process share.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    /// SERVER_ID: namespaces this server's Redis keys so several servers share one Redis.
+    pub id: Option<String>,
+    pub max_cpu: Milli,
+    pub max_ram: Milli,
+    pub reserve_cpu_percent: f64,
+    pub reserve_ram_percent: f64,
+}
+
+impl ServerConfig {
+    /// max × (1 − reserve/100), in milli-units: 6.4 vCPU = 6400 with the defaults.
+    pub fn usable_cpu(&self) -> Milli {
+        self.max_cpu.scaled(1.0 - self.reserve_cpu_percent / 100.0)
+    }
+    pub fn usable_ram(&self) -> Milli {
+        self.max_ram.scaled(1.0 - self.reserve_ram_percent / 100.0)
+    }
+}
+
+/// What one worker of a type holds while it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerCost {
+    pub cpu: Milli,
+    pub ram: Milli,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CapacityConfig {
+    pub registre: WorkerCost,
+    pub index_ocr: WorkerCost,
+    pub acte_ocr: WorkerCost,
+    /// A lease not renewed within this long is dropped and its capacity returns.
+    pub lease_ttl: Duration,
+    /// How often a holder renews its lease (default: a third of the TTL).
+    pub heartbeat: Duration,
+    /// Longest wait between two attempts of a worker waiting for capacity.
+    pub retry_max: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FetcherKind {
+    /// The Registre foncier website through a browser.
+    Registry,
+    /// A URL template with `{source}` and `{document_number}` holes.
+    Http,
+    /// `{REGISTRE_SOURCE_DIR}/{document_source}/{document_number}.pdf`.
+    Directory,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegistreConfig {
+    pub worker_count: u32,
+    /// WORKER_ID: prefix of worker ids (`<WORKER_ID>-<n>`) instead of `registre-worker-<n>-<hex>`.
+    pub worker_id: Option<String>,
+    pub fetcher: FetcherKind,
+    pub source_dir: Option<PathBuf>,
+    pub url_template: Option<String>,
+    pub extraction_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OcrPoolConfig {
+    pub pool_size: u32,
+    pub min_index_workers: u32,
+    pub min_acte_workers: u32,
+    pub rebalance_interval: Duration,
+    pub serve_prod: bool,
+    pub serve_staging: bool,
+    pub serve_dev: bool,
+}
+
+impl OcrPoolConfig {
+    /// Whether the OCR pool takes work from this environment (OCR_PROD / OCR_STAGING / OCR_DEV).
+    pub fn serves(&self, env: EnvName) -> bool {
+        match env {
+            EnvName::Prod => self.serve_prod,
+            EnvName::Staging => self.serve_staging,
+            EnvName::Dev => self.serve_dev,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OcrEngineKind {
+    Tesseract,
+    Gemini,
+}
+
+#[derive(Debug, Clone)]
+pub struct OcrEngineConfig {
+    pub engine: OcrEngineKind,
+    pub gemini_api_key: Option<Secret>,
+    pub gemini_api_base_url: Url,
+    pub extract_model: String,
+    pub boost_model: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RateLimitConfig {
+    /// Keys live under `ratelimit:{<name>}:`.
+    pub name: String,
+    pub requests_per_window: u64,
+    pub tokens_per_window: u64,
+    pub window: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum EnvName {
+    Prod,
+    Staging,
+    Dev,
+}
+
+impl EnvName {
+    pub const ALL: [EnvName; 3] = [EnvName::Prod, EnvName::Staging, EnvName::Dev];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EnvName::Prod => "prod",
+            EnvName::Staging => "staging",
+            EnvName::Dev => "dev",
+        }
+    }
+}
+
+impl std::fmt::Display for EnvName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How one environment's queue is reached.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// Direct Postgres (a Supabase connection string or any Postgres).
+    Database { url: SecretUrl },
+    /// Supabase REST (PostgREST) with the service key.
+    Supabase { url: Url, service_key: Secret },
+}
+
+#[derive(Debug, Clone)]
+pub struct Environment {
+    pub name: EnvName,
+    pub backend: Backend,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// RUST_LOG directives, `info` by default.
+    pub filter: String,
+}
+
+impl Config {
+    /// Loads `.env` from the working directory if there is one (variables already set in the
+    /// process win), then reads the process environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        match dotenvy::dotenv() {
+            Ok(_) => {}
+            Err(e) if e.not_found() => {}
+            Err(e) => return Err(ConfigError::DotEnv(e.to_string())),
+        }
+        Config::from_vars(std::env::vars())
+    }
+
+    /// Builds the configuration from explicit variables, ignoring the process environment:
+    /// what tests use, so they can run in parallel.
+    pub fn from_vars<I, K, V>(vars: I) -> Result<Config, ConfigError>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        // Empty values count as unset: `VAR=` in a .env means "use the default".
+        let vars = vars
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .filter(|(_, v): &(String, String)| !v.trim().is_empty());
+        let raw: raw::RawEnv =
+            envy::from_iter(vars).map_err(|e| ConfigError::Inconsistent(e.to_string()))?;
+        parse::build(raw)
+    }
+}
+
+/// What every binary's `main` calls first: the configuration, or one line on stderr and exit 2.
+pub fn load_or_exit() -> Config {
+    match Config::from_env() {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("configuration error: {err}");
+            std::process::exit(EXIT_BAD_CONFIG);
+        }
+    }
+}

@@ -1,0 +1,297 @@
+//! Turns raw variables into a typed `Config`, one small parser per kind of value, each error
+//! naming the variable, the value (redacted for secrets) and what was expected.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use url::Url;
+
+use crate::raw::RawEnv;
+use crate::secret::{redact_url, Secret, SecretUrl};
+use crate::*;
+
+fn invalid(variable: &'static str, value: &str, expected: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { variable, value: value.to_string(), expected: expected.into() }
+}
+
+fn text(value: Option<String>, default: &str) -> String {
+    value.map(|v| v.trim().to_string()).unwrap_or_else(|| default.to_string())
+}
+
+fn whole(variable: &'static str, value: Option<String>, default: u64) -> Result<u64, ConfigError> {
+    let Some(v) = value else { return Ok(default) };
+    let v = v.trim();
+    if v.starts_with('-') && v[1..].chars().all(|c| c.is_ascii_digit()) && v.len() > 1 {
+        return Err(invalid(variable, v, "a whole number ≥ 0, not a negative one"));
+    }
+    v.parse::<u64>().map_err(|_| invalid(variable, v, "a whole number"))
+}
+
+fn whole_u32(variable: &'static str, value: Option<String>, default: u32) -> Result<u32, ConfigError> {
+    let n = whole(variable, value.clone(), default as u64)?;
+    u32::try_from(n).map_err(|_| invalid(variable, value.as_deref().unwrap_or(""), "a whole number below 4294967296"))
+}
+
+fn positive_whole(variable: &'static str, value: Option<String>, default: u64) -> Result<u64, ConfigError> {
+    let raw = value.clone();
+    let n = whole(variable, value, default)?;
+    if n == 0 {
+        return Err(invalid(variable, raw.as_deref().unwrap_or("0"), "a whole number greater than 0"));
+    }
+    Ok(n)
+}
+
+fn millis(variable: &'static str, value: Option<String>, default_ms: u64) -> Result<Duration, ConfigError> {
+    Ok(Duration::from_millis(positive_whole(variable, value, default_ms)?))
+}
+
+fn decimal(variable: &'static str, value: Option<String>, default: f64) -> Result<f64, ConfigError> {
+    let Some(v) = value else { return Ok(default) };
+    let v = v.trim();
+    let n: f64 = v.parse().map_err(|_| invalid(variable, v, "a number"))?;
+    if !n.is_finite() {
+        return Err(invalid(variable, v, "a finite number"));
+    }
+    if n < 0.0 {
+        return Err(invalid(variable, v, "a number ≥ 0, not a negative one"));
+    }
+    Ok(n)
+}
+
+/// A positive quantity of vCPU or GB (at most 3 decimals are kept).
+fn quantity(variable: &'static str, value: Option<String>, default: f64) -> Result<Milli, ConfigError> {
+    let raw = value.clone();
+    let n = decimal(variable, value, default)?;
+    let m = Milli::from_f64(n).ok_or_else(|| invalid(variable, raw.as_deref().unwrap_or(""), "a number ≥ 0"))?;
+    if m == Milli::ZERO {
+        return Err(invalid(variable, raw.as_deref().unwrap_or("0"), "a number greater than 0"));
+    }
+    Ok(m)
+}
+
+fn percent(variable: &'static str, value: Option<String>, default: f64) -> Result<f64, ConfigError> {
+    let raw = value.clone();
+    let n = decimal(variable, value, default)?;
+    if n >= 100.0 {
+        return Err(invalid(variable, raw.as_deref().unwrap_or(""), "a percentage from 0 to 99 (the share kept for the OS)"));
+    }
+    Ok(n)
+}
+
+fn boolean(variable: &'static str, value: Option<String>, default: bool) -> Result<bool, ConfigError> {
+    let Some(v) = value else { return Ok(default) };
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(invalid(variable, v.trim(), "true or false")),
+    }
+}
+
+/// A URL with one of `schemes`. Secret URLs show their value redacted in the error.
+fn url(variable: &'static str, value: &str, schemes: &[&str], secret: bool) -> Result<Url, ConfigError> {
+    let shown = |v: &str| match (secret, Url::parse(v)) {
+        (true, Ok(u)) => redact_url(&u),
+        (true, Err(_)) => "[redacted: not a URL]".to_string(),
+        (false, _) => v.to_string(),
+    };
+    let expected = format!("a URL starting with {}", schemes.iter().map(|s| format!("{s}://")).collect::<Vec<_>>().join(" or "));
+    let parsed = Url::parse(value.trim()).map_err(|_| invalid(variable, &shown(value), expected.clone()))?;
+    if !schemes.contains(&parsed.scheme()) {
+        return Err(invalid(variable, &shown(value), expected));
+    }
+    if parsed.scheme() != "file" && parsed.host_str().map_or(true, str::is_empty) {
+        return Err(invalid(variable, &shown(value), format!("{expected}, with a host")));
+    }
+    Ok(parsed)
+}
+
+fn name_like(variable: &'static str, value: Option<String>) -> Result<Option<String>, ConfigError> {
+    let Some(v) = value.map(|v| v.trim().to_string()) else { return Ok(None) };
+    if !v.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
+        return Err(invalid(variable, &v, "letters, digits, '-', '_' or '.' only"));
+    }
+    Ok(Some(v))
+}
+
+fn environment(
+    name: EnvName,
+    db: (&'static str, Option<String>),
+    rest: (&'static str, Option<String>),
+    key: (&'static str, Option<String>),
+) -> Result<Option<Environment>, ConfigError> {
+    if let Some(v) = db.1 {
+        let parsed = url(db.0, &v, &["postgres", "postgresql"], true)?;
+        return Ok(Some(Environment { name, backend: Backend::Database { url: SecretUrl::new(parsed) } }));
+    }
+    match (rest.1, key.1) {
+        (None, None) => Ok(None),
+        (Some(u), Some(k)) => {
+            let parsed = url(rest.0, &u, &["https", "http"], false)?;
+            Ok(Some(Environment { name, backend: Backend::Supabase { url: parsed, service_key: Secret::new(k.trim()) } }))
+        }
+        (Some(_), None) => Err(ConfigError::Missing { variable: key.0, because: format!("{} is set", rest.0) }),
+        (None, Some(_)) => Err(ConfigError::Missing { variable: rest.0, because: format!("{} is set", key.0) }),
+    }
+}
+
+pub(crate) fn build(raw: RawEnv) -> Result<Config, ConfigError> {
+    let redis_url = {
+        let v = text(raw.redis_url, "redis://localhost:6379");
+        SecretUrl::new(url("REDIS_URL", &v, &["redis", "rediss"], true)?)
+    };
+
+    let server = ServerConfig {
+        id: name_like("SERVER_ID", raw.server_id)?,
+        max_cpu: quantity("SERVER_MAX_CPU", raw.server_max_cpu, 8.0)?,
+        max_ram: quantity("SERVER_MAX_RAM", raw.server_max_ram, 16.0)?,
+        reserve_cpu_percent: percent("SERVER_RESERVE_CPU_PERCENT", raw.server_reserve_cpu_percent, 20.0)?,
+        reserve_ram_percent: percent("SERVER_RESERVE_RAM_PERCENT", raw.server_reserve_ram_percent, 20.0)?,
+    };
+
+    let lease_ttl = millis("CAPACITY_LEASE_TTL_MS", raw.capacity_lease_ttl_ms, 30_000)?;
+    let heartbeat_default = (lease_ttl.as_millis() as u64 / 3).max(1);
+    let heartbeat = millis("CAPACITY_HEARTBEAT_MS", raw.capacity_heartbeat_ms, heartbeat_default)?;
+    if heartbeat >= lease_ttl {
+        return Err(ConfigError::Inconsistent(format!(
+            "CAPACITY_HEARTBEAT_MS ({}) must be shorter than CAPACITY_LEASE_TTL_MS ({}), or leases expire between heartbeats",
+            heartbeat.as_millis(),
+            lease_ttl.as_millis()
+        )));
+    }
+    let capacity = CapacityConfig {
+        registre: WorkerCost {
+            cpu: quantity("REGISTRE_WORKER_CPU", raw.registre_worker_cpu, 3.0)?,
+            ram: quantity("REGISTRE_WORKER_RAM", raw.registre_worker_ram, 1.0)?,
+        },
+        index_ocr: WorkerCost {
+            cpu: quantity("INDEX_OCR_WORKER_CPU", raw.index_ocr_worker_cpu, 1.5)?,
+            ram: quantity("INDEX_OCR_WORKER_RAM", raw.index_ocr_worker_ram, 0.75)?,
+        },
+        acte_ocr: WorkerCost {
+            cpu: quantity("ACTE_OCR_WORKER_CPU", raw.acte_ocr_worker_cpu, 1.0)?,
+            ram: quantity("ACTE_OCR_WORKER_RAM", raw.acte_ocr_worker_ram, 0.5)?,
+        },
+        lease_ttl,
+        heartbeat,
+        retry_max: millis("CAPACITY_RETRY_MAX_MS", raw.capacity_retry_max_ms, 30_000)?,
+    };
+
+    let fetcher = match text(raw.registre_fetcher, "registry").to_ascii_lowercase().as_str() {
+        "registry" => FetcherKind::Registry,
+        "http" => FetcherKind::Http,
+        "directory" => FetcherKind::Directory,
+        other => return Err(invalid("REGISTRE_FETCHER", other, "one of registry, http, directory")),
+    };
+    let source_dir = raw.registre_source_dir.map(|d| PathBuf::from(d.trim()));
+    if fetcher == FetcherKind::Directory && source_dir.is_none() {
+        return Err(ConfigError::Missing { variable: "REGISTRE_SOURCE_DIR", because: "REGISTRE_FETCHER=directory".into() });
+    }
+    let url_template = raw.registre_url_template.map(|t| t.trim().to_string());
+    if let Some(t) = &url_template {
+        let probe = t.replace("{source}", "index").replace("{document_number}", "1");
+        url("REGISTRE_URL_TEMPLATE", &probe, &["http", "https"], false)
+            .map_err(|_| invalid("REGISTRE_URL_TEMPLATE", t, "an http(s) URL with {source} and {document_number} holes"))?;
+        if !t.contains("{document_number}") {
+            return Err(invalid("REGISTRE_URL_TEMPLATE", t, "a URL containing the {document_number} hole"));
+        }
+    } else if fetcher == FetcherKind::Http {
+        return Err(ConfigError::Missing { variable: "REGISTRE_URL_TEMPLATE", because: "REGISTRE_FETCHER=http".into() });
+    }
+    let registre = RegistreConfig {
+        worker_count: whole_u32("WORKER_COUNT", raw.worker_count, 1)?,
+        worker_id: name_like("WORKER_ID", raw.worker_id)?,
+        fetcher,
+        source_dir,
+        url_template,
+        extraction_timeout: millis("EXTRACTION_TIMEOUT", raw.extraction_timeout, 180_000)?,
+    };
+
+    let ocr_pool = OcrPoolConfig {
+        pool_size: whole_u32("OCR_WORKER_POOL_SIZE", raw.ocr_worker_pool_size, 2)?,
+        min_index_workers: whole_u32("OCR_MIN_INDEX_WORKERS", raw.ocr_min_index_workers, 1)?,
+        min_acte_workers: whole_u32("OCR_MIN_ACTE_WORKERS", raw.ocr_min_acte_workers, 1)?,
+        rebalance_interval: millis("OCR_REBALANCE_INTERVAL_MS", raw.ocr_rebalance_interval_ms, 30_000)?,
+        serve_prod: boolean("OCR_PROD", raw.ocr_prod, true)?,
+        serve_staging: boolean("OCR_STAGING", raw.ocr_staging, true)?,
+        serve_dev: boolean("OCR_DEV", raw.ocr_dev, true)?,
+    };
+    let mins = ocr_pool.min_index_workers as u64 + ocr_pool.min_acte_workers as u64;
+    if mins > ocr_pool.pool_size as u64 {
+        return Err(ConfigError::Inconsistent(format!(
+            "OCR_MIN_INDEX_WORKERS + OCR_MIN_ACTE_WORKERS ({mins}) exceeds OCR_WORKER_POOL_SIZE ({})",
+            ocr_pool.pool_size
+        )));
+    }
+
+    let gemini_api_key = raw.gemini_api_key.map(|k| Secret::new(k.trim()));
+    let engine = match raw.ocr_engine.map(|e| e.trim().to_ascii_lowercase()) {
+        None if gemini_api_key.is_some() => OcrEngineKind::Gemini,
+        None => OcrEngineKind::Tesseract,
+        Some(e) if e == "tesseract" => OcrEngineKind::Tesseract,
+        Some(e) if e == "gemini" => OcrEngineKind::Gemini,
+        Some(other) => return Err(invalid("OCR_ENGINE", &other, "tesseract or gemini")),
+    };
+    if engine == OcrEngineKind::Gemini && gemini_api_key.is_none() {
+        return Err(ConfigError::Missing { variable: "GEMINI_API_KEY", because: "OCR_ENGINE=gemini".into() });
+    }
+    let base = text(raw.gemini_api_base_url, "https://generativelanguage.googleapis.com/v1beta");
+    let ocr_engine = OcrEngineConfig {
+        engine,
+        gemini_api_key,
+        gemini_api_base_url: url("GEMINI_API_BASE_URL", &base, &["https", "http"], false)?,
+        extract_model: text(raw.ocr_extract_model_gemini, "gemini-2.0-flash"),
+        boost_model: text(raw.ocr_boost_model_gemini, "gemini-2.5-pro"),
+    };
+
+    let rate_limit = RateLimitConfig {
+        name: name_like("OCR_RATE_LIMIT_NAME", raw.ocr_rate_limit_name)?.unwrap_or_else(|| "gemini".into()),
+        requests_per_window: positive_whole("OCR_RATE_LIMIT_RPM", raw.ocr_rate_limit_rpm, 1600)?,
+        tokens_per_window: positive_whole("OCR_RATE_LIMIT_TPM", raw.ocr_rate_limit_tpm, 6_400_000)?,
+        window: millis("OCR_RATE_LIMIT_WINDOW_MS", raw.ocr_rate_limit_window_ms, 60_000)?,
+    };
+
+    // Legacy single-database variables count as prod when no PROD_ variable is set.
+    let prod_db = raw.prod_database_url.or(raw.database_url);
+    let prod_db_name = "PROD_DATABASE_URL";
+    let (prod_rest_name, prod_rest) = match raw.prod_supabase_url {
+        Some(v) => ("PROD_SUPABASE_URL", Some(v)),
+        None => ("SUPABASE_URL", raw.supabase_url),
+    };
+    let (prod_key_name, prod_key) = match raw.prod_supabase_service_key {
+        Some(v) => ("PROD_SUPABASE_SERVICE_KEY", Some(v)),
+        None => ("SUPABASE_SERVICE_KEY", raw.supabase_service_key),
+    };
+    let environments: Vec<Environment> = [
+        environment(EnvName::Prod, (prod_db_name, prod_db), (prod_rest_name, prod_rest), (prod_key_name, prod_key))?,
+        environment(
+            EnvName::Staging,
+            ("STAGING_DATABASE_URL", raw.staging_database_url),
+            ("STAGING_SUPABASE_URL", raw.staging_supabase_url),
+            ("STAGING_SUPABASE_SERVICE_KEY", raw.staging_supabase_service_key),
+        )?,
+        environment(
+            EnvName::Dev,
+            ("DEV_DATABASE_URL", raw.dev_database_url),
+            ("DEV_SUPABASE_URL", raw.dev_supabase_url),
+            ("DEV_SUPABASE_SERVICE_KEY", raw.dev_supabase_service_key),
+        )?,
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if environments.is_empty() {
+        return Err(ConfigError::NoEnvironment);
+    }
+
+    let storage = text(raw.storage_url, "file:///var/lib/registre/storage");
+    let storage_url = SecretUrl::new(url("STORAGE_URL", &storage, &["file", "s3", "https", "http"], true)?);
+
+    let format = match text(raw.log_format, "text").to_ascii_lowercase().as_str() {
+        "text" => LogFormat::Text,
+        "json" => LogFormat::Json,
+        other => return Err(invalid("LOG_FORMAT", other, "text or json")),
+    };
+    let log = LogConfig { format, filter: text(raw.rust_log, "info") };
+
+    Ok(Config { redis_url, server, capacity, registre, ocr_pool, ocr_engine, rate_limit, environments, storage_url, log })
+}

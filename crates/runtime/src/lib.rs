@@ -1,0 +1,25 @@
+//! What every binary needs around its work, one mechanism each, shared by all binaries:
+//! - [`logging`]: human-readable or JSON logs (LOG_FORMAT, RUST_LOG);
+//! - [`Shutdown`]: one signal (SIGTERM/SIGINT) fanned out to every task, then a wait until
+//!   every task has finished (tokio-util's CancellationToken + TaskTracker);
+//! - [`Backoff`]: capped exponential delays with jitter for every retry loop;
+//! - [`redis_connection`]: a self-reconnecting Redis connection.
+
+pub mod backoff;
+pub mod logging;
+pub mod redis_conn;
+pub mod shutdown;
+
+pub use backoff::Backoff;
+pub use redis_conn::{redis_connection, RedisConnectError};
+pub use shutdown::Shutdown;
+
+/// This machine's host name, for worker records (`host` field) and logs.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown".to_string())
+}

@@ -1,0 +1,111 @@
+//! Test support shared by every crate's tests (a dev-dependency only):
+//! - [`unique`]: a fresh namespace (key prefix, server id, schema) per test, so tests run in
+//!   parallel on one shared Redis/PostgreSQL without seeing each other's data;
+//! - [`shared_redis_url`]: the shared Redis (REDIS_URL or 127.0.0.1:6379), checked to answer;
+//! - [`RedisServer`]: a private redis-server on a free port, for tests that stop or restart it;
+//! - [`child`]: re-running the current test binary as a child process (for multi-process tests).
+
+pub mod child;
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A short unique name for this test's data: `<label>-<12 hex>`.
+pub fn unique(label: &str) -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("{label}-{}", &id[..12])
+}
+
+/// The shared Redis the test suite runs against. Panics with a clear message if it does not
+/// answer: tests never skip because a service is missing.
+pub fn shared_redis_url() -> String {
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_string());
+    let ok = redis::Client::open(url.as_str())
+        .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(2)))
+        .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
+    if let Err(e) = ok {
+        panic!("Redis at {url} does not answer ({e}): start it (bash .ci/run does) before running the tests");
+    }
+    url
+}
+
+/// A synchronous connection for assertions (GET / HGETALL as an operator would with redis-cli).
+pub fn redis_sync(url: &str) -> redis::Connection {
+    redis::Client::open(url)
+        .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(2)))
+        .unwrap_or_else(|e| panic!("cannot connect to {url}: {e}"))
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free port: {e}"))
+}
+
+/// A private redis-server (no persistence) on its own port, killed on drop.
+pub struct RedisServer {
+    pub port: u16,
+    child: Option<Child>,
+    dir: PathBuf,
+}
+
+impl RedisServer {
+    pub fn start() -> RedisServer {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(unique("redis"));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {dir:?}: {e}"));
+        let mut server = RedisServer { port, child: None, dir };
+        server.restart();
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server (as a crash would: SIGKILL, data lost).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts (or starts again) on the same port and waits until it answers PING.
+    pub fn restart(&mut self) {
+        self.kill();
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start redis-server (is it installed? bash .ci/run installs it): {e}"));
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let ok = redis::Client::open(self.url())
+                .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(200)))
+                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+                .is_ok();
+            if ok {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!("private redis-server on port {} did not answer within 10 s", self.port);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
