@@ -1,0 +1,347 @@
+//! The rate limiter: the Rust side of the four scripts, plus the wait-and-retry helper
+//! every caller uses instead of polling.
+
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::{Script, Value};
+use registre_config::RateLimitConfig;
+use registre_runtime::Backoff;
+use tokio_util::sync::CancellationToken;
+
+use crate::{RateLimitError, RateLimitKeys};
+
+macro_rules! ratelimit_script {
+    ($file:literal) => {
+        LazyLock::new(|| Script::new(concat!(include_str!("lua/prelude.lua"), "\n", include_str!($file))))
+    };
+}
+
+static ACQUIRE: LazyLock<Script> = ratelimit_script!("lua/acquire.lua");
+static SETTLE: LazyLock<Script> = ratelimit_script!("lua/settle.lua");
+static COOLDOWN: LazyLock<Script> = ratelimit_script!("lua/cooldown.lua");
+static STATUS: LazyLock<Script> = ratelimit_script!("lua/status.lua");
+
+/// The limits of one limiter. Every process sharing a name must use the same numbers (they are
+/// arguments of each script call; the keys hold only what was granted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimitSettings {
+    /// Keys live under `ratelimit:{<name>}:`.
+    pub name: String,
+    pub requests_per_window: u64,
+    pub tokens_per_window: u64,
+    /// The rolling window (60 s in production; shorter in tests). Whole milliseconds.
+    pub window: Duration,
+}
+
+impl RateLimitSettings {
+    /// OCR_RATE_LIMIT_NAME / _RPM / _TPM / _WINDOW_MS.
+    pub fn from_config(config: &RateLimitConfig) -> RateLimitSettings {
+        RateLimitSettings {
+            name: config.name.clone(),
+            requests_per_window: config.requests_per_window,
+            tokens_per_window: config.tokens_per_window,
+            window: config.window,
+        }
+    }
+
+    fn window_ms(&self) -> u64 {
+        self.window.as_millis().min(u64::MAX as u128) as u64
+    }
+}
+
+/// A granted request. Settle it with the tokens the API reported ([`RateLimiter::settle`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reservation {
+    id: u64,
+    granted_at_ms: u64,
+    estimated_tokens: u64,
+}
+
+impl Reservation {
+    /// Unique within the limiter while the grant is in the window (a Redis counter).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+    /// When Redis granted it, on the Redis server clock (ms since the Unix epoch).
+    pub fn granted_at_ms(&self) -> u64 {
+        self.granted_at_ms
+    }
+    pub fn estimated_tokens(&self) -> u64 {
+        self.estimated_tokens
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitReason {
+    /// A cooldown after an HTTP 429 is running.
+    Cooldown,
+    /// The window already holds RPM requests.
+    Requests,
+    /// The estimate does not fit the tokens left in the window.
+    Tokens,
+}
+
+impl WaitReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WaitReason::Cooldown => "cooldown",
+            WaitReason::Requests => "requests",
+            WaitReason::Tokens => "tokens",
+        }
+    }
+}
+
+/// The answer of one acquire: one Redis round trip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Granted(Reservation),
+    /// Nothing was reserved; the request would fit after `wait` if nothing else is granted meanwhile.
+    Wait { wait: Duration, reason: WaitReason },
+}
+
+/// What a settle did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settlement {
+    /// The reservation is now charged exactly the actual tokens: `at_grant` at its grant time, and
+    /// `extra` (an under-estimate's excess) at `extra_at_ms`, the earliest time it fit the window.
+    Settled { at_grant: u64, extra: u64, extra_at_ms: Option<u64> },
+    /// The reservation is unknown or already out of the window: nothing changed.
+    Unknown,
+}
+
+/// The current rolling window, as the Redis server sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimitStatus {
+    pub requests_in_window: u64,
+    pub tokens_in_window: u64,
+    pub requests_per_window: u64,
+    pub tokens_per_window: u64,
+    pub window: Duration,
+    /// Time left of a running cooldown.
+    pub cooldown_remaining: Option<Duration>,
+    /// Redis server time of the reading (ms).
+    pub now_ms: u64,
+}
+
+/// Cheap to clone: clones share one self-reconnecting connection.
+#[derive(Clone)]
+pub struct RateLimiter {
+    conn: ConnectionManager,
+    settings: Arc<RateLimitSettings>,
+    keys: Arc<RateLimitKeys>,
+}
+
+impl std::fmt::Debug for RateLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimiter").field("settings", &self.settings).finish_non_exhaustive()
+    }
+}
+
+impl RateLimiter {
+    /// Refuses limits of zero (nothing could ever be admitted) and windows under 1 ms.
+    pub fn new(conn: ConnectionManager, settings: RateLimitSettings) -> Result<RateLimiter, RateLimitError> {
+        if settings.requests_per_window == 0 || settings.tokens_per_window == 0 {
+            return Err(RateLimitError::InvalidSettings(format!(
+                "{}: requests and tokens per window must be at least 1 (got {} and {})",
+                settings.name, settings.requests_per_window, settings.tokens_per_window
+            )));
+        }
+        if settings.window_ms() == 0 {
+            return Err(RateLimitError::InvalidSettings(format!("{}: the window must be at least 1 ms", settings.name)));
+        }
+        // Lua numbers are doubles: keep every amount exact.
+        const EXACT: u64 = 1 << 52;
+        if settings.tokens_per_window > EXACT || settings.requests_per_window > EXACT || settings.window_ms() > EXACT {
+            return Err(RateLimitError::InvalidSettings(format!("{}: limits above 2^52 are not supported", settings.name)));
+        }
+        let keys = RateLimitKeys::for_name(&settings.name);
+        Ok(RateLimiter { conn, settings: Arc::new(settings), keys: Arc::new(keys) })
+    }
+
+    pub fn settings(&self) -> &RateLimitSettings {
+        &self.settings
+    }
+
+    pub fn keys(&self) -> &RateLimitKeys {
+        &self.keys
+    }
+
+    fn invocation<'a>(&self, script: &'a Script) -> redis::ScriptInvocation<'a> {
+        let mut inv = script.prepare_invoke();
+        for key in self.keys.as_array() {
+            inv.key(key);
+        }
+        inv.arg(self.settings.window_ms()).arg(self.settings.requests_per_window).arg(self.settings.tokens_per_window);
+        inv
+    }
+
+    fn too_large(&self, estimated_tokens: u64) -> RateLimitError {
+        RateLimitError::EstimateTooLarge {
+            name: self.settings.name.clone(),
+            estimated_tokens,
+            tokens_per_window: self.settings.tokens_per_window,
+        }
+    }
+
+    /// One decision, one round trip: granted now, or how long to wait.
+    /// An estimate above the whole tokens budget is refused with [`RateLimitError::EstimateTooLarge`].
+    pub async fn acquire(&self, estimated_tokens: u64) -> Result<Decision, RateLimitError> {
+        if estimated_tokens > self.settings.tokens_per_window {
+            return Err(self.too_large(estimated_tokens));
+        }
+        let mut inv = self.invocation(&ACQUIRE);
+        inv.arg(estimated_tokens);
+        let reply: Vec<Value> = inv
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(|source| RateLimitError::Redis { operation: "acquire", source })?;
+        match signed_at(&reply, 0, "acquire")? {
+            1 => Ok(Decision::Granted(Reservation {
+                id: int_at(&reply, 1, "acquire")?,
+                granted_at_ms: int_at(&reply, 2, "acquire")?,
+                estimated_tokens,
+            })),
+            0 => {
+                let wait = Duration::from_millis(int_at(&reply, 1, "acquire")?);
+                let reason = match string_at(&reply, 2, "acquire")?.as_str() {
+                    "cooldown" => WaitReason::Cooldown,
+                    "requests" => WaitReason::Requests,
+                    _ => WaitReason::Tokens,
+                };
+                Ok(Decision::Wait { wait, reason })
+            }
+            // The script's own copy of the check (it sees the same limits as this process).
+            _ => Err(self.too_large(estimated_tokens)),
+        }
+    }
+
+    /// Acquires, sleeping exactly the wait Redis returned (plus a little jitter so waiters do not
+    /// wake in lock-step) between attempts, until granted. `Ok(None)` if `cancel` fired first.
+    /// Redis errors are logged and retried with capped backoff (never a panic, never a busy loop);
+    /// the only error returned is [`RateLimitError::EstimateTooLarge`], which no wait can cure.
+    pub async fn acquire_wait(&self, estimated_tokens: u64, cancel: &CancellationToken) -> Result<Option<Reservation>, RateLimitError> {
+        if estimated_tokens > self.settings.tokens_per_window {
+            return Err(self.too_large(estimated_tokens));
+        }
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        loop {
+            if cancel.is_cancelled() {
+                return Ok(None);
+            }
+            let delay = match self.acquire(estimated_tokens).await {
+                Ok(Decision::Granted(reservation)) => return Ok(Some(reservation)),
+                Ok(Decision::Wait { wait, reason }) => {
+                    backoff.reset();
+                    tracing::debug!(limiter = %self.settings.name, reason = reason.as_str(), "rate limited: waiting {} ms", wait.as_millis());
+                    wait + jitter(wait)
+                }
+                Err(e @ RateLimitError::EstimateTooLarge { .. }) => return Err(e),
+                Err(e) => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(limiter = %self.settings.name, "rate limiter unavailable ({e}): retrying in {} ms", delay.as_millis());
+                    delay
+                }
+            };
+            tokio::select! {
+                _ = cancel.cancelled() => return Ok(None),
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+
+    /// Charges `reservation` the tokens the API reported. Absolute and idempotent (a retry with the
+    /// same numbers changes nothing); an unknown or expired reservation is left alone.
+    pub async fn settle(&self, reservation: &Reservation, actual_tokens: u64) -> Result<Settlement, RateLimitError> {
+        let mut inv = self.invocation(&SETTLE);
+        inv.arg(reservation.id).arg(actual_tokens);
+        let reply: Vec<Value> = inv
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(|source| RateLimitError::Redis { operation: "settle", source })?;
+        match signed_at(&reply, 0, "settle")? {
+            1 => {
+                let extra_at = signed_at(&reply, 3, "settle")?;
+                Ok(Settlement::Settled {
+                    at_grant: int_at(&reply, 1, "settle")?,
+                    extra: int_at(&reply, 2, "settle")?,
+                    extra_at_ms: (extra_at >= 0).then_some(extra_at as u64),
+                })
+            }
+            _ => Ok(Settlement::Unknown),
+        }
+    }
+
+    /// After an HTTP 429: nothing is admitted anywhere for `duration` (a running cooldown is only
+    /// ever extended). Returns the end of the cooldown on the Redis clock (ms).
+    pub async fn cooldown(&self, duration: Duration) -> Result<u64, RateLimitError> {
+        let mut inv = self.invocation(&COOLDOWN);
+        inv.arg(duration.as_millis().min(1 << 52) as u64);
+        let reply: Vec<Value> = inv
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(|source| RateLimitError::Redis { operation: "cooldown", source })?;
+        int_at(&reply, 0, "cooldown")
+    }
+
+    pub async fn status(&self) -> Result<RateLimitStatus, RateLimitError> {
+        let reply: Vec<Value> = self
+            .invocation(&STATUS)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(|source| RateLimitError::Redis { operation: "status", source })?;
+        let cooldown_ms = int_at(&reply, 2, "status")?;
+        Ok(RateLimitStatus {
+            requests_in_window: int_at(&reply, 0, "status")?,
+            tokens_in_window: int_at(&reply, 1, "status")?,
+            requests_per_window: self.settings.requests_per_window,
+            tokens_per_window: self.settings.tokens_per_window,
+            window: self.settings.window,
+            cooldown_remaining: (cooldown_ms > 0).then(|| Duration::from_millis(cooldown_ms)),
+            now_ms: int_at(&reply, 3, "status")?,
+        })
+    }
+}
+
+/// 0 to 2 % of the wait, at least up to 2 ms and at most 20 ms: enough to spread waiters that got
+/// the same answer, small enough not to waste capacity.
+fn jitter(wait: Duration) -> Duration {
+    let cap = (wait.as_micros() as u64 / 50).clamp(2_000, 20_000);
+    Duration::from_micros(rand::random_range(0..=cap))
+}
+
+fn signed_at(reply: &[Value], i: usize, script: &'static str) -> Result<i64, RateLimitError> {
+    match reply.get(i) {
+        Some(Value::Int(n)) => Ok(*n),
+        other => Err(RateLimitError::Reply { script, detail: format!("item {i}: expected an integer, got {other:?}") }),
+    }
+}
+
+fn int_at(reply: &[Value], i: usize, script: &'static str) -> Result<u64, RateLimitError> {
+    match signed_at(reply, i, script)? {
+        n if n >= 0 => Ok(n as u64),
+        n => Err(RateLimitError::Reply { script, detail: format!("item {i}: expected a non-negative integer, got {n}") }),
+    }
+}
+
+fn string_at(reply: &[Value], i: usize, script: &'static str) -> Result<String, RateLimitError> {
+    match reply.get(i) {
+        Some(Value::BulkString(bytes)) => Ok(String::from_utf8_lossy(bytes).into_owned()),
+        Some(Value::SimpleString(s)) => Ok(s.clone()),
+        other => Err(RateLimitError::Reply { script, detail: format!("item {i}: expected a string, got {other:?}") }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_small() {
+        for ms in [0u64, 1, 50, 1000, 60_000] {
+            let j = jitter(Duration::from_millis(ms));
+            assert!(j <= Duration::from_millis(20), "{ms} ms → {j:?}");
+        }
+    }
+}

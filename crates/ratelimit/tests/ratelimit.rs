@@ -1,0 +1,406 @@
+//! The rate limiter against a real Redis (testkit::shared_redis_url()). Every test uses its own
+//! limiter name (testkit::unique), so they run in parallel. The multi-process tests re-run this
+//! binary as children (the ignored `child_hammer` entry) and check every rolling window of the
+//! grant times Redis reported.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use registre_ratelimit::{Decision, RateLimitError, RateLimitSettings, RateLimiter, Settlement, WaitReason};
+use registre_testkit::{child, shared_redis_url, unique};
+use tokio_util::sync::CancellationToken;
+
+async fn limiter(url: &str, name: &str, rpm: u64, tpm: u64, window_ms: u64) -> RateLimiter {
+    let conn = redis::Client::open(url)
+        .expect("redis url")
+        .get_connection_manager()
+        .await
+        .expect("redis connection");
+    let settings = RateLimitSettings {
+        name: name.to_string(),
+        requests_per_window: rpm,
+        tokens_per_window: tpm,
+        window: Duration::from_millis(window_ms),
+    };
+    RateLimiter::new(conn, settings).expect("valid settings")
+}
+
+/// Redis server time (ms), the clock every grant time is measured on.
+fn redis_now_ms(url: &str) -> u64 {
+    let mut conn = registre_testkit::redis_sync(url);
+    let (secs, micros): (u64, u64) = redis::cmd("TIME").query(&mut conn).expect("TIME");
+    secs * 1000 + micros / 1000
+}
+
+/// The largest sum of weights over every rolling window [t, t + window) starting at an entry
+/// (the maximum over all windows is always reached at one of those).
+fn max_window(entries: &mut [(u64, u64)], window: u64) -> (u64, u64) {
+    entries.sort_unstable();
+    let (mut best, mut best_start, mut sum, mut end) = (0, 0, 0, 0);
+    for i in 0..entries.len() {
+        while end < entries.len() && entries[end].0 < entries[i].0 + window {
+            sum += entries[end].1;
+            end += 1;
+        }
+        if sum > best {
+            best = sum;
+            best_start = entries[i].0;
+        }
+        sum -= entries[i].1;
+    }
+    (best, best_start)
+}
+
+struct Run {
+    /// (Redis ms, weight): grants (weight 1) or charged tokens.
+    entries: Vec<(u64, u64)>,
+    /// Which child process each grant came from, in the order of `entries`.
+    processes: Vec<usize>,
+}
+
+/// Starts `processes` children of `child_hammer`, each with `tasks` tasks acquiring from
+/// `start_ms` to `end_ms` (Redis clock), and returns what they printed under `prefix`.
+fn spawn_children(processes: usize, env: &[(&str, String)]) -> Vec<std::process::Child> {
+    (0..processes)
+        .map(|p| {
+            let mut env = env.to_vec();
+            env.push(("RL_PROCESS", p.to_string()));
+            child::spawn_test_entry("child_hammer", &env)
+        })
+        .collect()
+}
+
+fn collect(children: Vec<std::process::Child>, prefix: &str) -> Run {
+    let mut run = Run { entries: Vec::new(), processes: Vec::new() };
+    for (p, c) in children.into_iter().enumerate() {
+        let out = c.wait_with_output().expect("child output");
+        assert!(out.status.success(), "child {p} failed: {}", String::from_utf8_lossy(&out.stdout));
+        for line in child::lines_with_prefix(&String::from_utf8_lossy(&out.stdout), prefix) {
+            let mut it = line.split_whitespace().map(|x| x.parse::<u64>().expect("number"));
+            let (t, w) = (it.next().expect("time"), it.next().unwrap_or(1));
+            run.entries.push((t, w));
+            run.processes.push(p);
+        }
+    }
+    run
+}
+
+/// The child: RL_TASKS tasks acquire in a loop from RL_START_MS to RL_END_MS (Redis clock), then
+/// print what they were granted (`RL GRANT <ms> <process>`) or charged (`RL CHARGE <ms> <tokens>`).
+/// RL_MODE: `requests` (estimate 1, acquire again at once), `tokens` (random estimate, a short
+/// "call", then settle up or down), `steady` (estimate 1, 10 ms between calls).
+#[test]
+#[ignore = "child process entry of the multi-process tests"]
+fn child_hammer() {
+    let var = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} missing"));
+    let num = |k: &str| var(k).parse::<u64>().unwrap_or_else(|_| panic!("{k} not a number"));
+    let url = var("RL_URL");
+    let (start_ms, end_ms) = (num("RL_START_MS"), num("RL_END_MS"));
+    let mode = var("RL_MODE");
+    let tasks = num("RL_TASKS");
+    let now = redis_now_ms(&url);
+    let local_start = Instant::now() + Duration::from_millis(start_ms.saturating_sub(now));
+    let local_end = Instant::now() + Duration::from_millis(end_ms.saturating_sub(now));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let lines: Vec<String> = rt.block_on(async {
+        let limiter = limiter(&url, &var("RL_NAME"), num("RL_RPM"), num("RL_TPM"), num("RL_WINDOW_MS")).await;
+        let cancel = CancellationToken::new();
+        let stopper = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until(local_end.into()).await;
+            stopper.cancel();
+        });
+        let mut handles = Vec::new();
+        for _ in 0..tasks {
+            let (limiter, cancel, mode) = (limiter.clone(), cancel.clone(), mode.clone());
+            handles.push(tokio::spawn(async move {
+                tokio::time::sleep_until(local_start.into()).await;
+                let mut lines = Vec::new();
+                loop {
+                    let estimate = if mode == "tokens" { rand::random_range(100..=2000u64) } else { 1 };
+                    let reservation = match limiter.acquire_wait(estimate, &cancel).await {
+                        Ok(Some(r)) => r,
+                        Ok(None) => break,
+                        Err(e) => panic!("acquire_wait: {e}"),
+                    };
+                    match mode.as_str() {
+                        "tokens" => {
+                            tokio::time::sleep(Duration::from_millis(rand::random_range(0..30))).await;
+                            let actual = (estimate as f64 * rand::random_range(0.5..1.5)) as u64;
+                            match limiter.settle(&reservation, actual).await.expect("settle") {
+                                Settlement::Settled { at_grant, extra, extra_at_ms } => {
+                                    assert_eq!(at_grant + extra, actual);
+                                    lines.push(format!("RL CHARGE {} {at_grant}", reservation.granted_at_ms()));
+                                    if let Some(at) = extra_at_ms {
+                                        lines.push(format!("RL CHARGE {at} {extra}"));
+                                    }
+                                }
+                                // Only if the settle came a whole window late: the estimate stays charged.
+                                Settlement::Unknown => lines.push(format!("RL CHARGE {} {estimate}", reservation.granted_at_ms())),
+                            }
+                        }
+                        "steady" => {
+                            lines.push(format!("RL GRANT {}", reservation.granted_at_ms()));
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                        _ => lines.push(format!("RL GRANT {}", reservation.granted_at_ms())),
+                    }
+                }
+                lines
+            }));
+        }
+        let mut all = Vec::new();
+        for h in handles {
+            all.extend(h.await.expect("task"));
+        }
+        all
+    });
+    for line in lines {
+        println!("{line}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixteen_processes_never_exceed_rpm_in_any_rolling_window() {
+    let url = shared_redis_url();
+    let name = unique("rl-rpm");
+    let (rpm, window_ms, windows) = (200u64, 2000u64, 3u64);
+    let start = redis_now_ms(&url) + 1500;
+    let end = start + windows * window_ms;
+    let env = [
+        ("RL_URL", url.clone()),
+        ("RL_NAME", name.clone()),
+        ("RL_RPM", rpm.to_string()),
+        ("RL_TPM", "1000000000".to_string()),
+        ("RL_WINDOW_MS", window_ms.to_string()),
+        ("RL_START_MS", start.to_string()),
+        ("RL_END_MS", end.to_string()),
+        ("RL_TASKS", "4".to_string()),
+        ("RL_MODE", "requests".to_string()),
+    ];
+    let children = spawn_children(16, &env);
+    let mut run = tokio::task::spawn_blocking(move || collect(children, "RL GRANT ")).await.expect("collect");
+    let processes: HashSet<usize> = run.processes.iter().copied().collect();
+    let in_run = run.entries.iter().filter(|(t, _)| (start..end).contains(t)).count() as u64;
+    let (largest, at) = max_window(&mut run.entries, window_ms);
+    let used = in_run as f64 / (rpm * windows) as f64;
+    println!(
+        "RPM stress: {} grants from {} processes; largest rolling {window_ms} ms window: {largest} grants (limit {rpm}, starting at {at}); \
+         {in_run} grants in the {windows} windows = {:.1} % of capacity",
+        run.entries.len(),
+        processes.len(),
+        used * 100.0
+    );
+    assert!(largest <= rpm, "a rolling window held {largest} grants > {rpm}");
+    assert!(used >= 0.95, "only {:.1} % of the capacity was used", used * 100.0);
+    assert!(processes.len() >= 12, "grants went to only {} of 16 processes", processes.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixteen_processes_never_exceed_tpm_with_settle_corrections() {
+    let url = shared_redis_url();
+    let name = unique("rl-tpm");
+    let (tpm, window_ms, windows) = (100_000u64, 2000u64, 3u64);
+    let start = redis_now_ms(&url) + 1500;
+    let end = start + windows * window_ms;
+    let env = [
+        ("RL_URL", url.clone()),
+        ("RL_NAME", name.clone()),
+        ("RL_RPM", "100000".to_string()),
+        ("RL_TPM", tpm.to_string()),
+        ("RL_WINDOW_MS", window_ms.to_string()),
+        ("RL_START_MS", start.to_string()),
+        ("RL_END_MS", end.to_string()),
+        ("RL_TASKS", "4".to_string()),
+        ("RL_MODE", "tokens".to_string()),
+    ];
+    let children = spawn_children(16, &env);
+    let mut run = tokio::task::spawn_blocking(move || collect(children, "RL CHARGE ")).await.expect("collect");
+    let in_run: u64 = run.entries.iter().filter(|(t, _)| (start..end).contains(t)).map(|(_, w)| w).sum();
+    let (largest, at) = max_window(&mut run.entries, window_ms);
+    println!(
+        "TPM stress: {} charges; largest rolling {window_ms} ms window: {largest} settled tokens (limit {tpm}, starting at {at}); \
+         {in_run} tokens charged in the {windows} windows = {:.1} % of capacity",
+        run.entries.len(),
+        in_run as f64 * 100.0 / (tpm * windows) as f64
+    );
+    assert!(largest <= tpm, "a rolling window was charged {largest} tokens > {tpm}");
+    assert!(in_run > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cooldown_from_one_process_stops_grants_in_all_others() {
+    let url = shared_redis_url();
+    let name = unique("rl-cool");
+    let start = redis_now_ms(&url) + 1500;
+    let end = start + 3000;
+    let env = [
+        ("RL_URL", url.clone()),
+        ("RL_NAME", name.clone()),
+        ("RL_RPM", "1000000".to_string()),
+        ("RL_TPM", "1000000000".to_string()),
+        ("RL_WINDOW_MS", "2000".to_string()),
+        ("RL_START_MS", start.to_string()),
+        ("RL_END_MS", end.to_string()),
+        ("RL_TASKS", "2".to_string()),
+        ("RL_MODE", "steady".to_string()),
+    ];
+    let children = spawn_children(4, &env);
+    let setter = limiter(&url, &name, 1_000_000, 1_000_000_000, 2000).await;
+    tokio::time::sleep(Duration::from_millis((start + 1000).saturating_sub(redis_now_ms(&url)))).await;
+    let cooldown = Duration::from_millis(1000);
+    let until = setter.cooldown(cooldown).await.expect("cooldown");
+    let set_at = until - 1000;
+    match setter.acquire(1).await.expect("acquire") {
+        Decision::Wait { wait, reason } => {
+            assert_eq!(reason, WaitReason::Cooldown);
+            assert!(wait <= cooldown);
+        }
+        other => panic!("granted during a cooldown: {other:?}"),
+    }
+    let status = setter.status().await.expect("status");
+    assert!(status.cooldown_remaining.is_some());
+    let run = tokio::task::spawn_blocking(move || collect(children, "RL GRANT ")).await.expect("collect");
+    let during: Vec<_> = run.entries.iter().filter(|(t, _)| *t > set_at && *t < until).collect();
+    assert!(during.is_empty(), "grants during the cooldown ({set_at}..{until}): {during:?}");
+    let before: HashSet<usize> =
+        run.entries.iter().zip(&run.processes).filter(|((t, _), _)| *t < set_at).map(|(_, p)| *p).collect();
+    let after: HashSet<usize> =
+        run.entries.iter().zip(&run.processes).filter(|((t, _), _)| *t >= until).map(|(_, p)| *p).collect();
+    assert_eq!(before.len(), 4, "every process was granted before the cooldown");
+    assert_eq!(after.len(), 4, "every process was granted again after the cooldown");
+    let first_after = run.entries.iter().map(|(t, _)| *t).filter(|t| *t >= until).min().unwrap_or(u64::MAX);
+    println!("cooldown {set_at}..{until}: no grant inside; first grant after it {} ms after the end", first_after - until);
+    assert!(first_after - until < 200, "waiters slept {} ms past the cooldown", first_after - until);
+}
+
+#[tokio::test]
+async fn an_estimate_above_the_whole_tpm_is_a_clear_error() {
+    let url = shared_redis_url();
+    let limiter = limiter(&url, &unique("rl-big"), 10, 1000, 60_000).await;
+    let err = limiter.acquire(1001).await.expect_err("must be refused");
+    assert!(matches!(err, RateLimitError::EstimateTooLarge { estimated_tokens: 1001, tokens_per_window: 1000, .. }));
+    let message = err.to_string();
+    assert!(message.contains("1001") && message.contains("1000") && message.contains("never"), "{message}");
+    let cancel = CancellationToken::new();
+    let waited = tokio::time::timeout(Duration::from_secs(1), limiter.acquire_wait(1001, &cancel)).await;
+    assert!(matches!(waited, Ok(Err(RateLimitError::EstimateTooLarge { .. }))), "acquire_wait must fail at once: {waited:?}");
+    // Exactly the whole budget is fine.
+    assert!(matches!(limiter.acquire(1000).await.expect("acquire"), Decision::Granted(_)));
+}
+
+#[tokio::test]
+async fn settle_of_an_unknown_or_expired_reservation_is_harmless() {
+    let url = shared_redis_url();
+    let name = unique("rl-settle");
+    let limiter = limiter(&url, &name, 10, 1000, 300).await;
+    // A reservation this limiter never issued: id 3 of another limiter (this one issues 1 and 2).
+    let other = self::limiter(&url, &unique("rl-other"), 10, 1000, 60_000).await;
+    let mut foreign = None;
+    for _ in 0..3 {
+        if let Decision::Granted(r) = other.acquire(10).await.expect("acquire") {
+            foreign = Some(r);
+        }
+    }
+    let foreign = foreign.expect("granted");
+    assert_eq!(foreign.id(), 3);
+    let Decision::Granted(mine) = limiter.acquire(400).await.expect("acquire") else { panic!("not granted") };
+    let before = limiter.status().await.expect("status");
+    assert_eq!(limiter.settle(&foreign, 999).await.expect("settle"), Settlement::Unknown);
+    let after = limiter.status().await.expect("status");
+    assert_eq!((before.requests_in_window, before.tokens_in_window), (after.requests_in_window, after.tokens_in_window));
+    assert_eq!((after.requests_in_window, after.tokens_in_window), (1, 400));
+    // Expired: the grant left the 300 ms window.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(limiter.settle(&mine, 999).await.expect("settle"), Settlement::Unknown);
+    let status = limiter.status().await.expect("status");
+    assert_eq!((status.requests_in_window, status.tokens_in_window), (0, 0));
+    assert!(matches!(limiter.acquire(1000).await.expect("acquire"), Decision::Granted(_)));
+}
+
+#[tokio::test]
+async fn settle_refunds_in_place_and_charges_an_underestimate_where_it_fits() {
+    let url = shared_redis_url();
+    let window = 2000;
+    let limiter = limiter(&url, &unique("rl-correct"), 100, 1000, window).await;
+    let Decision::Granted(a) = limiter.acquire(600).await.expect("acquire") else { panic!("a") };
+    match limiter.acquire(600).await.expect("acquire") {
+        Decision::Wait { reason: WaitReason::Tokens, wait } => assert!(wait <= Duration::from_millis(window)),
+        other => panic!("600 + 600 > 1000 must wait: {other:?}"),
+    }
+    // Over-estimate: refunded at once.
+    let s = limiter.settle(&a, 200).await.expect("settle");
+    assert_eq!(s, Settlement::Settled { at_grant: 200, extra: 0, extra_at_ms: None });
+    let Decision::Granted(b) = limiter.acquire(600).await.expect("acquire") else { panic!("b must fit now") };
+    assert_eq!(limiter.status().await.expect("status").tokens_in_window, 800);
+    // Under-estimate: 300 extra do not fit now (800 + 300 > 1000); they are charged once a's 200
+    // leave the window, i.e. at a's grant time + window.
+    let s = limiter.settle(&b, 900).await.expect("settle");
+    assert_eq!(s, Settlement::Settled { at_grant: 600, extra: 300, extra_at_ms: Some(a.granted_at_ms() + window) });
+    // Idempotent: the same settle again changes nothing.
+    assert_eq!(limiter.settle(&b, 900).await.expect("settle"), s);
+    assert_eq!(limiter.status().await.expect("status").tokens_in_window, 1100);
+    // Nothing fits until the extra charge has room: the next grant waits for it.
+    match limiter.acquire(1).await.expect("acquire") {
+        Decision::Wait { reason: WaitReason::Tokens, .. } => {}
+        other => panic!("must wait behind the under-estimate: {other:?}"),
+    }
+    // Settling b lower again refunds the extra charge first.
+    assert_eq!(limiter.settle(&b, 650).await.expect("settle"), Settlement::Settled { at_grant: 600, extra: 50, extra_at_ms: s_extra_at(&s) });
+    assert_eq!(limiter.status().await.expect("status").tokens_in_window, 850);
+}
+
+fn s_extra_at(s: &Settlement) -> Option<u64> {
+    match s {
+        Settlement::Settled { extra_at_ms, .. } => *extra_at_ms,
+        Settlement::Unknown => None,
+    }
+}
+
+#[tokio::test]
+async fn acquire_wait_sleeps_exactly_the_returned_wait() {
+    let url = shared_redis_url();
+    let limiter = limiter(&url, &unique("rl-wait"), 1, 1_000_000, 500).await;
+    let Decision::Granted(first) = limiter.acquire(1).await.expect("acquire") else { panic!("first") };
+    let Decision::Wait { wait, reason } = limiter.acquire(1).await.expect("acquire") else { panic!("must wait") };
+    assert_eq!(reason, WaitReason::Requests);
+    assert!(wait > Duration::from_millis(400) && wait <= Duration::from_millis(500), "{wait:?}");
+    let cancel = CancellationToken::new();
+    let t = Instant::now();
+    let second = limiter.acquire_wait(1, &cancel).await.expect("acquire_wait").expect("granted");
+    let took = t.elapsed();
+    let gap = second.granted_at_ms() - first.granted_at_ms();
+    assert!(gap >= 500 && gap < 560, "granted {gap} ms after the first (window 500 ms)");
+    assert!(took < Duration::from_millis(560), "{took:?}");
+    // Cancelled while waiting: returns None promptly.
+    let cancel = CancellationToken::new();
+    let c = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        c.cancel();
+    });
+    let t = Instant::now();
+    assert_eq!(limiter.acquire_wait(1, &cancel).await.expect("acquire_wait"), None);
+    assert!(t.elapsed() < Duration::from_millis(300));
+}
+
+#[tokio::test]
+async fn status_reports_the_window_and_the_keys_expire_when_idle() {
+    let url = shared_redis_url();
+    let name = unique("rl-status");
+    let limiter = limiter(&url, &name, 5, 1000, 300).await;
+    for _ in 0..3 {
+        assert!(matches!(limiter.acquire(100).await.expect("acquire"), Decision::Granted(_)));
+    }
+    let s = limiter.status().await.expect("status");
+    assert_eq!((s.requests_in_window, s.tokens_in_window, s.requests_per_window, s.tokens_per_window), (3, 300, 5, 1000));
+    assert_eq!(s.cooldown_remaining, None);
+    let mut conn = registre_testkit::redis_sync(&url);
+    let pattern = format!("ratelimit:{{{name}}}:*");
+    let keys: Vec<String> = redis::cmd("KEYS").arg(&pattern).query(&mut conn).expect("KEYS");
+    assert!(keys.len() >= 4, "{keys:?}");
+    // One window (+1 s margin) after the last entry, nothing is left.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let keys: Vec<String> = redis::cmd("KEYS").arg(&pattern).query(&mut conn).expect("KEYS");
+    assert!(keys.is_empty(), "left behind: {keys:?}");
+}
