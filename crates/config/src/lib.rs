@@ -59,7 +59,11 @@ pub struct Config {
     pub rate_limit: RateLimitConfig,
     /// In polling order: prod, staging, dev.
     pub environments: Vec<Environment>,
+    /// How workers use the extraction queue of every environment (docs/queue.md).
+    pub queue: QueueConfig,
     pub storage_url: SecretUrl,
+    /// The backend STORAGE_URL selects, with its credentials (DESIGN §8).
+    pub storage: StorageConfig,
     pub log: LogConfig,
 }
 
@@ -160,6 +164,12 @@ pub struct OcrEngineConfig {
     pub gemini_api_base_url: Url,
     pub extract_model: String,
     pub boost_model: String,
+    /// OCR_GEMINI_TEMPERATURE: generationConfig.temperature of every Gemini call (0 to 2).
+    pub gemini_temperature: f64,
+    /// OCR_TESSERACT_DPI: resolution at which pdftoppm renders each page for tesseract (72 to 1200).
+    pub tesseract_dpi: u32,
+    /// OCR_TESSERACT_LANG: tesseract language(s), e.g. `fra` or `fra+eng` (installed traineddata).
+    pub tesseract_lang: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -195,6 +205,27 @@ impl std::fmt::Display for EnvName {
     }
 }
 
+/// Leases, polling and retries of the extraction queue (DESIGN §7, docs/queue.md).
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueConfig {
+    /// QUEUE_LEASE_TTL_MS: a claimed row whose lease is not renewed within this long is reaped.
+    pub lease_ttl: Duration,
+    /// QUEUE_HEARTBEAT_MS: how often a worker renews the lease of its row (default: a third of the TTL).
+    pub heartbeat: Duration,
+    /// QUEUE_POLL_INTERVAL_MS: pause of an idle worker between two rounds over the environments.
+    pub poll_interval: Duration,
+    /// QUEUE_BACKOFF_BASE_MS: delay before the retry of a failed row (doubled at every attempt).
+    pub backoff_base: Duration,
+    /// QUEUE_BACKOFF_MAX_MS: longest delay before the retry of a failed row.
+    pub backoff_max: Duration,
+    /// QUEUE_MAX_ATTEMPTS: attempts of a row whose max_attempts / ocr_max_attempts is NULL.
+    pub max_attempts: u32,
+    /// QUEUE_ENV_RETRY_MAX_MS: longest wait before an environment that is down is tried again.
+    pub env_retry_max: Duration,
+    /// QUEUE_CALL_TIMEOUT_MS: longest time of one queue call (connect included).
+    pub call_timeout: Duration,
+}
+
 /// How one environment's queue is reached.
 #[derive(Debug, Clone)]
 pub enum Backend {
@@ -208,6 +239,42 @@ pub enum Backend {
 pub struct Environment {
     pub name: EnvName,
     pub backend: Backend,
+}
+
+/// Where the fetched PDFs are stored (DESIGN §8, docs/storage.md), chosen by the scheme of STORAGE_URL.
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    pub backend: StorageBackend,
+    /// STORAGE_TIMEOUT_MS: longest time of one HTTP call to Supabase Storage or S3.
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub enum StorageBackend {
+    /// `file:///dir`: one directory per bucket under `root`.
+    Local { root: PathBuf },
+    /// `https://<project>.supabase.co`: Supabase Storage REST, authenticated with the service key
+    /// (STORAGE_SERVICE_KEY, else the prod environment's PROD_SUPABASE_SERVICE_KEY / SUPABASE_SERVICE_KEY).
+    Supabase { url: Url, service_key: Secret },
+    /// `s3://<bucket>[/<prefix>]?region=..&endpoint=..&path_style=..`: any S3-compatible store.
+    S3(S3Config),
+}
+
+/// One S3 bucket; the logical buckets (`index`, `actes`, `plans-cadastraux`) are key prefixes in it.
+#[derive(Debug, Clone)]
+pub struct S3Config {
+    pub bucket: String,
+    /// Key prefix under which the logical buckets live (`""` or `a/b`, no leading/trailing `/`).
+    pub prefix: String,
+    pub region: String,
+    /// `https://s3.<region>.amazonaws.com` unless `endpoint=` / S3_ENDPOINT says otherwise.
+    pub endpoint: Url,
+    /// `<endpoint>/<bucket>/<key>` (MinIO, most S3-compatible stores) instead of `<bucket>.<endpoint host>/<key>`.
+    pub path_style: bool,
+    /// AWS_ACCESS_KEY_ID (an identifier, not a secret: safe in logs).
+    pub access_key_id: String,
+    pub secret_access_key: Secret,
+    pub session_token: Option<Secret>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -134,7 +134,157 @@ fn environment(
     }
 }
 
+/// STORAGE_URL and the variables of the backend it selects (docs/storage.md).
+fn storage(raw: &RawEnv) -> Result<(SecretUrl, StorageConfig), ConfigError> {
+    const VAR: &str = "STORAGE_URL";
+    let value = text(raw.storage_url.clone(), "file:///var/lib/registre/storage");
+    let parsed = url(VAR, &value, &["file", "s3", "https", "http"], true)?;
+    let shown = redact_url(&parsed);
+    let timeout = millis("STORAGE_TIMEOUT_MS", raw.storage_timeout_ms.clone(), 60_000)?;
+    let backend = match parsed.scheme() {
+        "file" => {
+            let root = parsed
+                .to_file_path()
+                .map_err(|_| invalid(VAR, &shown, "file:///absolute/directory"))?;
+            StorageBackend::Local { root }
+        }
+        "s3" => {
+            let bucket = parsed.host_str().unwrap_or_default().to_string();
+            let valid_bucket = (3..=63).contains(&bucket.len())
+                && bucket.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.'));
+            if !valid_bucket {
+                return Err(invalid(VAR, &shown, "s3://<bucket>[/<prefix>] with a bucket name of 3 to 63 characters a-z 0-9 . -"));
+            }
+            let prefix = parsed.path().trim_matches('/').to_string();
+            if prefix.split('/').any(|s| s == ".." || s == ".") || prefix.contains("//") {
+                return Err(invalid(VAR, &shown, "a key prefix without '.', '..' or empty segments"));
+            }
+            let (mut region, mut endpoint, mut path_style) = (None, None, None);
+            for (k, v) in parsed.query_pairs() {
+                match k.as_ref() {
+                    "region" => region = Some(v.trim().to_string()),
+                    "endpoint" => endpoint = Some(v.trim().to_string()),
+                    "path_style" | "force_path_style" => path_style = Some(boolean(VAR, Some(v.into_owned()), true)?),
+                    other => {
+                        return Err(invalid(VAR, &shown, format!("only region=, endpoint= and path_style= after '?', not {other}=")))
+                    }
+                }
+            }
+            let region = region.or_else(|| raw.aws_region.clone().map(|r| r.trim().to_string())).unwrap_or_else(|| "us-east-1".into());
+            if region.is_empty() || !region.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+                return Err(invalid("AWS_REGION", &region, "a region name such as ca-central-1"));
+            }
+            let (endpoint, default_path_style) = match endpoint {
+                Some(e) => (url(VAR, &e, &["https", "http"], false)?, true),
+                None => match raw.s3_endpoint.clone() {
+                    Some(e) => (url("S3_ENDPOINT", &e, &["https", "http"], false)?, true),
+                    None => {
+                        let aws = format!("https://s3.{region}.amazonaws.com");
+                        (url("AWS_REGION", &aws, &["https"], false)?, false)
+                    }
+                },
+            };
+            let Some(access_key_id) = raw.aws_access_key_id.clone().map(|k| k.trim().to_string()) else {
+                return Err(ConfigError::Missing { variable: "AWS_ACCESS_KEY_ID", because: "STORAGE_URL is an s3:// URL".into() });
+            };
+            let Some(secret) = raw.aws_secret_access_key.clone() else {
+                return Err(ConfigError::Missing { variable: "AWS_SECRET_ACCESS_KEY", because: "STORAGE_URL is an s3:// URL".into() });
+            };
+            StorageBackend::S3(S3Config {
+                bucket,
+                prefix,
+                region,
+                endpoint,
+                path_style: path_style.unwrap_or(default_path_style),
+                access_key_id,
+                secret_access_key: Secret::new(secret.trim()),
+                session_token: raw.aws_session_token.clone().map(|t| Secret::new(t.trim())),
+            })
+        }
+        _ => {
+            // A Supabase project URL; `/storage/v1` at its end is accepted and dropped.
+            let mut base = parsed.clone();
+            let path = base.path().trim_end_matches('/').trim_end_matches("/storage/v1").to_string();
+            base.set_path(&path);
+            base.set_query(None);
+            let key = raw
+                .storage_service_key
+                .clone()
+                .or_else(|| raw.prod_supabase_service_key.clone())
+                .or_else(|| raw.supabase_service_key.clone());
+            let Some(key) = key else {
+                return Err(ConfigError::Missing {
+                    variable: "STORAGE_SERVICE_KEY",
+                    because: "STORAGE_URL is a Supabase URL and neither PROD_SUPABASE_SERVICE_KEY nor SUPABASE_SERVICE_KEY is set".into(),
+                });
+            };
+            StorageBackend::Supabase { url: base, service_key: Secret::new(key.trim()) }
+        }
+    };
+    Ok((SecretUrl::new(parsed), StorageConfig { backend, timeout }))
+}
+
+/// A duration in ms that the queue's SQL functions take as an `integer` (at most 2147483647).
+fn sql_millis(variable: &'static str, value: Option<String>, default_ms: u64) -> Result<Duration, ConfigError> {
+    let raw = value.clone();
+    let d = millis(variable, value, default_ms)?;
+    if d.as_millis() > i32::MAX as u128 {
+        return Err(invalid(variable, raw.as_deref().unwrap_or(""), "a number of milliseconds up to 2147483647"));
+    }
+    Ok(d)
+}
+
+/// QUEUE_* (docs/queue.md): leases, polling and retry bounds of the extraction queue.
+#[allow(clippy::too_many_arguments)]
+fn queue(
+    lease_ttl_ms: Option<String>,
+    heartbeat_ms: Option<String>,
+    poll_interval_ms: Option<String>,
+    backoff_base_ms: Option<String>,
+    backoff_max_ms: Option<String>,
+    max_attempts: Option<String>,
+    env_retry_max_ms: Option<String>,
+    call_timeout_ms: Option<String>,
+) -> Result<QueueConfig, ConfigError> {
+    let lease_ttl = sql_millis("QUEUE_LEASE_TTL_MS", lease_ttl_ms, 60_000)?;
+    let heartbeat_default = (lease_ttl.as_millis() as u64 / 3).max(1);
+    let heartbeat = millis("QUEUE_HEARTBEAT_MS", heartbeat_ms, heartbeat_default)?;
+    if heartbeat >= lease_ttl {
+        return Err(ConfigError::Inconsistent(format!(
+            "QUEUE_HEARTBEAT_MS ({}) must be shorter than QUEUE_LEASE_TTL_MS ({}), or rows are reaped between heartbeats",
+            heartbeat.as_millis(),
+            lease_ttl.as_millis()
+        )));
+    }
+    let backoff_base = sql_millis("QUEUE_BACKOFF_BASE_MS", backoff_base_ms, 30_000)?;
+    let backoff_max = sql_millis("QUEUE_BACKOFF_MAX_MS", backoff_max_ms, 900_000)?;
+    if backoff_base > backoff_max {
+        return Err(ConfigError::Inconsistent(format!(
+            "QUEUE_BACKOFF_BASE_MS ({}) exceeds QUEUE_BACKOFF_MAX_MS ({})",
+            backoff_base.as_millis(),
+            backoff_max.as_millis()
+        )));
+    }
+    let attempts_raw = max_attempts.clone();
+    let max_attempts = positive_whole("QUEUE_MAX_ATTEMPTS", max_attempts, 3)?;
+    let max_attempts = u32::try_from(max_attempts)
+        .ok()
+        .filter(|n| *n <= i32::MAX as u32)
+        .ok_or_else(|| invalid("QUEUE_MAX_ATTEMPTS", attempts_raw.as_deref().unwrap_or(""), "a whole number up to 2147483647"))?;
+    Ok(QueueConfig {
+        lease_ttl,
+        heartbeat,
+        poll_interval: millis("QUEUE_POLL_INTERVAL_MS", poll_interval_ms, 2_000)?,
+        backoff_base,
+        backoff_max,
+        max_attempts,
+        env_retry_max: millis("QUEUE_ENV_RETRY_MAX_MS", env_retry_max_ms, 60_000)?,
+        call_timeout: millis("QUEUE_CALL_TIMEOUT_MS", call_timeout_ms, 10_000)?,
+    })
+}
+
 pub(crate) fn build(raw: RawEnv) -> Result<Config, ConfigError> {
+    let (storage_url, storage) = storage(&raw)?;
     let redis_url = {
         let v = text(raw.redis_url, "redis://localhost:6379");
         SecretUrl::new(url("REDIS_URL", &v, &["redis", "rediss"], true)?)
@@ -241,6 +391,27 @@ pub(crate) fn build(raw: RawEnv) -> Result<Config, ConfigError> {
         gemini_api_base_url: url("GEMINI_API_BASE_URL", &base, &["https", "http"], false)?,
         extract_model: text(raw.ocr_extract_model_gemini, "gemini-2.0-flash"),
         boost_model: text(raw.ocr_boost_model_gemini, "gemini-2.5-pro"),
+        gemini_temperature: {
+            let t = decimal("OCR_GEMINI_TEMPERATURE", raw.ocr_gemini_temperature.clone(), 0.1)?;
+            if t > 2.0 {
+                return Err(invalid("OCR_GEMINI_TEMPERATURE", raw.ocr_gemini_temperature.as_deref().unwrap_or("").trim(), "a number from 0 to 2"));
+            }
+            t
+        },
+        tesseract_dpi: {
+            let dpi = whole_u32("OCR_TESSERACT_DPI", raw.ocr_tesseract_dpi.clone(), 300)?;
+            if !(72..=1200).contains(&dpi) {
+                return Err(invalid("OCR_TESSERACT_DPI", raw.ocr_tesseract_dpi.as_deref().unwrap_or("").trim(), "a resolution from 72 to 1200 (dots per inch)"));
+            }
+            dpi
+        },
+        tesseract_lang: {
+            let lang = text(raw.ocr_tesseract_lang, "fra");
+            if lang.is_empty() || !lang.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '+') {
+                return Err(invalid("OCR_TESSERACT_LANG", &lang, "tesseract language codes such as fra or fra+eng"));
+            }
+            lang
+        },
     };
 
     let rate_limit = RateLimitConfig {
@@ -283,15 +454,22 @@ pub(crate) fn build(raw: RawEnv) -> Result<Config, ConfigError> {
         return Err(ConfigError::NoEnvironment);
     }
 
-    let storage = text(raw.storage_url, "file:///var/lib/registre/storage");
-    let storage_url = SecretUrl::new(url("STORAGE_URL", &storage, &["file", "s3", "https", "http"], true)?);
-
     let format = match text(raw.log_format, "text").to_ascii_lowercase().as_str() {
         "text" => LogFormat::Text,
         "json" => LogFormat::Json,
         other => return Err(invalid("LOG_FORMAT", other, "text or json")),
     };
     let log = LogConfig { format, filter: text(raw.rust_log, "info") };
+    let queue = queue(
+        raw.queue_lease_ttl_ms,
+        raw.queue_heartbeat_ms,
+        raw.queue_poll_interval_ms,
+        raw.queue_backoff_base_ms,
+        raw.queue_backoff_max_ms,
+        raw.queue_max_attempts,
+        raw.queue_env_retry_max_ms,
+        raw.queue_call_timeout_ms,
+    )?;
 
-    Ok(Config { redis_url, server, capacity, registre, ocr_pool, ocr_engine, rate_limit, environments, storage_url, log })
+    Ok(Config { redis_url, server, capacity, registre, ocr_pool, ocr_engine, rate_limit, environments, queue, storage_url, storage, log })
 }
