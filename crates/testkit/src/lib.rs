@@ -6,6 +6,7 @@
 //! - [`child`]: re-running the current test binary as a child process (for multi-process tests).
 
 pub mod child;
+pub mod postgres;
 
 use std::net::TcpListener;
 use std::path::PathBuf;

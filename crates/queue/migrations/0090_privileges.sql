@@ -1,0 +1,36 @@
+-- 0090 privileges: the queue functions are for the workers' service role only.
+-- Invariant: on Supabase, the anon and authenticated roles (reachable with the public anon key)
+-- cannot call any queue function; service_role and direct connections can. On a plain Postgres
+-- without those roles this file only revokes from PUBLIC. Ends by asking PostgREST to reload its
+-- schema cache so /rest/v1/rpc/ sees the functions at once (a no-op without PostgREST).
+DO $$
+DECLARE
+    f text;
+BEGIN
+    FOREACH f IN ARRAY ARRAY[
+        'queue_claim_extraction(text, integer)',
+        'queue_claim_ocr(text, text, integer)',
+        'queue_renew_lease(uuid, uuid, integer)',
+        'queue_complete_extraction(uuid, uuid, text)',
+        'queue_complete_ocr(uuid, uuid, text, text)',
+        'queue_fail_extraction(uuid, uuid, text, integer, integer, integer)',
+        'queue_fail_ocr(uuid, uuid, text, integer, integer, integer)',
+        'queue_release(uuid, uuid)',
+        'queue_reap_expired(integer)',
+        'queue_count_waiting()'
+    ] LOOP
+        EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', f);
+        IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'anon') THEN
+            EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM anon', f);
+        END IF;
+        IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'authenticated') THEN
+            EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM authenticated', f);
+        END IF;
+        IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'service_role') THEN
+            EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO service_role', f);
+        END IF;
+    END LOOP;
+END
+$$;
+
+NOTIFY pgrst, 'reload schema';

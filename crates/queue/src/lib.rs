@@ -1,0 +1,343 @@
+//! The extraction queue of every environment (DESIGN §7): the rows registre workers and OCR
+//! workers claim, work on and hand on, in Postgres directly or through Supabase REST.
+//!
+//! - [`migrate`]: SQL files applied in order, idempotent, recorded in `registre_schema_migrations`;
+//!   only `registrectl migrate` runs them, never a worker.
+//! - Every state change is ONE SQL function (`migrations/00NN_*.sql`, each with its invariant):
+//!   claim for extraction (1 → 2), claim for OCR by source (3 → 6), renew lease, complete
+//!   extraction (2 → 3, or 2 → 5 for plan_cadastraux), complete OCR (6 → 5), fail (attempts + 1,
+//!   capped exponential backoff, 4 at max attempts), release (no attempt counted), reap expired
+//!   leases (attempt counted), count waiting rows per source.
+//! - Claims use `FOR UPDATE SKIP LOCKED`, oldest first, and hand out a fencing token
+//!   ([`Job::claim_token`]); every later transition presents it and reports whether it applied
+//!   ([`Transition`]), so a worker whose row was reaped can never overwrite the new owner's work.
+//! - [`Queue`] is one environment's queue, with two backends calling the same functions:
+//!   [`PgQueue`] (sqlx pool) and [`RestQueue`] (PostgREST `/rest/v1/rpc/<fn>`).
+//! - [`MultiQueue`] polls prod → staging → dev, tags each job with its environment and skips an
+//!   environment that is down (logged, retried with backoff) without stalling the others;
+//!   [`Heartbeat`] keeps a claimed row's lease alive.
+
+pub mod admin;
+mod heartbeat;
+pub mod migrate;
+mod multi;
+mod postgres;
+mod rest;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+use registre_config::{EnvName, QueueConfig};
+use uuid::Uuid;
+
+pub use heartbeat::Heartbeat;
+pub use migrate::{migrate, MigrateError, MigrationReport, MIGRATIONS};
+pub use multi::{EnvQueue, MultiQueue};
+pub use postgres::PgQueue;
+pub use rest::RestQueue;
+
+/// Status ids of the `extraction_status` table, kept from production.
+pub mod status {
+    pub const WAITING: i32 = 1; // En attente
+    pub const EXTRACTING: i32 = 2; // En traitement
+    pub const DOWNLOADED: i32 = 3; // Complété (waiting for OCR)
+    pub const ERROR: i32 = 4; // Erreur
+    pub const DONE: i32 = 5; // Extraction complété (final)
+    pub const OCR_RUNNING: i32 = 6; // OCR en traitement
+}
+
+/// Which half of the pipeline a claimed row is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stage {
+    /// Claimed by a registre worker (status 2).
+    Extraction,
+    /// Claimed by an OCR worker (status 6).
+    Ocr,
+}
+
+/// `document_source` values of extraction_queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DocumentSource {
+    Acte,
+    Index,
+    PlanCadastraux,
+}
+
+impl DocumentSource {
+    pub const ALL: [DocumentSource; 3] = [DocumentSource::Acte, DocumentSource::Index, DocumentSource::PlanCadastraux];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DocumentSource::Acte => "acte",
+            DocumentSource::Index => "index",
+            DocumentSource::PlanCadastraux => "plan_cadastraux",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<DocumentSource> {
+        DocumentSource::ALL.into_iter().find(|s| s.as_str() == value)
+    }
+}
+
+impl std::fmt::Display for DocumentSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A claimed row: what the worker needs to do the work, plus the claim it must present back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    /// The environment the row was claimed from; transitions go back to it.
+    pub env: EnvName,
+    pub stage: Stage,
+    pub id: Uuid,
+    /// Fencing token of this claim: transitions apply only while it is the row's current claim.
+    pub claim_token: Uuid,
+    /// `acte`, `index` or `plan_cadastraux` ([`Job::source`] parses it).
+    pub document_source: String,
+    pub document_number: String,
+    pub document_number_normalized: Option<String>,
+    pub circonscription_fonciere: Option<String>,
+    pub cadastre: Option<String>,
+    pub designation_secondaire: Option<String>,
+    pub acte_type: Option<String>,
+    /// Where the PDF is (set by extraction; what OCR reads).
+    pub supabase_path: Option<String>,
+    /// Attempts already counted for this stage (`attemtps` or `ocr_attempts`).
+    pub attempts: i32,
+    /// The row's own limit for this stage; None means QUEUE_MAX_ATTEMPTS.
+    pub max_attempts: Option<i32>,
+    pub lease_expires_at: DateTime<Utc>,
+}
+
+impl Job {
+    pub fn source(&self) -> Option<DocumentSource> {
+        DocumentSource::parse(&self.document_source)
+    }
+}
+
+/// Whether a transition after a claim applied. `NotOwner`: the row was reaped, released or
+/// completed meanwhile (and perhaps claimed by another worker): nothing was changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    Applied,
+    NotOwner,
+}
+
+impl Transition {
+    pub fn applied(self) -> bool {
+        self == Transition::Applied
+    }
+    fn from_bool(applied: bool) -> Transition {
+        if applied {
+            Transition::Applied
+        } else {
+            Transition::NotOwner
+        }
+    }
+}
+
+/// What a `fail` did to the row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailOutcome {
+    /// Back to waiting (1 or 3), claimable again from `not_before`.
+    Retry { attempts: i32, not_before: DateTime<Utc> },
+    /// Attempts exhausted: status 4 (Erreur) with the error recorded.
+    Failed { attempts: i32 },
+    /// The caller no longer held the row: nothing was changed.
+    NotOwner,
+}
+
+/// Status-3 rows per document_source (absent sources: none waiting).
+pub type WaitingCounts = BTreeMap<String, u64>;
+
+/// The numbers every backend passes to the SQL functions, from [`QueueConfig`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueSettings {
+    pub lease_ttl_ms: i32,
+    pub backoff_base_ms: i32,
+    pub backoff_max_ms: i32,
+    pub default_max_attempts: i32,
+}
+
+impl QueueSettings {
+    /// The configuration bounds these to what an SQL `integer` holds; larger values saturate.
+    pub fn from_config(config: &QueueConfig) -> QueueSettings {
+        let ms = |d: std::time::Duration| i32::try_from(d.as_millis()).unwrap_or(i32::MAX);
+        QueueSettings {
+            lease_ttl_ms: ms(config.lease_ttl),
+            backoff_base_ms: ms(config.backoff_base),
+            backoff_max_ms: ms(config.backoff_max),
+            default_max_attempts: i32::try_from(config.max_attempts).unwrap_or(i32::MAX),
+        }
+    }
+}
+
+/// Why a queue call failed. Display is one line naming the environment and the operation; never
+/// a secret (URLs are redacted, keys are only in headers).
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// The tables or functions are not there: the environment was never migrated.
+    #[error("extraction_queue missing in {env}: run registrectl migrate")]
+    NotMigrated { env: EnvName },
+    #[error("{env}: {operation} failed: {source}")]
+    Database {
+        env: EnvName,
+        operation: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("{env}: {operation} failed: HTTP {status}: {message}")]
+    Rest { env: EnvName, operation: &'static str, status: u16, message: String },
+    #[error("{env}: {operation} could not reach the REST API: {message}")]
+    Http { env: EnvName, operation: &'static str, message: String },
+    #[error("{env}: {operation} returned an unexpected reply: {detail}")]
+    Reply { env: EnvName, operation: &'static str, detail: String },
+    #[error("{env}: {operation} did not answer within {timeout_ms} ms")]
+    Timeout { env: EnvName, operation: &'static str, timeout_ms: u64 },
+    #[error("{env}: {detail}")]
+    Setup { env: EnvName, detail: String },
+    #[error("{env} is not served by this queue (the job came from an environment it was not built with)")]
+    UnknownEnvironment { env: EnvName },
+}
+
+impl QueueError {
+    /// The environment the error is about.
+    pub fn env(&self) -> EnvName {
+        match self {
+            QueueError::NotMigrated { env }
+            | QueueError::Database { env, .. }
+            | QueueError::Rest { env, .. }
+            | QueueError::Http { env, .. }
+            | QueueError::Reply { env, .. }
+            | QueueError::Timeout { env, .. }
+            | QueueError::Setup { env, .. }
+            | QueueError::UnknownEnvironment { env } => *env,
+        }
+    }
+}
+
+/// One environment's queue. Both backends call the same SQL functions, so they share one set of
+/// semantics; every method is one round trip.
+pub trait Queue: Send + Sync {
+    fn env(&self) -> EnvName;
+
+    /// Claims the oldest claimable status-1 row (→ 2), or None.
+    fn claim_extraction(&self, worker_id: &str) -> impl Future<Output = Result<Option<Job>, QueueError>> + Send;
+
+    /// Claims the oldest claimable status-3 row of `source` (→ 6), or None.
+    fn claim_ocr(
+        &self,
+        worker_id: &str,
+        source: DocumentSource,
+    ) -> impl Future<Output = Result<Option<Job>, QueueError>> + Send;
+
+    /// Extends the lease of a claimed row (either stage).
+    fn renew(&self, job: &Job) -> impl Future<Output = Result<Transition, QueueError>> + Send;
+
+    /// 2 → 3 (2 → 5 for plan_cadastraux), recording where the PDF is.
+    fn complete_extraction(
+        &self,
+        job: &Job,
+        supabase_path: &str,
+    ) -> impl Future<Output = Result<Transition, QueueError>> + Send;
+
+    /// 6 → 5 with the raw and the boosted text.
+    fn complete_ocr(
+        &self,
+        job: &Job,
+        file_content: &str,
+        boosted_file_content: &str,
+    ) -> impl Future<Output = Result<Transition, QueueError>> + Send;
+
+    /// Counts an attempt of the job's stage: retry later with backoff, or status 4 at max attempts.
+    fn fail(&self, job: &Job, error: &str) -> impl Future<Output = Result<FailOutcome, QueueError>> + Send;
+
+    /// Gives the row back (2 → 1, 6 → 3) without counting an attempt: for shutdown.
+    fn release(&self, job: &Job) -> impl Future<Output = Result<Transition, QueueError>> + Send;
+
+    /// Returns rows whose lease expired to waiting (attempt counted); how many.
+    fn reap_expired(&self) -> impl Future<Output = Result<u64, QueueError>> + Send;
+
+    /// Status-3 rows per document_source.
+    fn count_waiting(&self) -> impl Future<Output = Result<WaitingCounts, QueueError>> + Send;
+}
+
+/// The shape every claim function returns (same columns for both stages).
+#[derive(Debug, Clone, sqlx::FromRow, serde::Deserialize)]
+pub(crate) struct ClaimedRow {
+    id: Uuid,
+    claim_token: Uuid,
+    document_source: String,
+    document_number: Option<String>,
+    document_number_normalized: Option<String>,
+    circonscription_fonciere: Option<String>,
+    cadastre: Option<String>,
+    designation_secondaire: Option<String>,
+    acte_type: Option<String>,
+    supabase_path: Option<String>,
+    attempts: i32,
+    max_attempts: Option<i32>,
+    lease_expires_at: DateTime<Utc>,
+}
+
+impl ClaimedRow {
+    pub(crate) fn into_job(self, env: EnvName, stage: Stage) -> Job {
+        Job {
+            env,
+            stage,
+            id: self.id,
+            claim_token: self.claim_token,
+            document_source: self.document_source,
+            document_number: self.document_number.unwrap_or_default(),
+            document_number_normalized: self.document_number_normalized,
+            circonscription_fonciere: self.circonscription_fonciere,
+            cadastre: self.cadastre,
+            designation_secondaire: self.designation_secondaire,
+            acte_type: self.acte_type,
+            supabase_path: self.supabase_path,
+            attempts: self.attempts,
+            max_attempts: self.max_attempts,
+            lease_expires_at: self.lease_expires_at,
+        }
+    }
+}
+
+/// What the fail functions return when they applied.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Deserialize)]
+pub(crate) struct FailRow {
+    status_id: i32,
+    attempts: i32,
+    next_attempt_at: Option<DateTime<Utc>>,
+}
+
+impl FailRow {
+    pub(crate) fn outcome(row: Option<FailRow>) -> FailOutcome {
+        match row {
+            None => FailOutcome::NotOwner,
+            Some(r) => match r.next_attempt_at {
+                Some(at) if r.status_id != status::ERROR => FailOutcome::Retry { attempts: r.attempts, not_before: at },
+                _ => FailOutcome::Failed { attempts: r.attempts },
+            },
+        }
+    }
+}
+
+/// One row of queue_count_waiting.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Deserialize)]
+pub(crate) struct WaitingRow {
+    document_source: Option<String>,
+    waiting: i64,
+}
+
+pub(crate) fn waiting_counts(rows: Vec<WaitingRow>) -> WaitingCounts {
+    let mut counts = WaitingCounts::new();
+    for r in rows {
+        if let Some(source) = r.document_source {
+            *counts.entry(source).or_default() += u64::try_from(r.waiting).unwrap_or(0);
+        }
+    }
+    counts
+}
