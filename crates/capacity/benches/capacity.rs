@@ -1,1 +1,85 @@
-fn main() {}
+//! Benchmark: allocate+release cycles per second against a private redis-server, with 1 and 32
+//! operations in flight, and Redis round trips per operation measured from the server's own
+//! INFO commandstats (top-level commands only: commands run inside a script are not round trips).
+//! Run: cargo bench -p registre-capacity
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use registre_capacity::{Allocation, CapacityManager, CapacitySettings, WorkerType};
+use registre_config::Config;
+use registre_testkit::RedisServer;
+
+const RUN_FOR: Duration = Duration::from_secs(3);
+
+fn top_level_calls(url: &str) -> u64 {
+    let mut c = registre_testkit::redis_sync(url);
+    let info: String = redis::cmd("INFO").arg("commandstats").query(&mut c).unwrap_or_default();
+    let calls: HashMap<String, u64> = info
+        .lines()
+        .filter_map(|l| l.strip_prefix("cmdstat_"))
+        .filter_map(|l| {
+            let (name, rest) = l.split_once(':')?;
+            let calls = rest.split(',').find_map(|kv| kv.strip_prefix("calls="))?.parse().ok()?;
+            Some((name.to_string(), calls))
+        })
+        .collect();
+    ["evalsha", "eval", "script|load", "script", "hello", "client|setinfo", "ping"].iter().filter_map(|n| calls.get(*n)).sum()
+}
+
+async fn run(manager: &CapacityManager, in_flight: usize) -> (u64, Duration) {
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..in_flight)
+        .map(|t| {
+            let m = manager.clone();
+            tokio::spawn(async move {
+                let id = format!("bench-{t}");
+                let mut cycles = 0u64;
+                while started.elapsed() < RUN_FOR {
+                    match m.allocate(&id, WorkerType::IndexOcr).await {
+                        Ok(Allocation::Granted { .. }) => {}
+                        other => panic!("allocation refused in the benchmark: {other:?}"),
+                    }
+                    m.release(&id).await.expect("release");
+                    cycles += 1;
+                }
+                cycles
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.expect("task");
+    }
+    (total, started.elapsed())
+}
+
+#[tokio::main]
+async fn main() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let vars = [("REDIS_URL", url.as_str()), ("DATABASE_URL", "postgres://localhost/unused"), ("SERVER_MAX_CPU", "1000"), ("SERVER_MAX_RAM", "1000")];
+    let config = Config::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string()))).expect("config");
+    let conn = registre_runtime::redis_connection(&config.redis_url).expect("redis");
+    let manager = CapacityManager::new(conn, CapacitySettings::from_config(&config));
+    // Warm up: connect and load the scripts once.
+    manager.status().await.expect("status");
+
+    println!("| in flight | cycles (allocate+release) | seconds | cycles/s | operations/s | Redis round trips / operation |");
+    println!("|---:|---:|---:|---:|---:|---:|");
+    for in_flight in [1usize, 32] {
+        let before = top_level_calls(&url);
+        let (cycles, elapsed) = run(&manager, in_flight).await;
+        let after = top_level_calls(&url);
+        // The two INFO calls are not commands of the manager's.
+        let round_trips = after.saturating_sub(before) as f64;
+        let ops = (cycles * 2) as f64;
+        println!(
+            "| {in_flight} | {cycles} | {:.2} | {:.0} | {:.0} | {:.3} |",
+            elapsed.as_secs_f64(),
+            cycles as f64 / elapsed.as_secs_f64(),
+            ops / elapsed.as_secs_f64(),
+            round_trips / ops
+        );
+    }
+}

@@ -1,0 +1,218 @@
+//! Configuration as an operator meets it: defaults of the checklist, one clear line per
+//! mistake, secrets never shown, and .env.example / docs kept in step with the variables.
+
+use std::time::Duration;
+
+use registre_config::{Backend, Config, ConfigError, EnvName, FetcherKind, LogFormat, Milli, OcrEngineKind, VARIABLES};
+
+fn load(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    Config::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+}
+
+fn load_with_db(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let mut all = vec![("PROD_DATABASE_URL", "postgres://postgres:pw@127.0.0.1:5432/registre")];
+    all.extend_from_slice(vars);
+    load(&all)
+}
+
+fn error_line(vars: &[(&str, &str)]) -> String {
+    load_with_db(vars).expect_err("configuration should be refused").to_string()
+}
+
+#[test]
+fn defaults_are_those_of_the_checklist() {
+    let c = load_with_db(&[]).unwrap();
+    assert_eq!(c.redis_url.expose(), "redis://localhost:6379");
+    assert_eq!((c.server.max_cpu, c.server.max_ram), (Milli(8000), Milli(16000)));
+    assert_eq!((c.server.reserve_cpu_percent, c.server.reserve_ram_percent), (20.0, 20.0));
+    assert_eq!((c.server.usable_cpu().to_string(), c.server.usable_ram().to_string()), ("6.4".into(), "12.8".into()));
+    assert_eq!(c.server.id, None);
+    assert_eq!(c.registre.worker_count, 1);
+    assert_eq!(c.registre.fetcher, FetcherKind::Registry);
+    assert_eq!(c.registre.extraction_timeout, Duration::from_millis(180_000));
+    assert_eq!((c.ocr_pool.pool_size, c.ocr_pool.min_index_workers, c.ocr_pool.min_acte_workers), (2, 1, 1));
+    assert_eq!(c.ocr_pool.rebalance_interval, Duration::from_millis(30_000));
+    assert!(c.ocr_pool.serve_prod && c.ocr_pool.serve_staging && c.ocr_pool.serve_dev);
+    assert_eq!((c.capacity.registre.cpu, c.capacity.registre.ram), (Milli(3000), Milli(1000)));
+    assert_eq!((c.capacity.index_ocr.cpu, c.capacity.index_ocr.ram), (Milli(1500), Milli(750)));
+    assert_eq!((c.capacity.acte_ocr.cpu, c.capacity.acte_ocr.ram), (Milli(1000), Milli(500)));
+    assert_eq!(c.capacity.lease_ttl, Duration::from_secs(30));
+    assert_eq!(c.capacity.heartbeat, Duration::from_secs(10));
+    assert_eq!(c.ocr_engine.engine, OcrEngineKind::Tesseract);
+    assert_eq!(c.ocr_engine.extract_model, "gemini-2.0-flash");
+    assert_eq!(c.ocr_engine.boost_model, "gemini-2.5-pro");
+    assert_eq!(c.rate_limit.name, "gemini");
+    assert_eq!((c.rate_limit.requests_per_window, c.rate_limit.tokens_per_window), (1600, 6_400_000));
+    assert_eq!(c.rate_limit.window, Duration::from_secs(60));
+    assert_eq!(c.storage_url.expose(), "file:///var/lib/registre/storage");
+    assert_eq!(c.log.format, LogFormat::Text);
+    assert_eq!(c.log.filter, "info");
+}
+
+#[test]
+fn gemini_is_the_default_engine_when_a_key_is_set() {
+    let c = load_with_db(&[("GEMINI_API_KEY", "AIza-secret")]).unwrap();
+    assert_eq!(c.ocr_engine.engine, OcrEngineKind::Gemini);
+    let c = load_with_db(&[("GEMINI_API_KEY", "AIza-secret"), ("OCR_ENGINE", "tesseract")]).unwrap();
+    assert_eq!(c.ocr_engine.engine, OcrEngineKind::Tesseract);
+}
+
+#[test]
+fn not_a_number_names_the_variable_and_value() {
+    assert_eq!(error_line(&[("OCR_WORKER_POOL_SIZE", "abc")]), "OCR_WORKER_POOL_SIZE=abc: expected a whole number");
+    assert_eq!(error_line(&[("SERVER_MAX_CPU", "eight")]), "SERVER_MAX_CPU=eight: expected a number");
+    assert_eq!(error_line(&[("WORKER_COUNT", "1.5")]), "WORKER_COUNT=1.5: expected a whole number");
+}
+
+#[test]
+fn negative_values_are_refused() {
+    assert_eq!(error_line(&[("WORKER_COUNT", "-1")]), "WORKER_COUNT=-1: expected a whole number ≥ 0, not a negative one");
+    assert_eq!(error_line(&[("SERVER_MAX_RAM", "-16")]), "SERVER_MAX_RAM=-16: expected a number ≥ 0, not a negative one");
+    assert_eq!(error_line(&[("SERVER_MAX_CPU", "0")]), "SERVER_MAX_CPU=0: expected a number greater than 0");
+}
+
+#[test]
+fn reserve_of_100_percent_or_more_is_refused() {
+    assert_eq!(
+        error_line(&[("SERVER_RESERVE_CPU_PERCENT", "100")]),
+        "SERVER_RESERVE_CPU_PERCENT=100: expected a percentage from 0 to 99 (the share kept for the OS)"
+    );
+    assert!(error_line(&[("SERVER_RESERVE_RAM_PERCENT", "150")]).starts_with("SERVER_RESERVE_RAM_PERCENT=150: expected"));
+    assert!(load_with_db(&[("SERVER_RESERVE_CPU_PERCENT", "99.5")]).is_ok());
+}
+
+#[test]
+fn minimums_exceeding_the_pool_are_refused() {
+    assert_eq!(
+        error_line(&[("OCR_MIN_INDEX_WORKERS", "2"), ("OCR_MIN_ACTE_WORKERS", "1")]),
+        "OCR_MIN_INDEX_WORKERS + OCR_MIN_ACTE_WORKERS (3) exceeds OCR_WORKER_POOL_SIZE (2)"
+    );
+    assert!(load_with_db(&[("OCR_WORKER_POOL_SIZE", "4"), ("OCR_MIN_INDEX_WORKERS", "2"), ("OCR_MIN_ACTE_WORKERS", "2")]).is_ok());
+}
+
+#[test]
+fn no_environment_is_refused() {
+    let err = load(&[]).unwrap_err();
+    assert_eq!(err, ConfigError::NoEnvironment);
+    assert!(err.to_string().starts_with("no environment configured: set PROD_DATABASE_URL"));
+    // Half a REST environment names the missing half.
+    let err = load(&[("STAGING_SUPABASE_URL", "https://abc.supabase.co")]).unwrap_err();
+    assert_eq!(err.to_string(), "STAGING_SUPABASE_SERVICE_KEY is required when STAGING_SUPABASE_URL is set");
+}
+
+#[test]
+fn environments_are_in_polling_order_and_legacy_variables_count_as_prod() {
+    let c = load(&[
+        ("DEV_DATABASE_URL", "postgres://localhost/dev"),
+        ("STAGING_SUPABASE_URL", "https://staging.supabase.co"),
+        ("STAGING_SUPABASE_SERVICE_KEY", "service-key-staging"),
+        ("DATABASE_URL", "postgres://localhost/legacy"),
+    ])
+    .unwrap();
+    let names: Vec<EnvName> = c.environments.iter().map(|e| e.name).collect();
+    assert_eq!(names, [EnvName::Prod, EnvName::Staging, EnvName::Dev]);
+    assert!(matches!(&c.environments[0].backend, Backend::Database { url } if url.expose() == "postgres://localhost/legacy"));
+    assert!(matches!(&c.environments[1].backend, Backend::Supabase { service_key, .. } if service_key.expose() == "service-key-staging"));
+
+    let c = load(&[("SUPABASE_URL", "https://prod.supabase.co"), ("SUPABASE_SERVICE_KEY", "k")]).unwrap();
+    assert_eq!(c.environments.len(), 1);
+    assert_eq!(c.environments[0].name, EnvName::Prod);
+}
+
+#[test]
+fn malformed_urls_are_refused() {
+    assert_eq!(error_line(&[("REDIS_URL", "localhost:6379")]), "REDIS_URL=localhost:6379: expected a URL starting with redis:// or rediss://");
+    assert_eq!(error_line(&[("REDIS_URL", "http://localhost")]), "REDIS_URL=http://localhost: expected a URL starting with redis:// or rediss://");
+    assert_eq!(
+        load(&[("PROD_DATABASE_URL", "mysql://root:pw@db/x")]).unwrap_err().to_string(),
+        "PROD_DATABASE_URL=mysql://root:***@db/x: expected a URL starting with postgres:// or postgresql://"
+    );
+    assert!(error_line(&[("STORAGE_URL", "ftp://x")]).starts_with("STORAGE_URL=ftp://x: expected a URL starting with file://"));
+    assert!(error_line(&[("REGISTRE_FETCHER", "http"), ("REGISTRE_URL_TEMPLATE", "not a url/{document_number}")])
+        .starts_with("REGISTRE_URL_TEMPLATE=not a url/{document_number}: expected"));
+}
+
+#[test]
+fn choices_and_dependent_variables_are_checked() {
+    assert_eq!(error_line(&[("REGISTRE_FETCHER", "ftp")]), "REGISTRE_FETCHER=ftp: expected one of registry, http, directory");
+    assert_eq!(error_line(&[("REGISTRE_FETCHER", "directory")]), "REGISTRE_SOURCE_DIR is required when REGISTRE_FETCHER=directory");
+    assert_eq!(error_line(&[("REGISTRE_FETCHER", "http")]), "REGISTRE_URL_TEMPLATE is required when REGISTRE_FETCHER=http");
+    assert_eq!(error_line(&[("OCR_ENGINE", "gemini")]), "GEMINI_API_KEY is required when OCR_ENGINE=gemini");
+    assert_eq!(error_line(&[("OCR_PROD", "maybe")]), "OCR_PROD=maybe: expected true or false");
+    assert_eq!(error_line(&[("LOG_FORMAT", "xml")]), "LOG_FORMAT=xml: expected text or json");
+    assert!(error_line(&[("CAPACITY_LEASE_TTL_MS", "1000"), ("CAPACITY_HEARTBEAT_MS", "1000")]).starts_with("CAPACITY_HEARTBEAT_MS (1000) must be shorter"));
+    assert_eq!(error_line(&[("SERVER_ID", "a b")]), "SERVER_ID=a b: expected letters, digits, '-', '_' or '.' only");
+    let c = load_with_db(&[("REGISTRE_FETCHER", "directory"), ("REGISTRE_SOURCE_DIR", "/srv/pdf")]).unwrap();
+    assert_eq!(c.registre.source_dir.as_deref(), Some(std::path::Path::new("/srv/pdf")));
+}
+
+#[test]
+fn empty_values_mean_default() {
+    let c = load_with_db(&[("WORKER_COUNT", ""), ("SERVER_MAX_CPU", "  ")]).unwrap();
+    assert_eq!(c.registre.worker_count, 1);
+    assert_eq!(c.server.max_cpu, Milli(8000));
+}
+
+#[test]
+fn secrets_never_appear_in_debug_output() {
+    let c = load(&[
+        ("REDIS_URL", "redis://:redis-pass-123@cache:6379"),
+        ("PROD_DATABASE_URL", "postgres://postgres:db-pass-456@db.example:5432/postgres"),
+        ("STAGING_SUPABASE_URL", "https://staging.supabase.co"),
+        ("STAGING_SUPABASE_SERVICE_KEY", "eyJ-service-key-789"),
+        ("GEMINI_API_KEY", "AIza-gemini-key-000"),
+    ])
+    .unwrap();
+    let debug = format!("{c:?}");
+    for secret in ["redis-pass-123", "db-pass-456", "eyJ-service-key-789", "AIza-gemini-key-000"] {
+        assert!(!debug.contains(secret), "{secret} leaked into Debug output");
+    }
+    assert!(debug.contains("postgres:***@db.example"), "the redacted URL still says where it points");
+    // The real values stay reachable for the code that must send them.
+    assert_eq!(c.ocr_engine.gemini_api_key.as_ref().unwrap().expose(), "AIza-gemini-key-000");
+}
+
+#[test]
+fn error_lines_redact_secret_values() {
+    let line = load(&[("PROD_DATABASE_URL", "postgres://u:topsecret@")]).unwrap_err().to_string();
+    assert!(!line.contains("topsecret"), "{line}");
+    assert!(line.starts_with("PROD_DATABASE_URL="), "{line}");
+}
+
+fn repo_file(name: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn env_example_and_configuration_reference_list_every_variable() {
+    let example = repo_file(".env.example");
+    let reference = repo_file("docs/configuration.md");
+    for var in VARIABLES {
+        let assigned = example.lines().any(|l| l.trim_start_matches("# ").trim_start().starts_with(&format!("{var}=")));
+        assert!(assigned, ".env.example has no line for {var}");
+        assert!(reference.contains(&format!("`{var}`")), "docs/configuration.md does not document {var}");
+    }
+    // And nothing stale: every assignment in .env.example is a variable the code reads.
+    for line in example.lines() {
+        let line = line.trim_start_matches("# ").trim_start();
+        if let Some((name, _)) = line.split_once('=') {
+            if !name.is_empty() && name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_') {
+                assert!(VARIABLES.contains(&name), ".env.example sets {name}, which nothing reads");
+            }
+        }
+    }
+}
+
+#[test]
+fn env_example_loads_as_a_valid_configuration() {
+    let example = repo_file(".env.example");
+    let vars: Vec<(String, String)> = example
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.split(" #").next().unwrap_or("").trim().to_string()))
+        .collect();
+    let c = Config::from_vars(vars).unwrap_or_else(|e| panic!(".env.example is not a valid configuration: {e}"));
+    assert_eq!(c.ocr_pool.pool_size, 2);
+}

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Installs (apt-get, only what is missing) and starts (only what does not answer) the local
+# services and tools that development, the demo and the tests need: Redis and PostgreSQL.
+# Idempotent; exits non-zero with a message naming what failed.
+set -euo pipefail
+
+log() { echo "[local-services] $*"; }
+die() { echo "[local-services] ERROR: $*" >&2; exit 1; }
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+apt_updated=""
+need_pkg() {
+  # need_pkg <command-or-path> <package>...: installs the packages if the command is missing.
+  local probe="$1"; shift
+  if command -v "$probe" >/dev/null 2>&1 || [ -e "$probe" ]; then return 0; fi
+  if [ -z "$apt_updated" ]; then
+    log "apt-get update"
+    $SUDO apt-get update -qq || die "apt-get update failed"
+    apt_updated=1
+  fi
+  log "installing $*"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" >/dev/null || die "apt-get install $* failed"
+}
+
+# --- Redis ---------------------------------------------------------------------------------
+need_pkg redis-server redis-server
+need_pkg redis-cli redis-tools
+if redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null | grep -q PONG; then
+  log "Redis answers on 127.0.0.1:6379"
+else
+  log "starting Redis on 127.0.0.1:6379"
+  mkdir -p /var/lib/redis /var/log/redis 2>/dev/null || true
+  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+    --dir /var/lib/redis --logfile /var/log/redis/ci.log || die "redis-server did not start"
+  for _ in $(seq 1 50); do
+    redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null | grep -q PONG && break
+    sleep 0.2
+  done
+  redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null | grep -q PONG || die "Redis does not answer PING after start (see /var/log/redis/ci.log)"
+  log "Redis started"
+fi
+
+# --- PostgreSQL ----------------------------------------------------------------------------
+need_pkg pg_ctlcluster postgresql
+need_pkg psql postgresql-client
+if pg_isready -h 127.0.0.1 -p 5432 -q; then
+  log "PostgreSQL answers on 127.0.0.1:5432"
+else
+  version=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n1)
+  [ -n "$version" ] || die "PostgreSQL is installed but has no cluster under /etc/postgresql"
+  log "starting PostgreSQL $version/main"
+  pg_ctlcluster --skip-systemctl-redirect "$version" main start || die "pg_ctlcluster $version main start failed"
+  for _ in $(seq 1 50); do pg_isready -h 127.0.0.1 -p 5432 -q && break; sleep 0.2; done
+  pg_isready -h 127.0.0.1 -p 5432 -q || die "PostgreSQL does not answer on 127.0.0.1:5432 after start"
+  log "PostgreSQL started"
+fi
+# The tests connect as postgres without a password (trust on loopback), as on the dev machines.
+if ! psql -h 127.0.0.1 -U postgres -d postgres -Atqc 'select 1' >/dev/null 2>&1; then
+  version=$(ls /etc/postgresql | sort -V | tail -n1)
+  hba="/etc/postgresql/$version/main/pg_hba.conf"
+  log "enabling trust authentication for postgres on 127.0.0.1 in $hba"
+  $SUDO sed -i '1i host all postgres 127.0.0.1/32 trust\nhost all postgres ::1/128 trust' "$hba"
+  pg_ctlcluster --skip-systemctl-redirect "$version" main reload || die "PostgreSQL reload failed"
+  sleep 1
+  psql -h 127.0.0.1 -U postgres -d postgres -Atqc 'select 1' >/dev/null || die "cannot connect to PostgreSQL as postgres on 127.0.0.1"
+fi
+
+log "all services ready"
