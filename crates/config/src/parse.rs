@@ -90,6 +90,8 @@ fn boolean(variable: &'static str, value: Option<String>, default: bool) -> Resu
 /// A URL with one of `schemes`. Secret URLs show their value redacted in the error.
 fn url(variable: &'static str, value: &str, schemes: &[&str], secret: bool) -> Result<Url, ConfigError> {
     let shown = |v: &str| match (secret, Url::parse(v)) {
+        // Show what the operator typed unless it carries something to hide.
+        (true, Ok(u)) if redact_url(&u) == u.as_str() => v.to_string(),
         (true, Ok(u)) => redact_url(&u),
         (true, Err(_)) => "[redacted: not a URL]".to_string(),
         (false, _) => v.to_string(),
@@ -354,6 +356,11 @@ pub(crate) fn build(raw: RawEnv) -> Result<Config, ConfigError> {
         source_dir,
         url_template,
         extraction_timeout: millis("EXTRACTION_TIMEOUT", raw.extraction_timeout, 180_000)?,
+        base_url: raw.registre_base_url.map(|u| url("REGISTRE_BASE_URL", &u, &["https", "http"], false)).transpose()?,
+        site_config: raw.registre_site_config.map(|p| PathBuf::from(p.trim())),
+        chromium_path: PathBuf::from(text(raw.chromium_path, "/usr/bin/chromium")),
+        chromedriver_path: PathBuf::from(text(raw.chromedriver_path, "/usr/bin/chromedriver")),
+        browser_idle: millis("REGISTRE_BROWSER_IDLE_MS", raw.registre_browser_idle_ms, 120_000)?,
     };
 
     let ocr_pool = OcrPoolConfig {
