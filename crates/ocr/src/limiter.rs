@@ -1,0 +1,98 @@
+//! What the Gemini engine needs from a rate limiter, as a trait: admit a call for an estimated
+//! number of tokens, settle it with the tokens the API reported, and impose a cooldown after a 429.
+//! Implemented for the shared Redis limiter ([`registre_ratelimit::RateLimiter`]) and by
+//! [`Unlimited`] (no limit, for tools and tests that run without Redis).
+
+use std::future::Future;
+use std::time::Duration;
+
+use registre_ratelimit::{RateLimitError, RateLimiter, Reservation};
+use tokio_util::sync::CancellationToken;
+
+/// A limiter failure the engine cannot cure by waiting.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct LimiterError(pub String);
+
+impl From<RateLimitError> for LimiterError {
+    fn from(e: RateLimitError) -> Self {
+        LimiterError(e.to_string())
+    }
+}
+
+/// A rate limiter shared by every caller of one API.
+pub trait ApiLimiter: Send + Sync {
+    /// Proof of admission, handed back to [`ApiLimiter::settle`].
+    type Ticket: Send + Sync;
+
+    /// Waits until a call of `estimated_tokens` is admitted.
+    fn admit(&self, estimated_tokens: u64) -> impl Future<Output = Result<Self::Ticket, LimiterError>> + Send;
+
+    /// Charges the admitted call the tokens the API reported (0 for a call the API did not serve).
+    fn settle(&self, ticket: Self::Ticket, actual_tokens: u64) -> impl Future<Output = ()> + Send;
+
+    /// After an HTTP 429: every caller everywhere holds off for `duration`.
+    fn cooldown(&self, duration: Duration) -> impl Future<Output = ()> + Send;
+}
+
+/// The shared Redis limiter. Redis outages while waiting are retried by `acquire_wait`; settle and
+/// cooldown failures are logged and never fail the document (the window only over-counts or the
+/// cooldown is skipped, and the API's own 429s still stop us).
+impl ApiLimiter for RateLimiter {
+    type Ticket = Reservation;
+
+    async fn admit(&self, estimated_tokens: u64) -> Result<Reservation, LimiterError> {
+        // Never cancelled from here: dropping the engine's future stops the wait.
+        let never = CancellationToken::new();
+        match self.acquire_wait(estimated_tokens, &never).await? {
+            Some(reservation) => Ok(reservation),
+            None => Err(LimiterError("rate limiter wait cancelled".into())),
+        }
+    }
+
+    async fn settle(&self, ticket: Reservation, actual_tokens: u64) {
+        if let Err(e) = RateLimiter::settle(self, &ticket, actual_tokens).await {
+            tracing::warn!("rate limiter: settling reservation {} with {actual_tokens} tokens failed: {e}", ticket.id());
+        }
+    }
+
+    async fn cooldown(&self, duration: Duration) {
+        match RateLimiter::cooldown(self, duration).await {
+            Ok(_) => tracing::warn!("OCR API answered 429: shared cooldown of {} ms", duration.as_millis()),
+            Err(e) => tracing::warn!("rate limiter: cooldown of {} ms could not be set: {e}", duration.as_millis()),
+        }
+    }
+}
+
+/// No limit at all (local tools, tests without Redis). Cooldowns are slept by the caller's retry.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Unlimited;
+
+impl ApiLimiter for Unlimited {
+    type Ticket = ();
+
+    async fn admit(&self, _estimated_tokens: u64) -> Result<(), LimiterError> {
+        Ok(())
+    }
+
+    async fn settle(&self, _ticket: (), _actual_tokens: u64) {}
+
+    async fn cooldown(&self, _duration: Duration) {}
+}
+
+/// Lets tests and the pool share one limiter through an `Arc`.
+impl<L: ApiLimiter> ApiLimiter for std::sync::Arc<L> {
+    type Ticket = L::Ticket;
+
+    fn admit(&self, estimated_tokens: u64) -> impl Future<Output = Result<Self::Ticket, LimiterError>> + Send {
+        (**self).admit(estimated_tokens)
+    }
+
+    fn settle(&self, ticket: Self::Ticket, actual_tokens: u64) -> impl Future<Output = ()> + Send {
+        (**self).settle(ticket, actual_tokens)
+    }
+
+    fn cooldown(&self, duration: Duration) -> impl Future<Output = ()> + Send {
+        (**self).cooldown(duration)
+    }
+}
