@@ -127,6 +127,16 @@ pub struct RegistreConfig {
     pub source_dir: Option<PathBuf>,
     pub url_template: Option<String>,
     pub extraction_timeout: Duration,
+    /// REGISTRE_BASE_URL: replaces the registry site's base URL of the site config (tests, mirrors).
+    pub base_url: Option<Url>,
+    /// REGISTRE_SITE_CONFIG: an edited copy of crates/fetch/registry-site.toml to use instead of the embedded one.
+    pub site_config: Option<PathBuf>,
+    /// CHROMIUM_PATH: the Chromium binary the registry fetcher drives.
+    pub chromium_path: PathBuf,
+    /// CHROMEDRIVER_PATH: the chromedriver binary the registry fetcher starts.
+    pub chromedriver_path: PathBuf,
+    /// REGISTRE_BROWSER_IDLE_MS: the browser session is closed after this long without a fetch.
+    pub browser_idle: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -1,0 +1,184 @@
+//! One headless Chromium driven through a chromedriver child process on a free local port, with a
+//! fresh profile directory. Closing (or dropping) it kills the whole process group, so no
+//! Chromium is left behind, and removes the profile.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use fantoccini::error::{CmdError, ErrorStatus, NewSessionError};
+use fantoccini::{Client, ClientBuilder};
+use hyper_util::client::legacy::connect::HttpConnector;
+use serde_json::json;
+
+use crate::FetchError;
+
+/// Chromium flags of every session (plus `--user-data-dir=<fresh dir>`).
+pub const CHROMIUM_FLAGS: &[&str] = &[
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+];
+
+/// How long chromedriver may take to answer on its port.
+const DRIVER_START: Duration = Duration::from_secs(15);
+/// How long closing the WebDriver session may take before the processes are killed.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+pub struct Browser {
+    pub client: Client,
+    driver: Driver,
+}
+
+/// The chromedriver child and the profile directory; dropping it kills the process group.
+struct Driver {
+    child: Option<tokio::process::Child>,
+    profile: PathBuf,
+}
+
+impl Browser {
+    /// Starts chromedriver and a Chromium session.
+    pub async fn start(chromedriver: &Path, chromium: &Path) -> Result<Browser, FetchError> {
+        let profile = fresh_profile_dir()?;
+        let port = free_port().map_err(|e| FetchError::Other(format!("finding a free port for chromedriver: {e}")))?;
+        let mut command = tokio::process::Command::new(chromedriver);
+        command
+            .arg(format!("--port={port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .process_group(0);
+        let child = command.spawn().map_err(|e| {
+            let _ = std::fs::remove_dir_all(&profile);
+            FetchError::BrowserCrashed(format!(
+                "starting chromedriver {} (CHROMEDRIVER_PATH): {e}",
+                chromedriver.display()
+            ))
+        })?;
+        // From here on, dropping `driver` kills chromedriver and removes the profile.
+        let mut driver = Driver { child: Some(child), profile };
+        driver.wait_until_listening(port).await?;
+        let mut caps = serde_json::Map::new();
+        caps.insert("browserName".into(), json!("chrome"));
+        let mut args: Vec<String> = CHROMIUM_FLAGS.iter().map(|s| s.to_string()).collect();
+        args.push(format!("--user-data-dir={}", driver.profile.display()));
+        caps.insert("goog:chromeOptions".into(), json!({ "binary": chromium, "args": args }));
+        let client = ClientBuilder::new(HttpConnector::new())
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .map_err(|e| new_session_error(e, chromium))?;
+        Ok(Browser { client, driver })
+    }
+
+    /// Ends the session politely, then makes sure every process of the group is gone.
+    pub async fn close(mut self) {
+        let _ = tokio::time::timeout(CLOSE_GRACE, self.client.clone().close()).await;
+        self.driver.kill();
+        if let Some(mut child) = self.driver.child.take() {
+            let _ = tokio::time::timeout(CLOSE_GRACE, child.wait()).await;
+        }
+    }
+
+    /// Kills chromedriver and Chromium at once (after a crash or a timeout).
+    pub fn kill(mut self) {
+        self.driver.kill();
+    }
+
+    /// Process id of chromedriver (its process group holds Chromium too).
+    pub fn driver_pid(&self) -> Option<u32> {
+        self.driver.child.as_ref().and_then(|c| c.id())
+    }
+}
+
+impl Driver {
+    async fn wait_until_listening(&mut self, port: u16) -> Result<(), FetchError> {
+        let deadline = Instant::now() + DRIVER_START;
+        loop {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    return Err(FetchError::BrowserCrashed(format!("chromedriver exited at start ({status})")));
+                }
+            }
+            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(FetchError::BrowserCrashed(format!(
+                    "chromedriver did not listen on port {port} within {}s",
+                    DRIVER_START.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Kills chromedriver and the Chromium it started (same process group) and removes the profile.
+    fn kill(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            if let Some(pid) = child.id() {
+                // SAFETY: kill(2) on the process group of our own child; no memory is involved.
+                unsafe {
+                    libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
+                }
+            }
+            let _ = child.start_kill();
+        }
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn new_session_error(e: NewSessionError, chromium: &Path) -> FetchError {
+    FetchError::BrowserCrashed(format!("starting Chromium {} (CHROMIUM_PATH) through chromedriver: {e}", chromium.display()))
+}
+
+/// Maps a WebDriver error: a dead browser or driver becomes `BrowserCrashed`.
+pub fn classify(e: CmdError, what: &str) -> FetchError {
+    let crashed = match &e {
+        CmdError::Failed(_) | CmdError::FailedC(_) | CmdError::Lost(_) => true,
+        CmdError::Standard(w) => {
+            let message = w.message.to_ascii_lowercase();
+            matches!(w.error, ErrorStatus::InvalidSessionId | ErrorStatus::SessionNotCreated)
+                || ["chrome not reachable", "crashed", "disconnected", "session deleted", "target window already closed"]
+                    .iter()
+                    .any(|m| message.contains(m))
+        }
+        _ => false,
+    };
+    if crashed {
+        FetchError::BrowserCrashed(format!("{what}: {e}"))
+    } else {
+        FetchError::Other(format!("{what}: {e}"))
+    }
+}
+
+fn free_port() -> std::io::Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+fn fresh_profile_dir() -> Result<PathBuf, FetchError> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let dir = std::env::temp_dir().join(format!(
+        "registre-chromium-{}-{}-{nanos}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| FetchError::Other(format!("creating the Chromium profile directory {}: {e}", dir.display())))?;
+    Ok(dir)
+}

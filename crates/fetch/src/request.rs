@@ -1,0 +1,136 @@
+//! What a worker asks a fetcher for: the document kind and the identifying fields of a queue row.
+//! Independent of the queue crate; the worker builds it from the claimed job.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// The `document_source` column of `extraction_queue`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DocumentSource {
+    /// An acte (deed), found by its inscription number.
+    Acte,
+    /// The index des immeubles of a lot.
+    Index,
+    /// A plan cadastral.
+    PlanCadastraux,
+}
+
+impl DocumentSource {
+    pub const ALL: [DocumentSource; 3] = [DocumentSource::Acte, DocumentSource::Index, DocumentSource::PlanCadastraux];
+
+    /// The value stored in the queue: `acte`, `index` or `plan_cadastraux`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DocumentSource::Acte => "acte",
+            DocumentSource::Index => "index",
+            DocumentSource::PlanCadastraux => "plan_cadastraux",
+        }
+    }
+}
+
+impl fmt::Display for DocumentSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown document_source {0:?}: expected acte, index or plan_cadastraux")]
+pub struct UnknownDocumentSource(pub String);
+
+impl FromStr for DocumentSource {
+    type Err = UnknownDocumentSource;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "acte" => Ok(DocumentSource::Acte),
+            "index" => Ok(DocumentSource::Index),
+            "plan_cadastraux" => Ok(DocumentSource::PlanCadastraux),
+            other => Err(UnknownDocumentSource(other.to_string())),
+        }
+    }
+}
+
+/// One document to fetch, with the fields of its `extraction_queue` row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocumentRequest {
+    pub document_source: DocumentSource,
+    /// Lot number (index, plan) or inscription number (acte).
+    pub document_number: String,
+    pub circonscription_fonciere: Option<String>,
+    pub cadastre: Option<String>,
+    pub designation_secondaire: Option<String>,
+    pub acte_type: Option<String>,
+}
+
+impl DocumentRequest {
+    /// A request with only the kind and number set.
+    pub fn new(document_source: DocumentSource, document_number: impl Into<String>) -> Self {
+        DocumentRequest {
+            document_source,
+            document_number: document_number.into(),
+            circonscription_fonciere: None,
+            cadastre: None,
+            designation_secondaire: None,
+            acte_type: None,
+        }
+    }
+
+    /// Readable name of the document for error messages:
+    /// `index 2 269 090 (circonscription Montréal, cadastre Cadastre du Québec)`.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        let mut push = |label: &str, value: &Option<String>| {
+            if let Some(v) = value.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+                parts.push(format!("{label} {v}"));
+            }
+        };
+        push("circonscription", &self.circonscription_fonciere);
+        push("cadastre", &self.cadastre);
+        push("type", &self.acte_type);
+        push("désignation secondaire", &self.designation_secondaire);
+        if parts.is_empty() {
+            format!("{} {}", self.document_source, self.document_number)
+        } else {
+            format!("{} {} ({})", self.document_source, self.document_number, parts.join(", "))
+        }
+    }
+}
+
+/// Every character outside `[A-Za-z0-9_-]` replaced by `_` (DESIGN §8): no path traversal from row data.
+pub fn sanitize_file_name(value: &str) -> String {
+    value
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_round_trip() {
+        for s in DocumentSource::ALL {
+            assert_eq!(s.as_str().parse::<DocumentSource>(), Ok(s));
+        }
+        let err = "plans".parse::<DocumentSource>().unwrap_err();
+        assert_eq!(err.to_string(), "unknown document_source \"plans\": expected acte, index or plan_cadastraux");
+    }
+
+    #[test]
+    fn sanitizing_removes_path_tricks() {
+        assert_eq!(sanitize_file_name("../../etc/passwd"), "______etc_passwd");
+        assert_eq!(sanitize_file_name("2 269 090"), "2_269_090");
+        assert_eq!(sanitize_file_name("Lot-12_a"), "Lot-12_a");
+        assert_eq!(sanitize_file_name("é"), "_");
+    }
+
+    #[test]
+    fn describe_names_the_document() {
+        let mut r = DocumentRequest::new(DocumentSource::Index, "2269090");
+        assert_eq!(r.describe(), "index 2269090");
+        r.circonscription_fonciere = Some("Montréal".into());
+        r.cadastre = Some(" ".into());
+        assert_eq!(r.describe(), "index 2269090 (circonscription Montréal)");
+    }
+}
