@@ -1,0 +1,69 @@
+//! Shared by the queue's integration tests: a fresh migrated database per test and row helpers.
+#![allow(dead_code)]
+
+use registre_config::EnvName;
+use registre_queue::{migrate, PgQueue, QueueSettings};
+use registre_testkit::postgres::TestDatabase;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::{Connection, PgConnection};
+use uuid::Uuid;
+
+pub const SETTINGS: QueueSettings =
+    QueueSettings { lease_ttl_ms: 30_000, backoff_base_ms: 100, backoff_max_ms: 150, default_max_attempts: 3 };
+
+pub async fn pool(db: &TestDatabase, max: u32) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(max)
+        .connect(db.url())
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to {}: {e}", db.name))
+}
+
+pub async fn migrated(db: &TestDatabase) {
+    let mut conn = PgConnection::connect(db.url()).await.expect("connect");
+    migrate(&mut conn, EnvName::Prod).await.expect("migrate");
+    conn.close().await.expect("close");
+}
+
+/// A fresh migrated database and a Postgres queue on it.
+pub async fn queue(settings: QueueSettings, max_connections: u32) -> (TestDatabase, PgQueue) {
+    let db = TestDatabase::create();
+    migrated(&db).await;
+    let pool = pool(&db, max_connections).await;
+    (db, PgQueue::from_pool(EnvName::Prod, pool, settings))
+}
+
+/// Inserts a waiting row (status 1) and returns its id; rows are ordered by insertion.
+pub async fn insert(pool: &PgPool, source: &str, number: &str) -> Uuid {
+    insert_with_status(pool, source, number, 1).await
+}
+
+pub async fn insert_with_status(pool: &PgPool, source: &str, number: &str, status: i32) -> Uuid {
+    sqlx::query_scalar(
+        "INSERT INTO extraction_queue (document_source, document_number, circonscription_fonciere, status_id, created_at)
+         VALUES ($1, $2, 'Montréal', $3, clock_timestamp()) RETURNING id",
+    )
+    .bind(source)
+    .bind(number)
+    .bind(status)
+    .fetch_one(pool)
+    .await
+    .expect("insert row")
+}
+
+/// (status_id, attemtps, ocr_attempts, error_message) of a row.
+pub async fn row(pool: &PgPool, id: Uuid) -> (i32, i32, i32, Option<String>) {
+    sqlx::query_as("SELECT status_id, coalesce(attemtps, 0), coalesce(ocr_attempts, 0), error_message FROM extraction_queue WHERE id = $1")
+        .bind(id)
+        .fetch_one(pool)
+        .await
+        .expect("read row")
+}
+
+pub async fn count_status(pool: &PgPool, status: i32) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM extraction_queue WHERE status_id = $1")
+        .bind(status)
+        .fetch_one(pool)
+        .await
+        .expect("count")
+}

@@ -1,0 +1,238 @@
+//! The state changes on a real PostgreSQL: many workers drain a queue exactly once; a worker that
+//! stops heartbeating loses its row and its late complete is refused; fail backs off and ends in 4;
+//! release counts no attempt; the OCR stage has its own counters.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{count_status, insert, insert_with_status, row, SETTINGS};
+use registre_queue::{status, DocumentSource, FailOutcome, Heartbeat, Queue, QueueSettings, Stage, Transition};
+use uuid::Uuid;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn thirty_two_workers_drain_five_thousand_rows_exactly_once() {
+    let (_db, queue) = common::queue(SETTINGS, 16).await;
+    sqlx::query(
+        "INSERT INTO extraction_queue (document_source, document_number, created_at)
+         SELECT (ARRAY['acte', 'index', 'plan_cadastraux'])[1 + n % 3], 'N-' || n, now() + n * interval '1 microsecond'
+           FROM generate_series(1, 5000) AS n",
+    )
+    .execute(queue.pool())
+    .await
+    .unwrap();
+
+    let queue = Arc::new(queue);
+    let seen: Arc<Mutex<HashMap<Uuid, u32>>> = Arc::default();
+    let mut workers = Vec::new();
+    for w in 0..32 {
+        let (queue, seen) = (queue.clone(), seen.clone());
+        workers.push(tokio::spawn(async move {
+            let worker_id = format!("drain-{w}");
+            let mut done = 0u32;
+            while let Some(job) = queue.claim_extraction(&worker_id).await.unwrap() {
+                *seen.lock().unwrap().entry(job.id).or_default() += 1;
+                let path = format!("{}/{}.pdf", job.document_source, job.document_number);
+                assert_eq!(queue.complete_extraction(&job, &path).await.unwrap(), Transition::Applied);
+                done += 1;
+            }
+            done
+        }));
+    }
+    let mut total = 0;
+    for w in workers {
+        total += w.await.unwrap();
+    }
+    let seen = seen.lock().unwrap();
+    assert_eq!(total, 5000);
+    assert_eq!(seen.len(), 5000, "every row claimed");
+    assert!(seen.values().all(|n| *n == 1), "a row was claimed twice");
+    let pool = queue.pool();
+    assert_eq!(count_status(pool, status::WAITING).await, 0);
+    assert_eq!(count_status(pool, status::EXTRACTING).await, 0);
+    // plan_cadastraux skips OCR: 2 → 5; the others wait for OCR in 3.
+    let plans: i64 = sqlx::query_scalar("SELECT count(*) FROM extraction_queue WHERE document_source = 'plan_cadastraux' AND status_id = 5")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(plans, 1667);
+    assert_eq!(count_status(pool, status::DOWNLOADED).await, 5000 - 1667);
+    let paths: i64 = sqlx::query_scalar("SELECT count(*) FROM extraction_queue WHERE supabase_path = document_source || '/' || document_number || '.pdf'")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(paths, 5000);
+}
+
+#[tokio::test]
+async fn a_worker_that_stops_heartbeating_loses_its_row_and_its_late_complete_is_refused() {
+    let settings = QueueSettings { lease_ttl_ms: 300, ..SETTINGS };
+    let (_db, queue) = common::queue(settings, 4).await;
+    let id = insert(queue.pool(), "index", "1234").await;
+
+    let stalled = queue.claim_extraction("stalled").await.unwrap().unwrap();
+    assert_eq!(stalled.id, id);
+    assert_eq!(queue.reap_expired().await.unwrap(), 0, "the lease is still valid");
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    assert_eq!(queue.reap_expired().await.unwrap(), 1);
+    let (st, attempts, _, error) = row(queue.pool(), id).await;
+    assert_eq!((st, attempts), (status::WAITING, 1), "reaping counts the attempt");
+    assert!(error.unwrap_or_default().contains("lease expired: worker stalled"));
+
+    let fresh = queue.claim_extraction("fresh").await.unwrap().unwrap();
+    assert_eq!(fresh.id, id);
+    assert_ne!(fresh.claim_token, stalled.claim_token);
+    assert_eq!(queue.renew(&stalled).await.unwrap(), Transition::NotOwner);
+    assert_eq!(queue.complete_extraction(&stalled, "index/stale.pdf").await.unwrap(), Transition::NotOwner);
+    assert_eq!(queue.fail(&stalled, "late").await.unwrap(), FailOutcome::NotOwner);
+    assert_eq!(queue.release(&stalled).await.unwrap(), Transition::NotOwner);
+    assert_eq!(queue.complete_extraction(&fresh, "index/fresh.pdf").await.unwrap(), Transition::Applied);
+    let path: String = sqlx::query_scalar("SELECT supabase_path FROM extraction_queue WHERE id = $1")
+        .bind(id)
+        .fetch_one(queue.pool())
+        .await
+        .unwrap();
+    assert_eq!(path, "index/fresh.pdf", "the late worker never overwrote the new owner's work");
+}
+
+#[tokio::test]
+async fn heartbeats_keep_the_lease_and_report_when_it_is_lost() {
+    let settings = QueueSettings { lease_ttl_ms: 300, ..SETTINGS };
+    let (_db, queue) = common::queue(settings, 4).await;
+    let id = insert(queue.pool(), "acte", "77").await;
+    let queue = Arc::new(queue);
+    let job = queue.claim_extraction("beating").await.unwrap().unwrap();
+    let heartbeat = Heartbeat::start(queue.clone(), &job, Duration::from_millis(80));
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(queue.reap_expired().await.unwrap(), 0, "renewed leases are not reaped");
+    assert!(!heartbeat.is_lost());
+
+    // An operator (or a long stall) expires the lease: the reaper takes the row, the heartbeat notices.
+    sqlx::query("UPDATE extraction_queue SET lease_expires_at = now() - interval '1 second' WHERE id = $1")
+        .bind(id)
+        .execute(queue.pool())
+        .await
+        .unwrap();
+    assert_eq!(queue.reap_expired().await.unwrap(), 1);
+    tokio::time::timeout(Duration::from_secs(2), heartbeat.lost().cancelled()).await.expect("lost must fire");
+}
+
+#[tokio::test]
+async fn fail_backs_off_exponentially_capped_then_errors_at_max_attempts() {
+    // base 100 ms, cap 150 ms, 3 attempts.
+    let (_db, queue) = common::queue(SETTINGS, 4).await;
+    let pool = queue.pool().clone();
+    let id = insert(&pool, "acte", "A-1").await;
+    let backoff_ms = |pool: sqlx::PgPool| async move {
+        let ms: f64 = sqlx::query_scalar(
+            "SELECT (extract(epoch FROM next_attempt_at - updated_at) * 1000)::float8 FROM extraction_queue WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        ms.round() as i64
+    };
+
+    let job = queue.claim_extraction("w").await.unwrap().unwrap();
+    match queue.fail(&job, "registre indisponible").await.unwrap() {
+        FailOutcome::Retry { attempts: 1, .. } => {}
+        other => panic!("expected a retry after attempt 1, got {other:?}"),
+    }
+    assert_eq!(backoff_ms(pool.clone()).await, 100);
+    assert_eq!(row(&pool, id).await, (status::WAITING, 1, 0, Some("registre indisponible".into())));
+    assert!(queue.claim_extraction("w").await.unwrap().is_none(), "not claimable during its backoff");
+
+    tokio::time::sleep(Duration::from_millis(130)).await;
+    let job = queue.claim_extraction("w").await.unwrap().expect("claimable after its backoff");
+    assert_eq!(job.attempts, 1);
+    assert!(matches!(queue.fail(&job, "encore").await.unwrap(), FailOutcome::Retry { attempts: 2, .. }));
+    assert_eq!(backoff_ms(pool.clone()).await, 150, "200 ms capped at 150 ms");
+
+    tokio::time::sleep(Duration::from_millis(180)).await;
+    let job = queue.claim_extraction("w").await.unwrap().unwrap();
+    assert_eq!(queue.fail(&job, "document introuvable").await.unwrap(), FailOutcome::Failed { attempts: 3 });
+    assert_eq!(row(&pool, id).await, (status::ERROR, 3, 0, Some("document introuvable".into())));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(queue.claim_extraction("w").await.unwrap().is_none(), "status 4 is final");
+
+    // A row without its own max_attempts uses QUEUE_MAX_ATTEMPTS (3 here).
+    let id2: Uuid = sqlx::query_scalar(
+        "INSERT INTO extraction_queue (document_source, document_number, max_attempts) VALUES ('index', 'B', NULL) RETURNING id",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE extraction_queue SET attemtps = 2 WHERE id = $1").bind(id2).execute(&pool).await.unwrap();
+    let job = queue.claim_extraction("w").await.unwrap().unwrap();
+    assert_eq!((job.id, job.max_attempts), (id2, None));
+    assert_eq!(queue.fail(&job, "x").await.unwrap(), FailOutcome::Failed { attempts: 3 });
+}
+
+#[tokio::test]
+async fn release_gives_the_row_back_without_counting_an_attempt() {
+    let (_db, queue) = common::queue(SETTINGS, 4).await;
+    let pool = queue.pool().clone();
+    let id = insert(&pool, "index", "R-1").await;
+    let job = queue.claim_extraction("w").await.unwrap().unwrap();
+    assert_eq!(queue.release(&job).await.unwrap(), Transition::Applied);
+    assert_eq!(row(&pool, id).await, (status::WAITING, 0, 0, None));
+    assert_eq!(queue.release(&job).await.unwrap(), Transition::NotOwner, "released once");
+    let again = queue.claim_extraction("w2").await.unwrap().expect("claimable at once");
+    assert_eq!((again.id, again.attempts), (id, 0));
+    assert!(queue.complete_extraction(&again, "index/R-1.pdf").await.unwrap().applied());
+
+    let ocr = queue.claim_ocr("ocr", DocumentSource::Index).await.unwrap().unwrap();
+    assert_eq!(ocr.stage, Stage::Ocr);
+    assert_eq!(queue.release(&ocr).await.unwrap(), Transition::Applied);
+    assert_eq!(row(&pool, id).await, (status::DOWNLOADED, 0, 0, None));
+}
+
+#[tokio::test]
+async fn ocr_stage_claims_by_source_completes_and_fails_with_its_own_counters() {
+    let (_db, queue) = common::queue(SETTINGS, 4).await;
+    let pool = queue.pool().clone();
+    let acte = insert_with_status(&pool, "acte", "OA", status::DOWNLOADED).await;
+    let index = insert_with_status(&pool, "index", "OI", status::DOWNLOADED).await;
+    sqlx::query("UPDATE extraction_queue SET supabase_path = 'actes/OA.pdf', ocr_max_attempts = 2 WHERE id = $1")
+        .bind(acte)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let counts = queue.count_waiting().await.unwrap();
+    assert_eq!((counts.get("acte"), counts.get("index")), (Some(&1), Some(&1)));
+
+    let job = queue.claim_ocr("ocr-1", DocumentSource::Index).await.unwrap().unwrap();
+    assert_eq!(job.id, index);
+    assert!(queue.claim_ocr("ocr-2", DocumentSource::Index).await.unwrap().is_none());
+    assert_eq!(queue.renew(&job).await.unwrap(), Transition::Applied);
+    assert_eq!(queue.complete_ocr(&job, "brut", "corrigé").await.unwrap(), Transition::Applied);
+    let (st, file, boosted, done): (i32, String, String, bool) = sqlx::query_as(
+        "SELECT status_id, file_content, boosted_file_content, ocr_completed_at IS NOT NULL FROM extraction_queue WHERE id = $1",
+    )
+    .bind(index)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((st, file.as_str(), boosted.as_str(), done), (status::DONE, "brut", "corrigé", true));
+    assert_eq!(queue.complete_ocr(&job, "again", "again").await.unwrap(), Transition::NotOwner);
+
+    let job = queue.claim_ocr("ocr-1", DocumentSource::Acte).await.unwrap().unwrap();
+    assert_eq!(job.supabase_path.as_deref(), Some("actes/OA.pdf"));
+    assert_eq!(job.max_attempts, Some(2));
+    assert!(matches!(queue.fail(&job, "gemini 500").await.unwrap(), FailOutcome::Retry { attempts: 1, .. }));
+    let (st, last_error, at): (i32, Option<String>, bool) =
+        sqlx::query_as("SELECT status_id, ocr_error, ocr_last_error_at IS NOT NULL FROM extraction_queue WHERE id = $1")
+            .bind(acte)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!((st, last_error.as_deref(), at), (status::DOWNLOADED, Some("gemini 500"), true));
+    tokio::time::sleep(Duration::from_millis(130)).await;
+    let job = queue.claim_ocr("ocr-1", DocumentSource::Acte).await.unwrap().unwrap();
+    assert_eq!(queue.fail(&job, "illisible").await.unwrap(), FailOutcome::Failed { attempts: 2 });
+    assert_eq!(row(&pool, acte).await, (status::ERROR, 0, 2, Some("illisible".into())));
+    assert!(queue.count_waiting().await.unwrap().is_empty());
+}
