@@ -44,7 +44,8 @@ end
 local function fits_at(used, amount)
   local need = used + amount - tpm
   if need <= 0 then return now end
-  local freed, start, batch = 0, 0, 256
+  -- Pages grow from 8 entries: usually the oldest charge or two free enough.
+  local freed, start, batch = 0, 0, 8
   while true do
     local page = redis.call('ZRANGE', charges_key, start, start + batch - 1, 'WITHSCORES')
     if #page == 0 then break end
@@ -55,6 +56,7 @@ local function fits_at(used, amount)
       end
     end
     start = start + batch
+    batch = math.min(batch * 4, 1024)
   end
   -- Only reachable when amount alone exceeds tpm: after every charge kept has left the window.
   local last = redis.call('ZRANGE', charges_key, -1, -1, 'WITHSCORES')
