@@ -137,6 +137,11 @@ pub struct RegistreConfig {
     pub chromedriver_path: PathBuf,
     /// REGISTRE_BROWSER_IDLE_MS: the browser session is closed after this long without a fetch.
     pub browser_idle: Duration,
+    /// REGISTRE_STATUS_INTERVAL_MS: how often registre-workers logs its status block (default 60 s).
+    pub status_interval: Duration,
+    /// REGISTRE_SHUTDOWN_GRACE_MS: on SIGTERM, how long a worker may take to finish its current job
+    /// before it releases it to the queue (keep PM2's kill_timeout above it).
+    pub shutdown_grace: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -361,6 +361,8 @@ pub(crate) fn build(raw: RawEnv) -> Result<Config, ConfigError> {
         chromium_path: PathBuf::from(text(raw.chromium_path, "/usr/bin/chromium")),
         chromedriver_path: PathBuf::from(text(raw.chromedriver_path, "/usr/bin/chromedriver")),
         browser_idle: millis("REGISTRE_BROWSER_IDLE_MS", raw.registre_browser_idle_ms, 120_000)?,
+        status_interval: millis("REGISTRE_STATUS_INTERVAL_MS", raw.registre_status_interval_ms, 60_000)?,
+        shutdown_grace: millis("REGISTRE_SHUTDOWN_GRACE_MS", raw.registre_shutdown_grace_ms, 20_000)?,
     };
 
     let ocr_pool = OcrPoolConfig {

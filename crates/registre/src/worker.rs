@@ -1,0 +1,329 @@
+//! One registre worker: while the process is not shutting down and its capacity lease is held,
+//! claim a status-1 row, keep its lease alive, fetch the document (bounded by
+//! EXTRACTION_TIMEOUT), check it is a PDF, upload it, and complete the row (→ 3, or → 5 for
+//! plan_cadastraux). Failures are recorded on the row with a readable message and the worker goes
+//! on; a crashed browser (or no free registry account) releases the row without counting an
+//! attempt. On shutdown the current job is finished if it completes within
+//! REGISTRE_SHUTDOWN_GRACE_MS, otherwise released; then the capacity lease is released.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use registre_capacity::Lease;
+use registre_fetch::{validate_pdf, DocumentRequest, DocumentSource, FetchError, Fetcher, NotAPdf};
+use registre_queue::{status, FailOutcome, Job, QueueError, Transition};
+use registre_runtime::Backoff;
+use registre_storage::{Bytes, ObjectPath, StorageError};
+use tokio_util::sync::CancellationToken;
+
+use crate::board::WorkerState;
+use crate::{Services, WorkerSettings};
+
+/// Why a job did not produce a stored PDF. Display is the `error_message` written on the row.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// The row cannot be worked on as it is (unknown document_source, empty number...).
+    #[error("{0}")]
+    BadRow(String),
+    /// The source has no such document.
+    #[error("document {number} ({source_name}) not found: {detail}")]
+    NotFound { number: String, source_name: String, detail: String },
+    /// The bytes are not a PDF.
+    #[error("not a PDF: {origin}: {reason}")]
+    NotAPdf { origin: String, reason: NotAPdf },
+    #[error("{0}")]
+    Fetch(FetchError),
+    #[error("upload to storage failed: {0}")]
+    Storage(StorageError),
+}
+
+impl JobError {
+    fn from_fetch(request: &DocumentRequest, error: FetchError) -> JobError {
+        match error {
+            FetchError::NotFound { detail, .. } => JobError::NotFound {
+                number: request.document_number.clone(),
+                source_name: request.document_source.to_string(),
+                detail,
+            },
+            FetchError::NotAPdf { source_name, reason } => JobError::NotAPdf { origin: source_name, reason },
+            other => JobError::Fetch(other),
+        }
+    }
+
+    /// A crashed browser or no free account says nothing about the document: the row is released
+    /// without counting an attempt. Everything else counts one.
+    pub fn counts_as_attempt(&self) -> bool {
+        match self {
+            JobError::Fetch(e) => e.counts_as_attempt(),
+            _ => true,
+        }
+    }
+}
+
+/// The fetcher's request for a claimed row.
+pub fn request_for(job: &Job) -> Result<DocumentRequest, JobError> {
+    let source: DocumentSource = job.document_source.parse().map_err(|e| JobError::BadRow(format!("{e}")))?;
+    let number = job.document_number.trim();
+    if number.is_empty() {
+        return Err(JobError::BadRow(format!("row {} has an empty document_number", job.id)));
+    }
+    Ok(DocumentRequest {
+        document_source: source,
+        document_number: number.to_string(),
+        circonscription_fonciere: job.circonscription_fonciere.clone(),
+        cadastre: job.cadastre.clone(),
+        designation_secondaire: job.designation_secondaire.clone(),
+        acte_type: job.acte_type.clone(),
+    })
+}
+
+/// How a claimed job ended, for the counters and the pause before the next claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    Completed,
+    Failed,
+    /// Released without an attempt because of the fetcher (crash, no account): pause before claiming again.
+    ReleasedFetcher,
+    /// Released for the shutdown, lost to the reaper, or the transition could not be recorded.
+    Other,
+}
+
+/// What came out of the work on one job.
+enum Step {
+    Done(Result<ObjectPath, JobError>),
+    /// The row's lease was lost (reaped, perhaps claimed by another worker): drop the work.
+    Lost,
+    /// Shutdown, and the job did not finish within the grace period.
+    GraceOver,
+}
+
+pub(crate) struct Worker {
+    pub id: String,
+    pub services: Services,
+    pub settings: Arc<WorkerSettings>,
+    pub stop: CancellationToken,
+}
+
+impl Worker {
+    /// Works until shutdown, then releases the lease. `lease` was granted by the caller.
+    pub async fn run(self, lease: Lease) {
+        let board = self.services.board.clone();
+        let fetcher = match (self.services.fetchers)() {
+            Ok(fetcher) => fetcher,
+            Err(e) => {
+                tracing::error!(worker = %self.id, "❌ {} cannot start its fetcher: {e}", self.id);
+                board.set_state(&self.id, WorkerState::Stopped { reason: format!("fetcher: {e}") });
+                self.release_lease(lease).await;
+                return;
+            }
+        };
+        let mut pause = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+        loop {
+            if self.stop.is_cancelled() {
+                break;
+            }
+            if !lease.is_held() {
+                board.set_state(&self.id, WorkerState::LeaseLost);
+                if self.sleep(Duration::from_secs(1)).await {
+                    break;
+                }
+                continue;
+            }
+            board.set_state(&self.id, WorkerState::Idle);
+            let Some(job) = self.services.queue.next_extraction(&self.id, &self.stop).await else { break };
+            match self.process(fetcher.as_ref(), job).await {
+                Ended::Completed | Ended::Failed => pause.reset(),
+                Ended::ReleasedFetcher => {
+                    // Not the document's fault: give the fetcher (browser restart, accounts) time.
+                    let delay = pause.next_delay();
+                    board.set_state(&self.id, WorkerState::Idle);
+                    if self.sleep(delay).await {
+                        break;
+                    }
+                }
+                Ended::Other => {}
+            }
+        }
+        board.set_state(&self.id, WorkerState::Stopping);
+        fetcher.shutdown().await;
+        self.release_lease(lease).await;
+        board.set_state(&self.id, WorkerState::Stopped { reason: "shutdown".into() });
+    }
+
+    /// Sleeps `d`; true if the shutdown fired meanwhile.
+    async fn sleep(&self, d: Duration) -> bool {
+        tokio::select! {
+            _ = self.stop.cancelled() => true,
+            _ = tokio::time::sleep(d) => false,
+        }
+    }
+
+    async fn release_lease(&self, lease: Lease) {
+        match lease.release().await {
+            Ok(_) => tracing::info!(worker = %self.id, "🔓 {} released its capacity lease", self.id),
+            // The lease expires by itself after CAPACITY_LEASE_TTL_MS: nothing leaks.
+            Err(e) => tracing::warn!(worker = %self.id, "capacity lease of {} not released ({e}): it expires by itself", self.id),
+        }
+    }
+
+    async fn process(&self, fetcher: &dyn Fetcher, job: Job) -> Ended {
+        let board = &self.services.board;
+        let document = format!("{} {} ({})", job.document_source, job.document_number, job.env);
+        board.set_state(&self.id, WorkerState::Working { document: document.clone(), since: Instant::now() });
+        tracing::info!(worker = %self.id, job = %job.id, env = %job.env, "📥 {} working on {document}", self.id);
+        let heartbeat = self.services.queue.keep_alive(&job);
+        let lost = heartbeat.lost();
+
+        let work = self.fetch_and_store(fetcher, &job);
+        tokio::pin!(work);
+        let step = tokio::select! {
+            result = &mut work => Step::Done(result),
+            _ = lost.cancelled() => Step::Lost,
+            _ = self.stop.cancelled() => {
+                tracing::info!(worker = %self.id, "⏳ {} finishing {document} (up to {} ms) before stopping", self.id, self.settings.shutdown_grace.as_millis());
+                tokio::select! {
+                    result = &mut work => Step::Done(result),
+                    _ = lost.cancelled() => Step::Lost,
+                    _ = tokio::time::sleep(self.settings.shutdown_grace) => Step::GraceOver,
+                }
+            }
+        };
+
+        let ended = match step {
+            Step::Done(Ok(path)) => self.complete(&job, &document, &path).await,
+            Step::Done(Err(error)) if error.counts_as_attempt() => self.fail(&job, &document, &error).await,
+            Step::Done(Err(error)) => {
+                tracing::warn!(worker = %self.id, job = %job.id, "⚠️ {document}: {error}: releasing the row without counting an attempt");
+                if self.release(&job, &document).await {
+                    Ended::ReleasedFetcher
+                } else {
+                    Ended::Other
+                }
+            }
+            Step::Lost => {
+                tracing::warn!(worker = %self.id, job = %job.id, "⚠️ {document}: the row's lease was lost (reaped or taken over): work dropped");
+                Ended::Other
+            }
+            Step::GraceOver => {
+                tracing::warn!(worker = %self.id, job = %job.id, "⏹️ {document} did not finish within the shutdown grace period");
+                self.release(&job, &document).await;
+                Ended::Other
+            }
+        };
+        drop(heartbeat);
+        ended
+    }
+
+    /// Fetch (bounded by EXTRACTION_TIMEOUT), check the bytes are a PDF, upload.
+    async fn fetch_and_store(&self, fetcher: &dyn Fetcher, job: &Job) -> Result<ObjectPath, JobError> {
+        let request = request_for(job)?;
+        let timeout = self.settings.extraction_timeout;
+        let fetched = match tokio::time::timeout(timeout, fetcher.fetch(&request)).await {
+            Ok(Ok(fetched)) => fetched,
+            Ok(Err(e)) => return Err(JobError::from_fetch(&request, e)),
+            Err(_) => {
+                return Err(JobError::Fetch(FetchError::Timeout {
+                    after: timeout,
+                    what: format!("fetching {} (EXTRACTION_TIMEOUT)", request.describe()),
+                }))
+            }
+        };
+        validate_pdf(&fetched.bytes).map_err(|reason| JobError::NotAPdf { origin: fetched.source.clone(), reason })?;
+        let unix_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        let path = ObjectPath::for_document(
+            &job.document_source,
+            &request.document_number,
+            job.circonscription_fonciere.as_deref().unwrap_or(""),
+            job.cadastre.as_deref().unwrap_or(""),
+            unix_ms,
+        )
+        .map_err(JobError::Storage)?;
+        self.services.storage.put_object(&path, Bytes::from(fetched.bytes)).await.map_err(JobError::Storage)?;
+        Ok(path)
+    }
+
+    async fn complete(&self, job: &Job, document: &str, path: &ObjectPath) -> Ended {
+        let supabase_path = path.to_string();
+        let done = self.settle("complete", || self.services.queue.complete_extraction(job, &supabase_path)).await;
+        match done {
+            Some(Transition::Applied) => {
+                let to = if job.document_source == "plan_cadastraux" { status::DONE } else { status::DOWNLOADED };
+                self.services.board.count_done(&self.id);
+                tracing::info!(worker = %self.id, job = %job.id, "✅ {} completed {document} → {supabase_path} (status {to})", self.id);
+                Ended::Completed
+            }
+            Some(Transition::NotOwner) => {
+                tracing::warn!(worker = %self.id, job = %job.id, "⚠️ {document}: stored as {supabase_path} but the row was no longer ours (reaped or taken over): not completed");
+                Ended::Other
+            }
+            None => Ended::Other,
+        }
+    }
+
+    async fn fail(&self, job: &Job, document: &str, error: &JobError) -> Ended {
+        let message = error.to_string();
+        match self.settle("fail", || self.services.queue.fail(job, &message)).await {
+            Some(FailOutcome::Retry { attempts, not_before }) => {
+                self.services.board.count_failed(&self.id);
+                tracing::warn!(worker = %self.id, job = %job.id, "❌ {document} failed (attempt {attempts}, retried after {}): {message}", not_before.format("%H:%M:%S"));
+                Ended::Failed
+            }
+            Some(FailOutcome::Failed { attempts }) => {
+                self.services.board.count_failed(&self.id);
+                tracing::error!(worker = %self.id, job = %job.id, "❌ {document} failed for good after {attempts} attempt(s) (status 4): {message}");
+                Ended::Failed
+            }
+            Some(FailOutcome::NotOwner) => {
+                tracing::warn!(worker = %self.id, job = %job.id, "⚠️ {document} failed ({message}) but the row was no longer ours: nothing recorded");
+                Ended::Other
+            }
+            None => Ended::Other,
+        }
+    }
+
+    /// Gives the row back without counting an attempt; whether it applied.
+    async fn release(&self, job: &Job, document: &str) -> bool {
+        match self.settle("release", || self.services.queue.release(job)).await {
+            Some(Transition::Applied) => {
+                self.services.board.count_released(&self.id);
+                tracing::info!(worker = %self.id, job = %job.id, "↩️ {} released {document} back to the queue (status 1, no attempt counted)", self.id);
+                true
+            }
+            Some(Transition::NotOwner) => false,
+            None => false,
+        }
+    }
+
+    /// Runs a queue transition, retrying with backoff while the queue is unreachable. Gives up
+    /// (None) once the row's lease would have expired anyway (the reaper puts the row back, so the
+    /// job is not lost), or sooner during shutdown.
+    async fn settle<T, F, Fut>(&self, operation: &str, call: F) -> Option<T>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, QueueError>>,
+    {
+        let config = self.services.queue.config();
+        let started = Instant::now();
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+        loop {
+            match call().await {
+                Ok(value) => return Some(value),
+                Err(e) => {
+                    let limit = if self.stop.is_cancelled() {
+                        config.lease_ttl.min(Duration::from_secs(5))
+                    } else {
+                        config.lease_ttl
+                    };
+                    let delay = backoff.next_delay();
+                    if started.elapsed() + delay > limit {
+                        tracing::error!(worker = %self.id, "❌ {operation} could not be recorded ({e}): giving up; the row returns to the queue when its lease expires");
+                        return None;
+                    }
+                    tracing::warn!(worker = %self.id, "⚠️ {operation} failed ({e}): retrying in {} ms", delay.as_millis());
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+}
