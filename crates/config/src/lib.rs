@@ -150,6 +150,11 @@ pub struct OcrPoolConfig {
     pub min_index_workers: u32,
     pub min_acte_workers: u32,
     pub rebalance_interval: Duration,
+    /// OCR_STATUS_INTERVAL_MS: how often ocr-pool logs its status block (default 60 s).
+    pub status_interval: Duration,
+    /// OCR_SHUTDOWN_GRACE_MS: on SIGTERM, how long a busy OCR worker may finish its job before
+    /// releasing it (back to status 3, no attempt counted).
+    pub shutdown_grace: Duration,
     pub serve_prod: bool,
     pub serve_staging: bool,
     pub serve_dev: bool,

@@ -370,6 +370,8 @@ pub(crate) fn build(raw: RawEnv) -> Result<Config, ConfigError> {
         min_index_workers: whole_u32("OCR_MIN_INDEX_WORKERS", raw.ocr_min_index_workers, 1)?,
         min_acte_workers: whole_u32("OCR_MIN_ACTE_WORKERS", raw.ocr_min_acte_workers, 1)?,
         rebalance_interval: millis("OCR_REBALANCE_INTERVAL_MS", raw.ocr_rebalance_interval_ms, 30_000)?,
+        status_interval: millis("OCR_STATUS_INTERVAL_MS", raw.ocr_status_interval_ms, 60_000)?,
+        shutdown_grace: millis("OCR_SHUTDOWN_GRACE_MS", raw.ocr_shutdown_grace_ms, 20_000)?,
         serve_prod: boolean("OCR_PROD", raw.ocr_prod, true)?,
         serve_staging: boolean("OCR_STAGING", raw.ocr_staging, true)?,
         serve_dev: boolean("OCR_DEV", raw.ocr_dev, true)?,

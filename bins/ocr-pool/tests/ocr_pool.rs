@@ -1,0 +1,309 @@
+//! The `ocr-pool` binary end to end, against the real Redis, PostgreSQL, pdftoppm and tesseract:
+//! the checklist's start-up (lines, capacity 2.5 / 1.25, allocation 1/1) and 40 rows read to
+//! status 5; a rebalance that really moves workers; a SIGKILLed pool that leaves nothing stuck.
+
+#[path = "../../../crates/ocr/tests/support/pdf.rs"]
+#[allow(dead_code)]
+mod pdf;
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use redis::Commands;
+use registre_config::EnvName;
+use registre_testkit::postgres::TestDatabase;
+use registre_testkit::{redis_sync, shared_redis_url, unique};
+use sqlx::{Connection, PgConnection};
+
+struct Pool {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Pool {
+    fn start(db: &TestDatabase, server_id: &str, storage: &Path, extra: &[(&str, &str)]) -> Pool {
+        let log = storage.join(format!("{}.log", unique("ocr-pool")));
+        let out = std::fs::File::create(&log).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ocr-pool"));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("REDIS_URL", shared_redis_url())
+            .env("SERVER_ID", server_id)
+            .env("PROD_DATABASE_URL", db.url())
+            .env("STORAGE_URL", format!("file://{}", storage.display()))
+            .env("OCR_ENGINE", "tesseract")
+            .env("OCR_TESSERACT_DPI", "150")
+            .env("QUEUE_POLL_INTERVAL_MS", "100")
+            .env("RUST_LOG", "info")
+            .current_dir(storage)
+            .stdout(Stdio::from(out.try_clone().unwrap()))
+            .stderr(Stdio::from(out));
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        Pool { child: cmd.spawn().expect("ocr-pool binary starts"), log }
+    }
+
+    fn output(&self) -> String {
+        let mut s = String::new();
+        let _ = std::fs::File::open(&self.log).and_then(|mut f| f.read_to_string(&mut s));
+        s
+    }
+
+    fn wait_for_line(&self, line: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        while !self.output().contains(line) {
+            assert!(Instant::now() < deadline, "ocr-pool never printed {line:?}; output:\n{}", self.output());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGTERM, as PM2 sends; returns whether the process exited 0 within 30 s.
+    fn terminate(&mut self) -> bool {
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.success();
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn migrated(db: &TestDatabase) -> PgConnection {
+    let mut conn = PgConnection::connect(db.url()).await.unwrap();
+    registre_queue::migrate(&mut conn, EnvName::Prod).await.unwrap();
+    conn
+}
+
+/// Writes a one-page registry-like PDF for `number` into storage and queues it at status 3.
+async fn queue_document(conn: &mut PgConnection, storage: &Path, source: &str, number: &str, with_pdf: bool) {
+    let bucket = if source == "index" { "index" } else { "actes" };
+    let name = format!("{number}-Montreal-Quebec-1700000000000.pdf");
+    if with_pdf {
+        let lines = vec![format!("Lot {number}"), "Circonscription Montreal".to_string(), "Tremblay Jean 2021-03-15".to_string()];
+        std::fs::create_dir_all(storage.join(bucket)).unwrap();
+        std::fs::write(storage.join(bucket).join(&name), pdf::pdf(&[lines])).unwrap();
+    }
+    sqlx::query(
+        "INSERT INTO extraction_queue (document_source, document_number, circonscription_fonciere, cadastre, status_id, supabase_path)
+         VALUES ($1, $2, 'Montreal', 'Quebec', 3, $3)",
+    )
+    .bind(source)
+    .bind(number)
+    .bind(format!("{bucket}/{name}"))
+    .execute(conn)
+    .await
+    .unwrap();
+}
+
+async fn count_by_status(conn: &mut PgConnection) -> HashMap<i32, i64> {
+    sqlx::query_as::<_, (i32, i64)>("SELECT status_id, count(*) FROM extraction_queue GROUP BY status_id")
+        .fetch_all(conn)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect()
+}
+
+fn allocation(c: &mut redis::Connection, id: &str) -> serde_json::Value {
+    let json: Option<String> = c.get(format!("worker_pool:{{{id}}}:allocation")).unwrap();
+    json.map(|j| serde_json::from_str(&j).unwrap()).unwrap_or(serde_json::Value::Null)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checklist_settings_start_and_read_forty_documents() {
+    let db = TestDatabase::create();
+    let mut conn = migrated(&db).await;
+    let dir = tempdir();
+    let id = unique("ocr");
+    let mut pool = Pool::start(&db, &id, &dir, &[]);
+    pool.wait_for_line("✅ WORKER POOL STARTED SUCCESSFULLY", Duration::from_secs(30));
+    let out = pool.output();
+    let expected = [
+        "🚀 UNIFIED OCR WORKER POOL STARTING",
+        "📊 Initializing shared rate limiter...",
+        "💾 Initializing server capacity manager...",
+        "🎯 Initializing worker pool manager...",
+        "✅ All managers initialized",
+        "✅ Started ocr-worker-1 (mode: index)",
+        "✅ Started ocr-worker-2 (mode: acte)",
+        "✅ WORKER POOL STARTED SUCCESSFULLY",
+    ];
+    let mut at = 0;
+    for line in expected {
+        let found = out[at..].find(line).unwrap_or_else(|| panic!("missing or out of order: {line:?}\n{out}"));
+        at += found + line.len();
+    }
+
+    let mut c = redis_sync(&shared_redis_url());
+    let cpu: String = c.get(format!("server:{{{id}}}:cpu:allocated")).unwrap();
+    let ram: String = c.get(format!("server:{{{id}}}:ram:allocated")).unwrap();
+    assert_eq!((cpu.as_str(), ram.as_str()), ("2.5", "1.25"));
+    let a = allocation(&mut c, &id);
+    assert_eq!((a["indexWorkers"].as_u64(), a["acteWorkers"].as_u64(), a["totalWorkers"].as_u64()), (Some(1), Some(1), Some(2)), "{a}");
+    assert!(a["queue"]["index"].is_u64() && a["updatedAt"].is_string(), "{a}");
+
+    for n in 0..30 {
+        queue_document(&mut conn, &dir, "index", &format!("1 234 {n:03}"), true).await;
+    }
+    for n in 0..10 {
+        queue_document(&mut conn, &dir, "acte", &format!("25 000 {n:03}"), true).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        let counts = count_by_status(&mut conn).await;
+        if counts.get(&5) == Some(&40) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not all rows reached status 5: {counts:?}\n{}", pool.output());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let rows: Vec<(String, Option<String>, Option<String>)> =
+        sqlx::query_as("SELECT document_number, file_content, boosted_file_content FROM extraction_queue").fetch_all(&mut conn).await.unwrap();
+    let mut recognized = 0;
+    for (number, raw, boosted) in &rows {
+        let raw = raw.as_deref().unwrap_or("");
+        assert!(!raw.trim().is_empty() && !boosted.as_deref().unwrap_or("").trim().is_empty(), "{number}: no text");
+        if raw.contains(number.as_str()) {
+            recognized += 1;
+        }
+    }
+    // tesseract may misread a digit now and then; nearly every lot number must come through.
+    assert!(recognized >= 36, "only {recognized} of 40 lot numbers recognized");
+
+    assert!(pool.terminate(), "ocr-pool did not exit 0 after SIGTERM:\n{}", pool.output());
+    let cpu: String = c.get(format!("server:{{{id}}}:cpu:allocated")).unwrap();
+    assert_eq!(cpu, "0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebalance_moves_workers_toward_the_waiting_work() {
+    let db = TestDatabase::create();
+    let mut conn = migrated(&db).await;
+    let dir = tempdir();
+    let id = unique("ocr");
+    // Rows without a PDF fail and wait out a long backoff at status 3: they stay waiting work.
+    let mut pool = Pool::start(
+        &db,
+        &id,
+        &dir,
+        &[("OCR_WORKER_POOL_SIZE", "4"), ("OCR_REBALANCE_INTERVAL_MS", "1000"), ("QUEUE_BACKOFF_BASE_MS", "600000"), ("QUEUE_BACKOFF_MAX_MS", "600000")],
+    );
+    pool.wait_for_line("✅ WORKER POOL STARTED SUCCESSFULLY", Duration::from_secs(30));
+    let mut c = redis_sync(&shared_redis_url());
+    let a = allocation(&mut c, &id);
+    assert_eq!((a["indexWorkers"].as_u64(), a["acteWorkers"].as_u64()), (Some(2), Some(2)), "{a}");
+
+    for n in 0..40 {
+        queue_document(&mut conn, &dir, "index", &format!("9 000 {n:03}"), false).await;
+    }
+    let queued_at = Instant::now();
+    let workers_key = format!("server:{{{id}}}:workers");
+    let assignments_key = format!("worker_pool:{{{id}}}:assignments");
+    loop {
+        let a = allocation(&mut c, &id);
+        let assignments: HashMap<String, String> = c.hgetall(&assignments_key).unwrap();
+        let index_assigned = assignments.values().filter(|j| j.contains("\"assignedMode\":\"index\"")).count();
+        let leases: HashMap<String, String> = c.hgetall(&workers_key).unwrap();
+        let index_leases = leases.values().filter(|j| j.contains("\"type\":\"index-ocr\"")).count();
+        let cpu: String = c.get(format!("server:{{{id}}}:cpu:allocated")).unwrap();
+        if a["indexWorkers"].as_u64() == Some(3) && index_assigned == 3 && index_leases == 3 && cpu == "5.5" {
+            assert_eq!(a["acteWorkers"].as_u64(), Some(1));
+            assert_eq!(a["queue"]["index"].as_u64(), Some(40), "{a}");
+            break;
+        }
+        // One interval to notice, plus the time a busy worker needs to finish its (failing) job.
+        assert!(
+            queued_at.elapsed() < Duration::from_secs(6),
+            "no 3/1 split with leases following: allocation {a}, {index_assigned} index assignments, {index_leases} index leases, cpu {cpu}\n{}",
+            pool.output()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(pool.output().contains("switched to index mode"), "{}", pool.output());
+    assert!(pool.terminate());
+    let assignments: HashMap<String, String> = c.hgetall(&assignments_key).unwrap();
+    assert!(assignments.is_empty(), "workers remove their assignment on shutdown: {assignments:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_pool_leaves_no_row_in_ocr_and_no_capacity_after_the_leases() {
+    let db = TestDatabase::create();
+    let mut conn = migrated(&db).await;
+    let dir = tempdir();
+    let id = unique("ocr");
+    let short = [("QUEUE_LEASE_TTL_MS", "2000"), ("CAPACITY_LEASE_TTL_MS", "2000"), ("CAPACITY_HEARTBEAT_MS", "500")];
+    for n in 0..8 {
+        queue_document(&mut conn, &dir, if n % 2 == 0 { "index" } else { "acte" }, &format!("7 700 {n:03}"), true).await;
+    }
+    let mut pool = Pool::start(&db, &id, &dir, &short);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count_by_status(&mut conn).await.get(&6).copied().unwrap_or(0) == 0 {
+        assert!(Instant::now() < deadline, "no row ever reached status 6:\n{}", pool.output());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    pool.child.kill().unwrap(); // SIGKILL: no release of rows or capacity
+    pool.child.wait().unwrap();
+    let killed_at = Instant::now();
+    assert!(count_by_status(&mut conn).await.get(&6).copied().unwrap_or(0) > 0, "a row is held by the dead pool");
+
+    // Capacity comes back after its lease TTL (what an operator's status check shows).
+    let redis_url = shared_redis_url();
+    let config = registre_config::Config::from_vars([
+        ("REDIS_URL".to_string(), redis_url.clone()),
+        ("SERVER_ID".to_string(), id.clone()),
+        ("PROD_DATABASE_URL".to_string(), db.url().to_string()),
+    ])
+    .unwrap();
+    let capacity = registre_capacity::CapacityManager::new(
+        registre_runtime_connection(&config),
+        registre_capacity::CapacitySettings::from_config(&config),
+    );
+    tokio::time::sleep(Duration::from_millis(2000).saturating_sub(killed_at.elapsed()) + Duration::from_millis(200)).await;
+    let status = capacity.status().await.unwrap();
+    assert_eq!(status.cpu_allocated, registre_config::Milli::ZERO, "capacity still held: {:?}", status.workers);
+
+    // PM2 restarts the pool: the expired row leases are reaped and every row is read.
+    let mut pool = Pool::start(&db, &id, &dir, &short);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let counts = count_by_status(&mut conn).await;
+        if counts.get(&5) == Some(&8) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "rows not all read after the restart: {counts:?}\n{}", pool.output());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The rows the dead pool held were counted as one attempt each, not lost.
+    let reaped: i64 = sqlx::query_scalar("SELECT count(*) FROM extraction_queue WHERE ocr_attempts > 0").fetch_one(&mut conn).await.unwrap();
+    assert!(reaped >= 1, "the reaped rows carry an attempt");
+    assert!(pool.terminate());
+}
+
+fn registre_runtime_connection(config: &registre_config::Config) -> redis::aio::ConnectionManager {
+    let client = redis::Client::open(config.redis_url.expose()).unwrap();
+    redis::aio::ConnectionManager::new_lazy_with_config(client, redis::aio::ConnectionManagerConfig::new()).unwrap()
+}
+
+fn tempdir() -> PathBuf {
+    let dir = std::env::temp_dir().join(unique("ocr-pool-test"));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}

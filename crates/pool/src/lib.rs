@@ -1,0 +1,34 @@
+//! The OCR pool (DESIGN §1, §6): `OCR_WORKER_POOL_SIZE` generic OCR workers, each in `index` or
+//! `acte` mode, split between the two by a pool manager in proportion to the waiting work.
+//!
+//! - [`target_split`] / [`plan_moves`]: the split for given queue counts and the fewest workers
+//!   to move (idle first); pure functions.
+//! - [`PoolManager`]: `worker_pool:allocation`, `worker_pool:assignments` and the rebalancer
+//!   lock in Redis (one rebalancer per pool key at a time).
+//! - [`start`]: builds the shared services, prints the checklist's start-up lines, starts the
+//!   workers (each holding the capacity lease of its mode), the rebalancer and the 60 s status
+//!   block, all under one [`registre_runtime::Shutdown`].
+
+mod manager;
+mod run;
+mod split;
+mod worker;
+
+pub use manager::{AllocationRecord, AssignmentRecord, PoolKeys, PoolManager, QueueCounts};
+pub use run::{start, start_with, PoolHandle, PoolServices};
+pub use split::{plan_moves, target_split, Mode, Split, WorkerView};
+pub use worker::{WorkerSlot, WorkerState};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    #[error("Redis {operation} failed: {source}")]
+    Redis {
+        operation: &'static str,
+        #[source]
+        source: redis::RedisError,
+    },
+    #[error("pool record could not be encoded or decoded: {0}")]
+    Encode(String),
+    #[error("OCR pool set-up: {0}")]
+    Setup(String),
+}

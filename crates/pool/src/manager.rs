@@ -1,0 +1,132 @@
+//! The pool manager's Redis side: the published allocation (`worker_pool:allocation`), the
+//! per-worker assignments (`worker_pool:assignments`) and the rebalancer lock. With SERVER_ID=x
+//! the keys are `worker_pool:{x}:...` (a hash tag, as for the capacity keys).
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::Script;
+use serde::{Deserialize, Serialize};
+
+use crate::{Mode, PoolError, Split};
+
+static LOCK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/rebalance_lock.lua")));
+static UNLOCK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/rebalance_unlock.lua")));
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolKeys {
+    pub allocation: String,
+    pub assignments: String,
+    pub lock: String,
+}
+
+impl PoolKeys {
+    pub fn for_server(server_id: Option<&str>) -> PoolKeys {
+        let prefix = match server_id {
+            Some(id) => format!("worker_pool:{{{id}}}"),
+            None => "worker_pool".to_string(),
+        };
+        PoolKeys { allocation: format!("{prefix}:allocation"), assignments: format!("{prefix}:assignments"), lock: format!("{prefix}:lock") }
+    }
+}
+
+/// `worker_pool:allocation`, with the JSON field names of DESIGN §6.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AllocationRecord {
+    pub index_workers: u32,
+    pub acte_workers: u32,
+    pub total_workers: u32,
+    pub queue: QueueCounts,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueCounts {
+    pub index: u64,
+    pub acte: u64,
+}
+
+/// One entry of `worker_pool:assignments`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AssignmentRecord {
+    pub worker_id: String,
+    pub assigned_mode: String,
+    pub last_updated: String,
+}
+
+/// Cheap to clone; clones share one self-reconnecting connection.
+#[derive(Clone)]
+pub struct PoolManager {
+    conn: ConnectionManager,
+    keys: PoolKeys,
+    owner: String,
+}
+
+fn now_iso() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn redis_err(operation: &'static str) -> impl FnOnce(redis::RedisError) -> PoolError {
+    move |source| PoolError::Redis { operation, source }
+}
+
+impl PoolManager {
+    /// `owner` identifies this pool process in the lock (host and pid make a good one).
+    pub fn new(conn: ConnectionManager, keys: PoolKeys, owner: String) -> PoolManager {
+        PoolManager { conn, keys, owner }
+    }
+
+    pub fn keys(&self) -> &PoolKeys {
+        &self.keys
+    }
+
+    /// Takes or extends the rebalancer lock for `ttl`; true if this process is the rebalancer.
+    pub async fn hold_lock(&self, ttl: Duration) -> Result<bool, PoolError> {
+        let held: i64 = LOCK
+            .key(&self.keys.lock)
+            .arg(&self.owner)
+            .arg(ttl.as_millis() as u64)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(redis_err("rebalance lock"))?;
+        Ok(held == 1)
+    }
+
+    pub async fn release_lock(&self) -> Result<(), PoolError> {
+        let _: i64 = UNLOCK.key(&self.keys.lock).arg(&self.owner).invoke_async(&mut self.conn.clone()).await.map_err(redis_err("rebalance unlock"))?;
+        Ok(())
+    }
+
+    pub async fn publish_allocation(&self, split: Split, queue: QueueCounts) -> Result<AllocationRecord, PoolError> {
+        let record = AllocationRecord {
+            index_workers: split.index,
+            acte_workers: split.acte,
+            total_workers: split.index + split.acte,
+            queue,
+            updated_at: now_iso(),
+        };
+        let json = serde_json::to_string(&record).map_err(|e| PoolError::Encode(e.to_string()))?;
+        let _: () = redis::cmd("SET").arg(&self.keys.allocation).arg(json).query_async(&mut self.conn.clone()).await.map_err(redis_err("publish allocation"))?;
+        Ok(record)
+    }
+
+    pub async fn allocation(&self) -> Result<Option<AllocationRecord>, PoolError> {
+        let json: Option<String> = redis::cmd("GET").arg(&self.keys.allocation).query_async(&mut self.conn.clone()).await.map_err(redis_err("read allocation"))?;
+        json.map(|j| serde_json::from_str(&j).map_err(|e| PoolError::Encode(format!("{}: {e}", self.keys.allocation)))).transpose()
+    }
+
+    pub async fn assign(&self, worker_id: &str, mode: Mode) -> Result<(), PoolError> {
+        let record = AssignmentRecord { worker_id: worker_id.to_string(), assigned_mode: mode.as_str().to_string(), last_updated: now_iso() };
+        let json = serde_json::to_string(&record).map_err(|e| PoolError::Encode(e.to_string()))?;
+        let _: () = redis::cmd("HSET").arg(&self.keys.assignments).arg(worker_id).arg(json).query_async(&mut self.conn.clone()).await.map_err(redis_err("assign worker"))?;
+        Ok(())
+    }
+
+    pub async fn unassign(&self, worker_id: &str) -> Result<(), PoolError> {
+        let _: () = redis::cmd("HDEL").arg(&self.keys.assignments).arg(worker_id).query_async(&mut self.conn.clone()).await.map_err(redis_err("unassign worker"))?;
+        Ok(())
+    }
+}

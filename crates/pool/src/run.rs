@@ -1,0 +1,232 @@
+//! Start-up of the OCR pool: shared services, the checklist's start-up lines, the workers, the
+//! rebalancer and the status block, every task under the one shutdown of the process.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use registre_capacity::{CapacityManager, CapacitySettings};
+use registre_config::Config;
+use registre_ocr::{engine_from_config, OcrEngine};
+use registre_queue::MultiQueue;
+use registre_ratelimit::{RateLimitSettings, RateLimiter};
+use registre_runtime::Shutdown;
+use registre_storage::Storage;
+use tokio::sync::watch;
+
+use crate::worker::{run_worker, WorkerSlot, WorkerState};
+use crate::{plan_moves, target_split, Mode, PoolError, PoolKeys, PoolManager, QueueCounts, WorkerView};
+
+const RULE: &str = "============================================================";
+
+/// What every OCR worker of the process shares.
+pub struct PoolServices {
+    pub capacity: CapacityManager,
+    pub queue: Arc<MultiQueue>,
+    pub storage: Arc<Storage>,
+    pub engine: Arc<dyn OcrEngine>,
+    pub limiter: RateLimiter,
+    pub manager: PoolManager,
+    pub shutdown_grace: Duration,
+}
+
+/// The running pool: its workers, for callers that want to watch them.
+pub struct PoolHandle {
+    pub slots: Arc<Vec<WorkerSlot>>,
+    pub services: Arc<PoolServices>,
+}
+
+/// Starts the pool with its own Redis connection and storage (the `ocr-pool` binary).
+pub async fn start(config: &Config, shutdown: &Shutdown) -> Result<PoolHandle, PoolError> {
+    let redis = registre_runtime::redis_connection(&config.redis_url).map_err(|e| PoolError::Setup(e.to_string()))?;
+    let capacity = CapacityManager::new(redis.clone(), CapacitySettings::from_config(config));
+    let storage = Arc::new(Storage::from_config(&config.storage).map_err(|e| PoolError::Setup(format!("storage: {e}")))?);
+    start_with(config, redis, capacity, storage, shutdown).await
+}
+
+/// Starts the pool on services shared with the rest of the process (start-all-workers).
+pub async fn start_with(
+    config: &Config,
+    redis: ConnectionManager,
+    capacity: CapacityManager,
+    storage: Arc<Storage>,
+    shutdown: &Shutdown,
+) -> Result<PoolHandle, PoolError> {
+    let pool = &config.ocr_pool;
+    tracing::info!("{RULE}");
+    tracing::info!("🚀 UNIFIED OCR WORKER POOL STARTING");
+    tracing::info!("{RULE}");
+    tracing::info!("📊 Initializing shared rate limiter...");
+    let limiter = RateLimiter::new(redis.clone(), RateLimitSettings::from_config(&config.rate_limit)).map_err(|e| PoolError::Setup(format!("rate limiter: {e}")))?;
+    tracing::info!("💾 Initializing server capacity manager...");
+    tracing::info!("🎯 Initializing worker pool manager...");
+    let owner = format!("{}:{}", registre_runtime::host_name(), std::process::id());
+    let manager = PoolManager::new(redis, PoolKeys::for_server(config.server.id.as_deref()), owner);
+    let served: Vec<_> = config.environments.iter().filter(|e| pool.serves(e.name)).cloned().collect();
+    if served.is_empty() {
+        return Err(PoolError::Setup("OCR_PROD, OCR_STAGING and OCR_DEV leave no configured environment to serve".into()));
+    }
+    let queue = Arc::new(MultiQueue::connect(&served, &config.queue, pool.pool_size.max(1) + 1).map_err(|e| PoolError::Setup(e.to_string()))?);
+    let engine = engine_from_config(&config.ocr_engine, limiter.clone()).map_err(|e| PoolError::Setup(e.to_string()))?;
+    tracing::info!("✅ All managers initialized");
+
+    let services = Arc::new(PoolServices { capacity, queue, storage, engine, limiter, manager, shutdown_grace: pool.shutdown_grace });
+
+    // Initial split from what is waiting now (an empty queue gives ⌊n/2⌋ index, ⌈n/2⌉ acte).
+    let counts = queue_counts(&services).await;
+    let split = target_split(pool.pool_size, pool.min_index_workers, pool.min_acte_workers, counts.index, counts.acte);
+    let is_rebalancer = services.manager.hold_lock(rebalance_lock_ttl(config)).await.unwrap_or(false);
+    if is_rebalancer {
+        if let Err(e) = services.manager.publish_allocation(split, counts).await {
+            tracing::warn!("could not publish the pool allocation: {e}");
+        }
+    }
+
+    let mut slots = Vec::new();
+    for n in 1..=pool.pool_size {
+        let id = format!("ocr-worker-{n}");
+        let mode = if n <= split.index { Mode::Index } else { Mode::Acte };
+        let (tx, rx) = watch::channel(mode);
+        let state = Arc::new(WorkerState::default());
+        if let Err(e) = services.manager.assign(&id, mode).await {
+            tracing::warn!("could not record the assignment of {id}: {e}");
+        }
+        let lease = match services.capacity.try_lease(&id, mode.worker_type()).await {
+            Ok(Ok(lease)) => {
+                tracing::info!("✅ Started {id} (mode: {mode})");
+                Some(lease)
+            }
+            Ok(Err(shortfall)) => {
+                tracing::warn!("⏳ {id} (mode: {mode}) waits for capacity: {shortfall}");
+                None
+            }
+            Err(e) => {
+                tracing::warn!("⏳ {id} (mode: {mode}) waits: capacity check failed ({e})");
+                None
+            }
+        };
+        shutdown.spawn(run_worker(services.clone(), id.clone(), rx, state.clone(), lease, shutdown.token()));
+        slots.push(WorkerSlot { id, mode: tx, state });
+    }
+    let slots = Arc::new(slots);
+    tracing::info!("{RULE}");
+    tracing::info!("✅ WORKER POOL STARTED SUCCESSFULLY");
+    tracing::info!("{RULE}");
+
+    shutdown.spawn(rebalancer(config.clone(), services.clone(), slots.clone(), shutdown.clone()));
+    shutdown.spawn(status_block(config.ocr_pool.status_interval, services.clone(), slots.clone(), shutdown.clone()));
+    Ok(PoolHandle { slots, services })
+}
+
+/// Long enough to survive one missed rebalance; a crashed rebalancer's lock frees after it.
+fn rebalance_lock_ttl(config: &Config) -> Duration {
+    config.ocr_pool.rebalance_interval * 2 + Duration::from_secs(5)
+}
+
+async fn queue_counts(services: &PoolServices) -> QueueCounts {
+    let waiting = services.queue.count_waiting().await;
+    QueueCounts { index: waiting.get("index").copied().unwrap_or(0), acte: waiting.get("acte").copied().unwrap_or(0) }
+}
+
+/// Every OCR_REBALANCE_INTERVAL_MS: if this process holds the rebalancer lock, re-split the pool
+/// from the waiting counts and tell the fewest workers to switch.
+async fn rebalancer(config: Config, services: Arc<PoolServices>, slots: Arc<Vec<WorkerSlot>>, shutdown: Shutdown) {
+    let pool = &config.ocr_pool;
+    let ttl = rebalance_lock_ttl(&config);
+    loop {
+        tokio::select! {
+            _ = shutdown.triggered() => break,
+            _ = tokio::time::sleep(pool.rebalance_interval) => {}
+        }
+        match services.manager.hold_lock(ttl).await {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => {
+                tracing::warn!("rebalance skipped: {e}");
+                continue;
+            }
+        }
+        let counts = queue_counts(&services).await;
+        let target = target_split(pool.pool_size, pool.min_index_workers, pool.min_acte_workers, counts.index, counts.acte);
+        let views: Vec<WorkerView> = slots
+            .iter()
+            .map(|s| WorkerView { id: s.id.clone(), mode: *s.mode.borrow(), busy: s.state.busy.load(Ordering::SeqCst) })
+            .collect();
+        for (id, mode) in plan_moves(&views, target) {
+            if let Some(slot) = slots.iter().find(|s| s.id == id) {
+                let busy = slot.state.busy.load(Ordering::SeqCst);
+                tracing::info!("🔄 Rebalance: {id} → {mode} mode{}", if busy { " (after its current job)" } else { "" });
+                let _ = slot.mode.send(mode);
+                if let Err(e) = services.manager.assign(&id, mode).await {
+                    tracing::warn!("could not record the assignment of {id}: {e}");
+                }
+            }
+        }
+        match services.manager.publish_allocation(target, counts).await {
+            Ok(_) => tracing::debug!(index = target.index, acte = target.acte, "pool allocation published"),
+            Err(e) => tracing::warn!("could not publish the pool allocation: {e}"),
+        }
+    }
+    let _ = services.manager.release_lock().await;
+}
+
+/// The status block of the checklist: allocation, API usage, capacity by worker type.
+async fn status_block(every: Duration, services: Arc<PoolServices>, slots: Arc<Vec<WorkerSlot>>, shutdown: Shutdown) {
+    loop {
+        tokio::select! {
+            _ = shutdown.triggered() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        tracing::info!("{RULE}");
+        tracing::info!("📊 OCR POOL STATUS");
+        match services.manager.allocation().await {
+            Ok(Some(a)) => tracing::info!(
+                "🎯 Allocation: {} index / {} acte of {} (waiting: {} index, {} acte; updated {})",
+                a.index_workers, a.acte_workers, a.total_workers, a.queue.index, a.queue.acte, a.updated_at
+            ),
+            Ok(None) => tracing::info!("🎯 Allocation: not published yet"),
+            Err(e) => tracing::warn!("🎯 Allocation unavailable: {e}"),
+        }
+        for slot in slots.iter() {
+            tracing::info!(
+                "   {} [{}] {} (done {}, failed {})",
+                slot.id,
+                *slot.mode.borrow(),
+                slot.state.activity(),
+                slot.state.done.load(Ordering::SeqCst),
+                slot.state.failed.load(Ordering::SeqCst)
+            );
+        }
+        match services.limiter.status().await {
+            Ok(s) => tracing::info!(
+                "📈 API usage ({}s window): {} / {} requests, {} / {} tokens{}",
+                s.window.as_secs(),
+                s.requests_in_window,
+                s.requests_per_window,
+                s.tokens_in_window,
+                s.tokens_per_window,
+                s.cooldown_remaining.map(|c| format!(", cooling down for {} ms after a 429", c.as_millis())).unwrap_or_default()
+            ),
+            Err(e) => tracing::warn!("📈 API usage unavailable: {e}"),
+        }
+        match services.capacity.status().await {
+            Ok(c) => {
+                let mut by_type: BTreeMap<String, (u32, f64, f64)> = BTreeMap::new();
+                for w in &c.workers {
+                    let e = by_type.entry(w.kind.clone()).or_default();
+                    e.0 += 1;
+                    e.1 += w.cpu;
+                    e.2 += w.ram;
+                }
+                tracing::info!("💾 Capacity: {} / {} vCPU, {} / {} GB", c.cpu_allocated, c.usable_cpu, c.ram_allocated, c.usable_ram);
+                for (kind, (n, cpu, ram)) in by_type {
+                    tracing::info!("   {kind}: {n} worker(s), {cpu} vCPU, {ram} GB");
+                }
+            }
+            Err(e) => tracing::warn!("💾 Capacity unavailable: {e}"),
+        }
+        tracing::info!("{RULE}");
+    }
+}

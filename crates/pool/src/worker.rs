@@ -1,0 +1,202 @@
+//! One generic OCR worker: holds the capacity lease of its current mode, claims status-3 rows of
+//! that mode (→ 6), downloads the PDF, runs the engine, completes (→ 5) or fails the row. When the
+//! manager changes its mode it finishes its current job first, then swaps its capacity lease
+//! (release the old type's, take the new type's) and claims rows of the new mode.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use registre_capacity::Lease;
+use registre_ocr::Parallelism;
+use registre_queue::{FailOutcome, Job};
+use registre_runtime::Backoff;
+use registre_storage::ObjectPath;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Mode, PoolServices};
+
+/// What the status block and the manager read about a worker.
+#[derive(Debug, Default)]
+pub struct WorkerState {
+    pub busy: AtomicBool,
+    pub done: AtomicU64,
+    pub failed: AtomicU64,
+    /// `idle`, `waiting for capacity`, or the document being read.
+    pub activity: Mutex<String>,
+}
+
+impl WorkerState {
+    fn set_activity(&self, what: impl Into<String>) {
+        if let Ok(mut a) = self.activity.lock() {
+            *a = what.into();
+        }
+    }
+    pub fn activity(&self) -> String {
+        self.activity.lock().map(|a| a.clone()).unwrap_or_default()
+    }
+}
+
+/// The manager's handle on a worker.
+pub struct WorkerSlot {
+    pub id: String,
+    pub mode: watch::Sender<Mode>,
+    pub state: Arc<WorkerState>,
+}
+
+pub(crate) async fn run_worker(
+    services: Arc<PoolServices>,
+    id: String,
+    mut mode_rx: watch::Receiver<Mode>,
+    state: Arc<WorkerState>,
+    lease: Option<Lease>,
+    stop: CancellationToken,
+) {
+    let mut lease = match lease {
+        Some(lease) => lease,
+        None => {
+            state.set_activity("waiting for capacity");
+            let mode = *mode_rx.borrow_and_update();
+            match services.capacity.wait_for_lease(&id, mode.worker_type(), &stop).await {
+                Some(lease) => {
+                    tracing::info!("✅ Started {id} (mode: {mode})");
+                    lease
+                }
+                None => return,
+            }
+        }
+    };
+    state.set_activity("idle");
+    loop {
+        if stop.is_cancelled() {
+            break;
+        }
+        let mode = *mode_rx.borrow_and_update();
+        if mode.worker_type() != lease.kind() {
+            state.set_activity("switching mode");
+            if let Err(e) = lease.release().await {
+                tracing::warn!(worker = %id, "releasing the old capacity lease failed (it expires by itself): {e}");
+            }
+            lease = match services.capacity.wait_for_lease(&id, mode.worker_type(), &stop).await {
+                Some(lease) => lease,
+                None => {
+                    // Shut down while waiting for the new mode's capacity: nothing is held.
+                    let _ = services.manager.unassign(&id).await;
+                    return;
+                }
+            };
+            if let Err(e) = services.manager.assign(&id, mode).await {
+                tracing::warn!(worker = %id, "could not record the assignment: {e}");
+            }
+            tracing::info!("🔄 {id} switched to {mode} mode");
+            state.set_activity("idle");
+            continue;
+        }
+        if !lease.is_held() {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+            }
+        }
+
+        // Wait for a row of this mode; a mode change or the shutdown interrupts the wait.
+        let wake = stop.child_token();
+        let watcher = {
+            let mut rx = mode_rx.clone();
+            let wake = wake.clone();
+            tokio::spawn(async move {
+                let _ = rx.changed().await;
+                wake.cancel();
+            })
+        };
+        let job = services.queue.next_ocr(&id, mode.source(), &wake).await;
+        watcher.abort();
+        let Some(job) = job else { continue };
+
+        state.busy.store(true, Ordering::SeqCst);
+        state.set_activity(format!("reading {} {} ({})", job.document_source, job.document_number, job.env));
+        let parallelism = Parallelism::from_cpu(services.capacity.settings().cost(lease.kind()).cpu);
+        process(&services, &id, &job, parallelism, &state, &stop).await;
+        state.busy.store(false, Ordering::SeqCst);
+        state.set_activity("idle");
+    }
+    if let Err(e) = lease.release().await {
+        tracing::warn!(worker = %id, "releasing the capacity lease failed (it expires by itself): {e}");
+    }
+    let _ = services.manager.unassign(&id).await;
+}
+
+/// Reads one claimed row and hands it on. Never panics: every failure ends up in the row.
+async fn process(services: &PoolServices, id: &str, job: &Job, parallelism: Parallelism, state: &WorkerState, stop: &CancellationToken) {
+    let heartbeat = services.queue.keep_alive(job);
+    let work = async {
+        let path = job.supabase_path.as_deref().filter(|p| !p.trim().is_empty()).ok_or_else(|| "row has no supabase_path: nothing to read".to_string())?;
+        let object = ObjectPath::parse(path).map_err(|e| format!("supabase_path {path:?}: {e}"))?;
+        let pdf = services.storage.get(&object).await.map_err(|e| format!("PDF could not be downloaded: {e}"))?;
+        services.engine.extract(&pdf, parallelism).await.map_err(|e| e.to_string())
+    };
+    tokio::pin!(work);
+    let lost = heartbeat.lost();
+    let outcome = tokio::select! {
+        result = &mut work => Some(result),
+        _ = lost.cancelled() => {
+            tracing::warn!(worker = id, job = %job.id, "row lease lost (reaped or taken over): dropping the job without writing");
+            return;
+        }
+        _ = stop.cancelled() => {
+            match tokio::time::timeout(services.shutdown_grace, &mut work).await {
+                Ok(result) => Some(result),
+                Err(_) => None,
+            }
+        }
+    };
+    drop(heartbeat);
+    match outcome {
+        Some(Ok(output)) => {
+            let written = retry("complete OCR", || services.queue.complete_ocr(job, &output.raw, &output.boosted)).await;
+            match written {
+                Some(t) if t.applied() => {
+                    state.done.fetch_add(1, Ordering::SeqCst);
+                    tracing::info!(worker = id, job = %job.id, env = %job.env, "📝 {} {} read: {} page(s), {} characters", job.document_source, job.document_number, output.pages.len(), output.raw.len());
+                }
+                Some(_) => tracing::warn!(worker = id, job = %job.id, "row was taken over meanwhile: text not written"),
+                None => {}
+            }
+        }
+        Some(Err(message)) => {
+            state.failed.fetch_add(1, Ordering::SeqCst);
+            tracing::warn!(worker = id, job = %job.id, env = %job.env, "❌ {} {}: {message}", job.document_source, job.document_number);
+            match retry("fail", || services.queue.fail(job, &message)).await {
+                Some(FailOutcome::Failed { attempts }) => tracing::warn!(worker = id, job = %job.id, "row is now in error after {attempts} attempt(s)"),
+                Some(FailOutcome::Retry { attempts, .. }) => tracing::info!(worker = id, job = %job.id, "row will be retried (attempt {attempts})"),
+                Some(FailOutcome::NotOwner) | None => {}
+            }
+        }
+        None => {
+            tracing::info!(worker = id, job = %job.id, "shutdown: job not finished within the grace period, releasing it");
+            let _ = retry("release", || services.queue.release(job)).await;
+        }
+    }
+}
+
+/// A few tries with backoff for the write that ends a job; if the database stays away the row's
+/// lease expires and the reaper gives it back, so nothing is lost.
+async fn retry<T, E: std::fmt::Display, F, Fut>(what: &str, mut call: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+    for attempt in 1..=5 {
+        match call().await {
+            Ok(v) => return Some(v),
+            Err(e) if attempt < 5 => {
+                tracing::warn!("{what} failed (try {attempt} of 5): {e}");
+                tokio::time::sleep(backoff.next_delay()).await;
+            }
+            Err(e) => tracing::error!("{what} failed 5 times, the row's lease will expire and it will be retried: {e}"),
+        }
+    }
+    None
+}
