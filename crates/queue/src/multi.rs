@@ -1,10 +1,11 @@
 //! Every configured environment's queue behind one poller: claims go prod → staging → dev and
 //! return the first row found, tagged with its environment; transitions go back to the job's
 //! environment. An environment that fails (down, unreachable, not migrated, too slow) is logged
-//! and skipped until its retry time, which grows with capped exponential backoff (QUEUE_ENV_RETRY_MAX_MS),
-//! so one environment being down never stalls the others. Every call is bounded by
-//! QUEUE_CALL_TIMEOUT_MS. Claim rounds also reap expired leases, at most once per QUEUE_HEARTBEAT_MS
-//! per environment.
+//! and taken off the claim path; from its retry time on (capped exponential backoff,
+//! QUEUE_ENV_RETRY_MAX_MS) a background probe tries it again and puts it back once it answers, so
+//! one environment being down never stalls the others. Every call is bounded by
+//! QUEUE_CALL_TIMEOUT_MS. Claim rounds also reap expired leases, at most once per
+//! QUEUE_HEARTBEAT_MS per environment.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -81,14 +82,16 @@ impl Queue for EnvQueue {
 
 struct Health {
     backoff: Backoff,
-    /// Set while the environment is down: not tried again before this.
+    /// Set while the environment is down: a background probe tries it again from then on.
     retry_at: Option<Instant>,
+    probing: bool,
     last_reap: Option<Instant>,
 }
 
 struct Slot {
     queue: EnvQueue,
     health: Mutex<Health>,
+    call_timeout: Duration,
 }
 
 impl Slot {
@@ -97,8 +100,19 @@ impl Slot {
         self.health.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Up: claims may use it. A down environment is never called on the claim path.
     fn ready(&self) -> bool {
-        self.health().retry_at.is_none_or(|at| Instant::now() >= at)
+        self.health().retry_at.is_none()
+    }
+
+    /// Down, its retry time has come and no probe runs yet: the caller starts one.
+    fn take_probe(&self) -> bool {
+        let mut h = self.health();
+        let due = !h.probing && h.retry_at.is_some_and(|at| Instant::now() >= at);
+        if due {
+            h.probing = true;
+        }
+        due
     }
 
     fn reap_due(&self, every: Duration) -> bool {
@@ -116,6 +130,7 @@ impl Slot {
             let mut h = self.health();
             let delay = h.backoff.next_delay();
             h.retry_at = Some(Instant::now() + delay);
+            h.probing = false;
             delay
         };
         tracing::warn!(%env, "⚠️ {err} (queue of {env} skipped, next try in {:.1} s)", delay.as_secs_f64());
@@ -125,12 +140,45 @@ impl Slot {
         let was_down = {
             let mut h = self.health();
             h.backoff.reset();
+            h.probing = false;
             h.retry_at.take().is_some()
         };
         if was_down {
             let env = self.queue.env();
             tracing::info!(%env, "✅ queue of {env} reachable again");
         }
+    }
+
+    /// Runs one call with the call timeout; failures mark the environment down, successes up.
+    async fn guarded<T>(&self, operation: &'static str, call: impl Future<Output = Result<T, QueueError>>) -> Result<T, QueueError> {
+        let result = match tokio::time::timeout(self.call_timeout, call).await {
+            Ok(result) => result,
+            Err(_) => Err(QueueError::Timeout {
+                env: self.queue.env(),
+                operation,
+                timeout_ms: u64::try_from(self.call_timeout.as_millis()).unwrap_or(u64::MAX),
+            }),
+        };
+        match &result {
+            Ok(_) => self.mark_up(),
+            Err(e) => self.mark_down(e),
+        }
+        result
+    }
+
+    /// Tries a down environment again off the claim path (reaping is the probe: it needs the
+    /// database and the functions), so a slow or refusing environment never delays the others.
+    fn spawn_probe(self: &Arc<Self>) {
+        let slot = Arc::clone(self);
+        tokio::spawn(async move {
+            if let Ok(n) = slot.guarded("reap expired leases", slot.queue.reap_expired()).await {
+                slot.health().last_reap = Some(Instant::now());
+                if n > 0 {
+                    let env = slot.queue.env();
+                    tracing::warn!(%env, "♻️ {n} row(s) of {env} whose lease expired went back to waiting");
+                }
+            }
+        });
     }
 }
 
@@ -141,7 +189,7 @@ enum Claim {
 }
 
 pub struct MultiQueue {
-    slots: Vec<Slot>,
+    slots: Vec<Arc<Slot>>,
     config: QueueConfig,
 }
 
@@ -158,9 +206,17 @@ impl MultiQueue {
         let min = Duration::from_secs(1).min(config.env_retry_max);
         let slots = queues
             .into_iter()
-            .map(|queue| Slot {
-                queue,
-                health: Mutex::new(Health { backoff: Backoff::new(min, config.env_retry_max), retry_at: None, last_reap: None }),
+            .map(|queue| {
+                Arc::new(Slot {
+                    queue,
+                    health: Mutex::new(Health {
+                        backoff: Backoff::new(min, config.env_retry_max),
+                        retry_at: None,
+                        probing: false,
+                        last_reap: None,
+                    }),
+                    call_timeout: config.call_timeout,
+                })
             })
             .collect();
         MultiQueue { slots, config }
@@ -188,39 +244,20 @@ impl MultiQueue {
         self.slots.iter().any(|s| s.queue.env() == env && s.ready())
     }
 
-    fn slot(&self, env: EnvName) -> Result<&Slot, QueueError> {
+    fn slot(&self, env: EnvName) -> Result<&Arc<Slot>, QueueError> {
         self.slots.iter().find(|s| s.queue.env() == env).ok_or(QueueError::UnknownEnvironment { env })
-    }
-
-    /// Runs one call with the call timeout; failures mark the environment down, successes up.
-    async fn guarded<T>(
-        &self,
-        slot: &Slot,
-        operation: &'static str,
-        call: impl Future<Output = Result<T, QueueError>>,
-    ) -> Result<T, QueueError> {
-        let result = match tokio::time::timeout(self.config.call_timeout, call).await {
-            Ok(result) => result,
-            Err(_) => Err(QueueError::Timeout {
-                env: slot.queue.env(),
-                operation,
-                timeout_ms: u64::try_from(self.config.call_timeout.as_millis()).unwrap_or(u64::MAX),
-            }),
-        };
-        match &result {
-            Ok(_) => slot.mark_up(),
-            Err(e) => slot.mark_down(e),
-        }
-        result
     }
 
     async fn claim(&self, worker_id: &str, kind: Claim) -> Option<Job> {
         for slot in &self.slots {
             if !slot.ready() {
+                if slot.take_probe() {
+                    slot.spawn_probe();
+                }
                 continue;
             }
             if slot.reap_due(self.config.heartbeat) {
-                match self.guarded(slot, "reap expired leases", slot.queue.reap_expired()).await {
+                match slot.guarded("reap expired leases", slot.queue.reap_expired()).await {
                     Ok(0) => {}
                     Ok(n) => {
                         let env = slot.queue.env();
@@ -230,8 +267,8 @@ impl MultiQueue {
                 }
             }
             let claimed = match kind {
-                Claim::Extraction => self.guarded(slot, "claim for extraction", slot.queue.claim_extraction(worker_id)).await,
-                Claim::Ocr(source) => self.guarded(slot, "claim for OCR", slot.queue.claim_ocr(worker_id, source)).await,
+                Claim::Extraction => slot.guarded("claim for extraction", slot.queue.claim_extraction(worker_id)).await,
+                Claim::Ocr(source) => slot.guarded("claim for OCR", slot.queue.claim_ocr(worker_id, source)).await,
             };
             if let Ok(Some(job)) = claimed {
                 return Some(job);
@@ -277,35 +314,41 @@ impl MultiQueue {
 
     pub async fn renew(&self, job: &Job) -> Result<Transition, QueueError> {
         let slot = self.slot(job.env)?;
-        self.guarded(slot, "renew lease", slot.queue.renew(job)).await
+        slot.guarded("renew lease", slot.queue.renew(job)).await
     }
 
     pub async fn complete_extraction(&self, job: &Job, supabase_path: &str) -> Result<Transition, QueueError> {
         let slot = self.slot(job.env)?;
-        self.guarded(slot, "complete extraction", slot.queue.complete_extraction(job, supabase_path)).await
+        slot.guarded("complete extraction", slot.queue.complete_extraction(job, supabase_path)).await
     }
 
     pub async fn complete_ocr(&self, job: &Job, file_content: &str, boosted_file_content: &str) -> Result<Transition, QueueError> {
         let slot = self.slot(job.env)?;
-        self.guarded(slot, "complete OCR", slot.queue.complete_ocr(job, file_content, boosted_file_content)).await
+        slot.guarded("complete OCR", slot.queue.complete_ocr(job, file_content, boosted_file_content)).await
     }
 
     pub async fn fail(&self, job: &Job, error: &str) -> Result<FailOutcome, QueueError> {
         let slot = self.slot(job.env)?;
-        self.guarded(slot, "fail", slot.queue.fail(job, error)).await
+        slot.guarded("fail", slot.queue.fail(job, error)).await
     }
 
     pub async fn release(&self, job: &Job) -> Result<Transition, QueueError> {
         let slot = self.slot(job.env)?;
-        self.guarded(slot, "release", slot.queue.release(job)).await
+        slot.guarded("release", slot.queue.release(job)).await
     }
 
     /// Status-3 rows per source, summed over the reachable environments (one grouped query each;
     /// an environment that is down counts as none and is logged).
     pub async fn count_waiting(&self) -> WaitingCounts {
         let mut total = WaitingCounts::new();
-        for slot in self.slots.iter().filter(|s| s.ready()) {
-            if let Ok(counts) = self.guarded(slot, "count waiting rows", slot.queue.count_waiting()).await {
+        for slot in &self.slots {
+            if !slot.ready() {
+                if slot.take_probe() {
+                    slot.spawn_probe();
+                }
+                continue;
+            }
+            if let Ok(counts) = slot.guarded("count waiting rows", slot.queue.count_waiting()).await {
                 for (source, n) in counts {
                     *total.entry(source).or_default() += n;
                 }
