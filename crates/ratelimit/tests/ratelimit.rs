@@ -271,7 +271,7 @@ async fn a_cooldown_from_one_process_stops_grants_in_all_others() {
     assert_eq!(after.len(), 4, "every process was granted again after the cooldown");
     let first_after = run.entries.iter().map(|(t, _)| *t).filter(|t| *t >= until).min().unwrap_or(u64::MAX);
     println!("cooldown {set_at}..{until}: no grant inside; first grant after it {} ms after the end", first_after - until);
-    assert!(first_after - until < 200, "waiters slept {} ms past the cooldown", first_after - until);
+    assert!(first_after - until < 250, "waiters slept {} ms past the cooldown", first_after - until);
 }
 
 #[tokio::test]
@@ -370,8 +370,8 @@ async fn acquire_wait_sleeps_exactly_the_returned_wait() {
     let second = limiter.acquire_wait(1, &cancel).await.expect("acquire_wait").expect("granted");
     let took = t.elapsed();
     let gap = second.granted_at_ms() - first.granted_at_ms();
-    assert!(gap >= 500 && gap < 560, "granted {gap} ms after the first (window 500 ms)");
-    assert!(took < Duration::from_millis(560), "{took:?}");
+    assert!((500..700).contains(&gap), "granted {gap} ms after the first (window 500 ms)");
+    assert!(took < Duration::from_millis(700), "{took:?}");
     // Cancelled while waiting: returns None promptly.
     let cancel = CancellationToken::new();
     let c = cancel.clone();
@@ -400,7 +400,7 @@ async fn status_reports_the_window_and_the_keys_expire_when_idle() {
     let keys: Vec<String> = redis::cmd("KEYS").arg(&pattern).query(&mut conn).expect("KEYS");
     assert!(keys.len() >= 4, "{keys:?}");
     // One window (+1 s margin) after the last entry, nothing is left.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(Duration::from_millis(1800)).await;
     let keys: Vec<String> = redis::cmd("KEYS").arg(&pattern).query(&mut conn).expect("KEYS");
     assert!(keys.is_empty(), "left behind: {keys:?}");
 }
