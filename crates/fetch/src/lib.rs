@@ -2,10 +2,10 @@
 //! queue row) goes in, a [`FetchedDocument`] (PDF bytes and where they came from) comes out.
 //!
 //! Three implementations behind the one [`Fetcher`] trait (DESIGN.md §9, docs/fetchers.md):
-//! - [`registry::RegistryFetcher`]: the Registre foncier website driven by headless Chromium
-//!   through WebDriver, every URL and selector in `registry-site.toml`;
-//! - [`http::HttpFetcher`]: a URL template with `{source}` and `{document_number}` holes;
-//! - [`directory::DirectoryFetcher`]: `{dir}/{document_source}/{document_number}.pdf`.
+//! - `registry` ([`registry::RegistryFetcher`]): the Registre foncier website driven by headless Chromium
+//!   through WebDriver (every URL and selector in `registry-site.toml`);
+//! - `http` ([`http::HttpFetcher`]): a URL template with `{source}` and `{document_number}` holes;
+//! - `directory` ([`directory::DirectoryFetcher`]): `{dir}/{document_source}/{document_number}.pdf`.
 //!
 //! Errors are typed ([`FetchError`]) so the worker can decide: a crashed browser releases the
 //! job without counting an attempt, everything else fails it with a readable message.

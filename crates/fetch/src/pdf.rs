@@ -49,7 +49,7 @@ mod tests {
         assert_eq!(validate_pdf(b"<html>oops</html>"), Err(NotAPdf::BadMagic("<html>oops</html".into())));
         assert_eq!(validate_pdf(b"%PDF-1.4\n1 0 obj"), Err(NotAPdf::NoEof));
         let mut far = b"%PDF-1.4\n%%EOF".to_vec();
-        far.extend(std::iter::repeat(b' ').take(2000));
+        far.extend([b' '; 2000]);
         assert_eq!(validate_pdf(&far), Err(NotAPdf::NoEof));
     }
 }

@@ -163,18 +163,19 @@ impl Inner {
             Err(_) => Err(FetchError::Timeout { after: bound, what: format!("fetching {} from the registry", request.describe()) }),
         };
         match &outcome {
-            Ok(_) | Err(FetchError::NotFound { .. }) | Err(FetchError::NotAPdf { .. }) => {
-                if let Some(s) = state.session.as_mut() {
-                    s.last_used = Instant::now();
-                }
-            }
-            // The browser is dead or in an unknown state: kill it, the next fetch starts afresh.
-            Err(e) => {
+            // The browser is dead, stuck, or its account refused: kill it, the next fetch starts afresh.
+            Err(e @ (FetchError::BrowserCrashed(_) | FetchError::Timeout { .. } | FetchError::LoginFailed { .. })) => {
                 if let Some(session) = state.session.take() {
                     tracing::warn!(error = %e, "registry: dropping the browser session");
                     let account = session.account.clone();
                     session.browser.kill();
                     self.accounts.release(&account).await;
+                }
+            }
+            // Anything else leaves the browser usable: every search starts by opening its page.
+            _ => {
+                if let Some(s) = state.session.as_mut() {
+                    s.last_used = Instant::now();
                 }
             }
         }
@@ -301,13 +302,15 @@ impl Inner {
                 tracing::warn!(account = %account.username, %reason, "registry: login refused");
                 return Err(FetchError::LoginFailed { account: account.username.clone(), reason });
             }
+            // A slow or changed site is not the account's fault: not counted against it.
             if Instant::now() >= deadline {
-                let reason = format!(
-                    "neither the logged-in marker nor a login error appeared within {}s",
-                    self.site().step_timeout().as_secs()
-                );
-                self.accounts.report_login_failure(account, &reason).await;
-                return Err(FetchError::LoginFailed { account: account.username.clone(), reason });
+                return Err(FetchError::Timeout {
+                    after: self.site().step_timeout(),
+                    what: format!(
+                        "after logging in, neither login.success ({}) nor login.failure ({}) appeared: the site changed? see docs/fetchers.md",
+                        login.success, login.failure
+                    ),
+                });
             }
             tokio::time::sleep(Duration::from_millis(150)).await;
         }
