@@ -15,6 +15,7 @@
 //! | `date_confusions` | O/o → 0, l/I → 1, S → 5 inside a date that then is valid (`2O21-O3-15` → `2021-03-15`) |
 //! | `digit_confusions` | O/o → 0, l/I → 1, S → 5 inside a number that starts and ends with a digit (`1 2O4 567` → `1 204 567`) |
 //! | `grouped_number_confusions` | the same at the edge of a 3-digit group of a space-grouped number (`1 234 S67` → `1 234 567`) |
+//! | `digit_group_spacing` | a space-grouped 7–8 digit number (lot, inscription) that lost some group spaces is regrouped by thousands (`15 656074` → `15 656 074`, `2193 564` → `2 193 564`) |
 //! | `lot_number_spacing` | a 7-digit lot number after `lot`/`lots` written `1234567` or `1 234567` → `1 234 567` |
 //! | `accents` | a few words whose unaccented form is never correct French: `Quebec` → `Québec`, `Montreal` → `Montréal`, `numero` → `numéro`, `hypotheque` → `hypothèque` ... |
 
@@ -54,6 +55,11 @@ pub static RULES: &[Rule] = &[
         name: "grouped_number_confusions",
         description: "O/o→0, l/I→1, S→5 in 3-digit groups of space-grouped numbers",
         apply: grouped_number_confusions,
+    },
+    Rule {
+        name: "digit_group_spacing",
+        description: "7–8 digit numbers that lost some group spaces regrouped by thousands",
+        apply: digit_group_spacing,
     },
     Rule { name: "lot_number_spacing", description: "lot numbers after lot/lots written 1 234 567", apply: lot_number_spacing },
     Rule { name: "accents", description: "words whose unaccented form is never correct French (Quebec → Québec)", apply: accents },
@@ -247,6 +253,58 @@ fn grouped_number_confusions(text: &str) -> String {
         .into_owned()
 }
 
+/// `1234567` → `1 234 567`.
+fn group_thousands(digits: &str) -> String {
+    let lead = digits.len() % 3;
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (i >= lead) && (i - lead) % 3 == 0 {
+            out.push(' ');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn digit_group_spacing(text: &str) -> String {
+    // Runs of digit groups separated by single spaces.
+    static RUN: LazyLock<Regex> = LazyLock::new(|| re(r"\b\d+(?: \d+)+\b"));
+    let mut out = String::with_capacity(text.len());
+    let mut last = 0;
+    for m in RUN.find_iter(text) {
+        let mut tokens: Vec<&str> = m.as_str().split(' ').collect();
+        let mut prefix = String::new();
+        let mut suffix = String::new();
+        // A group glued to a date (`2008-11-15`, `15/03/2021`) belongs to the date, not the number.
+        if text[..m.start()].ends_with(['-', '/', '.']) && tokens.len() > 1 {
+            prefix = format!("{} ", tokens.remove(0));
+        }
+        let after = &text[m.end()..];
+        let mut chars = after.chars();
+        if matches!(chars.next(), Some('-' | '/' | '.')) && chars.next().is_some_and(|c| c.is_ascii_digit()) && tokens.len() > 1 {
+            suffix = format!(" {}", tokens.pop().unwrap_or_default());
+        }
+        let digits: String = tokens.concat();
+        let canonical = group_thousands(&digits);
+        let joined = tokens.join(" ");
+        let year_then_count = tokens.len() == 2
+            && tokens[0].len() == 4
+            && tokens[0].parse::<u32>().is_ok_and(|y| (1800..=2100).contains(&y));
+        let fix = tokens.len() >= 2
+            && (7..=8).contains(&digits.len())
+            && tokens[1..].iter().all(|t| t.len() >= 3)
+            && joined != canonical
+            && !year_then_count;
+        out.push_str(&text[last..m.start()]);
+        out.push_str(&prefix);
+        out.push_str(if fix { &canonical } else { &joined });
+        out.push_str(&suffix);
+        last = m.end();
+    }
+    out.push_str(&text[last..]);
+    out
+}
+
 fn lot_number_spacing(text: &str) -> String {
     // `lot`/`lots` (optionally `no`, `n°`, `numéro(s)`), then a list of 7-digit numbers.
     static LOTS: LazyLock<Regex> = LazyLock::new(|| {
@@ -407,6 +465,19 @@ mod tests {
         let f = rule("grouped_number_confusions");
         assert_eq!(f("Lot 1 234 S67 et 2 34O 678; 12 3O5 67l"), "Lot 1 234 567 et 2 340 678; 12 305 671");
         assert_eq!(f("lot 5 Sol, 12 ISO, 3 OSS, 1 234 567"), "lot 5 Sol, 12 ISO, 3 OSS, 1 234 567");
+    }
+
+    #[test]
+    fn digit_group_spacing() {
+        let f = rule("digit_group_spacing");
+        assert_eq!(
+            f("5 604277 2008-11-15 15 656074 Vente\n2193 564 2005-08-22 26077 837"),
+            "5 604 277 2008-11-15 15 656 074 Vente\n2 193 564 2005-08-22 26 077 837"
+        );
+        // Canonical numbers, dates, amounts, phone numbers, a year then a count, numbers without any
+        // space, and short groups: unchanged.
+        let keep = "1 234 567 12 345 678 2008-11-15 250 000 $ 418 555 1234 en 2019 245 lots 1234567 3 12 2021 15/03/2021 12 345678 901";
+        assert_eq!(f(keep), keep);
     }
 
     #[test]

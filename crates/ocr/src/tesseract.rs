@@ -24,6 +24,11 @@ pub struct TesseractSettings {
     pub dpi: u32,
     /// OCR_TESSERACT_LANG: `tesseract -l` (`fra` by default).
     pub lang: String,
+    /// `tesseract --psm`: how a page is segmented. 4 ("a single column of text of variable sizes")
+    /// by default: registry index pages are tables whose rows must stay whole lines (lot, date,
+    /// inscription and party on one line); the automatic mode (3) reads wide-spaced columns as
+    /// separate blocks and tears the rows apart.
+    pub psm: u32,
     /// Where the per-job directories are created (the system temp dir by default).
     pub temp_root: PathBuf,
     /// Longest time for rendering or reading one page before the document fails.
@@ -32,7 +37,7 @@ pub struct TesseractSettings {
 
 impl Default for TesseractSettings {
     fn default() -> Self {
-        TesseractSettings { dpi: 300, lang: "fra".into(), temp_root: std::env::temp_dir(), page_timeout: Duration::from_secs(300) }
+        TesseractSettings { dpi: 300, lang: "fra".into(), psm: 4, temp_root: std::env::temp_dir(), page_timeout: Duration::from_secs(300) }
     }
 }
 
@@ -110,7 +115,7 @@ impl TesseractEngine {
         }
 
         let mut read = Command::new("tesseract");
-        read.arg(&png).arg("stdout").args(["-l", &self.settings.lang]).env("OMP_THREAD_LIMIT", "1");
+        read.arg(&png).arg("stdout").args(["-l", &self.settings.lang, "--psm", &self.settings.psm.to_string()]).env("OMP_THREAD_LIMIT", "1");
         let out = run(read, "tesseract", "tesseract-ocr and tesseract-ocr-fra", &format!("reading page {page}"), self.settings.page_timeout).await?;
         // Best effort: the whole directory goes at the end of the job anyway.
         let _ = tokio::fs::remove_file(&png).await;

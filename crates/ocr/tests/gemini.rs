@@ -1,0 +1,270 @@
+//! The Gemini engine against a local HTTP server standing in for the generateContent API: the
+//! server checks method, path, API key header and JSON body of every request and answers in the
+//! API's documented shape (candidates[0].content.parts[0].text, usageMetadata); scripted failures
+//! check the rate-limiter protocol (admit → settle with usage, 429 → cooldown with Retry-After),
+//! retries of 5xx, and the readable error of a 400.
+
+mod support;
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use registre_config::Secret;
+use registre_ocr::{ApiLimiter, GeminiEngine, GeminiSettings, LimiterError, OcrEngine, OcrError, Parallelism, PAGE_SEPARATOR};
+use serde_json::{json, Value};
+use support::pdf;
+
+const KEY: &str = "test-key-AIza-0123456789";
+
+/// One request as the server saw it.
+#[derive(Debug, Clone)]
+struct Seen {
+    method: Method,
+    path: String,
+    api_key: Option<String>,
+    body: Value,
+    at: Instant,
+}
+
+/// A scripted answer: status, optional Retry-After, JSON body.
+type Scripted = (u16, Option<&'static str>, Value);
+
+#[derive(Default)]
+struct Server {
+    script: Mutex<VecDeque<Scripted>>,
+    seen: Mutex<Vec<Seen>>,
+}
+
+async fn handle(State(server): State<Arc<Server>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    server.seen.lock().unwrap().push(Seen {
+        method,
+        path: uri.path().to_string(),
+        api_key: headers.get("x-goog-api-key").and_then(|v| v.to_str().ok()).map(str::to_string),
+        body,
+        at: Instant::now(),
+    });
+    let next = server.script.lock().unwrap().pop_front();
+    let Some((status, retry_after, body)) = next else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "script exhausted").into_response();
+    };
+    let mut response = (StatusCode::from_u16(status).unwrap(), axum::Json(body)).into_response();
+    if let Some(seconds) = retry_after {
+        response.headers_mut().insert("retry-after", seconds.parse().unwrap());
+    }
+    response
+}
+
+/// Starts the server on a free port; returns its base URL (`http://127.0.0.1:<port>/v1beta`).
+async fn serve(script: Vec<Scripted>) -> (String, Arc<Server>) {
+    let server = Arc::new(Server { script: Mutex::new(script.into()), ..Server::default() });
+    let app = axum::Router::new().fallback(handle).with_state(server.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}/v1beta"), server)
+}
+
+/// The documented success shape of generateContent.
+fn answer(text: &str, prompt: u64, candidates: u64) -> Scripted {
+    (
+        200,
+        None,
+        json!({
+            "candidates": [{"content": {"parts": [{"text": text}], "role": "model"}, "finishReason": "STOP", "index": 0}],
+            "usageMetadata": {"promptTokenCount": prompt, "candidatesTokenCount": candidates, "totalTokenCount": prompt + candidates},
+            "modelVersion": "gemini-2.0-flash"
+        }),
+    )
+}
+
+fn error(status: u16, retry_after: Option<&'static str>, message: &str, code: &str) -> Scripted {
+    (status, retry_after, json!({"error": {"code": status, "message": message, "status": code}}))
+}
+
+/// Records the limiter protocol instead of talking to Redis.
+#[derive(Default)]
+struct RecordingLimiter {
+    admitted: Mutex<Vec<u64>>,
+    settled: Mutex<Vec<(usize, u64)>>,
+    cooldowns: Mutex<Vec<Duration>>,
+}
+
+impl ApiLimiter for RecordingLimiter {
+    type Ticket = usize;
+
+    async fn admit(&self, estimated_tokens: u64) -> Result<usize, LimiterError> {
+        let mut admitted = self.admitted.lock().unwrap();
+        admitted.push(estimated_tokens);
+        Ok(admitted.len() - 1)
+    }
+
+    async fn settle(&self, ticket: usize, actual_tokens: u64) {
+        self.settled.lock().unwrap().push((ticket, actual_tokens));
+    }
+
+    async fn cooldown(&self, duration: Duration) {
+        self.cooldowns.lock().unwrap().push(duration);
+    }
+}
+
+fn engine(base: &str, limiter: Arc<RecordingLimiter>) -> GeminiEngine<Arc<RecordingLimiter>> {
+    let settings = GeminiSettings {
+        extract_model: "gemini-2.0-flash".into(),
+        boost_model: "gemini-2.5-pro".into(),
+        temperature: 0.2,
+        backoff_min: Duration::from_millis(50),
+        backoff_max: Duration::from_millis(200),
+        max_attempts: 4,
+        ..GeminiSettings::new(base, Secret::new(KEY))
+    };
+    GeminiEngine::new(settings, limiter).unwrap()
+}
+
+fn document() -> Vec<u8> {
+    let (pages, _) = pdf::registry_index(2, 3);
+    pdf::pdf(&pages)
+}
+
+const EXTRACTED: &str = "=== PAGE 1 ===\nREGISTRE FONCIER DU QUEBEC\nLot 1 2O4 567   2O21-O3-15   Vente   Tremblay, Jean\n=== PAGE 2 ===\nLot 2 345 678   2019-11-02   Hypotheque   Gagnon, Marie\n";
+const CORRECTED: &str = "=== PAGE 1 ===\nREGISTRE FONCIER DU QUÉBEC\nLot 1 204 567   2O21-O3-15   Vente   Tremblay, Jean\n=== PAGE 2 ===\nLot 2 345 678   2019-11-02   Hypothèque   Gagnon, Marie\n";
+
+#[tokio::test]
+async fn extraction_then_boost_with_documented_requests_and_settled_usage() {
+    let (base, server) = serve(vec![answer(EXTRACTED, 1200, 300), answer(CORRECTED, 400, 380)]).await;
+    let limiter = Arc::new(RecordingLimiter::default());
+    let pdf_bytes = document();
+
+    let out = engine(&base, limiter.clone()).extract(&pdf_bytes, Parallelism::ONE).await.unwrap();
+
+    // Raw = the extraction's pages; boosted = the boost model's text with the rules applied.
+    assert_eq!(out.engine, "gemini");
+    assert_eq!(out.pages.len(), 2);
+    assert_eq!(out.pages[0], "REGISTRE FONCIER DU QUEBEC\nLot 1 2O4 567   2O21-O3-15   Vente   Tremblay, Jean");
+    assert_eq!(out.raw, out.pages.join(PAGE_SEPARATOR));
+    assert_eq!(
+        out.boosted,
+        format!("REGISTRE FONCIER DU QUÉBEC\nLot 1 204 567   2021-03-15   Vente   Tremblay, Jean{PAGE_SEPARATOR}Lot 2 345 678   2019-11-02   Hypothèque   Gagnon, Marie")
+    );
+    assert_eq!(out.tokens_used, 1500 + 780);
+
+    let seen = server.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2);
+    for (request, model) in seen.iter().zip(["gemini-2.0-flash", "gemini-2.5-pro"]) {
+        assert_eq!(request.method, Method::POST);
+        assert_eq!(request.path, format!("/v1beta/models/{model}:generateContent"));
+        assert_eq!(request.api_key.as_deref(), Some(KEY));
+        assert_eq!(request.body["generationConfig"]["temperature"], json!(0.2));
+        assert_eq!(request.body["contents"][0]["role"], "user");
+    }
+    // Extraction: the PDF inline (base64) and the prompt.
+    let parts = seen[0].body["contents"][0]["parts"].as_array().unwrap();
+    assert_eq!(parts[0]["inline_data"]["mime_type"], "application/pdf");
+    let sent = base64::engine::general_purpose::STANDARD.decode(parts[0]["inline_data"]["data"].as_str().unwrap()).unwrap();
+    assert_eq!(sent, pdf_bytes, "the PDF is sent unchanged");
+    assert!(parts[1]["text"].as_str().unwrap().contains("=== PAGE n ==="));
+    // Boost: the extracted text, pages marked.
+    let boost_text = seen[1].body["contents"][0]["parts"][0]["text"].as_str().unwrap();
+    assert!(boost_text.contains("=== PAGE 2 ===\nLot 2 345 678"), "{boost_text}");
+
+    // Rate limiter: admitted with estimates, settled with usageMetadata.totalTokenCount.
+    let admitted = limiter.admitted.lock().unwrap().clone();
+    assert_eq!(admitted.len(), 2);
+    assert_eq!(admitted[0], 2 * (258 + 1000) + 300, "2 PDF pages estimated");
+    assert!(admitted[1] > 300);
+    assert_eq!(*limiter.settled.lock().unwrap(), vec![(0, 1500), (1, 780)]);
+    assert!(limiter.cooldowns.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_429_sets_the_shared_cooldown_from_retry_after_then_retries() {
+    let (base, server) = serve(vec![
+        error(429, Some("1"), "Resource has been exhausted (e.g. check quota).", "RESOURCE_EXHAUSTED"),
+        answer(EXTRACTED, 1000, 200),
+        answer(CORRECTED, 300, 300),
+    ])
+    .await;
+    let limiter = Arc::new(RecordingLimiter::default());
+
+    let out = engine(&base, limiter.clone()).extract(&document(), Parallelism::ONE).await.unwrap();
+    assert_eq!(out.pages.len(), 2);
+
+    assert_eq!(*limiter.cooldowns.lock().unwrap(), vec![Duration::from_secs(1)], "Retry-After: 1 → 1 s shared cooldown");
+    // The rejected call is settled with 0 tokens, the retry is admitted again.
+    assert_eq!(*limiter.settled.lock().unwrap(), vec![(0, 0), (1, 1200), (2, 600)]);
+    let seen = server.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 3);
+    let waited = seen[1].at - seen[0].at;
+    assert!(waited >= Duration::from_millis(950), "the retry came {waited:?} after the 429, before Retry-After");
+}
+
+#[tokio::test]
+async fn a_500_is_retried_with_backoff_then_succeeds() {
+    let (base, server) = serve(vec![
+        error(500, None, "An internal error has occurred.", "INTERNAL"),
+        error(503, None, "The model is overloaded.", "UNAVAILABLE"),
+        answer(EXTRACTED, 1000, 200),
+        answer(CORRECTED, 300, 300),
+    ])
+    .await;
+    let limiter = Arc::new(RecordingLimiter::default());
+
+    let out = engine(&base, limiter.clone()).extract(&document(), Parallelism::ONE).await.unwrap();
+    assert_eq!(out.tokens_used, 1800);
+    assert_eq!(server.seen.lock().unwrap().len(), 4);
+    assert!(limiter.cooldowns.lock().unwrap().is_empty(), "a 5xx is no reason for a shared cooldown");
+    assert_eq!(*limiter.settled.lock().unwrap(), vec![(0, 0), (1, 0), (2, 1200), (3, 600)]);
+}
+
+#[tokio::test]
+async fn a_400_is_a_readable_error_with_the_api_message_and_no_retry() {
+    let (base, server) = serve(vec![error(400, None, "API key not valid. Please pass a valid API key.", "INVALID_ARGUMENT")]).await;
+    let limiter = Arc::new(RecordingLimiter::default());
+
+    let err = engine(&base, limiter.clone()).extract(&document(), Parallelism::ONE).await.unwrap_err();
+    let message = err.to_string();
+    println!("{message}");
+    assert!(matches!(err, OcrError::ApiRejected { status: 400, .. }), "{err:?}");
+    assert_eq!(
+        message,
+        "Gemini API refused the extraction call (HTTP 400): API key not valid. Please pass a valid API key. (INVALID_ARGUMENT)"
+    );
+    assert!(!message.contains(KEY) && !format!("{err:?}").contains(KEY));
+    assert_eq!(server.seen.lock().unwrap().len(), 1, "a 400 is not retried");
+    assert_eq!(*limiter.settled.lock().unwrap(), vec![(0, 0)]);
+}
+
+#[tokio::test]
+async fn persistent_5xx_gives_up_after_the_attempts_with_the_last_error() {
+    let script = (0..4).map(|_| error(502, None, "Bad gateway", "UNAVAILABLE")).collect();
+    let (base, server) = serve(script).await;
+    let err = engine(&base, Arc::new(RecordingLimiter::default())).extract(&document(), Parallelism::ONE).await.unwrap_err();
+    assert_eq!(err.to_string(), "Gemini API extraction call failed after 4 attempts: HTTP 502: Bad gateway (UNAVAILABLE)");
+    assert_eq!(server.seen.lock().unwrap().len(), 4);
+}
+
+#[tokio::test]
+async fn not_a_pdf_is_refused_before_any_call() {
+    let (base, server) = serve(vec![]).await;
+    let err = engine(&base, Arc::new(RecordingLimiter::default())).extract(b"hello", Parallelism::ONE).await.unwrap_err();
+    assert!(err.to_string().starts_with("PDF could not be rendered: "), "{err}");
+    assert!(server.seen.lock().unwrap().is_empty());
+}
+
+#[test]
+fn the_engine_debug_output_hides_the_key() {
+    let engine = GeminiEngine::new(GeminiSettings::new("http://127.0.0.1:9/v1beta", Secret::new(KEY)), registre_ocr::Unlimited).unwrap();
+    assert!(!format!("{engine:?}").contains(KEY));
+}
+
+/// The shared Redis limiter is an [`ApiLimiter`] (compile-time check: what the pool passes in).
+#[allow(dead_code)]
+fn the_redis_rate_limiter_is_an_api_limiter(limiter: registre_ratelimit::RateLimiter) -> impl OcrEngine {
+    GeminiEngine::new(GeminiSettings::new("http://127.0.0.1:9/v1beta", Secret::new(KEY)), limiter).unwrap()
+}

@@ -1,0 +1,163 @@
+//! Test support: a minimal PDF writer (Helvetica text lines, WinAnsi encoding, one content stream
+//! per page, exact xref offsets) and a registry-index-like document to draw with it, so the OCR
+//! tests and the benchmark create their own PDFs and know exactly which text was drawn.
+#![allow(dead_code)]
+
+/// Font size of the drawn text (points). 14 pt at 300 DPI is ~58 px per line: clean body text.
+pub const FONT_SIZE: f32 = 14.0;
+const LEADING: f32 = 24.0;
+
+/// A PDF (US Letter pages) with each page's lines drawn top-down in Helvetica.
+pub fn pdf(pages: &[Vec<String>]) -> Vec<u8> {
+    // Objects: 1 catalog, 2 page tree, 3 font, then for page i: 4 + 2i page, 5 + 2i content.
+    let mut objects: Vec<Vec<u8>> = Vec::new();
+    objects.push(b"<< /Type /Catalog /Pages 2 0 R >>".to_vec());
+    let kids: Vec<String> = (0..pages.len()).map(|i| format!("{} 0 R", 4 + 2 * i)).collect();
+    objects.push(format!("<< /Type /Pages /Kids [{}] /Count {} >>", kids.join(" "), pages.len()).into_bytes());
+    objects.push(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>".to_vec());
+    for (i, lines) in pages.iter().enumerate() {
+        objects.push(
+            format!(
+                "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> /Contents {} 0 R >>",
+                5 + 2 * i
+            )
+            .into_bytes(),
+        );
+        let mut content = format!("BT /F1 {FONT_SIZE} Tf {LEADING} TL 54 738 Td\n").into_bytes();
+        for line in lines {
+            content.push(b'(');
+            content.extend(win_ansi(line));
+            content.extend_from_slice(b") Tj T*\n");
+        }
+        content.extend_from_slice(b"ET");
+        let mut stream = format!("<< /Length {} >>\nstream\n", content.len()).into_bytes();
+        stream.extend(content);
+        stream.extend_from_slice(b"\nendstream");
+        objects.push(stream);
+    }
+
+    let mut out = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, body) in objects.iter().enumerate() {
+        offsets.push(out.len());
+        out.extend(format!("{} 0 obj\n", i + 1).into_bytes());
+        out.extend(body);
+        out.extend_from_slice(b"\nendobj\n");
+    }
+    let xref = out.len();
+    out.extend(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).into_bytes());
+    for offset in offsets {
+        out.extend(format!("{offset:010} 00000 n \n").into_bytes());
+    }
+    out.extend(format!("trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n", objects.len() + 1).into_bytes());
+    out
+}
+
+/// A PDF string body in WinAnsiEncoding: Latin-1 letters as octal escapes, `( ) \` escaped.
+fn win_ansi(text: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    for c in text.chars() {
+        let byte = match c {
+            '—' => 0x97,
+            '–' => 0x96,
+            '’' => 0x92,
+            c if (c as u32) < 0x100 => c as u32 as u8,
+            _ => b'?',
+        };
+        match byte {
+            b'(' | b')' | b'\\' => out.extend_from_slice(&[b'\\', byte]),
+            0x20..=0x7e => out.push(byte),
+            _ => out.extend(format!("\\{byte:03o}").into_bytes()),
+        }
+    }
+    out
+}
+
+const NAMES: &[&str] = &[
+    "Tremblay, Jean",
+    "Gagnon, Marie",
+    "Roy, Pierre",
+    "Côté, Louise",
+    "Bouchard, André",
+    "Gauthier, Hélène",
+    "Morin, Luc",
+    "Lavoie, Sylvie",
+    "Fortin, René",
+    "Gagné, Josée",
+    "Ouellet, François",
+    "Pelletier, Émile",
+];
+const NATURES: &[&str] = &["Vente", "Hypothèque", "Servitude", "Quittance", "Donation"];
+
+/// One row of the drawn index: what the accuracy test looks for.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub lot: String,
+    pub date: String,
+    pub inscription: String,
+    pub nature: &'static str,
+    pub name: &'static str,
+}
+
+impl Row {
+    pub fn line(&self) -> String {
+        format!("{}   {}   {}   {}   {}", self.lot, self.date, self.inscription, self.nature, self.name)
+    }
+}
+
+/// `n_pages` pages of a registry index ("Index des immeubles"): a title block, then rows of lot,
+/// date, inscription number, nature of the act and party. Deterministic.
+pub fn registry_index(n_pages: usize, rows_per_page: usize) -> (Vec<Vec<String>>, Vec<Row>) {
+    let mut pages = Vec::new();
+    let mut all_rows = Vec::new();
+    for p in 0..n_pages {
+        let mut lines = vec![
+            "REGISTRE FONCIER DU QUÉBEC".to_string(),
+            format!("Index des immeubles — Circonscription foncière de Québec — page {}", p + 1),
+            "Cadastre du Québec".to_string(),
+            String::new(),
+        ];
+        for r in 0..rows_per_page {
+            let k = p * rows_per_page + r;
+            let row = Row {
+                lot: format!("{} {:03} {:03}", 1 + k % 6, (137 * k + 234) % 1000, (571 * k + 567) % 1000),
+                date: format!("{}-{:02}-{:02}", 1998 + k % 27, 1 + k % 12, 1 + (7 * k) % 28),
+                inscription: format!("{} {:03} {:03}", 10 + k % 17, (311 * k + 101) % 1000, (433 * k + 909) % 1000),
+                nature: NATURES[k % NATURES.len()],
+                name: NAMES[k % NAMES.len()],
+            };
+            lines.push(row.line());
+            all_rows.push(row);
+        }
+        pages.push(lines);
+    }
+    (pages, all_rows)
+}
+
+/// Whitespace runs → one space, trimmed: layout differences are not character errors.
+pub fn normalize(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Levenshtein distance over chars (two rows of the DP table).
+pub fn levenshtein(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut cur = vec![0; b.len() + 1];
+    for i in 1..=a.len() {
+        cur[0] = i;
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            cur[j] = (prev[j] + 1).min(cur[j - 1] + 1).min(prev[j - 1] + cost);
+        }
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    prev[b.len()]
+}
+
+/// Character error rate of `recognized` against `reference`, both normalized.
+pub fn cer(reference: &str, recognized: &str) -> f64 {
+    let (r, o) = (normalize(reference), normalize(recognized));
+    levenshtein(&r, &o) as f64 / r.chars().count().max(1) as f64
+}
