@@ -147,12 +147,23 @@ pub async fn capacity_status(capacity: &CapacityManager, cancel: &CancellationTo
     }
 }
 
-/// The workers started by [`start_workers`].
+/// The workers started by [`start_workers`]. They hold their leases but claim nothing until
+/// [`RegistreWorkers::begin`] (or until this value is dropped), so the caller can finish its
+/// start-up banner before the first job's log lines.
 pub struct RegistreWorkers {
     pub ids: Vec<String>,
     /// How many had a lease when `start_workers` returned; the others wait for capacity.
     pub started: u32,
     pub board: Arc<Board>,
+    go: CancellationToken,
+    _go_on_drop: tokio_util::sync::DropGuard,
+}
+
+impl RegistreWorkers {
+    /// Lets the workers start claiming jobs.
+    pub fn begin(&self) {
+        self.go.cancel();
+    }
 }
 
 /// Starts `settings.count` workers on `services`, each on a task of `shutdown`. Logs
@@ -166,6 +177,7 @@ pub async fn start_workers(services: &Services, settings: &WorkerSettings, shutd
     let board = services.board.clone();
     let settings = Arc::new(settings.clone());
     let token = shutdown.token();
+    let go = CancellationToken::new();
     let cost = services.capacity.settings().cost(WorkerType::Registre);
     for id in &ids {
         board.register(id, WorkerState::WaitingForCapacity);
@@ -193,12 +205,18 @@ pub async fn start_workers(services: &Services, settings: &WorkerSettings, shutd
         if token.is_cancelled() {
             break;
         }
-        let worker = worker::Worker { id: id.clone(), services: services.clone(), settings: settings.clone(), stop: token.clone() };
+        let worker = worker::Worker {
+            id: id.clone(),
+            services: services.clone(),
+            settings: settings.clone(),
+            stop: token.clone(),
+            go: go.clone(),
+        };
         match services.capacity.try_lease(id, WorkerType::Registre).await {
             Ok(Ok(lease)) => {
                 started += 1;
                 board.set_state(id, WorkerState::Idle);
-                tracing::info!(worker = %id, "✅ Started {id}");
+                tracing::info!("✅ Started {id}");
                 shutdown.spawn(worker.run(lease));
             }
             Ok(Err(shortfall)) => {
@@ -211,7 +229,7 @@ pub async fn start_workers(services: &Services, settings: &WorkerSettings, shutd
             }
         }
     }
-    RegistreWorkers { ids, started, board }
+    RegistreWorkers { ids, started, board, go: go.clone(), _go_on_drop: go.drop_guard() }
 }
 
 async fn wait_then_run(worker: worker::Worker) {
@@ -220,7 +238,7 @@ async fn wait_then_run(worker: worker::Worker) {
         return;
     };
     worker.services.board.set_state(&worker.id, WorkerState::Idle);
-    tracing::info!(worker = %worker.id, "✅ Started {} (capacity freed)", worker.id);
+    tracing::info!("✅ Started {} (capacity freed)", worker.id);
     worker.run(lease).await;
 }
 
@@ -264,19 +282,21 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), RegistreError
     }
     tracing::info!("✅ Capacity manager initialized");
     let services = Services::build(&config, capacity, accounts_for(&config))?;
-    tracing::info!(
-        "📦 fetcher {:?}, storage {}, queues {:?}",
-        config.registre.fetcher,
-        services.storage.describe(),
-        services.queue.envs().iter().map(|e| e.as_str()).collect::<Vec<_>>()
-    );
     let settings = WorkerSettings::from_config(&config.registre);
     let workers = start_workers(&services, &settings, &shutdown).await;
     if !shutdown.is_triggered() {
         tracing::info!("{RULE}");
         tracing::info!("✅ REGISTRE WORKERS STARTED SUCCESSFULLY");
         tracing::info!("{RULE}");
+        let envs: Vec<&str> = services.queue.envs().iter().map(|e| e.as_str()).collect();
+        let fetcher = match config.registre.fetcher {
+            registre_config::FetcherKind::Registry => "registry",
+            registre_config::FetcherKind::Http => "http",
+            registre_config::FetcherKind::Directory => "directory",
+        };
+        tracing::info!("📦 fetcher {fetcher} · storage {} · queues {}", services.storage.describe(), envs.join(" → "));
     }
+    workers.begin();
     spawn_status_reporter(&services, settings.status_interval, &shutdown);
 
     shutdown.triggered().await;
@@ -293,6 +313,6 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), RegistreError
 /// The registry accounts the `registry` fetcher logs in with. Until worker_accounts is served by
 /// a shared provider, the registry fetcher gets none and releases every job it is given
 /// (`no registry account available`), which counts no attempt.
-fn accounts_for(_config: &Config) -> Arc<dyn AccountProvider> {
+pub fn accounts_for(_config: &Config) -> Arc<dyn AccountProvider> {
     Arc::new(registre_fetch::InMemoryAccounts::default())
 }

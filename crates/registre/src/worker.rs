@@ -103,6 +103,8 @@ pub(crate) struct Worker {
     pub services: Services,
     pub settings: Arc<WorkerSettings>,
     pub stop: CancellationToken,
+    /// Fired once the start-up banner is out: no claim before.
+    pub go: CancellationToken,
 }
 
 impl Worker {
@@ -119,6 +121,10 @@ impl Worker {
             }
         };
         let mut pause = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+        tokio::select! {
+            _ = self.go.cancelled() => {}
+            _ = self.stop.cancelled() => {}
+        }
         loop {
             if self.stop.is_cancelled() {
                 break;

@@ -1,0 +1,458 @@
+//! The real `registre-workers` binary against the real Redis (a unique SERVER_ID per test) and
+//! PostgreSQL (a fresh migrated database per test), with the directory fetcher reading small
+//! generated PDFs from a temporary folder and STORAGE_URL=file://<temporary folder>.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use redis::Commands;
+use registre_config::{Config, EnvName};
+use registre_testkit::postgres::TestDatabase;
+use sqlx::{Connection, PgConnection};
+
+const BIN: &str = env!("CARGO_BIN_EXE_registre-workers");
+const RULE: &str = "============================================================";
+
+// ---------------------------------------------------------------- fixtures
+
+/// A small but complete PDF (one empty page, correct xref offsets) whose text names `label`.
+fn pdf(label: &str) -> Vec<u8> {
+    let objects = [
+        "<< /Type /Catalog /Pages 2 0 R >>".to_string(),
+        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_string(),
+        format!("<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R >> % {label}"),
+        "<< /Length 0 >>\nstream\n\nendstream".to_string(),
+    ];
+    let mut out = b"%PDF-1.4\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, body) in objects.iter().enumerate() {
+        offsets.push(out.len());
+        out.extend(format!("{} 0 obj\n{body}\nendobj\n", i + 1).as_bytes());
+    }
+    let xref = out.len();
+    out.extend(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes());
+    for o in offsets {
+        out.extend(format!("{o:010} 00000 n \n").as_bytes());
+    }
+    out.extend(format!("trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n", objects.len() + 1).as_bytes());
+    out
+}
+
+/// `{dir}/{source}/{number sanitized}.pdf`, as the directory fetcher reads it.
+fn source_file(dir: &Path, source: &str, number: &str) -> PathBuf {
+    let name: String = number.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' }).collect();
+    dir.join(source).join(format!("{name}.pdf"))
+}
+
+fn write_file(path: &Path, bytes: &[u8]) {
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    std::fs::write(path, bytes).expect("write source file");
+}
+
+struct TempDir(PathBuf);
+impl TempDir {
+    fn new(label: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(registre_testkit::unique(label));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+}
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+async fn migrated_db() -> TestDatabase {
+    let db = TestDatabase::create();
+    let mut conn = PgConnection::connect(db.url()).await.expect("connect");
+    registre_queue::migrate(&mut conn, EnvName::Prod).await.expect("migrate");
+    conn.close().await.expect("close");
+    db
+}
+
+async fn insert(conn: &mut PgConnection, source: &str, number: &str) -> uuid::Uuid {
+    sqlx::query_scalar(
+        "INSERT INTO extraction_queue (document_source, document_number, circonscription_fonciere, cadastre, status_id, created_at)
+         VALUES ($1, $2, 'Montréal', 'Cadastre du Québec', 1, clock_timestamp()) RETURNING id",
+    )
+    .bind(source)
+    .bind(number)
+    .fetch_one(conn)
+    .await
+    .expect("insert row")
+}
+
+// ---------------------------------------------------------------- the process
+
+/// The binary running with `vars` only (no inherited environment, no .env), its output collected.
+struct Workers {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Workers {
+    fn start(vars: &[(&str, String)]) -> Workers {
+        let cwd = TempDir::new("cwd"); // no .env there
+        let mut cmd = Command::new(BIN);
+        cmd.env_clear().current_dir(&cwd.0).stdout(Stdio::piped()).stderr(Stdio::piped());
+        if let Ok(path) = std::env::var("PATH") {
+            cmd.env("PATH", path);
+        }
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn registre-workers");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        for stream in [
+            Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().expect("stderr")),
+        ] {
+            let lines = lines.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    lines.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+                }
+            });
+        }
+        Workers { child, lines }
+    }
+
+    fn output(&self) -> Vec<String> {
+        self.lines.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn dump(&self) -> String {
+        self.output().join("\n")
+    }
+
+    /// Waits until a line contains `needle`; panics with the output otherwise.
+    fn wait_for_line(&mut self, needle: &str, limit: Duration) -> String {
+        let start = Instant::now();
+        loop {
+            if let Some(line) = self.output().into_iter().find(|l| l.contains(needle)) {
+                return line;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("registre-workers exited ({status}) before logging {needle:?}:\n{}", self.dump());
+            }
+            assert!(start.elapsed() < limit, "no line with {needle:?} within {limit:?}:\n{}", self.dump());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn sigterm(&self) {
+        let ok = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill").success();
+        assert!(ok, "kill -TERM failed");
+    }
+
+    fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                std::thread::sleep(Duration::from_millis(100)); // let the readers drain the pipes
+                return status;
+            }
+            if start.elapsed() > limit {
+                let _ = self.child.kill();
+                panic!("registre-workers did not exit within {limit:?} after SIGTERM:\n{}", self.dump());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The variables every test passes: fast polling and backoff, the test's own server id.
+fn base_vars(server_id: &str, db: &TestDatabase, sources: &Path, storage: &Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("REDIS_URL", registre_testkit::shared_redis_url()),
+        ("SERVER_ID", server_id.to_string()),
+        ("SERVER_MAX_CPU", "8".into()),
+        ("SERVER_MAX_RAM", "16".into()),
+        ("PROD_DATABASE_URL", db.url().to_string()),
+        ("REGISTRE_FETCHER", "directory".into()),
+        ("REGISTRE_SOURCE_DIR", sources.display().to_string()),
+        ("STORAGE_URL", format!("file://{}", storage.display())),
+        ("QUEUE_POLL_INTERVAL_MS", "100".into()),
+        ("QUEUE_BACKOFF_BASE_MS", "50".into()),
+        ("QUEUE_BACKOFF_MAX_MS", "100".into()),
+        ("CAPACITY_RETRY_MAX_MS", "500".into()),
+        ("REGISTRE_STATUS_INTERVAL_MS", "1000".into()),
+        ("REGISTRE_SHUTDOWN_GRACE_MS", "3000".into()),
+        ("LOG_FORMAT", "text".into()),
+        ("RUST_LOG", "info".into()),
+    ]
+}
+
+fn redis_conn() -> redis::Connection {
+    registre_testkit::redis_sync(&registre_testkit::shared_redis_url())
+}
+
+fn get(conn: &mut redis::Connection, key: &str) -> Option<String> {
+    conn.get(key).expect("GET")
+}
+
+fn workers_hash(conn: &mut redis::Connection, server_id: &str) -> HashMap<String, String> {
+    conn.hgetall(format!("server:{{{server_id}}}:workers")).expect("HGETALL")
+}
+
+/// The line `needle` appears as the message of a log line (after the level), exactly.
+fn has_exact_line(output: &[String], message: &str) -> bool {
+    output.iter().any(|l| l.trim_end() == message || l.trim_end().ends_with(&format!(" {message}")))
+}
+
+// ---------------------------------------------------------------- tests
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_rows_of_three_sources_drain_and_sigterm_releases_everything() {
+    let db = migrated_db().await;
+    let sources = TempDir::new("sources");
+    let storage = TempDir::new("storage");
+    let server_id = registre_testkit::unique("rw-drain");
+
+    // 50 rows: 17 index, 17 acte, 16 plans; one index file is corrupt, one acte file is missing.
+    let mut conn = PgConnection::connect(db.url()).await.expect("connect");
+    let mut rows = Vec::new(); // (id, source, number)
+    for i in 0..50 {
+        let source = ["index", "acte", "plan_cadastraux"][i % 3];
+        let number = match i {
+            0 => "CORRUPT 1".to_string(),
+            1 => "MISSING-1".to_string(),
+            _ => format!("{} {:03} {:03}", 2 + i % 5, i, 100 + i),
+        };
+        let path = source_file(&sources.0, source, &number);
+        match i {
+            0 => write_file(&path, b"<html>this is an error page, not a PDF</html>"),
+            1 => {}
+            _ => write_file(&path, &pdf(&number)),
+        }
+        rows.push((insert(&mut conn, source, &number).await, source, number));
+    }
+
+    let mut vars = base_vars(&server_id, &db, &sources.0, &storage.0);
+    vars.push(("WORKER_COUNT", "2".into()));
+    vars.push(("QUEUE_MAX_ATTEMPTS", "2".into()));
+    let mut workers = Workers::start(&vars);
+    workers.wait_for_line("✅ REGISTRE WORKERS STARTED SUCCESSFULLY", Duration::from_secs(20));
+
+    // While running: 3 vCPU / 1 GB per worker.
+    let mut redis = redis_conn();
+    let cpu_key = format!("server:{{{server_id}}}:cpu:allocated");
+    let ram_key = format!("server:{{{server_id}}}:ram:allocated");
+    let running = (get(&mut redis, &cpu_key), get(&mut redis, &ram_key));
+    let records = workers_hash(&mut redis, &server_id);
+    eprintln!("while running: {cpu_key}={:?} {ram_key}={:?} workers={}", running.0, running.1, records.len());
+    assert_eq!(running, (Some("6".into()), Some("2".into())), "{}", workers.dump());
+    assert_eq!(records.len(), 2);
+    for json in records.values() {
+        let v: serde_json_like::Record = serde_json_like::parse(json);
+        assert_eq!((v.kind.as_str(), v.cpu, v.ram), ("registre", 3.0, 1.0), "{json}");
+    }
+
+    // Drain: no row waiting or in progress (the two bad rows end in status 4 after 2 attempts).
+    let start = Instant::now();
+    loop {
+        let open: i64 = sqlx::query_scalar("SELECT count(*) FROM extraction_queue WHERE status_id IN (1, 2)")
+            .fetch_one(&mut conn)
+            .await
+            .expect("count");
+        if open == 0 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(40), "{open} rows still open:\n{}", workers.dump());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let drained_in = start.elapsed();
+
+    // The status block shows up (REGISTRE_STATUS_INTERVAL_MS=1000).
+    workers.wait_for_line("📊 REGISTRE WORKERS STATUS", Duration::from_secs(5));
+    workers.wait_for_line("   Capacity: CPU 6/6.4 vCPU · RAM 2/12.8 GB · 2 worker(s)", Duration::from_secs(5));
+
+    workers.sigterm();
+    let status = workers.wait_exit(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0), "exit status {status}:\n{}", workers.dump());
+    let after = (get(&mut redis, &cpu_key), get(&mut redis, &ram_key));
+    let records_after = workers_hash(&mut redis, &server_id);
+    eprintln!("after SIGTERM: {cpu_key}={:?} {ram_key}={:?} workers={}", after.0, after.1, records_after.len());
+    assert_eq!(after, (Some("0".into()), Some("0".into())));
+    assert!(records_after.is_empty());
+
+    // Every row: the right status, path, bucket and bytes.
+    let mut per_bucket: HashMap<&str, usize> = HashMap::new();
+    for (id, source, number) in &rows {
+        let (status, path, error): (i32, Option<String>, Option<String>) =
+            sqlx::query_as("SELECT status_id, supabase_path, error_message FROM extraction_queue WHERE id = $1")
+                .bind(id)
+                .fetch_one(&mut conn)
+                .await
+                .expect("row");
+        if number == "CORRUPT 1" {
+            assert_eq!(status, 4, "corrupt row");
+            let error = error.expect("error_message");
+            assert!(error.starts_with("not a PDF: ") && error.contains("CORRUPT_1.pdf") && error.contains("%PDF-"), "{error}");
+            continue;
+        }
+        if number == "MISSING-1" {
+            assert_eq!(status, 4, "missing row");
+            let error = error.expect("error_message");
+            assert!(error.starts_with("document MISSING-1 (acte) not found: ") && error.contains("MISSING-1.pdf"), "{error}");
+            continue;
+        }
+        let (expected_status, bucket) = match *source {
+            "index" => (3, "index"),
+            "acte" => (3, "actes"),
+            _ => (5, "plans-cadastraux"),
+        };
+        assert_eq!(status, expected_status, "{source} {number}: error {error:?}");
+        let path = path.expect("supabase_path");
+        let sanitized: String = number.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+        let prefix = format!("{bucket}/{sanitized}-Montr_al-Cadastre_du_Qu_bec-");
+        assert!(path.starts_with(&prefix) && path.ends_with(".pdf"), "{path} (expected {prefix}<unix_ms>.pdf)");
+        let ms = &path[prefix.len()..path.len() - 4];
+        assert!(ms.len() >= 13 && ms.chars().all(|c| c.is_ascii_digit()), "{path}");
+        let stored = std::fs::read(storage.0.join(&path)).expect("stored object");
+        assert_eq!(stored, pdf(number), "{path}");
+        *per_bucket.entry(bucket).or_default() += 1;
+    }
+    // 17 index (1 corrupt), 17 actes (1 missing), 16 plans.
+    assert_eq!(per_bucket, HashMap::from([("index", 16), ("actes", 16), ("plans-cadastraux", 16)]));
+    for (bucket, n) in &per_bucket {
+        let files = std::fs::read_dir(storage.0.join(bucket)).expect("bucket dir").filter_map(Result::ok).filter(|e| e.path().extension().is_some_and(|x| x == "pdf")).count();
+        assert_eq!(files, *n, "objects in bucket {bucket}");
+    }
+    eprintln!("50 rows drained in {drained_in:?}");
+    let released = workers.output().iter().filter(|l| l.contains("released its capacity lease")).count();
+    assert_eq!(released, 2, "{}", workers.dump());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn startup_banner_is_exactly_the_checklist_one() {
+    let db = migrated_db().await;
+    let sources = TempDir::new("sources");
+    let storage = TempDir::new("storage");
+    let server_id = registre_testkit::unique("rw-banner");
+    let mut vars = base_vars(&server_id, &db, &sources.0, &storage.0);
+    vars.push(("WORKER_COUNT", "1".into()));
+    let mut workers = Workers::start(&vars);
+    workers.wait_for_line("✅ REGISTRE WORKERS STARTED SUCCESSFULLY", Duration::from_secs(20));
+    workers.sigterm();
+    let status = workers.wait_exit(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0), "{}", workers.dump());
+
+    // The banner's messages, in order, each the whole message of its log line.
+    let output = workers.output();
+    let messages: Vec<String> = output
+        .iter()
+        .filter_map(|l| l.split_once(" INFO ").map(|(_, m)| m.trim().to_string()))
+        .collect();
+    let start = messages.iter().position(|m| m == "🚀 REGISTRE EXTRACTOR WORKERS STARTING").expect("STARTING line");
+    assert!(start >= 1 && messages[start - 1] == RULE && messages[start + 1] == RULE, "{messages:#?}");
+    let expected_after = [
+        "💾 Initializing server capacity manager...",
+        "✅ Capacity manager initialized",
+        "✅ Sufficient capacity for 1 worker(s)",
+    ];
+    let mut at = start + 2;
+    for line in expected_after {
+        let found = messages[at..].iter().position(|m| m == line).unwrap_or_else(|| panic!("no {line:?} after the banner:\n{messages:#?}"));
+        at += found + 1;
+    }
+    let started = &messages[at..].iter().find(|m| m.starts_with("✅ Started ")).expect("Started line");
+    let id = started.trim_start_matches("✅ Started ");
+    let hex = id.strip_prefix("registre-worker-1-").unwrap_or_else(|| panic!("worker id {id}"));
+    assert!(hex.len() == 8 && hex.chars().all(|c| c.is_ascii_hexdigit()), "worker id {id}");
+    let ok = messages.iter().position(|m| m == "✅ REGISTRE WORKERS STARTED SUCCESSFULLY").expect("SUCCESS line");
+    assert!(ok > at && messages[ok - 1] == RULE && messages[ok + 1] == RULE, "{messages:#?}");
+    // Exactly the checklist's lines (rule lines aside) between STARTING and SUCCESS.
+    let between: Vec<&String> = messages[start + 2..ok - 1].iter().filter(|m| *m != RULE).collect();
+    assert_eq!(between.len(), 4, "{between:#?}");
+
+    let mut redis = redis_conn();
+    assert_eq!(get(&mut redis, &format!("server:{{{server_id}}}:cpu:allocated")).as_deref(), Some("0"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn third_worker_waits_for_capacity_and_starts_when_it_frees() {
+    let db = migrated_db().await;
+    let sources = TempDir::new("sources");
+    let storage = TempDir::new("storage");
+    let server_id = registre_testkit::unique("rw-wait");
+    let prefix = registre_testkit::unique("capw");
+    let mut vars = base_vars(&server_id, &db, &sources.0, &storage.0);
+    vars.push(("WORKER_COUNT", "3".into()));
+    vars.push(("WORKER_ID", prefix.clone()));
+    let mut workers = Workers::start(&vars);
+    workers.wait_for_line("✅ REGISTRE WORKERS STARTED SUCCESSFULLY", Duration::from_secs(20));
+
+    let mut redis = redis_conn();
+    let cpu_key = format!("server:{{{server_id}}}:cpu:allocated");
+    let records = workers_hash(&mut redis, &server_id);
+    let mut ids: Vec<&String> = records.keys().collect();
+    ids.sort();
+    assert_eq!(ids, [&format!("{prefix}-1"), &format!("{prefix}-2")], "{}", workers.dump());
+    assert_eq!(get(&mut redis, &cpu_key).as_deref(), Some("6"));
+    let fit = workers.wait_for_line("⚠️ Capacity for 2 of 3 worker(s)", Duration::from_secs(1));
+    assert!(fit.contains("0 of 6.4 vCPU") && fit.contains("each worker needs 3 vCPU / 1 GB") && fit.contains("the other 1 wait"), "{fit}");
+    let why = workers.wait_for_line(&format!("{prefix}-3 waits for capacity"), Duration::from_secs(1));
+    assert!(why.contains("Insufficient CPU (need 3 vCPUs, available 0.4 vCPUs)"), "{why}");
+    assert!(!workers.output().iter().any(|l| l.contains(&format!("Started {prefix}-3"))));
+    assert!(!has_exact_line(&workers.output(), "✅ Sufficient capacity for 3 worker(s)"));
+
+    // Free one lease (as if worker 1's process had gone): the waiting worker takes it.
+    let config = Config::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.clone()))).expect("config");
+    let client = redis::Client::open(registre_testkit::shared_redis_url()).expect("client");
+    let manager = registre_capacity::CapacityManager::new(
+        client.get_connection_manager().await.expect("connection manager"),
+        registre_capacity::CapacitySettings::from_config(&config),
+    );
+    assert!(manager.release(&format!("{prefix}-1")).await.expect("release"));
+    workers.wait_for_line(&format!("✅ Started {prefix}-3 (capacity freed)"), Duration::from_secs(5));
+    let records = workers_hash(&mut redis, &server_id);
+    assert!(records.contains_key(&format!("{prefix}-3")), "{records:?}");
+    assert_eq!(records.len(), 2, "{records:?}");
+    assert_eq!(get(&mut redis, &cpu_key).as_deref(), Some("6"));
+
+    workers.sigterm();
+    let status = workers.wait_exit(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0), "{}", workers.dump());
+    assert_eq!(get(&mut redis, &cpu_key).as_deref(), Some("0"));
+    assert!(workers_hash(&mut redis, &server_id).is_empty());
+}
+
+/// Just enough JSON reading for the worker records (`type`, `cpu`, `ram`), without a serde dependency.
+mod serde_json_like {
+    pub struct Record {
+        pub kind: String,
+        pub cpu: f64,
+        pub ram: f64,
+    }
+
+    fn field<'a>(json: &'a str, name: &str) -> &'a str {
+        let key = format!("\"{name}\":");
+        let start = json.find(&key).unwrap_or_else(|| panic!("no {name} in {json}")) + key.len();
+        let rest = &json[start..];
+        let end = rest.find([',', '}']).unwrap_or(rest.len());
+        rest[..end].trim().trim_matches('"')
+    }
+
+    pub fn parse(json: &str) -> Record {
+        Record {
+            kind: field(json, "type").to_string(),
+            cpu: field(json, "cpu").parse().expect("cpu"),
+            ram: field(json, "ram").parse().expect("ram"),
+        }
+    }
+}
