@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs (apt-get, only what is missing) and starts (only what does not answer) the local
-# services and tools that development, the demo and the tests need: Redis and PostgreSQL.
+# services and tools that development, the demo and the tests need: Redis, PostgreSQL,
+# tesseract (with French), poppler, Chromium + chromedriver, and PM2.
 # Idempotent; exits non-zero with a message naming what failed.
 set -euo pipefail
 
@@ -66,5 +67,24 @@ if ! psql -h 127.0.0.1 -U postgres -d postgres -Atqc 'select 1' >/dev/null 2>&1;
   sleep 1
   psql -h 127.0.0.1 -U postgres -d postgres -Atqc 'select 1' >/dev/null || die "cannot connect to PostgreSQL as postgres on 127.0.0.1"
 fi
+
+# --- OCR and browser tools ----------------------------------------------------------------
+need_pkg tesseract tesseract-ocr
+need_pkg /usr/share/tesseract-ocr/5/tessdata/fra.traineddata tesseract-ocr-fra
+if ! ls /usr/share/tesseract-ocr/*/tessdata/fra.traineddata >/dev/null 2>&1; then
+  die "tesseract's French data (tesseract-ocr-fra) is missing after install"
+fi
+need_pkg pdftoppm poppler-utils
+need_pkg chromium chromium
+need_pkg chromedriver chromium-driver
+
+# --- PM2 (process manager of the deployment) ------------------------------------------------
+need_pkg node nodejs
+need_pkg npm npm
+if ! command -v pm2 >/dev/null 2>&1; then
+  log "installing pm2 (npm -g)"
+  npm install -g pm2 >/dev/null 2>&1 || die "npm install -g pm2 failed"
+fi
+command -v pm2 >/dev/null 2>&1 || die "pm2 is not on PATH after install"
 
 log "all services ready"

@@ -25,7 +25,7 @@ const RULE: &str = "============================================================
 pub struct PoolServices {
     pub capacity: CapacityManager,
     pub queue: Arc<MultiQueue>,
-    pub storage: Arc<Storage>,
+    pub storage: Storage,
     pub engine: Arc<dyn OcrEngine>,
     pub limiter: RateLimiter,
     pub manager: PoolManager,
@@ -42,16 +42,19 @@ pub struct PoolHandle {
 pub async fn start(config: &Config, shutdown: &Shutdown) -> Result<PoolHandle, PoolError> {
     let redis = registre_runtime::redis_connection(&config.redis_url).map_err(|e| PoolError::Setup(e.to_string()))?;
     let capacity = CapacityManager::new(redis.clone(), CapacitySettings::from_config(config));
-    let storage = Arc::new(Storage::from_config(&config.storage).map_err(|e| PoolError::Setup(format!("storage: {e}")))?);
-    start_with(config, redis, capacity, storage, shutdown).await
+    let storage = Storage::from_config(&config.storage).map_err(|e| PoolError::Setup(format!("storage: {e}")))?;
+    start_with(config, redis, capacity, storage, None, shutdown).await
 }
 
-/// Starts the pool on services shared with the rest of the process (start-all-workers).
+/// Starts the pool on services shared with the rest of the process (start-all-workers). `queue`
+/// is reused when it covers exactly the environments the pool serves (OCR_PROD / OCR_STAGING /
+/// OCR_DEV); otherwise the pool opens its own over those environments.
 pub async fn start_with(
     config: &Config,
     redis: ConnectionManager,
     capacity: CapacityManager,
-    storage: Arc<Storage>,
+    storage: Storage,
+    queue: Option<Arc<MultiQueue>>,
     shutdown: &Shutdown,
 ) -> Result<PoolHandle, PoolError> {
     let pool = &config.ocr_pool;
@@ -68,7 +71,11 @@ pub async fn start_with(
     if served.is_empty() {
         return Err(PoolError::Setup("OCR_PROD, OCR_STAGING and OCR_DEV leave no configured environment to serve".into()));
     }
-    let queue = Arc::new(MultiQueue::connect(&served, &config.queue, pool.pool_size.max(1) + 1).map_err(|e| PoolError::Setup(e.to_string()))?);
+    let served_names: Vec<_> = served.iter().map(|e| e.name).collect();
+    let queue = match queue {
+        Some(shared) if shared.envs() == served_names => shared,
+        _ => Arc::new(MultiQueue::connect(&served, &config.queue, pool.pool_size.max(1) + 1).map_err(|e| PoolError::Setup(e.to_string()))?),
+    };
     let engine = engine_from_config(&config.ocr_engine, limiter.clone()).map_err(|e| PoolError::Setup(e.to_string()))?;
     tracing::info!("✅ All managers initialized");
 
