@@ -334,6 +334,9 @@ async fn fifty_rows_of_three_sources_drain_and_sigterm_releases_everything() {
         assert_eq!(files, *n, "objects in bucket {bucket}");
     }
     eprintln!("50 rows drained in {drained_in:?}");
+    if std::env::var("SHOW_OUTPUT").is_ok() {
+        eprintln!("{}", workers.dump());
+    }
     let released = workers.output().iter().filter(|l| l.contains("released its capacity lease")).count();
     assert_eq!(released, 2, "{}", workers.dump());
 }

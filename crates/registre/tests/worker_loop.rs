@@ -1,0 +1,193 @@
+//! The worker loop through the library API start-all-workers uses ([`Services`] built by hand,
+//! [`start_workers`]), with a scripted fetcher standing in for the browser: a crash releases the
+//! row without counting an attempt, EXTRACTION_TIMEOUT fails it with a readable message, and on
+//! shutdown a job that finishes within the grace period completes while a longer one is released.
+//! Real Redis (unique SERVER_ID) and PostgreSQL (fresh database).
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use registre_capacity::{CapacityManager, CapacitySettings};
+use registre_config::{Config, EnvName};
+use registre_fetch::{BoxFuture, DocumentRequest, FetchError, FetchedDocument, Fetcher};
+use registre_queue::MultiQueue;
+use registre_runtime::Shutdown;
+use registre_storage::Storage;
+use registre_testkit::postgres::TestDatabase;
+use registre_workers::{start_workers, Board, Services, WorkerSettings};
+use sqlx::{Connection, PgConnection};
+
+const PDF: &[u8] = b"%PDF-1.4\n1 0 obj\n<< /Type /Catalog >>\nendobj\ntrailer\n<< /Root 1 0 R >>\n%%EOF\n";
+
+/// `crash-*`: the browser crashes on the first fetch, works after; `hang-*`: never answers;
+/// `slow-<ms>`: answers after that many milliseconds; anything else: at once.
+#[derive(Default)]
+struct Scripted {
+    crashes: AtomicU32,
+}
+
+impl Fetcher for Scripted {
+    fn fetch<'a>(&'a self, request: &'a DocumentRequest) -> BoxFuture<'a, Result<FetchedDocument, FetchError>> {
+        Box::pin(async move {
+            let n = request.document_number.as_str();
+            if n.starts_with("crash") && self.crashes.fetch_add(1, Ordering::SeqCst) == 0 {
+                return Err(FetchError::BrowserCrashed("chromedriver exited (signal 9)".into()));
+            }
+            if n.starts_with("hang") {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+            }
+            if let Some(ms) = n.strip_prefix("slow-").and_then(|ms| ms.parse().ok()) {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+            }
+            Ok(FetchedDocument { bytes: PDF.to_vec(), content_type: "application/pdf".into(), source: format!("scripted:{n}") })
+        })
+    }
+    fn kind(&self) -> &'static str {
+        "scripted"
+    }
+}
+
+struct Setup {
+    db: TestDatabase,
+    storage_dir: std::path::PathBuf,
+    config: Config,
+}
+
+async fn setup(label: &str) -> Setup {
+    let db = TestDatabase::create();
+    let mut conn = PgConnection::connect(db.url()).await.expect("connect");
+    registre_queue::migrate(&mut conn, EnvName::Prod).await.expect("migrate");
+    let storage_dir = std::env::temp_dir().join(registre_testkit::unique("storage"));
+    let config = Config::from_vars([
+        ("REDIS_URL", registre_testkit::shared_redis_url()),
+        ("SERVER_ID", registre_testkit::unique(label)),
+        ("PROD_DATABASE_URL", db.url().to_string()),
+        ("STORAGE_URL", format!("file://{}", storage_dir.display())),
+        ("QUEUE_POLL_INTERVAL_MS", "50".into()),
+        ("QUEUE_BACKOFF_BASE_MS", "50".into()),
+        ("QUEUE_BACKOFF_MAX_MS", "100".into()),
+        ("EXTRACTION_TIMEOUT", "300".into()),
+        ("WORKER_COUNT", "2".into()),
+        ("WORKER_ID", registre_testkit::unique("w")),
+    ])
+    .expect("config");
+    Setup { db, storage_dir, config }
+}
+
+async fn services(setup: &Setup, fetcher: Arc<Scripted>) -> Services {
+    let client = redis::Client::open(registre_testkit::shared_redis_url()).expect("client");
+    let conn = client.get_connection_manager().await.expect("redis");
+    let capacity = CapacityManager::new(conn, CapacitySettings::from_config(&setup.config));
+    let queue = MultiQueue::connect(&setup.config.environments, &setup.config.queue, 4).expect("queue");
+    Services {
+        capacity,
+        queue: Arc::new(queue),
+        storage: Storage::from_config(&setup.config.storage).expect("storage"),
+        fetchers: Arc::new(move || Ok(fetcher.clone() as Arc<dyn Fetcher>)),
+        board: Arc::new(Board::new()),
+    }
+}
+
+async fn insert(conn: &sqlx::PgPool, number: &str) -> uuid::Uuid {
+    sqlx::query_scalar("INSERT INTO extraction_queue (document_source, document_number, created_at) VALUES ('index', $1, clock_timestamp()) RETURNING id")
+        .bind(number)
+        .fetch_one(conn)
+        .await
+        .expect("insert")
+}
+
+/// (status_id, attemtps, error_message, supabase_path)
+async fn row(conn: &sqlx::PgPool, id: uuid::Uuid) -> (i32, i32, Option<String>, Option<String>) {
+    sqlx::query_as("SELECT status_id, coalesce(attemtps, 0), error_message, supabase_path FROM extraction_queue WHERE id = $1")
+        .bind(id)
+        .fetch_one(conn)
+        .await
+        .expect("row")
+}
+
+async fn wait_until<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !check().await {
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_releases_without_an_attempt_and_timeout_fails_readably() {
+    let setup = setup("rw-crash").await;
+    let pool = sqlx::PgPool::connect(setup.db.url()).await.expect("connect");
+    let crash = insert(&pool, "crash-1").await;
+    let hang = insert(&pool, "hang-1").await;
+    let services = services(&setup, Arc::new(Scripted::default())).await;
+    let shutdown = Shutdown::new();
+    let workers = start_workers(&services, &WorkerSettings::from_config(&setup.config.registre), &shutdown).await;
+    assert_eq!(workers.started, 2);
+    workers.begin();
+
+    wait_until("crash-1 completed", Duration::from_secs(15), || {
+        let conn = pool.clone();
+        async move { row(&conn, crash).await.0 == 3 }
+    })
+    .await;
+    let (_, attempts, _, path) = row(&pool, crash).await;
+    assert_eq!(attempts, 0, "a browser crash counts no attempt");
+    assert!(path.is_some_and(|p| p.starts_with("index/crash-1---")));
+
+    wait_until("hang-1 failed", Duration::from_secs(15), || {
+        let conn = pool.clone();
+        async move { row(&conn, hang).await.1 >= 1 }
+    })
+    .await;
+    let (_, _, error, _) = row(&pool, hang).await;
+    let error = error.expect("error_message");
+    assert!(error.starts_with("timed out after 0.3s: fetching index hang-1 (EXTRACTION_TIMEOUT)"), "{error}");
+    let views = workers.board.snapshot();
+    assert_eq!(views.iter().map(|v| v.released).sum::<u64>(), 1, "{views:?}");
+
+    shutdown.trigger();
+    assert!(shutdown.wait(Duration::from_secs(10)).await, "workers stop");
+    let status = services.capacity.status().await.expect("status");
+    assert!(status.workers.is_empty() && status.cpu_allocated.0 == 0, "{status:?}");
+    let _ = std::fs::remove_dir_all(&setup.storage_dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_shutdown_a_short_job_finishes_and_a_long_one_is_released() {
+    let setup = setup("rw-grace").await;
+    let pool = sqlx::PgPool::connect(setup.db.url()).await.expect("connect");
+    let long = insert(&pool, "slow-20000").await;
+    let short = insert(&pool, "slow-600").await;
+    let services = services(&setup, Arc::new(Scripted::default())).await;
+    let shutdown = Shutdown::new();
+    let mut settings = WorkerSettings::from_config(&setup.config.registre);
+    settings.shutdown_grace = Duration::from_millis(1500);
+    settings.extraction_timeout = Duration::from_secs(60);
+    let workers = start_workers(&services, &settings, &shutdown).await;
+    workers.begin();
+    wait_until("both rows claimed", Duration::from_secs(10), || {
+        let conn = pool.clone();
+        async move { row(&conn, long).await.0 == 2 && row(&conn, short).await.0 == 2 }
+    })
+    .await;
+
+    let stopping = Instant::now();
+    shutdown.trigger();
+    assert!(shutdown.wait(Duration::from_secs(10)).await, "workers stop");
+    let took = stopping.elapsed();
+    assert!(took < Duration::from_secs(5), "stopped in {took:?}");
+
+    let (status, attempts, _, path) = row(&pool, short).await;
+    assert_eq!((status, attempts), (3, 0), "the short job finished within the grace period");
+    assert!(path.is_some());
+    let (status, attempts, _, path) = row(&pool, long).await;
+    assert_eq!((status, attempts, path), (1, 0, None), "the long job went back to waiting, no attempt counted");
+    let status = services.capacity.status().await.expect("status");
+    assert!(status.workers.is_empty() && status.cpu_allocated.0 == 0, "leases released: {status:?}");
+    let _ = std::fs::remove_dir_all(&setup.storage_dir);
+}
