@@ -459,3 +459,81 @@ mod serde_json_like {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_costs_no_job_and_the_lease_comes_back() {
+    let db = migrated_db().await;
+    let sources = TempDir::new("sources");
+    let storage = TempDir::new("storage");
+    let server_id = registre_testkit::unique("rw-redis");
+    let mut private = registre_testkit::RedisServer::start();
+    let mut conn = PgConnection::connect(db.url()).await.expect("connect");
+    let mut number = 0;
+    let mut add_rows = |n: usize| {
+        let batch: Vec<String> = (0..n)
+            .map(|_| {
+                number += 1;
+                format!("R{number}")
+            })
+            .collect();
+        for b in &batch {
+            write_file(&source_file(&sources.0, "index", b), &pdf(b));
+        }
+        batch
+    };
+    for b in add_rows(5) {
+        insert(&mut conn, "index", &b).await;
+    }
+    let mut vars = base_vars(&server_id, &db, &sources.0, &storage.0);
+    vars.retain(|(k, _)| *k != "REDIS_URL");
+    vars.push(("REDIS_URL", private.url()));
+    vars.push(("WORKER_COUNT", "1".into()));
+    vars.push(("CAPACITY_LEASE_TTL_MS", "3000".into()));
+    let mut workers = Workers::start(&vars);
+    workers.wait_for_line("✅ REGISTRE WORKERS STARTED SUCCESSFULLY", Duration::from_secs(20));
+
+    async fn wait_done(conn: &mut PgConnection, n: i64, workers: &Workers) {
+        let start = Instant::now();
+        loop {
+            let done: i64 = sqlx::query_scalar("SELECT count(*) FROM extraction_queue WHERE status_id = 3")
+                .fetch_one(&mut *conn)
+                .await
+                .expect("count");
+            if done == n {
+                return;
+            }
+            assert!(start.elapsed() < Duration::from_secs(20), "{done} of {n} done:\n{}", workers.dump());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    wait_done(&mut conn, 5, &workers).await;
+
+    // Redis dies (its data with it): the worker keeps working on what it holds.
+    private.kill();
+    for b in add_rows(5) {
+        insert(&mut conn, "index", &b).await;
+    }
+    wait_done(&mut conn, 10, &workers).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await; // at least one failed heartbeat
+    private.restart();
+
+    // The heartbeat finds the lease gone and allocates it again.
+    let cpu_key = format!("server:{{{server_id}}}:cpu:allocated");
+    let mut redis = registre_testkit::redis_sync(&private.url());
+    let start = Instant::now();
+    while get(&mut redis, &cpu_key).as_deref() != Some("3") {
+        assert!(start.elapsed() < Duration::from_secs(15), "lease not re-allocated:\n{}", workers.dump());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for b in add_rows(5) {
+        insert(&mut conn, "index", &b).await;
+    }
+    wait_done(&mut conn, 15, &workers).await;
+
+    workers.sigterm();
+    let status = workers.wait_exit(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0), "{}", workers.dump());
+    assert_eq!(get(&mut redis, &cpu_key).as_deref(), Some("0"));
+    let output = workers.dump();
+    assert!(output.contains("capacity heartbeat failed") && output.contains("re-allocated"), "{output}");
+}
