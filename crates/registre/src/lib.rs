@@ -11,6 +11,7 @@
 //!
 //! Log lines, statuses and error messages are described in docs/registre-workers.md.
 
+pub mod accounts;
 pub mod board;
 mod worker;
 
@@ -310,9 +311,18 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), RegistreError
     Ok(())
 }
 
-/// The registry accounts the `registry` fetcher logs in with. Until worker_accounts is served by
-/// a shared provider, the registry fetcher gets none and releases every job it is given
-/// (`no registry account available`), which counts no attempt.
-pub fn accounts_for(_config: &Config) -> Arc<dyn AccountProvider> {
-    Arc::new(registre_fetch::InMemoryAccounts::default())
+/// The registry accounts the `registry` fetcher logs in with: `worker_accounts` of the first
+/// environment reached through Postgres ([`accounts::PgAccounts`]). With only Supabase REST
+/// environments there is none: the registry fetcher then releases every job (no attempt counted)
+/// with `no registry account available`, which the log says at start.
+pub fn accounts_for(config: &Config) -> Arc<dyn AccountProvider> {
+    match accounts::PgAccounts::from_config(config) {
+        Some(accounts) => Arc::new(accounts),
+        None => {
+            if config.registre.fetcher == registre_config::FetcherKind::Registry {
+                tracing::warn!("⚠️ no environment is reached through Postgres (…_DATABASE_URL): the registry fetcher has no worker_accounts to log in with");
+            }
+            Arc::new(registre_fetch::InMemoryAccounts::default())
+        }
+    }
 }
