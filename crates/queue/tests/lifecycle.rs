@@ -45,7 +45,7 @@ async fn thirty_two_workers_drain_five_thousand_rows_exactly_once() {
     for w in workers {
         total += w.await.unwrap();
     }
-    let seen = seen.lock().unwrap();
+    let seen = seen.lock().unwrap().clone();
     assert_eq!(total, 5000);
     assert_eq!(seen.len(), 5000, "every row claimed");
     assert!(seen.values().all(|n| *n == 1), "a row was claimed twice");
