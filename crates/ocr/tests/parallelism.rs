@@ -1,0 +1,88 @@
+//! The tesseract engine never reads more pages at once than the caller's budget, and runs every
+//! tesseract with OMP_THREAD_LIMIT=1. A `tesseract` wrapper put first in PATH (this test binary
+//! holds this one test, so changing PATH affects nothing else) logs start/end times and the
+//! variable around the real tesseract.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use registre_ocr::{OcrEngine, Parallelism, TesseractEngine, TesseractSettings};
+use support::pdf;
+
+fn real_tesseract() -> PathBuf {
+    std::env::var_os("PATH")
+        .and_then(|path| std::env::split_paths(&path).map(|d| d.join("tesseract")).find(|p| p.is_file()))
+        .expect("tesseract is installed (apt-get install tesseract-ocr tesseract-ocr-fra)")
+}
+
+/// (max pages read at once, OMP_THREAD_LIMIT values seen) from the wrapper's log.
+fn analyse(log: &Path) -> (usize, Vec<String>) {
+    let text = std::fs::read_to_string(log).unwrap();
+    let mut events: Vec<(u128, i32)> = Vec::new();
+    let mut omp = Vec::new();
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        match fields.as_slice() {
+            ["start", t, rest @ ..] => {
+                events.push((t.parse().unwrap(), 1));
+                omp.push(rest.first().unwrap_or(&"unset").to_string());
+            }
+            ["end", t] => events.push((t.parse().unwrap(), -1)),
+            _ => panic!("bad log line {line:?}"),
+        }
+    }
+    // Ends before starts at the same instant: touching runs do not overlap.
+    events.sort();
+    let (mut running, mut max) = (0i32, 0i32);
+    for (_, delta) in events {
+        running += delta;
+        max = max.max(running);
+    }
+    (max as usize, omp)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_in_parallel_within_the_budget_with_one_openmp_thread_each() {
+    let real = real_tesseract();
+    let dir = std::env::temp_dir().join(format!("registre-ocr-shim-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("trace.log");
+    let shim = dir.join("tesseract");
+    std::fs::write(
+        &shim,
+        format!(
+            "#!/bin/sh\necho \"start $(date +%s%N) ${{OMP_THREAD_LIMIT:-unset}}\" >> {log}\n{real} \"$@\"\nrc=$?\necho \"end $(date +%s%N)\" >> {log}\nexit $rc\n",
+            log = log.display(),
+            real = real.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&shim, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut dirs = vec![dir.clone()];
+    dirs.extend(std::env::split_paths(&path));
+    std::env::set_var("PATH", std::env::join_paths(dirs).unwrap());
+
+    let (pages, _) = pdf::registry_index(4, 6);
+    let bytes = pdf::pdf(&pages);
+    let engine = TesseractEngine::new(TesseractSettings { temp_root: dir.clone(), ..TesseractSettings::default() });
+
+    for budget in [1, 2] {
+        let _ = std::fs::remove_file(&log);
+        let out = engine.extract(&bytes, Parallelism::pages(budget)).await.unwrap();
+        assert_eq!(out.pages.len(), 4);
+        for (i, page) in out.pages.iter().enumerate() {
+            assert!(page.contains(&format!("page {}", i + 1)), "pages kept in order: {:?}", out.pages);
+        }
+        let (max, omp) = analyse(&log);
+        println!("budget {budget}: at most {max} tesseract runs at once; OMP_THREAD_LIMIT = {omp:?}");
+        assert_eq!(omp, vec!["1"; 4], "every tesseract run has OMP_THREAD_LIMIT=1");
+        assert!(max <= budget, "budget {budget} but {max} pages at once");
+        if budget == 2 {
+            // Each page takes about a second: with 4 pages and room for 2, two must have overlapped.
+            assert_eq!(max, 2, "budget 2 should be used");
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
