@@ -255,15 +255,14 @@ fn grouped_number_confusions(text: &str) -> String {
 
 /// `1234567` → `1 234 567`.
 fn group_thousands(digits: &str) -> String {
-    let lead = digits.len() % 3;
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (i >= lead) && (i - lead) % 3 == 0 {
-            out.push(' ');
-        }
-        out.push(c);
-    }
-    out
+    let lead = match digits.len() % 3 {
+        0 => 3,
+        n => n,
+    };
+    let (first, rest) = digits.split_at(lead.min(digits.len()));
+    let mut groups = vec![first];
+    groups.extend(rest.as_bytes().chunks(3).filter_map(|c| std::str::from_utf8(c).ok()));
+    groups.join(" ")
 }
 
 fn digit_group_spacing(text: &str) -> String {

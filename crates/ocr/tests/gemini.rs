@@ -263,8 +263,44 @@ fn the_engine_debug_output_hides_the_key() {
     assert!(!format!("{engine:?}").contains(KEY));
 }
 
-/// The shared Redis limiter is an [`ApiLimiter`] (compile-time check: what the pool passes in).
-#[allow(dead_code)]
-fn the_redis_rate_limiter_is_an_api_limiter(limiter: registre_ratelimit::RateLimiter) -> impl OcrEngine {
-    GeminiEngine::new(GeminiSettings::new("http://127.0.0.1:9/v1beta", Secret::new(KEY)), limiter).unwrap()
+/// With the real shared limiter in Redis (what the pool passes in): every call is counted in the
+/// window, the 429'd call's estimate is refunded (settled with 0), the others are charged exactly
+/// the reported totalTokenCount, and the 429 set the shared cooldown.
+#[tokio::test]
+async fn with_the_shared_redis_limiter_usage_is_settled_and_429_cools_everyone_down() {
+    use registre_ratelimit::{RateLimitSettings, RateLimiter};
+    let url = registre_testkit::shared_redis_url();
+    let conn = redis::Client::open(url.as_str()).unwrap().get_connection_manager().await.unwrap();
+    let settings = RateLimitSettings {
+        name: registre_testkit::unique("ocr-gemini"),
+        requests_per_window: 100,
+        tokens_per_window: 1_000_000,
+        window: Duration::from_secs(60),
+    };
+    let limiter = RateLimiter::new(conn, settings).unwrap();
+    let (base, server) = serve(vec![
+        error(429, Some("2"), "Resource has been exhausted (e.g. check quota).", "RESOURCE_EXHAUSTED"),
+        answer(EXTRACTED, 1000, 200),
+        answer(CORRECTED, 300, 300),
+    ])
+    .await;
+    let engine = GeminiEngine::new(GeminiSettings::new(&base, Secret::new(KEY)), limiter.clone()).unwrap();
+
+    let running = tokio::spawn(async move { engine.extract(&document(), Parallelism::ONE).await.map(|o| o.tokens_used) });
+    // While the engine waits out the 429, another worker asking the same limiter is told to wait.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    match limiter.acquire(10).await.unwrap() {
+        registre_ratelimit::Decision::Wait { reason, wait } => {
+            assert_eq!(reason, registre_ratelimit::WaitReason::Cooldown);
+            assert!(wait <= Duration::from_secs(2) && wait >= Duration::from_millis(1000), "{wait:?}");
+        }
+        other => panic!("expected a cooldown wait, got {other:?}"),
+    }
+    assert_eq!(running.await.unwrap().unwrap(), 1800);
+
+    let status = limiter.status().await.unwrap();
+    assert_eq!(status.requests_in_window, 3, "the 429'd call, the retry and the boost call");
+    assert_eq!(status.tokens_in_window, 1200 + 600, "charged the reported totalTokenCount, the 429 refunded");
+    let seen = server.seen.lock().unwrap().clone();
+    assert!(seen[1].at - seen[0].at >= Duration::from_millis(1900), "retry before the cooldown ended");
 }

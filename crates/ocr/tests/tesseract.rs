@@ -4,7 +4,7 @@
 
 mod support;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use registre_ocr::{OcrEngine, OcrError, Parallelism, TesseractEngine, TesseractSettings, PAGE_SEPARATOR};
 use support::pdf;
@@ -16,11 +16,11 @@ fn temp_root(label: &str) -> PathBuf {
     root
 }
 
-fn engine(root: &PathBuf) -> TesseractEngine {
-    TesseractEngine::new(TesseractSettings { temp_root: root.clone(), ..TesseractSettings::default() })
+fn engine(root: &Path) -> TesseractEngine {
+    TesseractEngine::new(TesseractSettings { temp_root: root.to_path_buf(), ..TesseractSettings::default() })
 }
 
-fn entries(root: &PathBuf) -> Vec<String> {
+fn entries(root: &Path) -> Vec<String> {
     std::fs::read_dir(root).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect()
 }
 
@@ -107,7 +107,7 @@ async fn a_corrupt_pdf_is_a_readable_error_and_leaves_no_temp_files() {
 #[tokio::test]
 async fn a_missing_language_model_is_a_readable_error() {
     let root = temp_root("lang");
-    let engine = TesseractEngine::new(TesseractSettings { temp_root: root.clone(), lang: "zzz".into(), ..TesseractSettings::default() });
+    let engine = TesseractEngine::new(TesseractSettings { temp_root: root.to_path_buf(), lang: "zzz".into(), ..TesseractSettings::default() });
     let (pages, _) = pdf::registry_index(1, 2);
     let err = engine.extract(&pdf::pdf(&pages), Parallelism::ONE).await.unwrap_err();
     println!("{err}");
