@@ -133,13 +133,16 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), AllError> {
     tracing::info!("✅ Capacity manager initialized");
     let services = registre_workers::Services::build(&config, capacity.clone(), registre_workers::accounts_for(&config))?;
     let settings = registre_workers::WorkerSettings::from_config(&config.registre);
-    registre_workers::start_workers(&services, &settings, &shutdown).await;
+    let registre = registre_workers::start_workers(&services, &settings, &shutdown).await;
     tracing::info!("{}", registre_workers::RULE);
     tracing::info!("✅ REGISTRE WORKERS STARTED SUCCESSFULLY");
     tracing::info!("{}", registre_workers::RULE);
     registre_workers::spawn_status_reporter(&services, settings.status_interval, &shutdown);
 
-    registre_pool::start_with(&config, redis, capacity, services.storage.clone(), Some(services.queue.clone()), &shutdown).await?;
+    let pool = registre_pool::start_with(&config, redis, capacity, services.storage.clone(), Some(services.queue.clone()), &shutdown).await;
+    // The registre workers claim only once both banners are out (or the pool failed to start).
+    registre.begin();
+    pool?;
 
     shutdown.triggered().await;
     let limit = settings.shutdown_grace.max(config.ocr_pool.shutdown_grace) + Duration::from_secs(10);

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The checklist's Quick Rollback: stop and delete the new worker apps, restore .env from
+# .env.backup, and bring back the previous PM2 processes: from ecosystem.config.old.js when the
+# old deployment had one at the repository root, else from the PM2 dump deploy.sh saved.
+#
+# Usage: scripts/rollback.sh [--all]   (--all: pm2 delete all, as the checklist does)
+set -uo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$REPO_ROOT"
+
+if [ "${1-}" = "--all" ]; then
+  pm2 stop all >/dev/null 2>&1; pm2 delete all >/dev/null 2>&1; ok "pm2 stop all; pm2 delete all"
+else
+  for app in registre-workers ocr-pool registre-all-workers; do
+    if [ "$(pm2_status "$app")" != "missing" ]; then pm2 stop "$app" >/dev/null 2>&1; pm2 delete "$app" >/dev/null 2>&1; ok "deleted $app"; fi
+  done
+fi
+
+if [ -f .env.backup ]; then cp .env.backup .env && ok ".env restored from .env.backup"; else warn "no .env.backup: .env left as it is"; fi
+
+if [ -f ecosystem.config.old.js ]; then
+  cp ecosystem.config.old.js ecosystem.config.js
+  pm2 start ecosystem.config.js || { fail "pm2 start ecosystem.config.js failed: see pm2 logs --err"; exit 1; }
+  ok "old apps started from ecosystem.config.old.js"
+elif [ -f pm2-dump-before.pm2 ]; then
+  cp pm2-dump-before.pm2 "${PM2_HOME:-$HOME/.pm2}/dump.pm2"
+  pm2 resurrect || { fail "pm2 resurrect failed: see pm2 logs --err"; exit 1; }
+  ok "previous PM2 processes restored from pm2-dump-before.pm2"
+else
+  fail "nothing to roll back to: neither ecosystem.config.old.js nor pm2-dump-before.pm2 exists"
+  exit 1
+fi
+pm2 save >/dev/null 2>&1 && ok "pm2 save"
+pm2 list
