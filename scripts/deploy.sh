@@ -11,6 +11,8 @@
 #                   ocr-pool, registre-all-workers
 #   --skip-build    use the binaries already in target/release (or REGISTRE_BIN_DIR)
 #   --skip-migrate  do not run registrectl migrate
+# Environment: REGISTRE_ENV_FILE (settings file, default .env; backups go beside it),
+#   REGISTRE_BIN_DIR (binaries, default target/release), ECOSYSTEM_FILE (default ecosystem/ecosystem.config.js)
 set -uo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$REPO_ROOT"
@@ -21,7 +23,7 @@ while [ $# -gt 0 ]; do
     --all) delete_all=1 ;;
     --skip-build) build=0 ;;
     --skip-migrate) migrate=0 ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) fail "unknown argument $1 (see --help)"; exit 2 ;;
   esac
   shift
@@ -34,15 +36,16 @@ ECOSYSTEM="${ECOSYSTEM_FILE:-$REPO_ROOT/ecosystem/ecosystem.config.js}"
 REQUIRED="REDIS_URL SERVER_MAX_CPU SERVER_MAX_RAM SERVER_RESERVE_CPU_PERCENT SERVER_RESERVE_RAM_PERCENT WORKER_COUNT OCR_WORKER_POOL_SIZE OCR_MIN_INDEX_WORKERS OCR_MIN_ACTE_WORKERS"
 
 step "1: environment variables in .env"
-[ -f .env ] || stop_with ".env does not exist in $REPO_ROOT" "Copy .env.example to .env and fill it in (docs/configuration.md)."
+[ -f "$ENV_FILE" ] || stop_with "$ENV_FILE does not exist" "Copy .env.example to .env and fill it in (docs/configuration.md)."
 missing=""
 for var in $REQUIRED; do
-  grep -Eq "^[[:space:]]*$var[[:space:]]*=[[:space:]]*[^[:space:]#]" .env || missing="$missing $var"
+  grep -Eq "^[[:space:]]*$var[[:space:]]*=[[:space:]]*[^[:space:]#]" "$ENV_FILE" || missing="$missing $var"
 done
 if [ -n "$missing" ]; then
-  stop_with ".env is missing:$missing" "Add them to .env (the checklist's Step 3; defaults in .env.example), then run this script again."
+  stop_with ".env is missing:$missing" "Add them to $ENV_FILE (the checklist's Step 3; defaults in .env.example), then run this script again."
 fi
 ok "required variables present: $REQUIRED"
+export_env_file
 
 step "2: Redis answers"
 command -v redis-cli >/dev/null || stop_with "redis-cli is not installed" "sudo apt-get install redis-tools redis-server"
@@ -50,13 +53,17 @@ reply="$(rcli ping 2>&1)"
 [ "$reply" = "PONG" ] || stop_with "Redis at $(setting REDIS_URL | sed -E 's#//[^@/]*@#//***@#') does not answer PONG ($reply)" "Start it (sudo systemctl start redis) or fix REDIS_URL in .env."
 ok "redis-cli ping: PONG"
 
-step "3: backups"
-stamp="$(date +%Y%m%d-%H%M%S)"
-[ -f "$ECOSYSTEM" ] && cp "$ECOSYSTEM" "${ECOSYSTEM%.js}.old.js" && ok "ecosystem config saved as ${ECOSYSTEM%.js}.old.js"
-[ -f ecosystem.config.js ] && cp ecosystem.config.js ecosystem.config.old.js && ok "old root ecosystem.config.js saved as ecosystem.config.old.js"
-cp .env .env.backup && ok ".env saved as .env.backup"
-pm2 list > pm2-processes-before.txt 2>&1 && ok "PM2 process list saved in pm2-processes-before.txt"
-pm2 save --force >/dev/null 2>&1 && cp "${PM2_HOME:-$HOME/.pm2}/dump.pm2" "pm2-dump-before.pm2" 2>/dev/null && ok "PM2 dump saved in pm2-dump-before.pm2 ($stamp)"
+step "3: backups (in $BACKUP_DIR)"
+# The old system's PM2 config (checklist Step 1), if this checkout still has one at its root.
+if [ -f "$REPO_ROOT/ecosystem.config.js" ]; then
+  cp "$REPO_ROOT/ecosystem.config.js" "$BACKUP_DIR/ecosystem.config.old.js" && ok "ecosystem.config.js saved as ecosystem.config.old.js"
+fi
+cp "$ENV_FILE" "$BACKUP_DIR/.env.backup" && ok ".env saved as .env.backup"
+pm2 list > "$BACKUP_DIR/pm2-processes-before.txt" 2>&1 && ok "PM2 process list saved in pm2-processes-before.txt"
+pm2 save --force >/dev/null 2>&1
+if cp "${PM2_HOME:-$HOME/.pm2}/dump.pm2" "$BACKUP_DIR/pm2-dump-before.pm2" 2>/dev/null; then
+  ok "PM2 dump saved in pm2-dump-before.pm2 (scripts/rollback.sh restores it)"
+fi
 
 step "4: build"
 if [ "$build" = 1 ]; then

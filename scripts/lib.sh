@@ -2,20 +2,36 @@
 # environment winning (as the binaries read them), key names, PM2 queries, messages.
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# The settings file (the checklist's .env); REGISTRE_ENV_FILE points elsewhere. Backups are
+# written beside it.
+ENV_FILE="${REGISTRE_ENV_FILE:-$REPO_ROOT/.env}"
+BACKUP_DIR="$(cd "$(dirname "$ENV_FILE")" 2>/dev/null && pwd || echo "$REPO_ROOT")"
 
 ok()   { echo "✅ $*"; }
 warn() { echo "⚠️  $*"; }
 fail() { echo "❌ $*" >&2; }
 
+# env_file_value NAME: the value .env gives NAME (last assignment, comment and quotes removed).
+env_file_value() {
+  [ -f "$ENV_FILE" ] || return 0
+  sed -n "s/^[[:space:]]*$1[[:space:]]*=[[:space:]]*//p" "$ENV_FILE" | tail -n1 | sed 's/[[:space:]]\+#.*$//; s/^["'\'']\(.*\)["'\'']$/\1/'
+}
+
 # setting NAME [DEFAULT]: the environment's value, else .env's, else DEFAULT.
 setting() {
   local name="$1" default="${2-}" value=""
-  if [ -n "${!name-}" ]; then
-    value="${!name}"
-  elif [ -f "$REPO_ROOT/.env" ]; then
-    value="$(sed -n "s/^[[:space:]]*$name[[:space:]]*=[[:space:]]*//p" "$REPO_ROOT/.env" | tail -n1 | sed 's/[[:space:]]\+#.*$//; s/^["'\'']\(.*\)["'\'']$/\1/')"
-  fi
+  if [ -n "${!name-}" ]; then value="${!name}"; else value="$(env_file_value "$name")"; fi
   echo "${value:-$default}"
+}
+
+# export_env_file: when the settings file is not the repository's .env (which the binaries load
+# by themselves), export its variables so registrectl and PM2's apps see them.
+export_env_file() {
+  [ "$ENV_FILE" = "$REPO_ROOT/.env" ] && return 0
+  local name
+  for name in $(sed -n 's/^[[:space:]]*\([A-Z0-9_]\+\)[[:space:]]*=.*/\1/p' "$ENV_FILE"); do
+    [ -n "${!name-}" ] || export "$name=$(env_file_value "$name")"
+  done
 }
 
 # The Redis key prefix of this server's capacity and pool keys (SERVER_ID makes a hash tag).

@@ -2,6 +2,7 @@
 # The checklist's Quick Rollback: stop and delete the new worker apps, restore .env from
 # .env.backup, and bring back the previous PM2 processes: from ecosystem.config.old.js when the
 # old deployment had one at the repository root, else from the PM2 dump deploy.sh saved.
+# Backups are read beside the settings file (.env, or REGISTRE_ENV_FILE).
 #
 # Usage: scripts/rollback.sh [--all]   (--all: pm2 delete all, as the checklist does)
 set -uo pipefail
@@ -16,14 +17,14 @@ else
   done
 fi
 
-if [ -f .env.backup ]; then cp .env.backup .env && ok ".env restored from .env.backup"; else warn "no .env.backup: .env left as it is"; fi
+if [ -f "$BACKUP_DIR/.env.backup" ]; then cp "$BACKUP_DIR/.env.backup" "$ENV_FILE" && ok ".env restored from .env.backup"; else warn "no .env.backup: .env left as it is"; fi
 
-if [ -f ecosystem.config.old.js ]; then
-  cp ecosystem.config.old.js ecosystem.config.js
-  pm2 start ecosystem.config.js || { fail "pm2 start ecosystem.config.js failed: see pm2 logs --err"; exit 1; }
+if [ -f "$BACKUP_DIR/ecosystem.config.old.js" ]; then
+  cp "$BACKUP_DIR/ecosystem.config.old.js" "$REPO_ROOT/ecosystem.config.js"
+  pm2 start "$REPO_ROOT/ecosystem.config.js" || { fail "pm2 start ecosystem.config.js failed: see pm2 logs --err"; exit 1; }
   ok "old apps started from ecosystem.config.old.js"
-elif [ -f pm2-dump-before.pm2 ]; then
-  cp pm2-dump-before.pm2 "${PM2_HOME:-$HOME/.pm2}/dump.pm2"
+elif [ -f "$BACKUP_DIR/pm2-dump-before.pm2" ]; then
+  cp "$BACKUP_DIR/pm2-dump-before.pm2" "${PM2_HOME:-$HOME/.pm2}/dump.pm2"
   pm2 resurrect || { fail "pm2 resurrect failed: see pm2 logs --err"; exit 1; }
   ok "previous PM2 processes restored from pm2-dump-before.pm2"
 else

@@ -8,6 +8,7 @@
 set -uo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$REPO_ROOT"
+export_env_file
 
 apps=""
 while [ $# -gt 0 ]; do
