@@ -26,9 +26,9 @@ pub enum AllError {
     Redis(#[from] registre_runtime::RedisConnectError),
 }
 
-impl AllError {
-    /// Exit code of the binary: 2 for a plan that cannot fit (a configuration error), else 1.
-    pub fn exit_code(&self) -> u8 {
+impl registre_runtime::BinaryError for AllError {
+    /// 2 for a plan that cannot fit (a configuration error), else 1.
+    fn exit_code(&self) -> u8 {
         match self {
             AllError::PlanDoesNotFit(_) => 2,
             _ => 1,

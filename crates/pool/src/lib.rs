@@ -15,7 +15,7 @@ mod split;
 mod worker;
 
 pub use manager::{AllocationRecord, AssignmentRecord, PoolKeys, PoolManager, QueueCounts};
-pub use run::{start, start_with, PoolHandle, PoolServices};
+pub use run::{run, start, start_with, PoolHandle, PoolServices};
 pub use split::{plan_moves, target_split, Mode, Split, WorkerView};
 pub use worker::{WorkerSlot, WorkerState};
 
@@ -32,3 +32,5 @@ pub enum PoolError {
     #[error("OCR pool set-up: {0}")]
     Setup(String),
 }
+
+impl registre_runtime::BinaryError for PoolError {}

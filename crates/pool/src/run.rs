@@ -38,7 +38,21 @@ pub struct PoolHandle {
     pub services: Arc<PoolServices>,
 }
 
-/// Starts the pool with its own Redis connection and storage (the `ocr-pool` binary).
+/// The `ocr-pool` process: starts the pool, then on the shutdown signal waits until every worker
+/// has finished (within OCR_SHUTDOWN_GRACE_MS) or released its job and released its lease.
+pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), PoolError> {
+    start(&config, &shutdown).await?;
+    shutdown.triggered().await;
+    let limit = config.ocr_pool.shutdown_grace + Duration::from_secs(5);
+    if shutdown.wait(limit).await {
+        tracing::info!("👋 OCR pool stopped, leases released");
+    } else {
+        tracing::warn!("👋 some OCR workers did not stop within {} s: exiting anyway (their leases expire by themselves)", limit.as_secs());
+    }
+    Ok(())
+}
+
+/// Starts the pool with its own Redis connection and storage.
 pub async fn start(config: &Config, shutdown: &Shutdown) -> Result<PoolHandle, PoolError> {
     let redis = registre_runtime::redis_connection(&config.redis_url).map_err(|e| PoolError::Setup(e.to_string()))?;
     let capacity = CapacityManager::new(redis.clone(), CapacitySettings::from_config(config));

@@ -45,6 +45,8 @@ pub enum RegistreError {
     Fetcher(#[from] FetchError),
 }
 
+impl registre_runtime::BinaryError for RegistreError {}
+
 /// Builds one fetcher; called once per worker when it starts (a registry fetcher holds one
 /// browser and one account, so workers do not share it).
 pub type FetcherFactory = Arc<dyn Fn() -> Result<Arc<dyn Fetcher>, FetchError> + Send + Sync>;

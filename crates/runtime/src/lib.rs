@@ -3,14 +3,17 @@
 //! - [`Shutdown`]: one signal (SIGTERM/SIGINT) fanned out to every task, then a wait until
 //!   every task has finished (tokio-util's CancellationToken + TaskTracker);
 //! - [`Backoff`]: capped exponential delays with jitter for every retry loop;
-//! - [`redis_connection`]: a self-reconnecting Redis connection.
+//! - [`redis_connection`]: a self-reconnecting Redis connection;
+//! - [`run_binary`]: the `main` of every worker binary (config, logs, runtime, shutdown, run).
 
 pub mod backoff;
 pub mod logging;
+mod main_helper;
 pub mod redis_conn;
 pub mod shutdown;
 
 pub use backoff::Backoff;
+pub use main_helper::{run_binary, BinaryError};
 pub use redis_conn::{redis_connection, RedisConnectError};
 pub use shutdown::Shutdown;
 
