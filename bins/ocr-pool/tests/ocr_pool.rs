@@ -2,9 +2,6 @@
 //! the checklist's start-up (lines, capacity 2.5 / 1.25, allocation 1/1) and 40 rows read to
 //! status 5; a rebalance that really moves workers; a SIGKILLed pool that leaves nothing stuck.
 
-#[path = "../../../crates/ocr/tests/support/pdf.rs"]
-#[allow(dead_code)]
-mod pdf;
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -14,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use redis::Commands;
 use registre_config::EnvName;
+use registre_testkit::pdf;
 use registre_testkit::postgres::TestDatabase;
 use registre_testkit::{redis_sync, shared_redis_url, unique};
 use sqlx::{Connection, PgConnection};

@@ -4,8 +4,7 @@
 //! same PDF in the same run: the engine's own limit on this machine. Prints a markdown table.
 //! OCR_BENCH_PAGES (default 8) and OCR_BENCH_ROUNDS (default 2) tune the run.
 
-#[path = "../tests/support/pdf.rs"]
-mod pdf;
+use registre_testkit::pdf;
 
 use std::path::Path;
 use std::process::Command;

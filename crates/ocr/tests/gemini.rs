@@ -4,7 +4,6 @@
 //! check the rate-limiter protocol (admit → settle with usage, 429 → cooldown with Retry-After),
 //! retries of 5xx, and the readable error of a 400.
 
-mod support;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -18,7 +17,7 @@ use base64::Engine as _;
 use registre_config::Secret;
 use registre_ocr::{ApiLimiter, GeminiEngine, GeminiSettings, LimiterError, OcrEngine, OcrError, Parallelism, PAGE_SEPARATOR};
 use serde_json::{json, Value};
-use support::pdf;
+use registre_testkit::pdf;
 
 const KEY: &str = "test-key-AIza-0123456789";
 

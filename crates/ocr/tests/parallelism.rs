@@ -3,12 +3,11 @@
 //! holds this one test, so changing PATH affects nothing else) logs start/end times and the
 //! variable around the real tesseract.
 
-mod support;
 
 use std::path::{Path, PathBuf};
 
 use registre_ocr::{OcrEngine, Parallelism, TesseractEngine, TesseractSettings};
-use support::pdf;
+use registre_testkit::pdf;
 
 fn real_tesseract() -> PathBuf {
     std::env::var_os("PATH")

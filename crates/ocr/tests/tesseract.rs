@@ -2,12 +2,11 @@
 //! tesseract-ocr, tesseract-ocr-fra), on PDFs the tests draw themselves: accuracy (CER), page
 //! order, corrupt input, and the per-job temporary directory.
 
-mod support;
 
 use std::path::{Path, PathBuf};
 
 use registre_ocr::{OcrEngine, OcrError, Parallelism, TesseractEngine, TesseractSettings, PAGE_SEPARATOR};
-use support::pdf;
+use registre_testkit::pdf;
 
 /// A private temp root per test, so "the job directory is gone" can be checked as "the root is empty".
 fn temp_root(label: &str) -> PathBuf {

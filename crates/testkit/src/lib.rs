@@ -3,9 +3,11 @@
 //!   parallel on one shared Redis/PostgreSQL without seeing each other's data;
 //! - [`shared_redis_url`]: the shared Redis (REDIS_URL or 127.0.0.1:6379), checked to answer;
 //! - [`RedisServer`]: a private redis-server on a free port, for tests that stop or restart it;
-//! - [`child`]: re-running the current test binary as a child process (for multi-process tests).
+//! - [`child`]: re-running the current test binary as a child process (for multi-process tests);
+//! - [`pdf`]: PDFs drawn by the tests themselves (registry-index-like pages), with the drawn text.
 
 pub mod child;
+pub mod pdf;
 pub mod postgres;
 
 use std::net::TcpListener;

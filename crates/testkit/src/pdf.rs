@@ -1,7 +1,6 @@
-//! Test support: a minimal PDF writer (Helvetica text lines, WinAnsi encoding, one content stream
+//! A minimal PDF writer (Helvetica text lines, WinAnsi encoding, one content stream
 //! per page, exact xref offsets) and a registry-index-like document to draw with it, so the OCR
-//! tests and the benchmark create their own PDFs and know exactly which text was drawn.
-#![allow(dead_code)]
+//! tests, the pool tests and the benchmarks create their own PDFs and know exactly which text was drawn.
 
 /// Font size of the drawn text (points). 14 pt at 300 DPI is ~58 px per line: clean body text.
 pub const FONT_SIZE: f32 = 14.0;

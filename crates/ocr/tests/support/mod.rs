@@ -1,2 +1,0 @@
-//! Test support shared by the integration tests and the benchmark.
-pub mod pdf;
