@@ -1,54 +1,8 @@
 //! What a worker asks a fetcher for: the document kind and the identifying fields of a queue row.
-//! Independent of the queue crate; the worker builds it from the claimed job.
+//! Independent of the queue crate (the vocabulary comes from registre-domain); the worker builds
+//! it from the claimed job.
 
-use std::fmt;
-use std::str::FromStr;
-
-/// The `document_source` column of `extraction_queue`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DocumentSource {
-    /// An acte (deed), found by its inscription number.
-    Acte,
-    /// The index des immeubles of a lot.
-    Index,
-    /// A plan cadastral.
-    PlanCadastraux,
-}
-
-impl DocumentSource {
-    pub const ALL: [DocumentSource; 3] = [DocumentSource::Acte, DocumentSource::Index, DocumentSource::PlanCadastraux];
-
-    /// The value stored in the queue: `acte`, `index` or `plan_cadastraux`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DocumentSource::Acte => "acte",
-            DocumentSource::Index => "index",
-            DocumentSource::PlanCadastraux => "plan_cadastraux",
-        }
-    }
-}
-
-impl fmt::Display for DocumentSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown document_source {0:?}: expected acte, index or plan_cadastraux")]
-pub struct UnknownDocumentSource(pub String);
-
-impl FromStr for DocumentSource {
-    type Err = UnknownDocumentSource;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim() {
-            "acte" => Ok(DocumentSource::Acte),
-            "index" => Ok(DocumentSource::Index),
-            "plan_cadastraux" => Ok(DocumentSource::PlanCadastraux),
-            other => Err(UnknownDocumentSource(other.to_string())),
-        }
-    }
-}
+pub use registre_domain::{DocumentSource, UnknownDocumentSource};
 
 /// One document to fetch, with the fields of its `extraction_queue` row.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -56,35 +56,7 @@ pub enum Stage {
     Ocr,
 }
 
-/// `document_source` values of extraction_queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum DocumentSource {
-    Acte,
-    Index,
-    PlanCadastraux,
-}
-
-impl DocumentSource {
-    pub const ALL: [DocumentSource; 3] = [DocumentSource::Acte, DocumentSource::Index, DocumentSource::PlanCadastraux];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DocumentSource::Acte => "acte",
-            DocumentSource::Index => "index",
-            DocumentSource::PlanCadastraux => "plan_cadastraux",
-        }
-    }
-
-    pub fn parse(value: &str) -> Option<DocumentSource> {
-        DocumentSource::ALL.into_iter().find(|s| s.as_str() == value)
-    }
-}
-
-impl std::fmt::Display for DocumentSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use registre_domain::DocumentSource;
 
 /// A claimed row: what the worker needs to do the work, plus the claim it must present back.
 #[derive(Debug, Clone, PartialEq)]
