@@ -140,9 +140,9 @@ impl Site {
             let ram: Option<String> = c.get("server:ram:allocated").unwrap();
             let all: HashMap<String, String> = c.hgetall("server:workers").unwrap();
             let allocation: Option<String> = c.get("worker_pool:allocation").unwrap();
-            if cpu.as_deref() == Some("5.5") && ram.as_deref() == Some("2.25") && all.len() == workers && allocation.is_some() {
-                let allocation: serde_json::Value = serde_json::from_str(&allocation.unwrap()).unwrap();
-                return (cpu.unwrap(), ram.unwrap(), all, allocation);
+            if let (Some("5.5"), Some("2.25"), true, Some(allocation)) = (cpu.as_deref(), ram.as_deref(), all.len() == workers, &allocation) {
+                let allocation: serde_json::Value = serde_json::from_str(allocation).unwrap();
+                return ("5.5".to_string(), "2.25".to_string(), all, allocation);
             }
             assert!(Instant::now() < deadline, "Redis never showed 5.5 / 2.25 with {workers} workers: cpu={cpu:?} ram={ram:?} workers={all:?}\n{}", self.logs());
             std::thread::sleep(Duration::from_millis(200));

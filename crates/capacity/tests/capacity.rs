@@ -331,8 +331,8 @@ async fn heartbeat_reestablishes_the_lease_after_a_redis_restart() {
     loop {
         let cpu: Option<String> = c.get("server:cpu:allocated").unwrap();
         let record: Option<String> = c.hget("server:workers", "registre-worker-1-cafebabe").unwrap();
-        if cpu.as_deref() == Some("3") && record.is_some() {
-            let record: WorkerRecord = serde_json::from_str(&record.unwrap()).unwrap();
+        if let (Some("3"), Some(record)) = (cpu.as_deref(), &record) {
+            let record: WorkerRecord = serde_json::from_str(record).unwrap();
             assert_eq!(record.kind, "registre");
             break;
         }

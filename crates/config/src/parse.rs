@@ -101,7 +101,7 @@ fn url(variable: &'static str, value: &str, schemes: &[&str], secret: bool) -> R
     if !schemes.contains(&parsed.scheme()) {
         return Err(invalid(variable, &shown(value), expected));
     }
-    if parsed.scheme() != "file" && parsed.host_str().map_or(true, str::is_empty) {
+    if parsed.scheme() != "file" && parsed.host_str().is_none_or(str::is_empty) {
         return Err(invalid(variable, &shown(value), format!("{expected}, with a host")));
     }
     Ok(parsed)

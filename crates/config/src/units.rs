@@ -11,7 +11,7 @@ impl Milli {
 
     /// Rounds a decimal quantity to the nearest thousandth. `None` for negative or non-finite input.
     pub fn from_f64(value: f64) -> Option<Milli> {
-        if !value.is_finite() || value < 0.0 || value > 1e12 {
+        if !value.is_finite() || !(0.0..=1e12).contains(&value) {
             return None;
         }
         Some(Milli((value * 1000.0).round() as u64))

@@ -145,10 +145,7 @@ async fn process(services: &PoolServices, id: &str, job: &Job, parallelism: Para
             return;
         }
         _ = stop.cancelled() => {
-            match tokio::time::timeout(services.shutdown_grace, &mut work).await {
-                Ok(result) => Some(result),
-                Err(_) => None,
-            }
+            tokio::time::timeout(services.shutdown_grace, &mut work).await.ok()
         }
     };
     drop(heartbeat);
