@@ -131,7 +131,7 @@ async fn checklist_settings_start_and_read_forty_documents() {
     let mut conn = migrated(&db).await;
     let dir = tempdir();
     let id = unique("ocr");
-    let mut pool = Pool::start(&db, &id, &dir, &[]);
+    let mut pool = Pool::start(&db, &id, &dir, &[("OCR_STATUS_INTERVAL_MS", "1000")]);
     pool.wait_for_line("✅ WORKER POOL STARTED SUCCESSFULLY", Duration::from_secs(30));
     let out = pool.output();
     let expected = [
@@ -185,6 +185,14 @@ async fn checklist_settings_start_and_read_forty_documents() {
     }
     // tesseract may misread a digit now and then; nearly every lot number must come through.
     assert!(recognized >= 36, "only {recognized} of 40 lot numbers recognized");
+
+    // The status block: allocation, API usage, capacity by worker type.
+    pool.wait_for_line("📊 OCR POOL STATUS", Duration::from_secs(10));
+    pool.wait_for_line("💾 Capacity: 2.5 / 6.4 vCPU, 1.25 / 12.8 GB", Duration::from_secs(10));
+    let out = pool.output();
+    for line in ["🎯 Allocation: 1 index / 1 acte of 2", "📈 API usage (60s window): ", "   index-ocr: 1 worker(s), 1.5 vCPU, 0.75 GB", "   acte-ocr: 1 worker(s), 1 vCPU, 0.5 GB"] {
+        assert!(out.contains(line), "status block lacks {line:?}:\n{out}");
+    }
 
     assert!(pool.terminate(), "ocr-pool did not exit 0 after SIGTERM:\n{}", pool.output());
     let cpu: String = c.get(format!("server:{{{id}}}:cpu:allocated")).unwrap();
