@@ -120,32 +120,19 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), AllError> {
         tracing::warn!("⚠️ if rebalancing moves every OCR worker to index mode the plan exceeds the server: a switching worker waits for capacity");
     }
 
-    tracing::info!("{}", registre_workers::RULE);
-    tracing::info!("🚀 REGISTRE EXTRACTOR WORKERS STARTING");
-    tracing::info!("{}", registre_workers::RULE);
-    tracing::info!("💾 Initializing server capacity manager...");
     let redis = registre_runtime::redis_connection(&config.redis_url)?;
     let capacity = CapacityManager::new(redis.clone(), CapacitySettings::from_config(&config));
-    let token = shutdown.token();
-    if registre_workers::capacity_status(&capacity, &token).await.is_none() {
+    let Some(registre) = registre_workers::start(&config, capacity.clone(), &shutdown).await? else {
         return Ok(());
-    }
-    tracing::info!("✅ Capacity manager initialized");
-    let services = registre_workers::Services::build(&config, capacity.clone(), registre_workers::accounts_for(&config))?;
-    let settings = registre_workers::WorkerSettings::from_config(&config.registre);
-    let registre = registre_workers::start_workers(&services, &settings, &shutdown).await;
-    tracing::info!("{}", registre_workers::RULE);
-    tracing::info!("✅ REGISTRE WORKERS STARTED SUCCESSFULLY");
-    tracing::info!("{}", registre_workers::RULE);
-    registre_workers::spawn_status_reporter(&services, settings.status_interval, &shutdown);
-
-    let pool = registre_pool::start_with(&config, redis, capacity, services.storage.clone(), Some(services.queue.clone()), &shutdown).await;
+    };
+    let storage = registre.services.storage.clone();
+    let pool = registre_pool::start_with(&config, redis, capacity, storage, Some(registre.services.queue.clone()), &shutdown).await;
     // The registre workers claim only once both banners are out (or the pool failed to start).
-    registre.begin();
+    registre.workers.begin();
     pool?;
 
     shutdown.triggered().await;
-    let limit = settings.shutdown_grace.max(config.ocr_pool.shutdown_grace) + Duration::from_secs(10);
+    let limit = registre.settings.shutdown_grace.max(config.ocr_pool.shutdown_grace) + Duration::from_secs(10);
     if shutdown.wait(limit).await {
         tracing::info!("👋 all workers stopped, leases released");
     } else {

@@ -268,25 +268,31 @@ pub fn spawn_status_reporter(services: &Services, interval: Duration, shutdown: 
     });
 }
 
-/// The `registre-workers` process: banner, capacity manager, WORKER_COUNT workers, status block,
-/// and on SIGTERM/SIGINT (the `shutdown` token) a graceful stop. Returns once every worker has
-/// finished or released its job and released its lease.
-pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), RegistreError> {
+/// What [`start`] brought up: the shared services, the settings, and the workers, which claim
+/// nothing until `workers.begin()`.
+pub struct Started {
+    pub services: Services,
+    pub settings: WorkerSettings,
+    pub workers: RegistreWorkers,
+}
+
+/// The registre half of a process, on a capacity manager the caller built on its Redis
+/// connection: the checklist's banner up to `✅ REGISTRE WORKERS STARTED SUCCESSFULLY`, the
+/// WORKER_COUNT workers, and the status block. `None` if the shutdown fired before Redis answered.
+/// Shared by `registre-workers` ([`run`]) and start-all-workers.
+pub async fn start(config: &Config, capacity: CapacityManager, shutdown: &Shutdown) -> Result<Option<Started>, RegistreError> {
     tracing::info!("{RULE}");
     tracing::info!("🚀 REGISTRE EXTRACTOR WORKERS STARTING");
     tracing::info!("{RULE}");
     tracing::info!("💾 Initializing server capacity manager...");
-    let redis = registre_runtime::redis_connection(&config.redis_url)?;
-    let capacity = CapacityManager::new(redis, CapacitySettings::from_config(&config));
-    let token = shutdown.token();
-    if capacity_status(&capacity, &token).await.is_none() {
+    if capacity_status(&capacity, &shutdown.token()).await.is_none() {
         tracing::info!("🛑 stopped before Redis answered");
-        return Ok(());
+        return Ok(None);
     }
     tracing::info!("✅ Capacity manager initialized");
-    let services = Services::build(&config, capacity, accounts_for(&config))?;
+    let services = Services::build(config, capacity, accounts_for(config))?;
     let settings = WorkerSettings::from_config(&config.registre);
-    let workers = start_workers(&services, &settings, &shutdown).await;
+    let workers = start_workers(&services, &settings, shutdown).await;
     if !shutdown.is_triggered() {
         tracing::info!("{RULE}");
         tracing::info!("✅ REGISTRE WORKERS STARTED SUCCESSFULLY");
@@ -299,14 +305,26 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), RegistreError
         };
         tracing::info!("📦 fetcher {fetcher} · storage {} · queues {}", services.storage.describe(), envs.join(" → "));
     }
-    workers.begin();
-    spawn_status_reporter(&services, settings.status_interval, &shutdown);
+    spawn_status_reporter(&services, settings.status_interval, shutdown);
+    Ok(Some(Started { services, settings, workers }))
+}
+
+/// The `registre-workers` process: [`start`] on its own Redis connection, then on SIGTERM/SIGINT
+/// (the `shutdown` token) a graceful stop. Returns once every worker has finished or released
+/// its job and released its lease.
+pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), RegistreError> {
+    let redis = registre_runtime::redis_connection(&config.redis_url)?;
+    let capacity = CapacityManager::new(redis, CapacitySettings::from_config(&config));
+    let Some(started) = start(&config, capacity, &shutdown).await? else {
+        return Ok(());
+    };
+    started.workers.begin();
 
     shutdown.triggered().await;
     // Grace for the current jobs, plus time to record their outcome and release the leases.
-    let limit = settings.shutdown_grace + Duration::from_secs(10);
+    let limit = started.settings.shutdown_grace + Duration::from_secs(10);
     if shutdown.wait(limit).await {
-        tracing::info!("👋 registre workers stopped ({} worker(s), leases released)", workers.ids.len());
+        tracing::info!("👋 registre workers stopped ({} worker(s), leases released)", started.workers.ids.len());
     } else {
         tracing::warn!("👋 registre workers did not all stop within {} ms: exiting anyway (their leases expire by themselves)", limit.as_millis());
     }
