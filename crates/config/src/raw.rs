@@ -83,6 +83,8 @@ pub const VARIABLES: &[&str] = &[
     "QUEUE_MAX_ATTEMPTS",
     "QUEUE_ENV_RETRY_MAX_MS",
     "QUEUE_CALL_TIMEOUT_MS",
+    "QUEUE_PG_POOL_SIZE",
+    "QUEUE_MIGRATE_LOCK_TIMEOUT_MS",
     "LOG_FORMAT",
     "RUST_LOG",
 ];
@@ -168,6 +170,8 @@ pub(crate) struct RawEnv {
     pub queue_max_attempts: Option<String>,
     pub queue_env_retry_max_ms: Option<String>,
     pub queue_call_timeout_ms: Option<String>,
+    pub queue_pg_pool_size: Option<String>,
+    pub queue_migrate_lock_timeout_ms: Option<String>,
     pub log_format: Option<String>,
     pub rust_log: Option<String>,
 }
