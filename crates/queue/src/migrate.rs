@@ -21,6 +21,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0017_release", include_str!("../migrations/0017_release.sql")),
     ("0018_reap_expired", include_str!("../migrations/0018_reap_expired.sql")),
     ("0019_count_waiting", include_str!("../migrations/0019_count_waiting.sql")),
+    ("0040_fail_extraction_final", include_str!("../migrations/0040_fail_extraction_final.sql")),
     ("0090_privileges", include_str!("../migrations/0090_privileges.sql")),
 ];
 
