@@ -597,8 +597,18 @@ async fn an_expired_session_is_renewed_and_a_refused_account_rested_for_another(
     }
     assert_eq!(accounts.failure_count(USER), 0, "an expiry is not the account's fault");
 
-    // Only refused accounts left: a login failure naming the site's reason, the password nowhere.
+    // bob rests behind alice: the next session logs in as alice without trying him again.
     fetcher.shutdown().await;
+    assert!(!accounts.in_use(USER));
+    fetcher.fetch(&acte("12345678")).await.unwrap_or_else(|e| panic!("acte in a new session: {e}"));
+    {
+        let s = sim.lock().unwrap();
+        assert_eq!((s.logins_refused, s.logins_ok), (1, 3), "bob was not tried again");
+    }
+    assert_eq!(accounts.failure_count("bob"), 1);
+    fetcher.shutdown().await;
+
+    // Only refused accounts left: a login failure naming the site's reason, the password nowhere.
     let refused = self::accounts(&[("bob", "wrong-password"), ("carol", "also-wrong")]);
     let fetcher = RegistryFetcher::new(settings(&base, Duration::from_secs(300), "session"), refused.clone()).unwrap();
     let err = fetcher.fetch(&index("4866594")).await.unwrap_err();
