@@ -77,12 +77,15 @@ async fn a_rejected_row_goes_to_erreur_at_once_and_only_for_its_owner() {
     }
 }
 
+/// One call seen by the PostgREST stand-in: function, apikey header, JSON body.
+type Call = (String, Option<String>, Value);
+
 #[tokio::test]
 async fn the_rest_backend_calls_queue_fail_extraction_final() {
     const KEY: &str = "service-role-key.for-tests";
     const ID: &str = "3f1c2a8e-1111-4c3b-9d2e-0a1b2c3d4e5f";
     const TOKEN: &str = "9a8b7c6d-2222-4e5f-8a9b-0c1d2e3f4a5b";
-    let calls: Arc<Mutex<Vec<(String, Option<String>, Value)>>> = Arc::default();
+    let calls: Arc<Mutex<Vec<Call>>> = Arc::default();
     let seen = calls.clone();
     // PostgREST: POST /rest/v1/rpc/<function> with named arguments; a set-returning function answers an array.
     let app = axum::Router::new().route(
