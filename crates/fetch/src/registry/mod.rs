@@ -191,6 +191,9 @@ impl Inner {
                 }
             }
         }
+        if let Err(e @ FetchError::Rejected { .. }) = &outcome {
+            tracing::info!(document = %request.describe(), "registry: the site rejected the row: {e}");
+        }
         match &outcome {
             // The browser is dead, stuck, or its accounts refused: kill it, the next fetch starts afresh.
             Err(e @ (FetchError::BrowserCrashed(_) | FetchError::Timeout { .. } | FetchError::LoginFailed { .. })) => {
