@@ -51,6 +51,12 @@ impl JobError {
         }
     }
 
+    /// The registry rejected the row's own data (its error cell, an option it does not offer):
+    /// the row goes to Erreur at once instead of burning its retries.
+    pub fn is_final(&self) -> bool {
+        matches!(self, JobError::Fetch(e) if e.is_final())
+    }
+
     /// A crashed browser or no free account says nothing about the document: the row is released
     /// without counting an attempt. Everything else counts one.
     pub fn counts_as_attempt(&self) -> bool {
@@ -198,6 +204,7 @@ impl Worker {
 
         let ended = match step {
             Step::Done(Ok(path)) => self.complete(&job, &document, &path).await,
+            Step::Done(Err(error)) if error.is_final() => self.fail_final(&job, &document, &error).await,
             Step::Done(Err(error)) if error.counts_as_attempt() => self.fail(&job, &document, &error).await,
             Step::Done(Err(error)) => {
                 tracing::warn!(worker = %self.id, job = %job.id, "⚠️ {document}: {error}: releasing the row without counting an attempt");
@@ -283,6 +290,23 @@ impl Worker {
             Some(FailOutcome::NotOwner) => {
                 tracing::warn!(worker = %self.id, job = %job.id, "⚠️ {document} failed ({message}) but the row was no longer ours: nothing recorded");
                 Ended::Other
+            }
+            None => Ended::Other,
+        }
+    }
+
+    /// The row's data was rejected by the registry: status 4 at once with the site's text.
+    async fn fail_final(&self, job: &Job, document: &str, error: &JobError) -> Ended {
+        let message = error.to_string();
+        match self.settle("fail", || self.services.queue.fail_final(job, &message)).await {
+            Some(FailOutcome::NotOwner) => {
+                tracing::warn!(worker = %self.id, job = %job.id, "⚠️ {document} rejected ({message}) but the row was no longer ours: nothing recorded");
+                Ended::Other
+            }
+            Some(_) => {
+                self.services.board.count_failed(&self.id);
+                tracing::error!(worker = %self.id, job = %job.id, "❌ {document} rejected by the registry, not retried (status 4): {message}");
+                Ended::Failed
             }
             None => Ended::Other,
         }
