@@ -18,7 +18,7 @@ async fn a_rejected_row_goes_to_erreur_at_once_and_only_for_its_owner() {
     let (_db, queue) = common::queue(SETTINGS, 16).await;
     let pool = queue.pool().clone();
     let id = insert(&pool, "index", "9999999").await;
-    let job = queue.claim_extraction("w1").await.unwrap().unwrap();
+    let job = queue.claim_extraction("w1", uuid::Uuid::new_v4()).await.unwrap().unwrap();
     let message = "index search: Le lot 9999999 n'existe pas dans le cadastre sélectionné.";
     assert_eq!(queue.fail_final(&job, message).await.unwrap(), FailOutcome::Failed { attempts: 1 });
     assert_eq!(row(&pool, id).await, (status::ERROR, 1, 0, Some(message.into())), "max_attempts is 3: no retry burnt");
@@ -29,21 +29,21 @@ async fn a_rejected_row_goes_to_erreur_at_once_and_only_for_its_owner() {
             .await
             .unwrap();
     assert_eq!((next, token, lease), (None, None, None));
-    assert!(queue.claim_extraction("w1").await.unwrap().is_none(), "status 4 is never claimed again");
+    assert!(queue.claim_extraction("w1", uuid::Uuid::new_v4()).await.unwrap().is_none(), "status 4 is never claimed again");
     // Fencing: a second call with the same (now stale) claim changes nothing.
     assert_eq!(queue.fail_final(&job, "other").await.unwrap(), FailOutcome::NotOwner);
     assert_eq!(row(&pool, id).await.3.as_deref(), Some(message));
 
     // A worker whose row was reaped and claimed by another cannot fail it for the new owner.
     let id2 = insert(&pool, "acte", "33000000").await;
-    let stale = queue.claim_extraction("w-old").await.unwrap().unwrap();
+    let stale = queue.claim_extraction("w-old", uuid::Uuid::new_v4()).await.unwrap().unwrap();
     sqlx::query("UPDATE extraction_queue SET lease_expires_at = now() - interval '1 second' WHERE id = $1")
         .bind(id2)
         .execute(&pool)
         .await
         .unwrap();
     assert_eq!(queue.reap_expired().await.unwrap(), 1);
-    let fresh = queue.claim_extraction("w-new").await.unwrap().unwrap();
+    let fresh = queue.claim_extraction("w-new", uuid::Uuid::new_v4()).await.unwrap().unwrap();
     assert_eq!(fresh.id, id2);
     assert_eq!(queue.fail_final(&stale, "late").await.unwrap(), FailOutcome::NotOwner);
     assert_eq!(queue.renew(&fresh).await.unwrap(), Transition::Applied, "the new owner still holds it");
@@ -59,7 +59,7 @@ async fn a_rejected_row_goes_to_erreur_at_once_and_only_for_its_owner() {
         let queue = queue.clone();
         tasks.push(tokio::spawn(async move {
             let mut failed = 0;
-            while let Some(job) = queue.claim_extraction(&format!("w{w}")).await.unwrap() {
+            while let Some(job) = queue.claim_extraction(&format!("w{w}"), uuid::Uuid::new_v4()).await.unwrap() {
                 let text = format!("index search: lot {} rejected", job.document_number);
                 assert_eq!(queue.fail_final(&job, &text).await.unwrap(), FailOutcome::Failed { attempts: 1 });
                 failed += 1;
@@ -116,7 +116,7 @@ async fn the_rest_backend_calls_queue_fail_extraction_final() {
     let url = url::Url::parse(&format!("http://{addr}/")).unwrap();
     let queue = RestQueue::new(EnvName::Prod, &url, &Secret::new(KEY), SETTINGS).unwrap();
 
-    let job = queue.claim_extraction("w").await.unwrap().unwrap();
+    let job = queue.claim_extraction("w", TOKEN.parse().unwrap()).await.unwrap().unwrap();
     let message = "index search: Le lot 9999999 n'existe pas.";
     assert_eq!(queue.fail_final(&job, message).await.unwrap(), FailOutcome::Failed { attempts: 1 });
     let calls = calls.lock().unwrap();
