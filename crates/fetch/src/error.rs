@@ -1,5 +1,6 @@
 //! Typed fetch errors. The worker decides from the variant (crash → release without counting an
-//! attempt); Display is the readable `error_message` stored on the queue row.
+//! attempt; the site rejecting the row's data → final failure); Display is the readable
+//! `error_message` stored on the queue row.
 
 use std::time::Duration;
 
@@ -26,6 +27,11 @@ pub enum FetchError {
     /// The bytes fetched are not a PDF.
     #[error("{source_name} is not a PDF: {reason}")]
     NotAPdf { source_name: String, reason: NotAPdf },
+    /// The registry refused the request for a reason in the row's data (the text of its error
+    /// cell, verbatim, or a value it does not offer). `step` names where: `index search`, `choice`...
+    /// Final: the row goes to Erreur at once, retrying cannot help.
+    #[error("{step}: {message}")]
+    Rejected { step: String, message: String },
     /// Anything else, with its context.
     #[error("{0}")]
     Other(String),
@@ -36,5 +42,11 @@ impl FetchError {
     /// or a missing account says nothing about the document, so the job is released instead.
     pub fn counts_as_attempt(&self) -> bool {
         !matches!(self, FetchError::BrowserCrashed(_) | FetchError::NoAccount(_))
+    }
+
+    /// Whether the failure lies in the row's data (the site said so): the row fails for good at
+    /// once instead of being retried with backoff like a site or network failure.
+    pub fn is_final(&self) -> bool {
+        matches!(self, FetchError::Rejected { .. })
     }
 }

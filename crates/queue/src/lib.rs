@@ -368,6 +368,10 @@ pub trait Queue: Send + Sync {
     /// Counts an attempt of the job's stage: retry later with backoff, or status 4 at max attempts.
     fn fail(&self, job: &Job, error: &str) -> impl Future<Output = Result<FailOutcome, QueueError>> + Send;
 
+    /// Fails a claimed extraction for good (2 → 4 at once, one attempt counted, no backoff): the
+    /// registry rejected the row's own data, so retrying cannot help. OCR jobs take `fail`.
+    fn fail_final(&self, job: &Job, error: &str) -> impl Future<Output = Result<FailOutcome, QueueError>> + Send;
+
     /// Gives the row back (2 → 1, 6 → 3) without counting an attempt: for shutdown.
     fn release(&self, job: &Job) -> impl Future<Output = Result<Transition, QueueError>> + Send;
 

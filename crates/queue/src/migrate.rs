@@ -43,6 +43,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0027_release_account", include_str!("../migrations/0027_release_account.sql")),
     ("0028_report_account_login", include_str!("../migrations/0028_report_account_login.sql")),
     ("0029_indexes_concurrently", include_str!("../migrations/0029_indexes_concurrently.sql")),
+    ("0040_fail_extraction_final", include_str!("../migrations/0040_fail_extraction_final.sql")),
     ("0090_privileges", include_str!("../migrations/0090_privileges.sql")),
 ];
 

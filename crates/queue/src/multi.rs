@@ -94,6 +94,9 @@ impl Queue for EnvQueue {
     async fn fail(&self, job: &Job, error: &str) -> Result<FailOutcome, QueueError> {
         delegate!(self, q => q.fail(job, error).await)
     }
+    async fn fail_final(&self, job: &Job, error: &str) -> Result<FailOutcome, QueueError> {
+        delegate!(self, q => q.fail_final(job, error).await)
+    }
     async fn release(&self, job: &Job) -> Result<Transition, QueueError> {
         delegate!(self, q => q.release(job).await)
     }
@@ -402,6 +405,12 @@ impl MultiQueue {
     pub async fn fail(&self, job: &Job, error: &str) -> Result<FailOutcome, QueueError> {
         let slot = self.slot(job.env)?;
         slot.guarded("fail", slot.queue.fail(job, error)).await
+    }
+
+    /// The row's data was rejected: 2 → 4 at once (see [`Queue::fail_final`]).
+    pub async fn fail_final(&self, job: &Job, error: &str) -> Result<FailOutcome, QueueError> {
+        let slot = self.slot(job.env)?;
+        slot.guarded("fail (final)", slot.queue.fail_final(job, error)).await
     }
 
     pub async fn release(&self, job: &Job) -> Result<Transition, QueueError> {

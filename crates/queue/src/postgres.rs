@@ -179,6 +179,20 @@ impl Queue for PgQueue {
         Ok(FailRow::outcome(row))
     }
 
+    async fn fail_final(&self, job: &Job, error: &str) -> Result<FailOutcome, QueueError> {
+        if job.stage == Stage::Ocr {
+            return self.fail(job, error).await;
+        }
+        let row: Option<FailRow> = sqlx::query_as("SELECT * FROM queue_fail_extraction_final($1, $2, $3)")
+            .bind(job.id)
+            .bind(job.claim_token)
+            .bind(error)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(self.error("fail extraction (final)"))?;
+        Ok(FailRow::outcome(row))
+    }
+
     async fn release(&self, job: &Job) -> Result<Transition, QueueError> {
         let mut conn = self.conn("release").await?;
         let applied: bool = sqlx::query_scalar("SELECT queue_release($1, $2)")

@@ -180,6 +180,20 @@ impl Queue for RestQueue {
         Ok(FailRow::outcome(rows.into_iter().next()))
     }
 
+    async fn fail_final(&self, job: &Job, error: &str) -> Result<FailOutcome, QueueError> {
+        if job.stage == Stage::Ocr {
+            return self.fail(job, error).await;
+        }
+        let rows: Vec<FailRow> = self
+            .rpc(
+                "fail extraction (final)",
+                "queue_fail_extraction_final",
+                json!({ "p_id": job.id, "p_claim_token": job.claim_token, "p_error": error }),
+            )
+            .await?;
+        Ok(FailRow::outcome(rows.into_iter().next()))
+    }
+
     async fn release(&self, job: &Job) -> Result<Transition, QueueError> {
         let applied: bool = self
             .rpc("release", "queue_release", json!({ "p_id": job.id, "p_claim_token": job.claim_token }))

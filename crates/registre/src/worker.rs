@@ -54,6 +54,12 @@ impl JobError {
         }
     }
 
+    /// The registry rejected the row's own data (its error cell, an option it does not offer):
+    /// the row goes to Erreur at once instead of burning its retries.
+    pub fn is_final(&self) -> bool {
+        matches!(self, JobError::Fetch(e) if e.is_final())
+    }
+
     /// A crashed browser or no free account says nothing about the document: the row is released
     /// without counting an attempt. Everything else counts one.
     pub fn counts_as_attempt(&self) -> bool {
@@ -215,6 +221,7 @@ impl Worker {
 
         let ended = match step {
             Step::Done(Ok(path)) => self.complete(&job, &document, &path).await,
+            Step::Done(Err(error)) if error.is_final() => self.fail_final(&job, &document, &error).await,
             Step::Done(Err(error)) if error.counts_as_attempt() => self.fail(&job, &document, &error.to_string()).await,
             Step::Done(Err(error)) if error.is_browser_crash() => self.crashed(&job, &document, &error).await,
             Step::Done(Err(error)) => {
@@ -330,6 +337,27 @@ impl Worker {
             }
             Settled::RowError(e) => {
                 tracing::error!(worker = %self.id, job = %job.id, "❌ {document} failed ({message}) and the failure could not be recorded ({e}): the row returns to the queue when its lease expires");
+                Ended::Other
+            }
+            Settled::GaveUp => Ended::Other,
+        }
+    }
+
+    /// The row's data was rejected by the registry: status 4 at once with the site's text.
+    async fn fail_final(&self, job: &Job, document: &str, error: &JobError) -> Ended {
+        let message = error.to_string();
+        match self.settle("fail", || self.services.queue.fail_final(job, &message)).await {
+            Settled::Done(FailOutcome::NotOwner) => {
+                tracing::warn!(worker = %self.id, job = %job.id, "⚠️ {document} rejected ({message}) but the row was no longer ours: nothing recorded");
+                Ended::Other
+            }
+            Settled::Done(_) => {
+                self.services.board.count_failed(&self.id);
+                tracing::error!(worker = %self.id, job = %job.id, "❌ {document} rejected by the registry, not retried (status 4): {message}");
+                Ended::Failed
+            }
+            Settled::RowError(e) => {
+                tracing::error!(worker = %self.id, job = %job.id, "❌ {document} rejected ({message}) and the failure could not be recorded ({e}): the row returns to the queue when its lease expires");
                 Ended::Other
             }
             Settled::GaveUp => Ended::Other,

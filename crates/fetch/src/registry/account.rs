@@ -43,7 +43,9 @@ pub trait AccountProvider: Send + Sync {
     }
 }
 
-/// Accounts held in memory: the first free one is handed out; failures are counted per account.
+/// Accounts held in memory: the free one with the fewest refused logins is handed out (first of
+/// equals), so a refused account rests behind the others as with `worker_accounts`; failures are
+/// counted per account.
 #[derive(Debug, Default)]
 pub struct InMemoryAccounts {
     state: Mutex<Vec<Slot>>,
@@ -97,7 +99,8 @@ impl InMemoryAccounts {
 impl AccountProvider for InMemoryAccounts {
     fn acquire(&self) -> BoxFuture<'_, Result<Account, AccountError>> {
         let got = self.with(|slots| {
-            slots.iter_mut().find(|s| !s.in_use).map(|s| {
+            let fewest = slots.iter().filter(|s| !s.in_use).map(|s| s.failures).min();
+            slots.iter_mut().find(|s| !s.in_use && Some(s.failures) == fewest).map(|s| {
                 s.in_use = true;
                 s.account.clone()
             })

@@ -80,6 +80,10 @@ impl Browser {
         driver.wait_until_listening(port).await?;
         let mut caps = serde_json::Map::new();
         caps.insert("browserName".into(), json!("chrome"));
+        // Commands wait for a new page's DOM only, not for all its frames: the registry's document
+        // frameset can take minutes to fill its page frame, and the fetcher bounds that wait itself
+        // (document_timeout_ms) by polling, instead of chromedriver blocking inside a click.
+        caps.insert("pageLoadStrategy".into(), json!("eager"));
         // SAFETY: geteuid has no preconditions and cannot fail.
         let mut args = chromium_flags(unsafe { libc::geteuid() });
         args.push(format!("--user-data-dir={}", driver.profile.display()));

@@ -4,30 +4,33 @@
 //! One fetcher holds at most one browser session, logged in with an account held from the
 //! [`AccountProvider`] for the session's life. The session is opened on demand, closed after
 //! REGISTRE_BROWSER_IDLE_MS without use, and dropped (processes killed) after a crash or a
-//! timeout so the next fetch starts a fresh browser. The PDF is downloaded by reading the
-//! download link's href and fetching it with reqwest carrying the browser's cookies.
+//! timeout so the next fetch starts a fresh browser. An account the site refuses is reported to
+//! the provider (which rests it) and the next account is tried. The document flow of DESIGN §9.1
+//! (search form, optional choice and confirmation pages, the document frameset) is in [`flow`];
+//! the PDF is downloaded by reading the save control's href and fetching it with reqwest carrying
+//! the browser's cookies.
 
 mod account;
 mod browser;
+pub mod diagnostics;
+mod flow;
+pub mod matching;
 pub mod site;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use fantoccini::{Client, Locator};
 use registre_config::RegistreConfig;
-use serde_json::json;
 use tokio::sync::Mutex;
 use url::Url;
 
 pub use account::{Account, AccountError, AccountProvider, InMemoryAccounts};
 pub use browser::{chromium_flags, CHROMIUM_FLAGS, NO_SANDBOX};
-use browser::{classify, Browser};
-use site::{FieldKind, SiteConfig};
+use browser::Browser;
+use site::SiteConfig;
 
-use crate::http::error_chain;
-use crate::{validate_pdf, BoxFuture, DocumentRequest, FetchError, FetchedDocument, Fetcher};
+use crate::{BoxFuture, DocumentRequest, FetchError, FetchedDocument, Fetcher};
 
 /// Everything the registry fetcher needs, built from [`RegistreConfig`] or by hand in tests.
 #[derive(Debug, Clone)]
@@ -153,17 +156,46 @@ impl Drop for RegistryFetcher {
     }
 }
 
+/// How many times one fetch logs in again after the site expired its session before giving up.
+const MAX_RELOGINS: u32 = 2;
+
 impl Inner {
     async fn fetch(self: Arc<Self>, request: &DocumentRequest) -> Result<FetchedDocument, FetchError> {
         let mut state = self.state.lock().await;
         let bound = self.settings.fetch_timeout;
         let outcome = tokio::time::timeout(bound, self.fetch_locked(&mut state, request)).await;
-        let outcome = match outcome {
+        let mut outcome = match outcome {
             Ok(result) => result,
-            Err(_) => Err(FetchError::Timeout { after: bound, what: format!("fetching {} from the registry", request.describe()) }),
+            Err(_) => Err(FetchError::Timeout { after: bound, what: format!("fetching {} from the registry (EXTRACTION_TIMEOUT)", request.describe()) }),
         };
+        // A step that failed for a reason other than the row's data: keep what the browser shows
+        // for the operator (docs/fetchers.md, "diagnosing a site change") and name the folder.
+        if let Err(e @ (FetchError::Timeout { .. } | FetchError::Other(_))) = &outcome {
+            if let Some(session) = state.session.as_ref() {
+                let text = e.to_string();
+                let saved = tokio::time::timeout(
+                    Duration::from_secs(15),
+                    diagnostics::save(&self.settings.site.diagnostics, &session.browser.client, request, &text),
+                )
+                .await
+                .ok()
+                .flatten();
+                if let Some(folder) = saved {
+                    let note = format!(" (screenshot and HTML of the page in {})", folder.display());
+                    tracing::warn!(folder = %folder.display(), "registry: {text}: page saved for diagnosis");
+                    outcome = Err(match outcome.unwrap_err() {
+                        FetchError::Timeout { after, what } => FetchError::Timeout { after, what: format!("{what}{note}") },
+                        FetchError::Other(what) => FetchError::Other(format!("{what}{note}")),
+                        other => other,
+                    });
+                }
+            }
+        }
+        if let Err(e @ FetchError::Rejected { .. }) = &outcome {
+            tracing::info!(document = %request.describe(), "registry: the site rejected the row: {e}");
+        }
         match &outcome {
-            // The browser is dead, stuck, or its account refused: kill it, the next fetch starts afresh.
+            // The browser is dead, stuck, or its accounts refused: kill it, the next fetch starts afresh.
             Err(e @ (FetchError::BrowserCrashed(_) | FetchError::Timeout { .. } | FetchError::LoginFailed { .. })) => {
                 if let Some(session) = state.session.take() {
                     tracing::warn!(error = %e, "registry: dropping the browser session");
@@ -201,26 +233,81 @@ impl Inner {
         session.last_used = Instant::now();
         let client = session.browser.client.clone();
         let account = session.account.clone();
-        self.search(&client, &account, request).await
+        let mut relogins = 0;
+        loop {
+            match self.document(&client, request).await? {
+                flow::Outcome::Document(doc) => return Ok(doc),
+                // The site sent us back to its login form: our session expired there. Log in again
+                // from that form and start the document over; the row's attempt is not counted.
+                flow::Outcome::SessionExpired => {
+                    relogins += 1;
+                    if relogins > MAX_RELOGINS {
+                        return Err(FetchError::Other(format!(
+                            "{}: the site asked to log in again {MAX_RELOGINS} times during one fetch",
+                            request.describe()
+                        )));
+                    }
+                    tracing::info!(account = %account.username, "registry: the site expired the session, logging in again");
+                    self.login(&client, &account).await?;
+                }
+            }
+        }
     }
 
-    /// Starts the browser, acquires an account and logs in through the home page's entry link.
+    /// Starts the browser and logs in through the home page's entry link with an account of the
+    /// provider. An account the site refuses is reported (the provider rests it) and held until the
+    /// next one is acquired, so the same one is not handed back; then released.
     async fn open_session(&self, generation: u64) -> Result<Session, FetchError> {
-        let account = self.accounts.acquire().await.map_err(|e| FetchError::NoAccount(e.to_string()))?;
-        let browser = match Browser::start(&self.settings.chromedriver_path, &self.settings.chromium_path).await {
-            Ok(b) => b,
-            Err(e) => {
+        let mut refused: Vec<(Account, FetchError)> = Vec::new();
+        let mut browser: Option<Browser> = None;
+        let result = loop {
+            let account = match self.accounts.acquire().await {
+                Ok(account) => account,
+                Err(e) => match refused.last() {
+                    // Every account we could get was refused: report the last refusal.
+                    Some((_, last)) => break Err(last.clone()),
+                    None => break Err(FetchError::NoAccount(e.to_string())),
+                },
+            };
+            if browser.is_none() {
+                match Browser::start(&self.settings.chromedriver_path, &self.settings.chromium_path).await {
+                    Ok(b) => browser = Some(b),
+                    Err(e) => {
+                        self.accounts.release(&account).await;
+                        break Err(e);
+                    }
+                }
+            }
+            let Some(client) = browser.as_ref().map(|b| b.client.clone()) else {
                 self.accounts.release(&account).await;
-                return Err(e);
+                break Err(FetchError::Other("registry: no browser".into()));
+            };
+            tracing::info!(account = %account.username, "registry: browser started, logging in");
+            match self.login_from_home(&client, &account).await {
+                Ok(()) => break Ok(account),
+                Err(e @ FetchError::LoginFailed { .. }) => {
+                    tracing::warn!(account = %account.username, "registry: {e}; trying another account");
+                    refused.push((account, e));
+                }
+                Err(e) => {
+                    self.accounts.release(&account).await;
+                    break Err(e);
+                }
             }
         };
-        tracing::info!(account = %account.username, "registry: browser started, logging in");
-        let client = browser.client.clone();
-        match self.login_from_home(&client, &account).await {
-            Ok(()) => Ok(Session { browser, account, last_used: Instant::now(), generation }),
-            Err(e) => {
-                browser.close().await;
+        for (account, _) in &refused {
+            self.accounts.release(account).await;
+        }
+        match (result, browser) {
+            (Ok(account), Some(browser)) => Ok(Session { browser, account, last_used: Instant::now(), generation }),
+            (Ok(account), None) => {
                 self.accounts.release(&account).await;
+                Err(FetchError::Other("registry: no browser".into()))
+            }
+            (Err(e), browser) => {
+                if let Some(b) = browser {
+                    b.close().await;
+                }
                 Err(e)
             }
         }
@@ -259,303 +346,6 @@ impl Inner {
     fn site(&self) -> &SiteConfig {
         &self.settings.site
     }
-
-    async fn login_from_home(&self, client: &Client, account: &Account) -> Result<(), FetchError> {
-        let site = self.site();
-        let home = site.url(&site.entry.path)?;
-        client.goto(home.as_str()).await.map_err(|e| classify(e, &format!("opening {home}")))?;
-        let link = self.wait_for(client, &site.entry.link, "the entry link of the home page").await?;
-        link.click().await.map_err(|e| classify(e, "following the entry link"))?;
-        self.login(client, account).await
-    }
-
-    /// Fills and submits the login form shown in the current page.
-    async fn login(&self, client: &Client, account: &Account) -> Result<(), FetchError> {
-        let login = &self.site().login;
-        let user = self.wait_for(client, &login.username, "the login form (code_utilisateur)").await?;
-        user.clear().await.map_err(|e| classify(e, "clearing code_utilisateur"))?;
-        user.send_keys(&account.username).await.map_err(|e| classify(e, "typing code_utilisateur"))?;
-        let password = self.wait_for(client, &login.password, "the password field (mot_de_passe)").await?;
-        password.clear().await.map_err(|e| classify(e, "clearing mot_de_passe"))?;
-        // The error of this call never carries the typed text.
-        password.send_keys(account.password.expose()).await.map_err(|e| classify(e, "typing mot_de_passe"))?;
-        let submit = self.wait_for(client, &login.submit, "the login button").await?;
-        submit.click().await.map_err(|e| classify(e, "submitting the login form"))?;
-
-        let deadline = Instant::now() + self.site().step_timeout();
-        loop {
-            if self.present(client, &login.success).await? {
-                self.accounts.report_login_success(account).await;
-                tracing::info!(account = %account.username, "registry: logged in");
-                return Ok(());
-            }
-            let refused = match self.first_text(client, &login.failure).await? {
-                Some(text) => Some(text),
-                None => {
-                    let body = self.body_text(client).await?;
-                    login.failure_texts.iter().find(|t| contains_folded(&body, t)).map(|_| excerpt(&body))
-                }
-            };
-            if let Some(reason) = refused {
-                let reason = if reason.is_empty() { "the site refused the credentials".to_string() } else { reason };
-                self.accounts.report_login_failure(account, &reason).await;
-                tracing::warn!(account = %account.username, %reason, "registry: login refused");
-                return Err(FetchError::LoginFailed { account: account.username.clone(), reason });
-            }
-            // A slow or changed site is not the account's fault: not counted against it.
-            if Instant::now() >= deadline {
-                return Err(FetchError::Timeout {
-                    after: self.site().step_timeout(),
-                    what: format!(
-                        "after logging in, neither login.success ({}) nor login.failure ({}) appeared: the site changed? see docs/fetchers.md",
-                        login.success, login.failure
-                    ),
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(150)).await;
-        }
-    }
-
-    async fn search(&self, client: &Client, account: &Account, request: &DocumentRequest) -> Result<FetchedDocument, FetchError> {
-        let site = self.site();
-        let page = site.search_page(request.document_source)?;
-        let url = site.url(&page.path)?;
-        client.goto(url.as_str()).await.map_err(|e| classify(e, &format!("opening {url}")))?;
-        // The site logged us out (session expired on its side): log in again from where it sent us.
-        if self.present(client, &site.login.username).await? && !self.present(client, &page.submit).await? {
-            tracing::info!("registry: session expired on the site, logging in again");
-            self.login(client, account).await?;
-            client.goto(url.as_str()).await.map_err(|e| classify(e, &format!("opening {url}")))?;
-        }
-        for field in &page.fields {
-            let Some(value) = field.value.of(request) else {
-                if field.optional {
-                    continue;
-                }
-                return Err(FetchError::Other(format!(
-                    "{}: the {} search needs {}, which the row does not have",
-                    request.describe(),
-                    request.document_source,
-                    field.value.name()
-                )));
-            };
-            let element = self.wait_for(client, &field.selector, &format!("the {} field", field.value.name())).await?;
-            match field.kind {
-                FieldKind::Text => {
-                    element.clear().await.map_err(|e| classify(e, &format!("clearing {}", field.value.name())))?;
-                    element.send_keys(&value).await.map_err(|e| classify(e, &format!("typing {}", field.value.name())))?;
-                }
-                FieldKind::Select => {
-                    let chosen = client
-                        .execute(SELECT_OPTION, vec![json!(field.selector), json!(value)])
-                        .await
-                        .map_err(|e| classify(e, &format!("choosing {}", field.value.name())))?;
-                    if chosen != json!("ok") {
-                        return Err(FetchError::NotFound {
-                            document: request.describe(),
-                            detail: format!("{} {value:?} is not offered by the registry's {} search", field.value.name(), request.document_source),
-                        });
-                    }
-                }
-            }
-        }
-        let submit = self.wait_for(client, &page.submit, "the search button").await?;
-        submit.click().await.map_err(|e| classify(e, "submitting the search"))?;
-        let href = self.find_download(client, request).await?;
-        self.download(client, &href, request).await
-    }
-
-    /// Waits for the result (in the page or any frame): the download link's absolute href, or NotFound.
-    async fn find_download(&self, client: &Client, request: &DocumentRequest) -> Result<String, FetchError> {
-        let result = &self.site().result;
-        let deadline = Instant::now() + self.site().step_timeout();
-        loop {
-            let found = client
-                .execute(FIND_RESULT, vec![
-                    json!(result.download_link),
-                    json!(result.not_found.clone().unwrap_or_default()),
-                    json!(result.not_found_texts),
-                    json!(result.frame_depth),
-                ])
-                .await
-                .map_err(|e| classify(e, "reading the result page"))?;
-            match found.get("kind").and_then(|k| k.as_str()) {
-                Some("link") => {
-                    let href = found.get("href").and_then(|h| h.as_str()).unwrap_or_default().to_string();
-                    if href.starts_with("http://") || href.starts_with("https://") {
-                        return Ok(href);
-                    }
-                    return Err(FetchError::Other(format!(
-                        "{}: the download link has no http(s) href ({href:?}): the site changed, see docs/fetchers.md",
-                        request.describe()
-                    )));
-                }
-                Some("not_found") => {
-                    let message = found.get("text").and_then(|t| t.as_str()).unwrap_or_default();
-                    return Err(FetchError::NotFound {
-                        document: request.describe(),
-                        detail: format!("the registry says: {}", excerpt(message)),
-                    });
-                }
-                _ => {}
-            }
-            if Instant::now() >= deadline {
-                return Err(FetchError::Timeout {
-                    after: self.site().step_timeout(),
-                    what: format!(
-                        "{}: neither a download link nor a not-found message in the result page",
-                        request.describe()
-                    ),
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    /// GET `href` with the browser's cookies and user agent.
-    async fn download(&self, client: &Client, href: &str, request: &DocumentRequest) -> Result<FetchedDocument, FetchError> {
-        let url = Url::parse(href).map_err(|e| FetchError::Other(format!("download link {href:?}: {e}")))?;
-        let cookies = client.get_all_cookies().await.map_err(|e| classify(e, "reading the session cookies"))?;
-        let cookie_header = cookies.iter().map(|c| format!("{}={}", c.name(), c.value())).collect::<Vec<_>>().join("; ");
-        let user_agent = client.get_ua().await.ok().flatten();
-        let mut get = self.http.get(url.clone());
-        if !cookie_header.is_empty() {
-            get = get.header(reqwest::header::COOKIE, cookie_header);
-        }
-        if let Some(ua) = user_agent {
-            get = get.header(reqwest::header::USER_AGENT, ua);
-        }
-        let shown = redact_query(&url);
-        let response = get.send().await.map_err(|e| {
-            if e.is_timeout() {
-                FetchError::Timeout { after: self.settings.fetch_timeout, what: format!("GET {shown}") }
-            } else {
-                FetchError::Other(format!("GET {shown}: {}", error_chain(&e)))
-            }
-        })?;
-        let status = response.status();
-        if status == reqwest::StatusCode::NOT_FOUND {
-            return Err(FetchError::NotFound { document: request.describe(), detail: format!("GET {shown}: HTTP {status}") });
-        }
-        if !status.is_success() {
-            return Err(FetchError::Other(format!("{}: GET {shown}: HTTP {status}", request.describe())));
-        }
-        let content_type = response
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("application/pdf")
-            .to_string();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| FetchError::Other(format!("reading GET {shown}: {}", error_chain(&e))))?;
-        validate_pdf(&bytes).map_err(|reason| FetchError::NotAPdf { source_name: shown.clone(), reason })?;
-        Ok(FetchedDocument { bytes: bytes.to_vec(), content_type, source: shown })
-    }
-
-    async fn wait_for(&self, client: &Client, selector: &str, what: &str) -> Result<fantoccini::elements::Element, FetchError> {
-        let step = self.site().step_timeout();
-        client
-            .wait()
-            .at_most(step)
-            .every(Duration::from_millis(100))
-            .for_element(Locator::Css(selector))
-            .await
-            .map_err(|e| match e {
-                fantoccini::error::CmdError::WaitTimeout => FetchError::Timeout {
-                    after: step,
-                    what: format!("waiting for {what} ({selector}): the site changed? see docs/fetchers.md"),
-                },
-                e => classify(e, &format!("waiting for {what}")),
-            })
-    }
-
-    async fn present(&self, client: &Client, selector: &str) -> Result<bool, FetchError> {
-        match client.find_all(Locator::Css(selector)).await {
-            Ok(found) => Ok(!found.is_empty()),
-            Err(e) => match classify(e, "reading the page") {
-                crash @ FetchError::BrowserCrashed(_) => Err(crash),
-                // A page still loading can answer with a transient error: "not there yet".
-                _ => Ok(false),
-            },
-        }
-    }
-
-    async fn first_text(&self, client: &Client, selector: &str) -> Result<Option<String>, FetchError> {
-        let found = match client.find_all(Locator::Css(selector)).await {
-            Ok(found) => found,
-            Err(e) => match classify(e, "reading the page") {
-                crash @ FetchError::BrowserCrashed(_) => return Err(crash),
-                _ => return Ok(None),
-            },
-        };
-        match found.first() {
-            Some(el) => Ok(Some(el.text().await.map(|t| excerpt(&t)).unwrap_or_default())),
-            None => Ok(None),
-        }
-    }
-
-    async fn body_text(&self, client: &Client) -> Result<String, FetchError> {
-        match client.execute("return document.body ? document.body.innerText : '';", vec![]).await {
-            Ok(v) => Ok(v.as_str().unwrap_or_default().to_string()),
-            Err(e) => match classify(e, "reading the page") {
-                crash @ FetchError::BrowserCrashed(_) => Err(crash),
-                _ => Ok(String::new()),
-            },
-        }
-    }
-}
-
-/// Selects the option of `arguments[0]` whose value or text equals `arguments[1]` (case and
-/// accents ignored). Returns "ok", "missing" (no such select) or "no_option".
-const SELECT_OPTION: &str = r#"
-const [selector, wanted] = arguments;
-const el = document.querySelector(selector);
-if (!el) return 'missing';
-const fold = s => (s || '').normalize('NFD').replace(/[\u0300-\u036f]/g, '').trim().toLowerCase();
-const w = fold(wanted);
-for (const o of el.options) {
-  if (fold(o.value) === w || fold(o.text) === w) {
-    el.value = o.value;
-    el.dispatchEvent(new Event('change', { bubbles: true }));
-    return 'ok';
-  }
-}
-return 'no_option';
-"#;
-
-/// Looks through the page and its frames (same origin, nested up to `arguments[3]`) for the
-/// download link (`arguments[0]`) or a not-found marker (`arguments[1]` selector, `arguments[2]` texts).
-const FIND_RESULT: &str = r#"
-const [linkSel, notFoundSel, notFoundTexts, depth] = arguments;
-const fold = s => (s || '').normalize('NFD').replace(/[\u0300-\u036f]/g, '').toLowerCase();
-const texts = (notFoundTexts || []).map(fold);
-function look(doc, level) {
-  if (!doc || !doc.documentElement) return null;
-  const link = doc.querySelector(linkSel);
-  if (link && link.href) return { kind: 'link', href: link.href };
-  if (notFoundSel) {
-    const nf = doc.querySelector(notFoundSel);
-    if (nf) return { kind: 'not_found', text: nf.innerText || nf.textContent || '' };
-  }
-  const body = doc.body ? (doc.body.innerText || doc.body.textContent || '') : '';
-  const folded = fold(body);
-  for (const t of texts) { if (t && folded.includes(t)) return { kind: 'not_found', text: body }; }
-  if (level >= depth) return null;
-  for (const f of doc.querySelectorAll('frame, iframe')) {
-    let inner = null;
-    try { inner = f.contentDocument; } catch (e) { inner = null; }
-    const r = look(inner, level + 1);
-    if (r) return r;
-  }
-  return null;
-}
-return look(document, 0) || { kind: 'none' };
-"#;
-
-fn contains_folded(haystack: &str, needle: &str) -> bool {
-    !needle.is_empty() && haystack.to_lowercase().contains(&needle.to_lowercase())
 }
 
 /// The first 300 characters of a text, whitespace collapsed.

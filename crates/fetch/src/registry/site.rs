@@ -19,14 +19,26 @@ pub struct SiteConfig {
     pub base_url: Url,
     #[serde(default = "default_step_timeout_ms")]
     pub step_timeout_ms: u64,
+    /// Longest wait for the document frameset (the site can take minutes), within EXTRACTION_TIMEOUT.
+    #[serde(default = "default_document_timeout_ms")]
+    pub document_timeout_ms: u64,
     pub entry: Entry,
     pub login: Login,
+    pub errors: Errors,
     pub search: HashMap<String, SearchPage>,
-    pub result: ResultPage,
+    pub choice: Choice,
+    pub confirmation: Confirmation,
+    pub document: DocumentPage,
+    #[serde(default)]
+    pub diagnostics: Diagnostics,
 }
 
 fn default_step_timeout_ms() -> u64 {
     20_000
+}
+
+fn default_document_timeout_ms() -> u64 {
+    180_000
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -43,10 +55,18 @@ pub struct Login {
     pub username: String,
     pub password: String,
     pub submit: String,
-    pub success: String,
-    pub failure: String,
+}
+
+/// The site's error cell and how to read it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Errors {
+    pub cell: String,
+    /// Per document source, texts of the cell that are not errors.
     #[serde(default)]
-    pub failure_texts: Vec<String>,
+    pub not_errors: HashMap<String, Vec<String>>,
+    /// Text of the cell announcing a list of similar acte numbers.
+    pub similar_numbers: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -65,10 +85,19 @@ pub struct Field {
     pub value: FieldValue,
     #[serde(default)]
     pub kind: FieldKind,
+    /// Skipped when the row has no value for it.
     #[serde(default)]
     pub optional: bool,
+    /// Skipped when the page does not show it (after the previous choices).
+    #[serde(default)]
+    pub may_be_absent: bool,
+    /// Choosing an option reloads the page: wait for the new page before the next field.
+    #[serde(default)]
+    pub reloads: bool,
+    /// Typed without spaces ("4 866 594" → "4866594").
+    #[serde(default)]
+    pub strip_spaces: bool,
 }
-
 /// Which value of the queue row fills a field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -112,20 +141,61 @@ pub enum FieldKind {
     Select,
 }
 
+/// The optional choice page (radio buttons, one per document).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ResultPage {
-    #[serde(default = "default_frame_depth")]
-    pub frame_depth: u8,
-    pub download_link: String,
-    #[serde(default)]
-    pub not_found: Option<String>,
-    #[serde(default)]
-    pub not_found_texts: Vec<String>,
+pub struct Choice {
+    pub radio: String,
+    pub paper_only: String,
+    pub submit: String,
 }
 
-fn default_frame_depth() -> u8 {
-    3
+/// The optional fee confirmation page.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Confirmation {
+    pub button: String,
+}
+
+/// The document frameset and its save control.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DocumentPage {
+    pub menu_frame: String,
+    pub page_frame: String,
+    pub page_url_contains: String,
+    pub save_link: String,
+}
+
+/// Where screenshots and HTML of failed steps go, and how many are kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Diagnostics {
+    #[serde(default)]
+    pub dir: String,
+    #[serde(default = "default_keep")]
+    pub keep: usize,
+}
+
+impl Default for Diagnostics {
+    fn default() -> Self {
+        Diagnostics { dir: String::new(), keep: default_keep() }
+    }
+}
+
+fn default_keep() -> usize {
+    20
+}
+
+impl Diagnostics {
+    /// The folder (`dir`, or <temp>/registre-registry-diagnostics when empty).
+    pub fn folder(&self) -> std::path::PathBuf {
+        if self.dir.trim().is_empty() {
+            std::env::temp_dir().join("registre-registry-diagnostics")
+        } else {
+            std::path::PathBuf::from(self.dir.trim())
+        }
+    }
 }
 
 impl SiteConfig {
@@ -180,6 +250,19 @@ impl SiteConfig {
         Duration::from_millis(self.step_timeout_ms.max(1))
     }
 
+    pub fn document_timeout(&self) -> Duration {
+        Duration::from_millis(self.document_timeout_ms.max(1))
+    }
+
+    /// Whether `text` of the error cell is, for `source`, not an error ("… est inactif" for plans).
+    pub fn is_not_an_error(&self, source: DocumentSource, text: &str) -> bool {
+        let folded = text.to_lowercase();
+        self.errors
+            .not_errors
+            .get(source.as_str())
+            .is_some_and(|texts| texts.iter().any(|t| !t.is_empty() && folded.contains(&t.to_lowercase())))
+    }
+
     /// `base_url` joined with a relative `path`.
     pub fn url(&self, path: &str) -> Result<Url, FetchError> {
         self.base_url
@@ -209,6 +292,11 @@ mod tests {
         assert!(site.search_page(DocumentSource::Acte).unwrap().path.ends_with("pf_13_01_11_08_reqst.asp"));
         assert!(site.search_page(DocumentSource::PlanCadastraux).unwrap().path.ends_with("pf_13_01_11_10_plan_cadst.asp"));
         assert_eq!(site.login.username, "input[name='code_utilisateur']");
+        assert!(site.entry.link.contains("13_01_01") && site.entry.link.contains("Consultez le Registre foncier"));
+        assert!(site.is_not_an_error(DocumentSource::PlanCadastraux, "Le plan 1234 est inactif."));
+        assert!(!site.is_not_an_error(DocumentSource::Index, "Le plan 1234 est inactif."));
+        assert_eq!(site.document_timeout(), Duration::from_secs(180));
+        assert_eq!(site.diagnostics.keep, 20);
     }
 
     #[test]
