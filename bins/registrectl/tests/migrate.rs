@@ -28,14 +28,15 @@ fn migrate_applies_then_is_up_to_date_and_skips_rest_environments() {
     let first = registrectl(&["migrate"], &env);
     let stdout = String::from_utf8_lossy(&first.stdout);
     assert!(first.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&first.stderr));
-    assert!(stdout.contains("prod (") && stdout.contains("applied 13 of 13 migrations: 0001_production_schema"), "{stdout}");
+    let n = registre_queue::MIGRATIONS.len();
+    assert!(stdout.contains("prod (") && stdout.contains(&format!("applied {n} of {n} migrations: 0001_production_schema")), "{stdout}");
     assert!(stdout.contains("dev (https://dev.example.supabase.co/, REST): skipped: migrations must be applied with a direct connection: set DEV_DATABASE_URL"), "{stdout}");
     assert!(!stdout.contains("pw-not-printed"), "{stdout}");
 
     let second = registrectl(&["migrate"], &env);
     let stdout = String::from_utf8_lossy(&second.stdout);
     assert!(second.status.success());
-    assert!(stdout.contains("up to date (13 migrations already applied)"), "{stdout}");
+    assert!(stdout.contains(&format!("up to date ({n} migrations already applied)")), "{stdout}");
 }
 
 #[test]

@@ -85,6 +85,10 @@ pub const VARIABLES: &[&str] = &[
     "QUEUE_CALL_TIMEOUT_MS",
     "LOG_FORMAT",
     "RUST_LOG",
+    "API_HOST",
+    "API_PORT",
+    "API_TOKEN",
+    "METRICS_ADDR",
 ];
 
 /// envy lower-cases variable names before matching, hence the lower-case fields.
@@ -170,4 +174,8 @@ pub(crate) struct RawEnv {
     pub queue_call_timeout_ms: Option<String>,
     pub log_format: Option<String>,
     pub rust_log: Option<String>,
+    pub api_host: Option<String>,
+    pub api_port: Option<String>,
+    pub api_token: Option<String>,
+    pub metrics_addr: Option<String>,
 }

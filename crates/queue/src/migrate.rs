@@ -21,6 +21,12 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0017_release", include_str!("../migrations/0017_release.sql")),
     ("0018_reap_expired", include_str!("../migrations/0018_reap_expired.sql")),
     ("0019_count_waiting", include_str!("../migrations/0019_count_waiting.sql")),
+    // 0050-0069: the operators' indexes and functions (crates/ops, registre-api).
+    ("0050_ops_indexes", include_str!("../migrations/0050_ops_indexes.sql")),
+    ("0051_ops_enqueue", include_str!("../migrations/0051_ops_enqueue.sql")),
+    ("0052_ops_retry", include_str!("../migrations/0052_ops_retry.sql")),
+    ("0053_ops_cancel", include_str!("../migrations/0053_ops_cancel.sql")),
+    ("0069_ops_privileges", include_str!("../migrations/0069_ops_privileges.sql")),
     ("0090_privileges", include_str!("../migrations/0090_privileges.sql")),
 ];
 
