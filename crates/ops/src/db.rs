@@ -45,6 +45,8 @@ pub struct EnvOverview {
     pub oldest_waiting_seconds: OldestWaiting,
     /// Rows that reached status 5, per minute, the last 60 minutes (oldest first, zeros included).
     pub completions_per_minute: Vec<MinuteCount>,
+    /// The latest updated_at of any row: changes whenever a row is inserted or changes status.
+    pub last_change: Option<DateTime<Utc>>,
 }
 
 fn env_name<S: serde::Serializer>(env: &EnvName, s: S) -> Result<S::Ok, S::Error> {
@@ -183,12 +185,13 @@ impl Ops {
             .fetch_all(pool),
         )
         .await?;
-        let (extraction, ocr): (Option<f64>, Option<f64>) = timed(
+        let (extraction, ocr, last_change): (Option<f64>, Option<f64>, Option<DateTime<Utc>>) = timed(
             env,
             "reading the oldest waiting rows",
             sqlx::query_as(
                 "SELECT (SELECT extract(epoch FROM now() - min(created_at))::float8 FROM extraction_queue WHERE status_id = 1),
-                        (SELECT extract(epoch FROM now() - min(created_at))::float8 FROM extraction_queue WHERE status_id = 3)",
+                        (SELECT extract(epoch FROM now() - min(created_at))::float8 FROM extraction_queue WHERE status_id = 3),
+                        (SELECT max(updated_at) FROM extraction_queue)",
             )
             .fetch_one(pool),
         )
@@ -223,6 +226,7 @@ impl Ops {
                 .into_iter()
                 .map(|(minute, count)| MinuteCount { minute, count: u64::try_from(count).unwrap_or(0) })
                 .collect(),
+            last_change,
         })
     }
 

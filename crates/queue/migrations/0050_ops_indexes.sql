@@ -5,6 +5,7 @@
 --   list           the jobs list, newest first, keyset pagination on (created_at, id)
 --   status_list    the same list filtered by status
 --   completed      completions per minute over the last hour (rows that reached status 5)
+--   updated        the last change of an environment (the dashboard refreshes its jobs table then)
 --   identity       enqueue's "identical document already waiting or in progress" look-up
 CREATE INDEX IF NOT EXISTS extraction_queue_status_source_idx
     ON extraction_queue (status_id, document_source);
@@ -14,5 +15,7 @@ CREATE INDEX IF NOT EXISTS extraction_queue_status_list_idx
     ON extraction_queue (status_id, created_at DESC, id DESC);
 CREATE INDEX IF NOT EXISTS extraction_queue_completed_idx
     ON extraction_queue (updated_at) WHERE status_id = 5;
+CREATE INDEX IF NOT EXISTS extraction_queue_updated_idx
+    ON extraction_queue (updated_at);
 CREATE INDEX IF NOT EXISTS extraction_queue_identity_idx
     ON extraction_queue (document_source, document_number) WHERE status_id IN (1, 2, 3, 6);
