@@ -318,4 +318,8 @@ async fn live_view_joins_capacity_leases_pool_assignments_and_the_rate_limit() {
     capacity.release("ocr-worker-1").await.unwrap();
     let view = f.ops.live().view().await.unwrap();
     assert!(view.workers.iter().all(|w| w.server != server));
+    // The pool keys do not expire: remove this test's, so the shared Redis keeps no stale server.
+    let keys = pool.keys().clone();
+    let mut redis = registre_testkit::redis_sync(&registre_testkit::shared_redis_url());
+    let _: () = redis::cmd("DEL").arg(&keys.allocation).arg(&keys.assignments).query(&mut redis).unwrap();
 }
