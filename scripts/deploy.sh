@@ -108,11 +108,12 @@ ok "online: $apps"
 
 step "9: verify Redis coordination (checklist Step 12)"
 verified=0
+report="$(mktemp)"
 for _ in $(seq 1 30); do
-  if "$REPO_ROOT/scripts/verify-deployment.sh" --apps "$apps" > /tmp/deploy-verify.$$ 2>&1; then verified=1; break; fi
+  if "$REPO_ROOT/scripts/verify-deployment.sh" --apps "$apps" > "$report" 2>&1; then verified=1; break; fi
   sleep 2
 done
-cat /tmp/deploy-verify.$$; rm -f /tmp/deploy-verify.$$
+cat "$report"; rm -f "$report"
 [ "$verified" = 1 ] || stop_with "the deployment check failed" "See the lines above; docs/runbook.md explains each one."
 
 step "10: save the PM2 process list"

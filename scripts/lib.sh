@@ -38,7 +38,41 @@ export_env_file() {
 capacity_prefix() { local id; id="$(setting SERVER_ID)"; if [ -n "$id" ]; then echo "server:{$id}"; else echo "server"; fi; }
 pool_prefix()     { local id; id="$(setting SERVER_ID)"; if [ -n "$id" ]; then echo "worker_pool:{$id}"; else echo "worker_pool"; fi; }
 
-rcli() { redis-cli -u "$(setting REDIS_URL redis://localhost:6379)" --no-auth-warning "$@"; }
+# Passwords never go on a command line (any user of the server can read it with ps): the URLs
+# given to redis-cli and psql carry no password, which goes through REDISCLI_AUTH / PGPASSWORD.
+# url_user URL / url_password URL: the userinfo's parts, percent-decoded; url_host_part URL: the
+# URL with no userinfo at all (redis-cli would take a lone user name for a password).
+url_userinfo()  { sed -nE 's#^[A-Za-z][A-Za-z0-9+.-]*://([^@/]*)@.*#\1#p' <<<"$1"; }
+url_decode()    { local s="${1//+/ }"; printf '%b' "${s//%/\\x}"; }
+url_user()      { local u; u="$(url_userinfo "$1")"; url_decode "${u%%:*}"; }
+url_password()  { local u; u="$(url_userinfo "$1")"; case "$u" in *:*) url_decode "${u#*:}" ;; esac; }
+url_host_part() { sed -E 's#^([A-Za-z][A-Za-z0-9+.-]*://)[^@/]*@#\1#' <<<"$1"; }
+# url_without_password URL: the URL with the user kept and the password removed (for psql).
+url_without_password() { sed -E 's#^([A-Za-z][A-Za-z0-9+.-]*://)([^@/:]*):[^@/]*@#\1\2@#' <<<"$1"; }
+
+rcli() {
+  local url user pass
+  url="$(setting REDIS_URL redis://localhost:6379)"
+  user="$(url_user "$url")"; pass="$(url_password "$url")"
+  local args=(-u "$(url_host_part "$url")" --no-auth-warning)
+  [ -n "$user" ] && [ -n "$pass" ] && args+=(--user "$user")
+  if [ -n "$pass" ]; then
+    REDISCLI_AUTH="$pass" redis-cli "${args[@]}" "$@"
+  else
+    redis-cli "${args[@]}" "$@"
+  fi
+}
+
+# pgq URL ARGS...: psql on URL, its password (if any) passed through PGPASSWORD.
+pgq() {
+  local url="$1"; shift
+  local pass; pass="$(url_password "$url")"
+  if [ -n "$pass" ]; then
+    PGPASSWORD="$pass" psql "$(url_without_password "$url")" "$@"
+  else
+    psql "$url" "$@"
+  fi
+}
 
 # pm2_status APP: online, stopped, errored... or "missing".
 pm2_status() {

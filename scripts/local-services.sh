@@ -57,12 +57,18 @@ else
   pg_isready -h 127.0.0.1 -p 5432 -q || die "PostgreSQL does not answer on 127.0.0.1:5432 after start"
   log "PostgreSQL started"
 fi
-# The tests connect as postgres without a password (trust on loopback), as on the dev machines.
+# The tests and the demo connect as postgres without a password (trust on loopback). That is for a
+# development or CI machine only: on a server, pg_hba.conf is the operator's (docs/deployment.md,
+# "PostgreSQL on a server"), so this script changes it only when REGISTRE_DEV_MACHINE=1 (.ci/run and
+# scripts/demo.sh set it) and otherwise stops, saying what to do.
 if ! psql -h 127.0.0.1 -U postgres -d postgres -Atqc 'select 1' >/dev/null 2>&1; then
+  if [ "${REGISTRE_DEV_MACHINE:-0}" != 1 ]; then
+    die "cannot connect to PostgreSQL as postgres on 127.0.0.1 without a password. On a development machine, rerun with REGISTRE_DEV_MACHINE=1 to allow trust authentication for postgres on loopback; on a server, give the workers a role with a password instead (docs/deployment.md, PostgreSQL on a server)"
+  fi
   version=$(ls /etc/postgresql | sort -V | tail -n1)
   hba="/etc/postgresql/$version/main/pg_hba.conf"
   log "enabling trust authentication for postgres on 127.0.0.1 in $hba"
-  $SUDO sed -i '1i host all postgres 127.0.0.1/32 trust\nhost all postgres ::1/128 trust' "$hba"
+  $SUDO sed -i '1i # added by registre scripts/local-services.sh (development machine only)\nhost all postgres 127.0.0.1/32 trust\nhost all postgres ::1/128 trust' "$hba"
   pg_ctlcluster --skip-systemctl-redirect "$version" main reload || die "PostgreSQL reload failed"
   sleep 1
   psql -h 127.0.0.1 -U postgres -d postgres -Atqc 'select 1' >/dev/null || die "cannot connect to PostgreSQL as postgres on 127.0.0.1"

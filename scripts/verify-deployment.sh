@@ -63,10 +63,11 @@ for env in PROD STAGING DEV; do
   [ "$env" = PROD ] && [ -z "$url" ] && url="$(setting DATABASE_URL)"
   if [ -n "$url" ]; then
     echo "   $env:"
-    if ! psql "$url" -X -q -c "SELECT status_id, document_source, count(*) AS count FROM extraction_queue GROUP BY status_id, document_source ORDER BY status_id, document_source" 2>/tmp/verify-psql.$$; then
-      problem "$env queue unreadable: $(head -n1 /tmp/verify-psql.$$) (run registrectl migrate if extraction_queue is missing)"
+    errors="$(mktemp)"
+    if ! pgq "$url" -X -q -c "SELECT status_id, document_source, count(*) AS count FROM extraction_queue GROUP BY status_id, document_source ORDER BY status_id, document_source" 2>"$errors"; then
+      problem "$env queue unreadable: $(head -n1 "$errors") (run registrectl migrate if extraction_queue is missing)"
     fi
-    rm -f /tmp/verify-psql.$$
+    rm -f "$errors"
   elif [ -n "$(setting "${env}_SUPABASE_URL")" ]; then
     echo "   $env: Supabase REST only; see the Supabase SQL editor (docs/deployment.md)"
   fi

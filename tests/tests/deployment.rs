@@ -106,7 +106,7 @@ impl Site {
     }
 
     fn wait_online(&self, apps: &[&str]) {
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             let statuses: Vec<String> = apps.iter().map(|a| self.status(a)).collect();
             if statuses.iter().all(|s| s == "online") {
@@ -134,7 +134,7 @@ impl Site {
     /// Waits until Redis shows what the checklist's Step 12 expects, returning the values seen.
     fn wait_for_step_12(&self, workers: usize) -> (String, String, HashMap<String, String>, serde_json::Value) {
         let mut c = self.redis();
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             let cpu: Option<String> = c.get("server:cpu:allocated").unwrap();
             let ram: Option<String> = c.get("server:ram:allocated").unwrap();
@@ -151,7 +151,7 @@ impl Site {
 
     fn wait_released(&self) {
         let mut c = self.redis();
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             let cpu: Option<String> = c.get("server:cpu:allocated").unwrap();
             let n: usize = c.hlen("server:workers").unwrap();

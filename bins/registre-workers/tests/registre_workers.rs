@@ -93,6 +93,8 @@ async fn insert(conn: &mut PgConnection, source: &str, number: &str) -> uuid::Uu
 struct Workers {
     child: Child,
     lines: Arc<Mutex<Vec<String>>>,
+    /// The stdout / stderr readers: joined once the process exited, so no line is missed.
+    readers: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Workers {
@@ -108,18 +110,19 @@ impl Workers {
         }
         let mut child = cmd.spawn().expect("spawn registre-workers");
         let lines = Arc::new(Mutex::new(Vec::new()));
+        let mut readers = Vec::new();
         for stream in [
             Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
             Box::new(child.stderr.take().expect("stderr")),
         ] {
             let lines = lines.clone();
-            std::thread::spawn(move || {
+            readers.push(std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
                     lines.lock().unwrap_or_else(|p| p.into_inner()).push(line);
                 }
-            });
+            }));
         }
-        Workers { child, lines }
+        Workers { child, lines, readers }
     }
 
     fn output(&self) -> Vec<String> {
@@ -154,7 +157,10 @@ impl Workers {
         let start = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
-                std::thread::sleep(Duration::from_millis(100)); // let the readers drain the pipes
+                // The pipes close with the process: the readers end once they read every line.
+                for reader in self.readers.drain(..) {
+                    let _ = reader.join();
+                }
                 return status;
             }
             if start.elapsed() > limit {
@@ -246,7 +252,7 @@ async fn fifty_rows_of_three_sources_drain_and_sigterm_releases_everything() {
     vars.push(("WORKER_COUNT", "2".into()));
     vars.push(("QUEUE_MAX_ATTEMPTS", "2".into()));
     let mut workers = Workers::start(&vars);
-    workers.wait_for_line("✅ REGISTRE WORKERS STARTED SUCCESSFULLY", Duration::from_secs(20));
+    workers.wait_for_line("✅ REGISTRE WORKERS STARTED SUCCESSFULLY", Duration::from_secs(90));
 
     // While running: 3 vCPU / 1 GB per worker.
     let mut redis = redis_conn();
@@ -272,17 +278,17 @@ async fn fifty_rows_of_three_sources_drain_and_sigterm_releases_everything() {
         if open == 0 {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(40), "{open} rows still open:\n{}", workers.dump());
+        assert!(start.elapsed() < Duration::from_secs(180), "{open} rows still open:\n{}", workers.dump());
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let drained_in = start.elapsed();
 
     // The status block shows up (REGISTRE_STATUS_INTERVAL_MS=1000).
-    workers.wait_for_line("📊 REGISTRE WORKERS STATUS", Duration::from_secs(5));
-    workers.wait_for_line("   Capacity: CPU 6/6.4 vCPU · RAM 2/12.8 GB · 2 worker(s)", Duration::from_secs(5));
+    workers.wait_for_line("📊 REGISTRE WORKERS STATUS", Duration::from_secs(90));
+    workers.wait_for_line("   Capacity: CPU 6/6.4 vCPU · RAM 2/12.8 GB · 2 worker(s)", Duration::from_secs(90));
 
     workers.sigterm();
-    let status = workers.wait_exit(Duration::from_secs(20));
+    let status = workers.wait_exit(Duration::from_secs(60));
     assert_eq!(status.code(), Some(0), "exit status {status}:\n{}", workers.dump());
     let after = (get(&mut redis, &cpu_key), get(&mut redis, &ram_key));
     let records_after = workers_hash(&mut redis, &server_id);
@@ -350,9 +356,9 @@ async fn startup_banner_is_exactly_the_checklist_one() {
     let mut vars = base_vars(&server_id, &db, &sources.0, &storage.0);
     vars.push(("WORKER_COUNT", "1".into()));
     let mut workers = Workers::start(&vars);
-    workers.wait_for_line("✅ REGISTRE WORKERS STARTED SUCCESSFULLY", Duration::from_secs(20));
+    workers.wait_for_line("✅ REGISTRE WORKERS STARTED SUCCESSFULLY", Duration::from_secs(90));
     workers.sigterm();
-    let status = workers.wait_exit(Duration::from_secs(20));
+    let status = workers.wait_exit(Duration::from_secs(60));
     assert_eq!(status.code(), Some(0), "{}", workers.dump());
 
     // The banner's messages, in order, each the whole message of its log line.
@@ -398,7 +404,7 @@ async fn third_worker_waits_for_capacity_and_starts_when_it_frees() {
     vars.push(("WORKER_COUNT", "3".into()));
     vars.push(("WORKER_ID", prefix.clone()));
     let mut workers = Workers::start(&vars);
-    workers.wait_for_line("✅ REGISTRE WORKERS STARTED SUCCESSFULLY", Duration::from_secs(20));
+    workers.wait_for_line("✅ REGISTRE WORKERS STARTED SUCCESSFULLY", Duration::from_secs(90));
 
     let mut redis = redis_conn();
     let cpu_key = format!("server:{{{server_id}}}:cpu:allocated");
@@ -407,9 +413,9 @@ async fn third_worker_waits_for_capacity_and_starts_when_it_frees() {
     ids.sort();
     assert_eq!(ids, [&format!("{prefix}-1"), &format!("{prefix}-2")], "{}", workers.dump());
     assert_eq!(get(&mut redis, &cpu_key).as_deref(), Some("6"));
-    let fit = workers.wait_for_line("⚠️ Capacity for 2 of 3 worker(s)", Duration::from_secs(1));
+    let fit = workers.wait_for_line("⚠️ Capacity for 2 of 3 worker(s)", Duration::from_secs(90));
     assert!(fit.contains("0 of 6.4 vCPU") && fit.contains("each worker needs 3 vCPU / 1 GB") && fit.contains("the other 1 wait"), "{fit}");
-    let why = workers.wait_for_line(&format!("{prefix}-3 waits for capacity"), Duration::from_secs(1));
+    let why = workers.wait_for_line(&format!("{prefix}-3 waits for capacity"), Duration::from_secs(90));
     assert!(why.contains("Insufficient CPU (need 3 vCPUs, available 0.4 vCPUs)"), "{why}");
     assert!(!workers.output().iter().any(|l| l.contains(&format!("Started {prefix}-3"))));
     assert!(!has_exact_line(&workers.output(), "✅ Sufficient capacity for 3 worker(s)"));
@@ -422,14 +428,14 @@ async fn third_worker_waits_for_capacity_and_starts_when_it_frees() {
         registre_capacity::CapacitySettings::from_config(&config),
     );
     assert!(manager.release(&format!("{prefix}-1")).await.expect("release"));
-    workers.wait_for_line(&format!("✅ Started {prefix}-3 (capacity freed)"), Duration::from_secs(5));
+    workers.wait_for_line(&format!("✅ Started {prefix}-3 (capacity freed)"), Duration::from_secs(90));
     let records = workers_hash(&mut redis, &server_id);
     assert!(records.contains_key(&format!("{prefix}-3")), "{records:?}");
     assert_eq!(records.len(), 2, "{records:?}");
     assert_eq!(get(&mut redis, &cpu_key).as_deref(), Some("6"));
 
     workers.sigterm();
-    let status = workers.wait_exit(Duration::from_secs(20));
+    let status = workers.wait_exit(Duration::from_secs(60));
     assert_eq!(status.code(), Some(0), "{}", workers.dump());
     assert_eq!(get(&mut redis, &cpu_key).as_deref(), Some("0"));
     assert!(workers_hash(&mut redis, &server_id).is_empty());
@@ -490,7 +496,7 @@ async fn a_redis_restart_costs_no_job_and_the_lease_comes_back() {
     vars.push(("WORKER_COUNT", "1".into()));
     vars.push(("CAPACITY_LEASE_TTL_MS", "3000".into()));
     let mut workers = Workers::start(&vars);
-    workers.wait_for_line("✅ REGISTRE WORKERS STARTED SUCCESSFULLY", Duration::from_secs(20));
+    workers.wait_for_line("✅ REGISTRE WORKERS STARTED SUCCESSFULLY", Duration::from_secs(90));
 
     async fn wait_done(conn: &mut PgConnection, n: i64, workers: &Workers) {
         let start = Instant::now();
@@ -502,7 +508,7 @@ async fn a_redis_restart_costs_no_job_and_the_lease_comes_back() {
             if done == n {
                 return;
             }
-            assert!(start.elapsed() < Duration::from_secs(20), "{done} of {n} done:\n{}", workers.dump());
+            assert!(start.elapsed() < Duration::from_secs(90), "{done} of {n} done:\n{}", workers.dump());
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -514,7 +520,8 @@ async fn a_redis_restart_costs_no_job_and_the_lease_comes_back() {
         insert(&mut conn, "index", &b).await;
     }
     wait_done(&mut conn, 10, &workers).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await; // at least one failed heartbeat
+    // Restart only once a heartbeat has failed (an event, not a guess at how long that takes).
+    workers.wait_for_line("capacity heartbeat failed", Duration::from_secs(90));
     private.restart();
 
     // The heartbeat finds the lease gone and allocates it again.
@@ -522,7 +529,7 @@ async fn a_redis_restart_costs_no_job_and_the_lease_comes_back() {
     let mut redis = registre_testkit::redis_sync(&private.url());
     let start = Instant::now();
     while get(&mut redis, &cpu_key).as_deref() != Some("3") {
-        assert!(start.elapsed() < Duration::from_secs(15), "lease not re-allocated:\n{}", workers.dump());
+        assert!(start.elapsed() < Duration::from_secs(90), "lease not re-allocated:\n{}", workers.dump());
         std::thread::sleep(Duration::from_millis(100));
     }
     for b in add_rows(5) {
@@ -531,7 +538,7 @@ async fn a_redis_restart_costs_no_job_and_the_lease_comes_back() {
     wait_done(&mut conn, 15, &workers).await;
 
     workers.sigterm();
-    let status = workers.wait_exit(Duration::from_secs(20));
+    let status = workers.wait_exit(Duration::from_secs(60));
     assert_eq!(status.code(), Some(0), "{}", workers.dump());
     assert_eq!(get(&mut redis, &cpu_key).as_deref(), Some("0"));
     let output = workers.dump();

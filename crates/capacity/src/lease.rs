@@ -2,21 +2,27 @@
 //! the lease was lost (Redis restarted and forgot it, or the process stalled past the TTL) it
 //! allocates again through the checked path; Redis errors are logged and retried, never fatal.
 //! Dropping a Lease stops its heartbeat (the lease then expires after the TTL); `release` gives
-//! the capacity back at once.
+//! the capacity back at once; `switch` moves the lease to another worker type in one script.
+//! The heartbeat and `switch` take the same lock, so a re-allocation by the heartbeat can never
+//! put back the old type's lease after a switch.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use crate::{Allocation, CapacityError, CapacityManager, Renewal, WorkerType};
+use crate::{Allocation, CapacityError, CapacityManager, Renewal, Shortfall, WorkerType};
 
 pub struct Lease {
     manager: CapacityManager,
     worker_id: String,
-    kind: WorkerType,
+    /// The type held; locked by the heartbeat while it talks to Redis and by `switch`.
+    kind: Arc<Mutex<WorkerType>>,
+    /// A copy of `kind` readable without waiting for the lock.
+    current: WorkerType,
     held: Arc<AtomicBool>,
     heartbeat: Option<JoinHandle<()>>,
     _stop: DropGuard,
@@ -27,8 +33,9 @@ impl Lease {
     pub(crate) fn start(manager: CapacityManager, worker_id: String, kind: WorkerType) -> Lease {
         let stop = CancellationToken::new();
         let held = Arc::new(AtomicBool::new(true));
-        let heartbeat = tokio::spawn(heartbeat(manager.clone(), worker_id.clone(), kind, held.clone(), stop.clone()));
-        Lease { manager, worker_id, kind, held, heartbeat: Some(heartbeat), _stop: stop.clone().drop_guard(), stop }
+        let shared = Arc::new(Mutex::new(kind));
+        let heartbeat = tokio::spawn(heartbeat(manager.clone(), worker_id.clone(), shared.clone(), held.clone(), stop.clone()));
+        Lease { manager, worker_id, kind: shared, current: kind, held, heartbeat: Some(heartbeat), _stop: stop.clone().drop_guard(), stop }
     }
 
     pub fn worker_id(&self) -> &str {
@@ -36,7 +43,25 @@ impl Lease {
     }
 
     pub fn kind(&self) -> WorkerType {
-        self.kind
+        self.current
+    }
+
+    /// Moves this lease to `kind` atomically (see [`CapacityManager::switch`]). On a shortfall the
+    /// lease keeps its old type and stays held; the caller may retry later.
+    pub async fn switch(&mut self, kind: WorkerType) -> Result<Result<(), Shortfall>, CapacityError> {
+        let mut guard = self.kind.lock().await;
+        if *guard == kind && self.is_held() {
+            return Ok(Ok(()));
+        }
+        match self.manager.switch(&self.worker_id, kind).await? {
+            Allocation::Granted { .. } => {
+                *guard = kind;
+                self.current = kind;
+                self.held.store(true, Ordering::SeqCst);
+                Ok(Ok(()))
+            }
+            Allocation::Refused(shortfall) => Ok(Err(shortfall)),
+        }
     }
 
     /// False while the heartbeat found the lease lost and could not take it back (the server is
@@ -55,7 +80,7 @@ impl Lease {
     }
 }
 
-async fn heartbeat(manager: CapacityManager, worker_id: String, kind: WorkerType, held: Arc<AtomicBool>, stop: CancellationToken) {
+async fn heartbeat(manager: CapacityManager, worker_id: String, kind: Arc<Mutex<WorkerType>>, held: Arc<AtomicBool>, stop: CancellationToken) {
     let period = manager.settings().costs.heartbeat;
     let mut delay = period;
     loop {
@@ -64,6 +89,8 @@ async fn heartbeat(manager: CapacityManager, worker_id: String, kind: WorkerType
             _ = tokio::time::sleep(delay) => {}
         }
         delay = period;
+        let kind_guard = kind.lock().await;
+        let kind = *kind_guard;
         match manager.renew(&worker_id).await {
             Ok(Renewal::Renewed { .. }) => {
                 if !held.swap(true, Ordering::SeqCst) {

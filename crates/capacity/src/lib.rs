@@ -1,7 +1,7 @@
 //! The server's CPU/RAM budget, shared by every worker process of a server through Redis.
 //!
 //! Each worker holds a [`Lease`] on the fixed cost of its [`WorkerType`]. Every operation
-//! (allocate, renew, release, status) is ONE Lua script run atomically by Redis, so no amount of
+//! (allocate, switch, renew, release, status) is ONE Lua script run atomically by Redis, so no amount of
 //! concurrency over-allocates, and leases expire on the Redis clock, so a process that dies
 //! without releasing (SIGKILL, OOM, power loss) gives its capacity back after the lease TTL.
 //!

@@ -24,6 +24,7 @@ static ALLOCATE: LazyLock<Script> = capacity_script!("lua/allocate.lua");
 static RENEW: LazyLock<Script> = capacity_script!("lua/renew.lua");
 static RELEASE: LazyLock<Script> = capacity_script!("lua/release.lua");
 static STATUS: LazyLock<Script> = capacity_script!("lua/status.lua");
+static SWITCH: LazyLock<Script> = capacity_script!("lua/switch.lua");
 
 /// Everything the manager needs, usually taken from [`Config`] with [`CapacitySettings::from_config`].
 #[derive(Debug, Clone)]
@@ -135,9 +136,22 @@ impl CapacityManager {
 
     /// Takes (or replaces) the lease of `worker_id` if its type's cost fits. One round trip.
     pub async fn allocate(&self, worker_id: &str, kind: WorkerType) -> Result<Allocation, CapacityError> {
+        self.take(&ALLOCATE, "allocate", worker_id, kind).await
+    }
+
+    /// Moves the lease of `worker_id` to `kind` in one atomic script (lua/switch.lua): the old
+    /// lease is dropped and the new one added in the same step, or, if the new cost does not fit
+    /// in what the server would have without the old lease, nothing changes and the old lease is
+    /// still held. Never release-then-allocate: another process could take the freed capacity in
+    /// between and leave the worker with no lease at all.
+    pub async fn switch(&self, worker_id: &str, kind: WorkerType) -> Result<Allocation, CapacityError> {
+        self.take(&SWITCH, "switch", worker_id, kind).await
+    }
+
+    async fn take(&self, script: &Script, name: &'static str, worker_id: &str, kind: WorkerType) -> Result<Allocation, CapacityError> {
         let cost = self.settings.cost(kind);
         let ttl = self.settings.costs.lease_ttl.as_millis() as u64;
-        let mut inv = ALLOCATE.prepare_invoke();
+        let mut inv = script.prepare_invoke();
         for key in self.settings.keys.as_array() {
             inv.key(key);
         }
@@ -153,8 +167,8 @@ impl CapacityManager {
         let reply: Vec<Value> = inv
             .invoke_async(&mut self.conn.clone())
             .await
-            .map_err(|source| CapacityError::Redis { operation: "allocate", source })?;
-        let int = |i: usize| int_at(&reply, i, "allocate");
+            .map_err(|source| CapacityError::Redis { operation: name, source })?;
+        let int = |i: usize| int_at(&reply, i, name);
         match int(0)? {
             1 => Ok(Allocation::Granted {
                 expires_at_ms: int(1)?,
@@ -162,7 +176,7 @@ impl CapacityManager {
                 ram_allocated: Milli(int(3)?),
             }),
             _ => {
-                let resource = string_at(&reply, 1, "allocate")?;
+                let resource = string_at(&reply, 1, name)?;
                 let (need, available) = (Milli(int(2)?), Milli(int(3)?));
                 Ok(Allocation::Refused(match resource.as_str() {
                     "cpu" => Shortfall::Cpu { need, available },

@@ -140,7 +140,8 @@ pub struct RegistreConfig {
     pub worker_id: Option<String>,
     pub fetcher: FetcherKind,
     pub source_dir: Option<PathBuf>,
-    pub url_template: Option<String>,
+    /// REGISTRE_URL_TEMPLATE: a secret, since a mirror's URL may carry credentials or a token.
+    pub url_template: Option<Secret>,
     pub extraction_timeout: Duration,
     /// REGISTRE_BASE_URL: replaces the registry site's base URL of the site config (tests, mirrors).
     pub base_url: Option<Url>,

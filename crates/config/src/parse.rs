@@ -340,11 +340,12 @@ pub(crate) fn build(raw: RawEnv) -> Result<Config, ConfigError> {
     }
     let url_template = raw.registre_url_template.map(|t| t.trim().to_string());
     if let Some(t) = &url_template {
+        // The template may hold credentials or a token: errors name the variable, never its value.
         let probe = t.replace("{source}", "index").replace("{document_number}", "1");
         url("REGISTRE_URL_TEMPLATE", &probe, &["http", "https"], false)
-            .map_err(|_| invalid("REGISTRE_URL_TEMPLATE", t, "an http(s) URL with {source} and {document_number} holes"))?;
+            .map_err(|_| invalid("REGISTRE_URL_TEMPLATE", "[redacted]", "an http(s) URL with {source} and {document_number} holes"))?;
         if !t.contains("{document_number}") {
-            return Err(invalid("REGISTRE_URL_TEMPLATE", t, "a URL containing the {document_number} hole"));
+            return Err(invalid("REGISTRE_URL_TEMPLATE", "[redacted]", "a URL containing the {document_number} hole"));
         }
     } else if fetcher == FetcherKind::Http {
         return Err(ConfigError::Missing { variable: "REGISTRE_URL_TEMPLATE", because: "REGISTRE_FETCHER=http".into() });
@@ -354,7 +355,7 @@ pub(crate) fn build(raw: RawEnv) -> Result<Config, ConfigError> {
         worker_id: name_like("WORKER_ID", raw.worker_id)?,
         fetcher,
         source_dir,
-        url_template,
+        url_template: url_template.map(Secret::new),
         extraction_timeout: millis("EXTRACTION_TIMEOUT", raw.extraction_timeout, 180_000)?,
         base_url: raw.registre_base_url.map(|u| url("REGISTRE_BASE_URL", &u, &["https", "http"], false)).transpose()?,
         site_config: raw.registre_site_config.map(|p| PathBuf::from(p.trim())),

@@ -57,10 +57,13 @@ pub struct Reservation {
     id: u64,
     granted_at_ms: u64,
     estimated_tokens: u64,
+    /// Which limiter granted it (a hash of its key prefix): a settle goes to that limiter only.
+    limiter: u64,
 }
 
 impl Reservation {
-    /// Unique within the limiter while the grant is in the window (a Redis counter).
+    /// Never handed out twice by one limiter, even after it was idle long enough for its keys to
+    /// expire (ids grow from the Redis clock, see acquire.lua).
     pub fn id(&self) -> u64 {
         self.id
     }
@@ -107,7 +110,12 @@ pub enum Settlement {
     /// The reservation is now charged exactly the actual tokens: `at_grant` at its grant time, and
     /// `extra` (an under-estimate's excess) at `extra_at_ms`, the earliest time it fit the window.
     Settled { at_grant: u64, extra: u64, extra_at_ms: Option<u64> },
-    /// The reservation is unknown or already out of the window: nothing changed.
+    /// The settle came after the grant had left the window (a call slower than the window): the
+    /// grant-time charge no longer counts, so all `tokens` were charged at `at_ms`, the earliest
+    /// time (now or later) where they fit. A second late settle of the same reservation changes
+    /// nothing and reports the same charge. `at_ms` is None when nothing was charged (0 tokens).
+    Late { tokens: u64, at_ms: Option<u64> },
+    /// The reservation was granted by another limiter: nothing changed.
     Unknown,
 }
 
@@ -131,6 +139,8 @@ pub struct RateLimiter {
     conn: ConnectionManager,
     settings: Arc<RateLimitSettings>,
     keys: Arc<RateLimitKeys>,
+    /// Tag of the reservations this limiter grants (hash of the key prefix).
+    tag: u64,
 }
 
 impl std::fmt::Debug for RateLimiter {
@@ -157,7 +167,13 @@ impl RateLimiter {
             return Err(RateLimitError::InvalidSettings(format!("{}: limits above 2^52 are not supported", settings.name)));
         }
         let keys = RateLimitKeys::for_name(&settings.name);
-        Ok(RateLimiter { conn, settings: Arc::new(settings), keys: Arc::new(keys) })
+        let tag = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            keys.requests.hash(&mut h);
+            h.finish()
+        };
+        Ok(RateLimiter { conn, settings: Arc::new(settings), keys: Arc::new(keys), tag })
     }
 
     pub fn settings(&self) -> &RateLimitSettings {
@@ -202,6 +218,7 @@ impl RateLimiter {
                 id: int_at(&reply, 1, "acquire")?,
                 granted_at_ms: int_at(&reply, 2, "acquire")?,
                 estimated_tokens,
+                limiter: self.tag,
             })),
             0 => {
                 let wait = Duration::from_millis(int_at(&reply, 1, "acquire")?);
@@ -252,8 +269,13 @@ impl RateLimiter {
     }
 
     /// Charges `reservation` the tokens the API reported. Absolute and idempotent (a retry with the
-    /// same numbers changes nothing); an unknown or expired reservation is left alone.
+    /// same numbers changes nothing). A settle after the grant left the window still charges the
+    /// tokens ([`Settlement::Late`]): the ledger holds what the API really used, however slow the
+    /// call. A reservation of another limiter is left alone ([`Settlement::Unknown`]).
     pub async fn settle(&self, reservation: &Reservation, actual_tokens: u64) -> Result<Settlement, RateLimitError> {
+        if reservation.limiter != self.tag {
+            return Ok(Settlement::Unknown);
+        }
         let mut inv = self.invocation(&SETTLE);
         inv.arg(reservation.id).arg(actual_tokens);
         let reply: Vec<Value> = inv
@@ -269,7 +291,11 @@ impl RateLimiter {
                     extra_at_ms: (extra_at >= 0).then_some(extra_at as u64),
                 })
             }
-            _ => Ok(Settlement::Unknown),
+            2 => {
+                let at = signed_at(&reply, 3, "settle")?;
+                Ok(Settlement::Late { tokens: int_at(&reply, 2, "settle")?, at_ms: (at >= 0).then_some(at as u64) })
+            }
+            n => Err(RateLimitError::Reply { script: "settle", detail: format!("unknown outcome {n}") }),
         }
     }
 

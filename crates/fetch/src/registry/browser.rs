@@ -14,10 +14,9 @@ use serde_json::json;
 
 use crate::FetchError;
 
-/// Chromium flags of every session (plus `--user-data-dir=<fresh dir>`).
+/// Chromium flags of every session (plus `--user-data-dir=<fresh dir>`, and [`NO_SANDBOX`] as root).
 pub const CHROMIUM_FLAGS: &[&str] = &[
     "--headless",
-    "--no-sandbox",
     "--disable-gpu",
     "--disable-dev-shm-usage",
     "--disable-background-networking",
@@ -25,6 +24,20 @@ pub const CHROMIUM_FLAGS: &[&str] = &[
     "--disable-sync",
     "--no-first-run",
 ];
+
+/// Chromium refuses to start its sandbox as root, so a root process (a container, CI) must turn it
+/// off; any other user keeps the sandbox, which is what stands between a hostile page and the
+/// worker's files and credentials.
+pub const NO_SANDBOX: &str = "--no-sandbox";
+
+/// The flags for a process whose effective user is `euid`.
+pub fn chromium_flags(euid: u32) -> Vec<String> {
+    let mut flags: Vec<String> = CHROMIUM_FLAGS.iter().map(|s| s.to_string()).collect();
+    if euid == 0 {
+        flags.push(NO_SANDBOX.to_string());
+    }
+    flags
+}
 
 /// How long chromedriver may take to answer on its port.
 const DRIVER_START: Duration = Duration::from_secs(15);
@@ -67,7 +80,8 @@ impl Browser {
         driver.wait_until_listening(port).await?;
         let mut caps = serde_json::Map::new();
         caps.insert("browserName".into(), json!("chrome"));
-        let mut args: Vec<String> = CHROMIUM_FLAGS.iter().map(|s| s.to_string()).collect();
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let mut args = chromium_flags(unsafe { libc::geteuid() });
         args.push(format!("--user-data-dir={}", driver.profile.display()));
         caps.insert("goog:chromeOptions".into(), json!({ "binary": chromium, "args": args }));
         let client = ClientBuilder::new(HttpConnector::new())
@@ -181,4 +195,16 @@ fn fresh_profile_dir() -> Result<PathBuf, FetchError> {
     std::fs::create_dir_all(&dir)
         .map_err(|e| FetchError::Other(format!("creating the Chromium profile directory {}: {e}", dir.display())))?;
     Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_root_turns_the_sandbox_off() {
+        assert!(chromium_flags(0).iter().any(|f| f == NO_SANDBOX));
+        assert!(!chromium_flags(1000).iter().any(|f| f == NO_SANDBOX), "{:?}", chromium_flags(1000));
+        assert!(chromium_flags(1000).iter().any(|f| f == "--headless"));
+    }
 }

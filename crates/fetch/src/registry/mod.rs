@@ -22,7 +22,7 @@ use tokio::sync::Mutex;
 use url::Url;
 
 pub use account::{Account, AccountError, AccountProvider, InMemoryAccounts};
-pub use browser::CHROMIUM_FLAGS;
+pub use browser::{chromium_flags, CHROMIUM_FLAGS, NO_SANDBOX};
 use browser::{classify, Browser};
 use site::{FieldKind, SiteConfig};
 

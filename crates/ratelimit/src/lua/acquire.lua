@@ -4,6 +4,7 @@
 -- <= rpm and the charged tokens stay <= tpm. Check and add happen in this one script, so no
 -- interleaving of any number of processes can push any rolling window above either limit.
 -- While a cooldown (after an HTTP 429) runs, nothing is admitted.
+-- Reservation ids never repeat, even after an idle limiter's keys expired (see below).
 -- Returns {1, reservation id, grant ms, requests in window, tokens in window}
 --      or {0, wait ms, 'cooldown'|'requests'|'tokens', now ms}
 --      or {-1, tpm} when the estimate alone exceeds the whole tokens budget (it would never fit).
@@ -33,7 +34,14 @@ if wait > 0 then
   return {0, wait, reason, now}
 end
 
-local id = redis.call('INCR', seq_key)
+-- Reservation ids only ever grow: one more than the last id handed out, or now (ms) x 1000 when
+-- that is larger. `seq` expires with the other keys when the limiter is idle, and the next id then
+-- restarts from the clock, above every id handed out before (fewer than 1000 grants per ms are
+-- possible, so the last id never ran ahead of its grant time x 1000 by a whole second's worth);
+-- a counter restarting at 1 would reuse ids whose late settles are still to come.
+local last = tonumber(redis.call('GET', seq_key) or '0') or 0
+local id = string.format('%.0f', math.max(last + 1, now * 1000))
+redis.call('SET', seq_key, id)
 redis.call('ZADD', requests_key, now, id)
 if estimate > 0 then
   redis.call('ZADD', charges_key, now, id)
@@ -42,4 +50,4 @@ if estimate > 0 then
 end
 redis.call('SET', used_key, used)
 keep()
-return {1, id, now, count + 1, used}
+return {1, tonumber(id), now, count + 1, used}
