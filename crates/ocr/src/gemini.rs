@@ -4,7 +4,11 @@
 //! boost model for OCR corrections; the [`crate::boost`] rules then run on the boost model's text.
 //!
 //! Every call is admitted by the shared rate limiter first ([`ApiLimiter::admit`] with an estimate
-//! of its tokens) and settled afterwards with the response's `usageMetadata.totalTokenCount`.
+//! of its tokens) and settled afterwards with the response's `usageMetadata.totalTokenCount` (the
+//! whole usage: prompt, candidates, thinking and tool-use tokens). A call that failed in transport
+//! after it was sent (connection dropped, timeout, body cut) stays charged its estimate: the API may
+//! have served it. A call the API answered with an error status, or that never connected, is
+//! settled with 0 tokens.
 //! HTTP 429 → shared cooldown for Retry-After seconds (or the API's `RetryInfo.retryDelay`, else
 //! [`GeminiSettings::default_cooldown`]) then retry; 5xx, timeouts and connection errors → retry
 //! with capped exponential backoff; any other 4xx → [`OcrError::ApiRejected`] with the API's message.
@@ -149,10 +153,27 @@ struct Part {
     text: Option<String>,
 }
 
+/// `usageMetadata` of a generateContent response. `totalTokenCount` is what the API counts against
+/// the quota; the parts are only summed when it is missing.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct UsageMetadata {
     total_token_count: Option<u64>,
+    prompt_token_count: Option<u64>,
+    candidates_token_count: Option<u64>,
+    thoughts_token_count: Option<u64>,
+    tool_use_prompt_token_count: Option<u64>,
+}
+
+impl UsageMetadata {
+    fn total(&self) -> u64 {
+        self.total_token_count.unwrap_or_else(|| {
+            [self.prompt_token_count, self.candidates_token_count, self.thoughts_token_count, self.tool_use_prompt_token_count]
+                .iter()
+                .flatten()
+                .sum()
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -248,7 +269,10 @@ impl<L: ApiLimiter> GeminiEngine<L> {
                 .await;
             let (last_error, delay) = match sent {
                 Err(e) => {
-                    self.limiter.settle(ticket, 0).await;
+                    // Never connected: the API cannot have seen the call. Anything later (dropped
+                    // connection, timeout): it may have served it, so the estimate stays charged.
+                    let charged = if e.is_connect() { 0 } else { call.estimated_tokens };
+                    self.limiter.settle(ticket, charged).await;
                     (describe_transport_error(&e), backoff.next_delay())
                 }
                 Ok(response) => {
@@ -257,7 +281,8 @@ impl<L: ApiLimiter> GeminiEngine<L> {
                     let body = match response.bytes().await {
                         Ok(body) => body,
                         Err(e) => {
-                            self.limiter.settle(ticket, 0).await;
+                            // The API answered and the body was cut: it served the call.
+                            self.limiter.settle(ticket, call.estimated_tokens).await;
                             let delay = backoff.next_delay();
                             self.retrying(&call, attempt, &describe_transport_error(&e), delay);
                             if attempt >= self.settings.max_attempts {
@@ -360,7 +385,7 @@ fn with_markers(pages: &[String]) -> String {
 fn parse_answer(body: &[u8]) -> Result<Answer, String> {
     let response: GenerateResponse = serde_json::from_slice(body)
         .map_err(|e| format!("{e} in {}", excerpt(&String::from_utf8_lossy(body), 200)))?;
-    let total_tokens = response.usage_metadata.and_then(|u| u.total_token_count).unwrap_or(0);
+    let total_tokens = response.usage_metadata.map(|u| u.total()).unwrap_or(0);
     let Some(candidate) = response.candidates.into_iter().next() else {
         let reason = response.prompt_feedback.and_then(|f| f.block_reason).unwrap_or_else(|| "no reason given".into());
         return Err(format!("no candidate in the response (prompt blocked: {reason})"));

@@ -28,7 +28,9 @@ pub trait ApiLimiter: Send + Sync {
     /// Waits until a call of `estimated_tokens` is admitted.
     fn admit(&self, estimated_tokens: u64) -> impl Future<Output = Result<Self::Ticket, LimiterError>> + Send;
 
-    /// Charges the admitted call the tokens the API reported (0 for a call the API did not serve).
+    /// Charges the admitted call the tokens the API reported: its totalTokenCount; 0 for a call the
+    /// API did not serve (error status, never connected); the estimate when it may have served it
+    /// but said nothing (connection dropped, timeout). Also after the limiter's window has passed.
     fn settle(&self, ticket: Self::Ticket, actual_tokens: u64) -> impl Future<Output = ()> + Send;
 
     /// After an HTTP 429: every caller everywhere holds off for `duration`.

@@ -48,11 +48,20 @@ async fn pages_in_parallel_within_the_budget_with_one_openmp_thread_each() {
     std::fs::create_dir_all(&dir).unwrap();
     let log = dir.join("trace.log");
     let shim = dir.join("tesseract");
+    // With the `barrier` file present, each of the first two runs waits (up to 60 s) until both
+    // have started, so a budget of 2 is seen used whatever the machine's speed; a budget that only
+    // ever let one run at a time would show max 1 after that deadline.
+    let barrier = dir.join("barrier");
     std::fs::write(
         &shim,
         format!(
-            "#!/bin/sh\necho \"start $(date +%s%N) ${{OMP_THREAD_LIMIT:-unset}}\" >> {log}\n{real} \"$@\"\nrc=$?\necho \"end $(date +%s%N)\" >> {log}\nexit $rc\n",
+            "#!/bin/sh\necho \"start $(date +%s%N) ${{OMP_THREAD_LIMIT:-unset}}\" >> {log}\n\
+             if [ -e {barrier} ] && [ \"$(grep -c '^start' {log})\" -le 2 ]; then\n\
+               i=0; while [ \"$(grep -c '^start' {log})\" -lt 2 ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done\n\
+             fi\n\
+             {real} \"$@\"\nrc=$?\necho \"end $(date +%s%N)\" >> {log}\nexit $rc\n",
             log = log.display(),
+            barrier = barrier.display(),
             real = real.display()
         ),
     )
@@ -69,6 +78,9 @@ async fn pages_in_parallel_within_the_budget_with_one_openmp_thread_each() {
 
     for budget in [1, 2] {
         let _ = std::fs::remove_file(&log);
+        if budget == 2 {
+            std::fs::write(&barrier, b"").unwrap();
+        }
         let out = engine.extract(&bytes, Parallelism::pages(budget)).await.unwrap();
         assert_eq!(out.pages.len(), 4);
         for (i, page) in out.pages.iter().enumerate() {
@@ -79,7 +91,7 @@ async fn pages_in_parallel_within_the_budget_with_one_openmp_thread_each() {
         assert_eq!(omp, vec!["1"; 4], "every tesseract run has OMP_THREAD_LIMIT=1");
         assert!(max <= budget, "budget {budget} but {max} pages at once");
         if budget == 2 {
-            // Each page takes about a second: with 4 pages and room for 2, two must have overlapped.
+            // The first two runs wait for each other (the barrier): room for 2 must be used.
             assert_eq!(max, 2, "budget 2 should be used");
         }
     }

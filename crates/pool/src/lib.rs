@@ -5,9 +5,10 @@
 //!   to move (idle first); pure functions.
 //! - [`PoolManager`]: `worker_pool:allocation`, `worker_pool:assignments` and the rebalancer
 //!   lock in Redis (one rebalancer per pool key at a time).
-//! - [`start`]: builds the shared services, prints the checklist's start-up lines, starts the
-//!   workers (each holding the capacity lease of its mode), the rebalancer and the 60 s status
-//!   block, all under one [`registre_runtime::Shutdown`].
+//! - [`start`]: builds the shared services, prints the checklist's start-up lines (`✅ All
+//!   managers initialized` once Redis answered), starts the workers (ids `ocr-worker-<n>-<8 hex>`,
+//!   unique per process, each holding the capacity lease of its mode), the rebalancer and the 60 s
+//!   status block, all under one [`registre_runtime::Shutdown`].
 
 mod manager;
 mod run;
@@ -15,7 +16,7 @@ mod split;
 mod worker;
 
 pub use manager::{AllocationRecord, AssignmentRecord, PoolKeys, PoolManager, QueueCounts};
-pub use run::{run, start, start_with, PoolHandle, PoolServices};
+pub use run::{run, served_environments, start, start_with, worker_ids, PoolHandle, PoolServices};
 pub use split::{plan_moves, target_split, Mode, Split, WorkerView};
 pub use worker::{WorkerSlot, WorkerState};
 
@@ -29,8 +30,18 @@ pub enum PoolError {
     },
     #[error("pool record could not be encoded or decoded: {0}")]
     Encode(String),
-    #[error("OCR pool set-up: {0}")]
-    Setup(String),
+    /// A configuration-class error found while setting the pool up (no environment left after
+    /// OCR_PROD / OCR_STAGING / OCR_DEV, an unusable STORAGE_URL or REDIS_URL, ...): exit 2.
+    #[error("{0}")]
+    Config(String),
 }
 
-impl registre_runtime::BinaryError for PoolError {}
+impl registre_runtime::BinaryError for PoolError {
+    /// 2 for configuration errors, as for every other bad configuration; else 1.
+    fn exit_code(&self) -> u8 {
+        match self {
+            PoolError::Config(_) => 2,
+            _ => 1,
+        }
+    }
+}

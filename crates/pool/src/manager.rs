@@ -1,6 +1,8 @@
-//! The pool manager's Redis side: the published allocation (`worker_pool:allocation`), the
-//! per-worker assignments (`worker_pool:assignments`) and the rebalancer lock. With SERVER_ID=x
-//! the keys are `worker_pool:{x}:...` (a hash tag, as for the capacity keys).
+//! The pool manager's Redis side: the published allocation (`worker_pool:allocation`, the sum
+//! over the live pool processes of the key, each recording its own part in
+//! `worker_pool:allocation:processes`), the per-worker assignments (`worker_pool:assignments`)
+//! and the rebalancer lock. With SERVER_ID=x the keys are `worker_pool:{x}:...` (a hash tag, as
+//! for the capacity keys, so one script can touch the allocation and the parts together).
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -13,10 +15,13 @@ use crate::{Mode, PoolError, Split};
 
 static LOCK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/rebalance_lock.lua")));
 static UNLOCK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/rebalance_unlock.lua")));
+static PUBLISH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/publish_allocation.lua")));
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolKeys {
     pub allocation: String,
+    /// Hash process id → that process's own split and its expiry; `allocation` is their sum.
+    pub processes: String,
     pub assignments: String,
     pub lock: String,
 }
@@ -27,7 +32,12 @@ impl PoolKeys {
             Some(id) => format!("worker_pool:{{{id}}}"),
             None => "worker_pool".to_string(),
         };
-        PoolKeys { allocation: format!("{prefix}:allocation"), assignments: format!("{prefix}:assignments"), lock: format!("{prefix}:lock") }
+        PoolKeys {
+            allocation: format!("{prefix}:allocation"),
+            processes: format!("{prefix}:allocation:processes"),
+            assignments: format!("{prefix}:assignments"),
+            lock: format!("{prefix}:lock"),
+        }
     }
 }
 
@@ -63,6 +73,8 @@ pub struct PoolManager {
     conn: ConnectionManager,
     keys: PoolKeys,
     owner: String,
+    /// How long this process's part of the allocation counts without being published again.
+    part_ttl: Duration,
 }
 
 fn now_iso() -> String {
@@ -75,8 +87,20 @@ fn redis_err(operation: &'static str) -> impl FnOnce(redis::RedisError) -> PoolE
 
 impl PoolManager {
     /// `owner` identifies this pool process in the lock (host and pid make a good one).
+    /// `owner` also names this process's part of the allocation, so it must be unique per process.
     pub fn new(conn: ConnectionManager, keys: PoolKeys, owner: String) -> PoolManager {
-        PoolManager { conn, keys, owner }
+        PoolManager { conn, keys, owner, part_ttl: Duration::from_secs(65) }
+    }
+
+    /// How long a published part counts in the sum if its process stops publishing (crashed);
+    /// the pool uses the rebalancer lock's TTL (2 × the interval + 5 s).
+    pub fn with_part_ttl(mut self, ttl: Duration) -> PoolManager {
+        self.part_ttl = ttl.max(Duration::from_millis(1));
+        self
+    }
+
+    pub fn owner(&self) -> &str {
+        &self.owner
     }
 
     pub fn keys(&self) -> &PoolKeys {
@@ -100,17 +124,35 @@ impl PoolManager {
         Ok(())
     }
 
+    /// Records `split` (this process's own workers) and publishes the allocation: the sum of
+    /// the live processes' splits, with `queue` as the waiting counts (one script,
+    /// lua/publish_allocation.lua). Returns what `worker_pool:allocation` now holds.
     pub async fn publish_allocation(&self, split: Split, queue: QueueCounts) -> Result<AllocationRecord, PoolError> {
-        let record = AllocationRecord {
-            index_workers: split.index,
-            acte_workers: split.acte,
-            total_workers: split.index + split.acte,
-            queue,
-            updated_at: now_iso(),
-        };
-        let json = serde_json::to_string(&record).map_err(|e| PoolError::Encode(e.to_string()))?;
-        let _: () = redis::cmd("SET").arg(&self.keys.allocation).arg(json).query_async(&mut self.conn.clone()).await.map_err(redis_err("publish allocation"))?;
-        Ok(record)
+        self.publish(split, queue, self.part_ttl).await?
+            .ok_or_else(|| PoolError::Encode(format!("{}: nothing published", self.keys.allocation)))
+    }
+
+    /// Removes this process's part (on shutdown) and publishes the sum of the others; `None`
+    /// when no live process is left (the allocation key is then deleted).
+    pub async fn withdraw_allocation(&self) -> Result<Option<AllocationRecord>, PoolError> {
+        self.publish(Split { index: 0, acte: 0 }, QueueCounts { index: 0, acte: 0 }, Duration::ZERO).await
+    }
+
+    async fn publish(&self, split: Split, queue: QueueCounts, ttl: Duration) -> Result<Option<AllocationRecord>, PoolError> {
+        let json: Option<String> = PUBLISH
+            .key(&self.keys.allocation)
+            .key(&self.keys.processes)
+            .arg(&self.owner)
+            .arg(split.index)
+            .arg(split.acte)
+            .arg(queue.index)
+            .arg(queue.acte)
+            .arg(now_iso())
+            .arg(ttl.as_millis() as u64)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(redis_err("publish allocation"))?;
+        json.map(|j| serde_json::from_str(&j).map_err(|e| PoolError::Encode(format!("{}: {e}", self.keys.allocation)))).transpose()
     }
 
     pub async fn allocation(&self) -> Result<Option<AllocationRecord>, PoolError> {

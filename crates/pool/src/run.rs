@@ -8,15 +8,16 @@ use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 use registre_capacity::{CapacityManager, CapacitySettings};
-use registre_config::Config;
+use registre_config::{Config, Environment};
 use registre_ocr::{engine_from_config, OcrEngine};
 use registre_queue::MultiQueue;
 use registre_ratelimit::{RateLimitSettings, RateLimiter};
-use registre_runtime::Shutdown;
+use registre_runtime::{Backoff, Shutdown};
 use registre_storage::Storage;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
-use crate::worker::{run_worker, WorkerSlot, WorkerState};
+use crate::worker::{run_worker, Worker, WorkerSlot, WorkerState};
 use crate::{plan_moves, target_split, Mode, PoolError, PoolKeys, PoolManager, QueueCounts, WorkerView};
 
 const RULE: &str = "============================================================";
@@ -41,7 +42,10 @@ pub struct PoolHandle {
 /// The `ocr-pool` process: starts the pool, then on the shutdown signal waits until every worker
 /// has finished (within OCR_SHUTDOWN_GRACE_MS) or released its job and released its lease.
 pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), PoolError> {
-    start(&config, &shutdown).await?;
+    if start(&config, &shutdown).await?.is_none() {
+        tracing::info!("🛑 stopped before Redis answered");
+        return Ok(());
+    }
     shutdown.triggered().await;
     let limit = config.ocr_pool.shutdown_grace + Duration::from_secs(5);
     if shutdown.wait(limit).await {
@@ -52,17 +56,44 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), PoolError> {
     Ok(())
 }
 
-/// Starts the pool with its own Redis connection and storage.
-pub async fn start(config: &Config, shutdown: &Shutdown) -> Result<PoolHandle, PoolError> {
-    let redis = registre_runtime::redis_connection(&config.redis_url).map_err(|e| PoolError::Setup(e.to_string()))?;
+/// Starts the pool with its own Redis connection and storage. `None` if the shutdown fired
+/// before Redis answered.
+pub async fn start(config: &Config, shutdown: &Shutdown) -> Result<Option<PoolHandle>, PoolError> {
+    served_environments(config)?;
+    let redis = registre_runtime::redis_connection(&config.redis_url).map_err(|e| PoolError::Config(e.to_string()))?;
     let capacity = CapacityManager::new(redis.clone(), CapacitySettings::from_config(config));
-    let storage = Storage::from_config(&config.storage).map_err(|e| PoolError::Setup(format!("storage: {e}")))?;
+    let storage = Storage::from_config(&config.storage).map_err(|e| PoolError::Config(format!("STORAGE_URL: {e}")))?;
     start_with(config, redis, capacity, storage, None, shutdown).await
+}
+
+/// The environments the pool serves (OCR_PROD / OCR_STAGING / OCR_DEV applied to the configured
+/// ones); a configuration error when none is left.
+pub fn served_environments(config: &Config) -> Result<Vec<Environment>, PoolError> {
+    let served: Vec<Environment> = config.environments.iter().filter(|e| config.ocr_pool.serves(e.name)).cloned().collect();
+    if served.is_empty() {
+        let configured: Vec<&str> = config.environments.iter().map(|e| e.name.as_str()).collect();
+        return Err(PoolError::Config(format!(
+            "OCR_PROD, OCR_STAGING and OCR_DEV leave no configured environment for the OCR pool (configured: {}): set OCR_{}=true",
+            configured.join(", "),
+            configured.first().map(|n| n.to_uppercase()).unwrap_or_else(|| "PROD".into())
+        )));
+    }
+    Ok(served)
+}
+
+/// Worker ids as they appear in Redis (capacity leases, assignments) and in the queue's
+/// `ocr_worker_id`: `ocr-worker-<n>-<8 hex>`, one random suffix per process, so two pool
+/// processes on one server never share an id. Logs name a worker by its short name `ocr-worker-<n>`.
+pub fn worker_ids(pool_size: u32) -> Vec<(String, String)> {
+    let suffix: String = uuid::Uuid::new_v4().simple().to_string().chars().take(8).collect();
+    (1..=pool_size).map(|n| (format!("ocr-worker-{n}"), format!("ocr-worker-{n}-{suffix}"))).collect()
 }
 
 /// Starts the pool on services shared with the rest of the process (start-all-workers). `queue`
 /// is reused when it covers exactly the environments the pool serves (OCR_PROD / OCR_STAGING /
-/// OCR_DEV); otherwise the pool opens its own over those environments.
+/// OCR_DEV); otherwise the pool opens its own over those environments. Prints
+/// `✅ All managers initialized` only once Redis has answered (it waits, retrying with backoff
+/// and saying so); `None` if the shutdown fired first.
 pub async fn start_with(
     config: &Config,
     redis: ConnectionManager,
@@ -70,66 +101,66 @@ pub async fn start_with(
     storage: Storage,
     queue: Option<Arc<MultiQueue>>,
     shutdown: &Shutdown,
-) -> Result<PoolHandle, PoolError> {
+) -> Result<Option<PoolHandle>, PoolError> {
     let pool = &config.ocr_pool;
     tracing::info!("{RULE}");
     tracing::info!("🚀 UNIFIED OCR WORKER POOL STARTING");
     tracing::info!("{RULE}");
     tracing::info!("📊 Initializing shared rate limiter...");
-    let limiter = RateLimiter::new(redis.clone(), RateLimitSettings::from_config(&config.rate_limit)).map_err(|e| PoolError::Setup(format!("rate limiter: {e}")))?;
+    let limiter = RateLimiter::new(redis.clone(), RateLimitSettings::from_config(&config.rate_limit)).map_err(|e| PoolError::Config(format!("rate limiter: {e}")))?;
     tracing::info!("💾 Initializing server capacity manager...");
     tracing::info!("🎯 Initializing worker pool manager...");
-    let owner = format!("{}:{}", registre_runtime::host_name(), std::process::id());
-    let manager = PoolManager::new(redis, PoolKeys::for_server(config.server.id.as_deref()), owner);
-    let served: Vec<_> = config.environments.iter().filter(|e| pool.serves(e.name)).cloned().collect();
-    if served.is_empty() {
-        return Err(PoolError::Setup("OCR_PROD, OCR_STAGING and OCR_DEV leave no configured environment to serve".into()));
-    }
+    // host:pid plus a random part: unique per process even across containers sharing pids.
+    let owner = format!("{}:{}:{}", registre_runtime::host_name(), std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let manager = PoolManager::new(redis, PoolKeys::for_server(config.server.id.as_deref()), owner).with_part_ttl(rebalance_lock_ttl(config));
+    let served = served_environments(config)?;
     let served_names: Vec<_> = served.iter().map(|e| e.name).collect();
     let queue = match queue {
         Some(shared) if shared.envs() == served_names => shared,
-        _ => Arc::new(MultiQueue::connect(&served, &config.queue, pool.pool_size.max(1) + 1).map_err(|e| PoolError::Setup(e.to_string()))?),
+        _ => Arc::new(MultiQueue::connect(&served, &config.queue, pool.pool_size.max(1) + 1).map_err(|e| PoolError::Config(e.to_string()))?),
     };
-    let engine = engine_from_config(&config.ocr_engine, limiter.clone()).map_err(|e| PoolError::Setup(e.to_string()))?;
+    let engine = engine_from_config(&config.ocr_engine, limiter.clone()).map_err(|e| PoolError::Config(e.to_string()))?;
+    if !wait_for_redis(&capacity, &shutdown.token()).await {
+        return Ok(None);
+    }
     tracing::info!("✅ All managers initialized");
 
     let services = Arc::new(PoolServices { capacity, queue, storage, engine, limiter, manager, shutdown_grace: pool.shutdown_grace });
 
-    // Initial split from what is waiting now (an empty queue gives ⌊n/2⌋ index, ⌈n/2⌉ acte).
+    // Initial split of this process's workers from what is waiting now (an empty queue gives
+    // ⌊n/2⌋ index, ⌈n/2⌉ acte); the allocation key shows the sum over every live pool process.
     let counts = queue_counts(&services).await;
     let split = target_split(pool.pool_size, pool.min_index_workers, pool.min_acte_workers, counts.index, counts.acte);
-    let is_rebalancer = services.manager.hold_lock(rebalance_lock_ttl(config)).await.unwrap_or(false);
-    if is_rebalancer {
-        if let Err(e) = services.manager.publish_allocation(split, counts).await {
-            tracing::warn!("could not publish the pool allocation: {e}");
-        }
+    if let Err(e) = services.manager.publish_allocation(split, counts).await {
+        tracing::warn!("could not publish the pool allocation: {e}");
     }
 
     let mut slots = Vec::new();
-    for n in 1..=pool.pool_size {
-        let id = format!("ocr-worker-{n}");
+    for (n, (name, id)) in (1..=pool.pool_size).zip(worker_ids(pool.pool_size)) {
         let mode = if n <= split.index { Mode::Index } else { Mode::Acte };
         let (tx, rx) = watch::channel(mode);
         let state = Arc::new(WorkerState::default());
         if let Err(e) = services.manager.assign(&id, mode).await {
-            tracing::warn!("could not record the assignment of {id}: {e}");
+            tracing::warn!("could not record the assignment of {name}: {e}");
         }
         let lease = match services.capacity.try_lease(&id, mode.worker_type()).await {
             Ok(Ok(lease)) => {
-                tracing::info!("✅ Started {id} (mode: {mode})");
+                tracing::info!("✅ Started {name} (mode: {mode})");
+                tracing::debug!("{name} holds its capacity lease as {id}");
                 Some(lease)
             }
             Ok(Err(shortfall)) => {
-                tracing::warn!("⏳ {id} (mode: {mode}) waits for capacity: {shortfall}");
+                tracing::warn!("⏳ {name} (mode: {mode}) waits for capacity: {shortfall}");
                 None
             }
             Err(e) => {
-                tracing::warn!("⏳ {id} (mode: {mode}) waits: capacity check failed ({e})");
+                tracing::warn!("⏳ {name} (mode: {mode}) waits: capacity check failed ({e})");
                 None
             }
         };
-        shutdown.spawn(run_worker(services.clone(), id.clone(), rx, state.clone(), lease, shutdown.token()));
-        slots.push(WorkerSlot { id, mode: tx, state });
+        let worker = Worker { services: services.clone(), name: name.clone(), id: id.clone(), state: state.clone(), stop: shutdown.token() };
+        shutdown.spawn(run_worker(worker, rx, lease));
+        slots.push(WorkerSlot { name, id, mode: tx, state });
     }
     let slots = Arc::new(slots);
     tracing::info!("{RULE}");
@@ -138,7 +169,26 @@ pub async fn start_with(
 
     shutdown.spawn(rebalancer(config.clone(), services.clone(), slots.clone(), shutdown.clone()));
     shutdown.spawn(status_block(config.ocr_pool.status_interval, services.clone(), slots.clone(), shutdown.clone()));
-    Ok(PoolHandle { slots, services })
+    Ok(Some(PoolHandle { slots, services }))
+}
+
+/// Waits until Redis answers a capacity status (the scripts the pool needs), retrying with
+/// capped backoff and logging why; false if `cancel` fired first.
+async fn wait_for_redis(capacity: &CapacityManager, cancel: &CancellationToken) -> bool {
+    let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(10));
+    loop {
+        match capacity.status().await {
+            Ok(_) => return true,
+            Err(e) => {
+                let delay = backoff.next_delay();
+                tracing::warn!("⏳ waiting for Redis before starting the OCR workers ({e}): retrying in {} ms", delay.as_millis());
+                tokio::select! {
+                    _ = cancel.cancelled() => return false,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
 }
 
 /// Long enough to survive one missed rebalance; a crashed rebalancer's lock frees after it.
@@ -151,19 +201,29 @@ async fn queue_counts(services: &PoolServices) -> QueueCounts {
     QueueCounts { index: waiting.get("index").copied().unwrap_or(0), acte: waiting.get("acte").copied().unwrap_or(0) }
 }
 
-/// Every OCR_REBALANCE_INTERVAL_MS: if this process holds the rebalancer lock, re-split the pool
-/// from the waiting counts and tell the fewest workers to switch.
+/// Every OCR_REBALANCE_INTERVAL_MS: re-split THIS process's workers from the waiting counts,
+/// tell the fewest of them to switch, and publish this process's part of the allocation (the
+/// allocation key holds the sum over every live pool process of the pool key). Each round runs
+/// under the rebalancer lock, taken for the round and released after it, so one pool process at a
+/// time rebalances; a process never moves another process's workers.
 async fn rebalancer(config: Config, services: Arc<PoolServices>, slots: Arc<Vec<WorkerSlot>>, shutdown: Shutdown) {
     let pool = &config.ocr_pool;
     let ttl = rebalance_lock_ttl(&config);
+    let mut lock_wait = Backoff::new(Duration::from_millis(50), Duration::from_millis(500));
+    let mut delay = pool.rebalance_interval;
     loop {
         tokio::select! {
             _ = shutdown.triggered() => break,
-            _ = tokio::time::sleep(pool.rebalance_interval) => {}
+            _ = tokio::time::sleep(delay) => {}
         }
+        delay = pool.rebalance_interval;
         match services.manager.hold_lock(ttl).await {
-            Ok(true) => {}
-            Ok(false) => continue,
+            Ok(true) => lock_wait.reset(),
+            Ok(false) => {
+                // Another pool process of this key is in its round: ours comes right after.
+                delay = lock_wait.next_delay();
+                continue;
+            }
             Err(e) => {
                 tracing::warn!("rebalance skipped: {e}");
                 continue;
@@ -173,22 +233,29 @@ async fn rebalancer(config: Config, services: Arc<PoolServices>, slots: Arc<Vec<
         let target = target_split(pool.pool_size, pool.min_index_workers, pool.min_acte_workers, counts.index, counts.acte);
         let views: Vec<WorkerView> = slots
             .iter()
-            .map(|s| WorkerView { id: s.id.clone(), mode: *s.mode.borrow(), busy: s.state.busy.load(Ordering::SeqCst) })
+            .map(|s| WorkerView { id: s.name.clone(), mode: *s.mode.borrow(), busy: s.state.busy.load(Ordering::SeqCst) })
             .collect();
-        for (id, mode) in plan_moves(&views, target) {
-            if let Some(slot) = slots.iter().find(|s| s.id == id) {
+        for (name, mode) in plan_moves(&views, target) {
+            if let Some(slot) = slots.iter().find(|s| s.name == name) {
                 let busy = slot.state.busy.load(Ordering::SeqCst);
-                tracing::info!("🔄 Rebalance: {id} → {mode} mode{}", if busy { " (after its current job)" } else { "" });
+                tracing::info!("🔄 Rebalance: {name} → {mode} mode{}", if busy { " (after its current job)" } else { "" });
                 let _ = slot.mode.send(mode);
-                if let Err(e) = services.manager.assign(&id, mode).await {
-                    tracing::warn!("could not record the assignment of {id}: {e}");
+                if let Err(e) = services.manager.assign(&slot.id, mode).await {
+                    tracing::warn!("could not record the assignment of {name}: {e}");
                 }
             }
         }
         match services.manager.publish_allocation(target, counts).await {
-            Ok(_) => tracing::debug!(index = target.index, acte = target.acte, "pool allocation published"),
+            Ok(a) => tracing::debug!(index = a.index_workers, acte = a.acte_workers, "pool allocation published"),
             Err(e) => tracing::warn!("could not publish the pool allocation: {e}"),
         }
+        if let Err(e) = services.manager.release_lock().await {
+            tracing::debug!("rebalancer lock not released (it expires by itself): {e}");
+        }
+    }
+    // This process's workers stop: the allocation goes back to the sum of the others.
+    if let Err(e) = services.manager.withdraw_allocation().await {
+        tracing::debug!("pool allocation part not withdrawn (it expires by itself): {e}");
     }
     let _ = services.manager.release_lock().await;
 }
@@ -213,7 +280,7 @@ async fn status_block(every: Duration, services: Arc<PoolServices>, slots: Arc<V
         for slot in slots.iter() {
             tracing::info!(
                 "   {} [{}] {} (done {}, failed {})",
-                slot.id,
+                slot.name,
                 *slot.mode.borrow(),
                 slot.state.activity(),
                 slot.state.done.load(Ordering::SeqCst),

@@ -1,7 +1,9 @@
 //! One generic OCR worker: holds the capacity lease of its current mode, claims status-3 rows of
 //! that mode (→ 6), downloads the PDF, runs the engine, completes (→ 5) or fails the row. When the
-//! manager changes its mode it finishes its current job first, then swaps its capacity lease
-//! (release the old type's, take the new type's) and claims rows of the new mode.
+//! manager changes its mode it finishes its current job first, then moves its capacity lease to
+//! the new type in ONE script (`Lease::switch`: old lease out and new lease in at once, or refused
+//! with the old lease kept, never release-then-allocate) and claims rows of the new mode. While
+//! the new type does not fit, it keeps its old lease and retries with backoff.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -40,19 +42,25 @@ impl WorkerState {
 
 /// The manager's handle on a worker.
 pub struct WorkerSlot {
+    /// `ocr-worker-<n>`: the name in logs and the start-up banner.
+    pub name: String,
+    /// `ocr-worker-<n>-<8 hex>`: the id in Redis and in the queue, unique per process.
     pub id: String,
     pub mode: watch::Sender<Mode>,
     pub state: Arc<WorkerState>,
 }
 
-pub(crate) async fn run_worker(
-    services: Arc<PoolServices>,
-    id: String,
-    mut mode_rx: watch::Receiver<Mode>,
-    state: Arc<WorkerState>,
-    lease: Option<Lease>,
-    stop: CancellationToken,
-) {
+/// One worker's identity and what it shares with the others.
+pub(crate) struct Worker {
+    pub services: Arc<PoolServices>,
+    pub name: String,
+    pub id: String,
+    pub state: Arc<WorkerState>,
+    pub stop: CancellationToken,
+}
+
+pub(crate) async fn run_worker(worker: Worker, mut mode_rx: watch::Receiver<Mode>, lease: Option<Lease>) {
+    let Worker { services, name, id, state, stop } = worker;
     let mut lease = match lease {
         Some(lease) => lease,
         None => {
@@ -60,14 +68,18 @@ pub(crate) async fn run_worker(
             let mode = *mode_rx.borrow_and_update();
             match services.capacity.wait_for_lease(&id, mode.worker_type(), &stop).await {
                 Some(lease) => {
-                    tracing::info!("✅ Started {id} (mode: {mode})");
+                    tracing::info!("✅ Started {name} (mode: {mode})");
                     lease
                 }
-                None => return,
+                None => {
+                    let _ = services.manager.unassign(&id).await;
+                    return;
+                }
             }
         }
     };
     state.set_activity("idle");
+    let mut switch_backoff = Backoff::new(Duration::from_millis(250), services.capacity.settings().costs.retry_max);
     loop {
         if stop.is_cancelled() {
             break;
@@ -75,23 +87,38 @@ pub(crate) async fn run_worker(
         let mode = *mode_rx.borrow_and_update();
         if mode.worker_type() != lease.kind() {
             state.set_activity("switching mode");
-            if let Err(e) = lease.release().await {
-                tracing::warn!(worker = %id, "releasing the old capacity lease failed (it expires by itself): {e}");
-            }
-            lease = match services.capacity.wait_for_lease(&id, mode.worker_type(), &stop).await {
-                Some(lease) => lease,
-                None => {
-                    // Shut down while waiting for the new mode's capacity: nothing is held.
-                    let _ = services.manager.unassign(&id).await;
-                    return;
+            match lease.switch(mode.worker_type()).await {
+                Ok(Ok(())) => {
+                    switch_backoff.reset();
+                    if let Err(e) = services.manager.assign(&id, mode).await {
+                        tracing::warn!(worker = %id, "could not record the assignment: {e}");
+                    }
+                    tracing::info!("🔄 {name} switched to {mode} mode");
+                    state.set_activity("idle");
+                    continue;
                 }
-            };
-            if let Err(e) = services.manager.assign(&id, mode).await {
-                tracing::warn!(worker = %id, "could not record the assignment: {e}");
+                Ok(Err(shortfall)) => {
+                    let delay = switch_backoff.next_delay();
+                    tracing::warn!(worker = %id, "⏳ {name} keeps its {} lease: {shortfall} for {mode} mode (retry in {} ms)", lease.kind(), delay.as_millis());
+                    state.set_activity(format!("waiting for capacity to switch to {mode}"));
+                    // Retry later, sooner if the mode changes again or on shutdown.
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        _ = mode_rx.changed() => {}
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    let delay = switch_backoff.next_delay();
+                    tracing::warn!(worker = %id, "{name}: switching the capacity lease failed ({e}): retry in {} ms", delay.as_millis());
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                    continue;
+                }
             }
-            tracing::info!("🔄 {id} switched to {mode} mode");
-            state.set_activity("idle");
-            continue;
         }
         if !lease.is_held() {
             tokio::select! {

@@ -4,17 +4,20 @@
 //!   every task has finished (tokio-util's CancellationToken + TaskTracker);
 //! - [`Backoff`]: capped exponential delays with jitter for every retry loop;
 //! - [`redis_connection`]: a self-reconnecting Redis connection;
+//! - [`redis_version`]: the start-up check that the Redis server is 6.0 or newer;
 //! - [`run_binary`]: the `main` of every worker binary (config, logs, runtime, shutdown, run).
 
 pub mod backoff;
 pub mod logging;
 mod main_helper;
 pub mod redis_conn;
+pub mod redis_version;
 pub mod shutdown;
 
 pub use backoff::Backoff;
 pub use main_helper::{run_binary, BinaryError};
 pub use redis_conn::{redis_connection, RedisConnectError};
+pub use redis_version::{probe_redis_version, RedisVersion, RedisVersionError, MINIMUM_REDIS};
 pub use shutdown::Shutdown;
 
 /// This machine's host name, for worker records (`host` field) and logs.

