@@ -202,7 +202,7 @@ async fn show_retry_and_cancel_with_their_conflicts_and_the_fencing_of_a_late_wo
 
     // A worker claims the row, an operator cancels it, the worker cannot complete it.
     let queue = PgQueue::from_pool(EnvName::Prod, api.pool.clone(), SETTINGS);
-    let job = queue.claim_extraction("registre-worker-1").await.unwrap().expect("claimed");
+    let job = queue.claim_extraction("registre-worker-1", uuid::Uuid::new_v4()).await.unwrap().expect("claimed");
     assert_eq!(job.id, failed);
     let cancel = |id: String| api.client.delete(api.url(&format!("/api/extractions/{id}?by=alice"))).bearer_auth(TOKEN);
     let (s, v) = json_of(cancel(failed.to_string()).send().await.unwrap()).await;

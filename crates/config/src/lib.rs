@@ -260,6 +260,24 @@ pub struct QueueConfig {
     pub env_retry_max: Duration,
     /// QUEUE_CALL_TIMEOUT_MS: longest time of one queue call (connect included).
     pub call_timeout: Duration,
+    /// QUEUE_PG_POOL_SIZE: Postgres connections per environment in one process, shared by every
+    /// user of the queue in it (registre and OCR workers, their heartbeats, the reaper, the pool
+    /// manager's counts). Default: [`QueueConfig::default_pg_pool_size`].
+    pub pg_pool_size: u32,
+    /// QUEUE_MIGRATE_LOCK_TIMEOUT_MS: longest time one migration statement waits for a table lock
+    /// before giving up and retrying later, so `registrectl migrate` never blocks the writes of a
+    /// busy table behind it for longer than this.
+    pub migrate_lock_timeout: Duration,
+}
+
+impl QueueConfig {
+    /// Connections needed by `workers` workers (WORKER_COUNT + OCR_WORKER_POOL_SIZE): one for each
+    /// worker's claim or transition, one for each worker's heartbeat (a renew can fall while its
+    /// worker records a transition), and 2 for the background users (reaper / environment probe,
+    /// the pool manager's count of waiting rows).
+    pub fn default_pg_pool_size(workers: u32) -> u32 {
+        workers.saturating_mul(2).saturating_add(2)
+    }
 }
 
 /// How one environment's queue is reached.

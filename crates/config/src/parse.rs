@@ -32,6 +32,13 @@ fn whole_u32(variable: &'static str, value: Option<String>, default: u32) -> Res
     u32::try_from(n).map_err(|_| invalid(variable, value.as_deref().unwrap_or(""), "a whole number below 4294967296"))
 }
 
+/// A whole number of at least 1 that fits a u32.
+fn positive_u32(variable: &'static str, value: Option<String>, default: u32) -> Result<u32, ConfigError> {
+    let raw = value.clone();
+    let n = positive_whole(variable, value, default as u64)?;
+    u32::try_from(n).map_err(|_| invalid(variable, raw.as_deref().unwrap_or(""), "a whole number below 4294967296"))
+}
+
 fn positive_whole(variable: &'static str, value: Option<String>, default: u64) -> Result<u64, ConfigError> {
     let raw = value.clone();
     let n = whole(variable, value, default)?;
@@ -247,6 +254,9 @@ fn queue(
     max_attempts: Option<String>,
     env_retry_max_ms: Option<String>,
     call_timeout_ms: Option<String>,
+    pg_pool_size: Option<String>,
+    migrate_lock_timeout_ms: Option<String>,
+    users: u32,
 ) -> Result<QueueConfig, ConfigError> {
     let lease_ttl = sql_millis("QUEUE_LEASE_TTL_MS", lease_ttl_ms, 60_000)?;
     let heartbeat_default = (lease_ttl.as_millis() as u64 / 3).max(1);
@@ -282,6 +292,8 @@ fn queue(
         max_attempts,
         env_retry_max: millis("QUEUE_ENV_RETRY_MAX_MS", env_retry_max_ms, 60_000)?,
         call_timeout: millis("QUEUE_CALL_TIMEOUT_MS", call_timeout_ms, 10_000)?,
+        pg_pool_size: positive_u32("QUEUE_PG_POOL_SIZE", pg_pool_size, QueueConfig::default_pg_pool_size(users))?,
+        migrate_lock_timeout: millis("QUEUE_MIGRATE_LOCK_TIMEOUT_MS", migrate_lock_timeout_ms, 2_000)?,
     })
 }
 
@@ -481,6 +493,9 @@ pub(crate) fn build(raw: RawEnv) -> Result<Config, ConfigError> {
         raw.queue_max_attempts,
         raw.queue_env_retry_max_ms,
         raw.queue_call_timeout_ms,
+        raw.queue_pg_pool_size,
+        raw.queue_migrate_lock_timeout_ms,
+        registre.worker_count.saturating_add(ocr_pool.pool_size),
     )?;
 
     let api = api(raw.api_host, raw.api_port, raw.api_token)?;

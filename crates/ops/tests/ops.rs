@@ -200,7 +200,7 @@ async fn retry_goes_back_to_the_failed_stage_and_refuses_other_statuses() {
     assert_eq!((d.row.status_id, d.row.attempts, d.row.error_message.clone(), d.next_attempt_at), (1, Some(0), None, None));
     // The row is claimable at once.
     let queue = PgQueue::from_pool(EnvName::Prod, f.pool.clone(), SETTINGS);
-    assert_eq!(queue.claim_extraction("w").await.unwrap().map(|j| j.id), Some(fetch_failed));
+    assert_eq!(queue.claim_extraction("w", Uuid::new_v4()).await.unwrap().map(|j| j.id), Some(fetch_failed));
 
     // Only OCR failed and the PDF is stored: back to 3, OCR attempts reset, fetch attempts kept.
     let ocr_failed = insert(&f.pool, "acte", "b", 4).await;
@@ -211,7 +211,7 @@ async fn retry_goes_back_to_the_failed_stage_and_refuses_other_statuses() {
         .unwrap();
     let d = f.ops.retry(EnvName::Prod, ocr_failed).await.expect("retry");
     assert_eq!((d.row.status_id, d.row.attempts, d.row.ocr_attempts, d.row.ocr_error.clone()), (3, Some(1), Some(0), None));
-    assert_eq!(queue.claim_ocr("o", DocumentSource::Acte).await.unwrap().map(|j| j.id), Some(ocr_failed));
+    assert_eq!(queue.claim_ocr("o", DocumentSource::Acte, Uuid::new_v4()).await.unwrap().map(|j| j.id), Some(ocr_failed));
 
     // Any other status: a conflict with the reason; unknown id: not found.
     let waiting = insert(&f.pool, "index", "c", 1).await;
@@ -229,7 +229,7 @@ async fn cancel_fences_off_the_worker_holding_the_row() {
 
     // Extraction stage: claimed, cancelled, then the worker tries to finish.
     let id = f.ops.enqueue(EnvName::Prod, &index_request("111")).await.unwrap().row.row.id;
-    let job = queue.claim_extraction("registre-worker-1").await.unwrap().expect("claimed");
+    let job = queue.claim_extraction("registre-worker-1", Uuid::new_v4()).await.unwrap().expect("claimed");
     assert_eq!(job.id, id);
     let d = f.ops.cancel(EnvName::Prod, id, "cancelled by alice through registre-api").await.expect("cancel");
     assert_eq!(d.row.status_id, 4);
@@ -244,7 +244,7 @@ async fn cancel_fences_off_the_worker_holding_the_row() {
     // OCR stage likewise.
     let ocr = insert(&f.pool, "acte", "222", 3).await;
     sqlx::query("UPDATE extraction_queue SET supabase_path = 'actes/222.pdf' WHERE id = $1").bind(ocr).execute(&f.pool).await.unwrap();
-    let job = queue.claim_ocr("ocr-worker-1", DocumentSource::Acte).await.unwrap().expect("claimed");
+    let job = queue.claim_ocr("ocr-worker-1", DocumentSource::Acte, Uuid::new_v4()).await.unwrap().expect("claimed");
     f.ops.cancel(EnvName::Prod, ocr, "cancelled by bob").await.expect("cancel");
     assert_eq!(queue.complete_ocr(&job, "texte", "texte corrigé").await.unwrap(), Transition::NotOwner);
     let after = f.ops.get(EnvName::Prod, ocr).await.unwrap();

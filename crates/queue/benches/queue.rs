@@ -49,7 +49,7 @@ async fn run(pool: &PgPool, mode: Mode, workers: usize, rows: usize) -> f64 {
             let mut done = 0usize;
             match mode {
                 Mode::Queue => {
-                    while let Some(job) = queue.claim_extraction(&worker).await.expect("claim") {
+                    while let Some(job) = queue.claim_extraction(&worker, uuid::Uuid::new_v4()).await.expect("claim") {
                         assert!(queue.complete_extraction(&job, "index/x.pdf").await.expect("complete").applied());
                         done += 1;
                     }

@@ -1,5 +1,5 @@
 -- 0002 leases and backoff: the columns and indexes this system adds to extraction_queue.
--- Invariant: only adds nullable columns and indexes; no existing row or column changes.
+-- Invariant: only adds nullable columns; no existing row or column changes.
 --   claim_token          fencing token of the current claim (either stage); every transition after
 --                        a claim must present it, so a worker whose row was reaped and claimed
 --                        again can never overwrite the new owner's work
@@ -15,13 +15,5 @@ ALTER TABLE extraction_queue
     ADD COLUMN IF NOT EXISTS next_attempt_at timestamptz,
     ADD COLUMN IF NOT EXISTS ocr_next_attempt_at timestamptz;
 
--- The two claim paths: oldest waiting row first, only rows of that status in the index.
-CREATE INDEX IF NOT EXISTS extraction_queue_claim_extraction_idx
-    ON extraction_queue (created_at, id) WHERE status_id = 1;
-CREATE INDEX IF NOT EXISTS extraction_queue_claim_ocr_idx
-    ON extraction_queue (document_source, created_at, id) WHERE status_id = 3;
--- The reaper's two scans: leases of rows being worked on.
-CREATE INDEX IF NOT EXISTS extraction_queue_extraction_lease_idx
-    ON extraction_queue (lease_expires_at) WHERE status_id = 2;
-CREATE INDEX IF NOT EXISTS extraction_queue_ocr_lease_idx
-    ON extraction_queue (ocr_lease_expires_at) WHERE status_id = 6;
+-- Their indexes are built CONCURRENTLY by 0029_indexes_concurrently (outside the transaction),
+-- so this file never blocks the writes of a busy table for longer than its brief ALTER TABLE.

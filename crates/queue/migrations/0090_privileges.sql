@@ -17,7 +17,15 @@ BEGIN
         'queue_fail_ocr(uuid, uuid, text, integer, integer, integer)',
         'queue_release(uuid, uuid)',
         'queue_reap_expired(integer)',
-        'queue_count_waiting()'
+        'queue_count_waiting()',
+        'queue_claim_extraction(text, integer, uuid)',
+        'queue_claim_ocr(text, text, integer, uuid)',
+        'queue_release_claim(uuid)',
+        'queue_release_after_crash(uuid, uuid, text, integer)',
+        'queue_acquire_account(text, integer)',
+        'queue_renew_account(uuid, text, integer)',
+        'queue_release_account(uuid, text)',
+        'queue_report_account_login(uuid, boolean)'
     ] LOOP
         EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', f);
         IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'anon') THEN

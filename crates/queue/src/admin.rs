@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use registre_config::{Backend, Config};
 
-use crate::migrate::{migrate_url, MigrateError, MIGRATIONS};
+use crate::migrate::{migrate_url, MigrateError, MigrateOptions, MIGRATIONS};
 
 pub const USAGE: &str = "usage: registrectl <command>
 
@@ -51,6 +51,7 @@ pub async fn run(config: &Config, command: Command) -> i32 {
 
 async fn migrate_all(config: &Config) -> i32 {
     let mut code = 0;
+    let options = MigrateOptions { lock_timeout: config.queue.migrate_lock_timeout, ..MigrateOptions::default() };
     for env in &config.environments {
         let name = env.name;
         match &env.backend {
@@ -62,7 +63,7 @@ async fn migrate_all(config: &Config) -> i32 {
                 );
             }
             Backend::Database { url } => {
-                let result = match tokio::time::timeout(MIGRATE_TIMEOUT, migrate_url(url, name)).await {
+                let result = match tokio::time::timeout(MIGRATE_TIMEOUT, migrate_url(url, name, options)).await {
                     Ok(result) => result,
                     Err(_) => {
                         println!("{name} ({url}): failed: no answer within {} s", MIGRATE_TIMEOUT.as_secs());

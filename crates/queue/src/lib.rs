@@ -32,7 +32,7 @@ use registre_config::{EnvName, QueueConfig};
 use uuid::Uuid;
 
 pub use heartbeat::Heartbeat;
-pub use migrate::{migrate, MigrateError, MigrationReport, MIGRATIONS};
+pub use migrate::{migrate, migrate_with, MigrateError, MigrateOptions, MigrationReport, MIGRATIONS};
 pub use multi::{EnvQueue, MultiQueue};
 pub use postgres::PgQueue;
 pub use rest::RestQueue;
@@ -169,6 +169,10 @@ pub enum QueueError {
     Reply { env: EnvName, operation: &'static str, detail: String },
     #[error("{env}: {operation} did not answer within {timeout_ms} ms")]
     Timeout { env: EnvName, operation: &'static str, timeout_ms: u64 },
+    /// Every connection of this process's pool was in use for the whole wait: this process is
+    /// busy, the environment is fine (never marks it down; QUEUE_PG_POOL_SIZE sizes the pool).
+    #[error("{env}: {operation} waited {timeout_ms} ms for a free connection: all {size} connections of the pool were in use (QUEUE_PG_POOL_SIZE)")]
+    Busy { env: EnvName, operation: &'static str, timeout_ms: u64, size: u32 },
     #[error("{env}: {detail}")]
     Setup { env: EnvName, detail: String },
     #[error("{env} is not served by this queue (the job came from an environment it was not built with)")]
@@ -185,9 +189,113 @@ impl QueueError {
             | QueueError::Http { env, .. }
             | QueueError::Reply { env, .. }
             | QueueError::Timeout { env, .. }
+            | QueueError::Busy { env, .. }
             | QueueError::Setup { env, .. }
             | QueueError::UnknownEnvironment { env } => *env,
         }
+    }
+
+    /// Whether this error says the ENVIRONMENT cannot be used (unreachable, not answering, not
+    /// migrated, refusing our credentials), as opposed to one call or one row failing while the
+    /// environment is fine: a constraint or data error on a row, a reply we could not read, a
+    /// busy local pool. Only the former takes an environment off the claim path.
+    pub fn is_environment_failure(&self) -> bool {
+        match self {
+            QueueError::NotMigrated { .. } | QueueError::Http { .. } | QueueError::Timeout { .. } | QueueError::Setup { .. } => true,
+            QueueError::Busy { .. } | QueueError::Reply { .. } | QueueError::UnknownEnvironment { .. } => false,
+            QueueError::Database { source, .. } => sql_error_is_connection_level(source),
+            // PostgREST: 5xx is the API or the database behind it failing (503: no connection),
+            // 401/403 a refused key; other 4xx are the request's own data (400: 22xxx data
+            // exception, 409: 23xxx constraint violation, ...).
+            QueueError::Rest { status, .. } => *status >= 500 || *status == 401 || *status == 403,
+        }
+    }
+}
+
+/// sqlx errors that mean the connection or the server, not the statement's data.
+fn sql_error_is_connection_level(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => {
+            let code = db.code().map(|c| c.to_string()).unwrap_or_default();
+            // 08: connection exception; 53: insufficient resources (too many connections, disk
+            // full); 57P: shut down / cannot connect now; 28: bad credentials; 3D: no such database.
+            ["08", "53", "57P", "28", "3D"].iter().any(|class| code.starts_with(class))
+        }
+        sqlx::Error::RowNotFound
+        | sqlx::Error::ColumnNotFound(_)
+        | sqlx::Error::ColumnIndexOutOfBounds { .. }
+        | sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::Decode(_)
+        | sqlx::Error::Encode(_)
+        | sqlx::Error::TypeNotFound { .. } => false,
+        // Io, Tls, Protocol, PoolTimedOut (connecting never succeeded), PoolClosed, Configuration...
+        _ => true,
+    }
+}
+
+/// What `release_after_crash` did to the row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrashOutcome {
+    /// Back to waiting (status 1), no attempt counted; `crashes` so far.
+    Released { crashes: i32 },
+    /// The browser crashed `crashes` times on this document: status 4 (Erreur), reason recorded.
+    Failed { crashes: i32 },
+    /// The caller no longer held the row: nothing was changed.
+    NotOwner,
+}
+
+/// A registry login lent by `queue_acquire_account`. Debug never shows the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct LentAccount {
+    pub id: Uuid,
+    pub username: String,
+    pub password: registre_config::Secret,
+}
+
+impl std::fmt::Debug for LentAccount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LentAccount").field("id", &self.id).field("username", &self.username).finish_non_exhaustive()
+    }
+}
+
+/// A row of queue_acquire_account.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Deserialize)]
+pub(crate) struct AccountRow {
+    id: Uuid,
+    username: String,
+    password: String,
+}
+
+impl AccountRow {
+    pub(crate) fn lent(self) -> LentAccount {
+        LentAccount { id: self.id, username: self.username, password: registre_config::Secret::new(self.password) }
+    }
+}
+
+/// A row of queue_release_after_crash.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Deserialize)]
+pub(crate) struct CrashRow {
+    status_id: i32,
+    browser_crashes: i32,
+}
+
+impl CrashRow {
+    pub(crate) fn outcome(row: Option<CrashRow>) -> CrashOutcome {
+        match row {
+            None => CrashOutcome::NotOwner,
+            Some(r) if r.status_id == status::ERROR => CrashOutcome::Failed { crashes: r.browser_crashes },
+            Some(r) => CrashOutcome::Released { crashes: r.browser_crashes },
+        }
+    }
+}
+
+/// Postgres text cannot hold NUL: an error message carrying one (from a page or a file) would
+/// make the fail itself fail. Replaced so the row's failure is still recorded, readably.
+pub(crate) fn storable(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains('\0') {
+        std::borrow::Cow::Owned(text.replace('\0', "\u{fffd}"))
+    } else {
+        std::borrow::Cow::Borrowed(text)
     }
 }
 
@@ -196,15 +304,48 @@ impl QueueError {
 pub trait Queue: Send + Sync {
     fn env(&self) -> EnvName;
 
-    /// Claims the oldest claimable status-1 row (→ 2), or None.
-    fn claim_extraction(&self, worker_id: &str) -> impl Future<Output = Result<Option<Job>, QueueError>> + Send;
+    /// Claims the oldest claimable status-1 row (→ 2) under `claim_token` (chosen by the caller,
+    /// fresh for every claim), or None. If the answer is lost, [`Queue::release_claim`] with the
+    /// same token undoes the claim.
+    fn claim_extraction(
+        &self,
+        worker_id: &str,
+        claim_token: Uuid,
+    ) -> impl Future<Output = Result<Option<Job>, QueueError>> + Send;
 
-    /// Claims the oldest claimable status-3 row of `source` (→ 6), or None.
+    /// Claims the oldest claimable status-3 row of `source` (→ 6) under `claim_token`, or None.
     fn claim_ocr(
         &self,
         worker_id: &str,
         source: DocumentSource,
+        claim_token: Uuid,
     ) -> impl Future<Output = Result<Option<Job>, QueueError>> + Send;
+
+    /// Undoes whatever was claimed under `claim_token` (a claim whose answer never came): the row
+    /// goes back to waiting, no attempt counted, and a claim with that token arriving later claims
+    /// nothing. How many rows went back (0 or 1).
+    fn release_claim(&self, claim_token: Uuid) -> impl Future<Output = Result<u64, QueueError>> + Send;
+
+    /// The browser crashed on the job's document: no attempt counted, but at `max_crashes`
+    /// crashes the row ends in 4 (Erreur) with that reason (a poisonous document never loops).
+    fn release_after_crash(
+        &self,
+        job: &Job,
+        error: &str,
+        max_crashes: i32,
+    ) -> impl Future<Output = Result<CrashOutcome, QueueError>> + Send;
+
+    /// Lends a free registry account (`worker_accounts`) to `holder` for `lease_ms`, or None.
+    fn acquire_account(&self, holder: &str, lease_ms: i32) -> impl Future<Output = Result<Option<LentAccount>, QueueError>> + Send;
+
+    /// Extends `holder`'s lease of account `id`; NotOwner once it lost it.
+    fn renew_account(&self, id: Uuid, holder: &str, lease_ms: i32) -> impl Future<Output = Result<Transition, QueueError>> + Send;
+
+    /// Frees account `id` if `holder` still holds it.
+    fn release_account(&self, id: Uuid, holder: &str) -> impl Future<Output = Result<Transition, QueueError>> + Send;
+
+    /// Records a login with account `id`: refused → failure_count + 1; accepted → reset to 0.
+    fn report_account_login(&self, id: Uuid, success: bool) -> impl Future<Output = Result<(), QueueError>> + Send;
 
     /// Extends the lease of a claimed row (either stage).
     fn renew(&self, job: &Job) -> impl Future<Output = Result<Transition, QueueError>> + Send;

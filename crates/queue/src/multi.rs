@@ -3,9 +3,14 @@
 //! environment. An environment that fails (down, unreachable, not migrated, too slow) is logged
 //! and taken off the claim path; from its retry time on (capped exponential backoff,
 //! QUEUE_ENV_RETRY_MAX_MS) a background probe tries it again and puts it back once it answers, so
-//! one environment being down never stalls the others. Every call is bounded by
-//! QUEUE_CALL_TIMEOUT_MS. Claim rounds also reap expired leases, at most once per
-//! QUEUE_HEARTBEAT_MS per environment.
+//! one environment being down never stalls the others. Only a connection-level failure
+//! ([`QueueError::is_environment_failure`]) takes an environment off the claim path: a row-level
+//! error fails that call only, and a busy local pool ([`QueueError::Busy`]) is just busy. Every call
+//! is bounded by QUEUE_CALL_TIMEOUT_MS (plus as much again to wait for a free pool connection).
+//! Every claim carries a fresh claim token chosen here: when its answer is lost (timeout, broken
+//! connection), the claim is undone in the background by `queue_release_claim(token)`, so the row
+//! goes back to waiting without an attempt instead of waiting for the reaper. Claim rounds also
+//! reap expired leases, at most once per QUEUE_HEARTBEAT_MS per environment.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -14,6 +19,7 @@ use std::time::{Duration, Instant};
 use registre_config::{Backend, EnvName, Environment, QueueConfig};
 use registre_runtime::Backoff;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 use crate::*;
 
@@ -26,7 +32,8 @@ pub enum EnvQueue {
 
 impl EnvQueue {
     /// The backend the environment's configuration names (lazy: nothing is contacted yet).
-    /// `max_connections` bounds the Postgres pool (the number of workers sharing it is enough).
+    /// `max_connections` bounds the Postgres pool: every user of the queue in this process shares
+    /// it (QUEUE_PG_POOL_SIZE, `config.pg_pool_size`, sizes it for all of them).
     pub fn connect(env: &Environment, config: &QueueConfig, max_connections: u32) -> Result<EnvQueue, QueueError> {
         let settings = QueueSettings::from_config(config);
         match &env.backend {
@@ -51,11 +58,29 @@ impl Queue for EnvQueue {
     fn env(&self) -> EnvName {
         delegate!(self, q => q.env())
     }
-    async fn claim_extraction(&self, worker_id: &str) -> Result<Option<Job>, QueueError> {
-        delegate!(self, q => q.claim_extraction(worker_id).await)
+    async fn claim_extraction(&self, worker_id: &str, claim_token: Uuid) -> Result<Option<Job>, QueueError> {
+        delegate!(self, q => q.claim_extraction(worker_id, claim_token).await)
     }
-    async fn claim_ocr(&self, worker_id: &str, source: DocumentSource) -> Result<Option<Job>, QueueError> {
-        delegate!(self, q => q.claim_ocr(worker_id, source).await)
+    async fn claim_ocr(&self, worker_id: &str, source: DocumentSource, claim_token: Uuid) -> Result<Option<Job>, QueueError> {
+        delegate!(self, q => q.claim_ocr(worker_id, source, claim_token).await)
+    }
+    async fn release_claim(&self, claim_token: Uuid) -> Result<u64, QueueError> {
+        delegate!(self, q => q.release_claim(claim_token).await)
+    }
+    async fn release_after_crash(&self, job: &Job, error: &str, max_crashes: i32) -> Result<CrashOutcome, QueueError> {
+        delegate!(self, q => q.release_after_crash(job, error, max_crashes).await)
+    }
+    async fn acquire_account(&self, holder: &str, lease_ms: i32) -> Result<Option<LentAccount>, QueueError> {
+        delegate!(self, q => q.acquire_account(holder, lease_ms).await)
+    }
+    async fn renew_account(&self, id: Uuid, holder: &str, lease_ms: i32) -> Result<Transition, QueueError> {
+        delegate!(self, q => q.renew_account(id, holder, lease_ms).await)
+    }
+    async fn release_account(&self, id: Uuid, holder: &str) -> Result<Transition, QueueError> {
+        delegate!(self, q => q.release_account(id, holder).await)
+    }
+    async fn report_account_login(&self, id: Uuid, success: bool) -> Result<(), QueueError> {
+        delegate!(self, q => q.report_account_login(id, success).await)
     }
     async fn renew(&self, job: &Job) -> Result<Transition, QueueError> {
         delegate!(self, q => q.renew(job).await)
@@ -149,21 +174,60 @@ impl Slot {
         }
     }
 
-    /// Runs one call with the call timeout; failures mark the environment down, successes up.
+    /// Runs one call with the call timeout (doubled: the backend may first wait up to one call
+    /// timeout for a free pool connection); connection-level failures mark the environment down,
+    /// successes up. A row-level error or a busy pool leaves the environment's state alone.
     async fn guarded<T>(&self, operation: &'static str, call: impl Future<Output = Result<T, QueueError>>) -> Result<T, QueueError> {
-        let result = match tokio::time::timeout(self.call_timeout, call).await {
+        let result = match tokio::time::timeout(self.call_timeout.saturating_mul(2), call).await {
             Ok(result) => result,
             Err(_) => Err(QueueError::Timeout {
                 env: self.queue.env(),
                 operation,
-                timeout_ms: u64::try_from(self.call_timeout.as_millis()).unwrap_or(u64::MAX),
+                timeout_ms: u64::try_from(self.call_timeout.saturating_mul(2).as_millis()).unwrap_or(u64::MAX),
             }),
         };
         match &result {
             Ok(_) => self.mark_up(),
-            Err(e) => self.mark_down(e),
+            Err(e) if e.is_environment_failure() => self.mark_down(e),
+            Err(e) => {
+                let env = self.queue.env();
+                tracing::warn!(%env, "⚠️ {e} (the environment stays in use)");
+            }
         }
         result
+    }
+
+    /// Undoes a claim whose answer was lost, off the caller's path: retried with backoff (the
+    /// environment may be what lost it) until it is recorded or the lease it would have had is
+    /// over (the reaper then takes the row, counting an attempt; logged).
+    fn spawn_release_claim(self: &Arc<Self>, token: Uuid, lease_ttl: Duration) {
+        let slot = Arc::clone(self);
+        tokio::spawn(async move {
+            let env = slot.queue.env();
+            let started = Instant::now();
+            let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+            loop {
+                let call = tokio::time::timeout(slot.call_timeout.saturating_mul(2), slot.queue.release_claim(token)).await;
+                match call {
+                    Ok(Ok(0)) => {
+                        tracing::info!(%env, "↩️ lost claim {token}: nothing was claimed under it, and now nothing can be");
+                        return;
+                    }
+                    Ok(Ok(n)) => {
+                        tracing::warn!(%env, "↩️ lost claim {token}: {n} row(s) went back to waiting (no attempt counted)");
+                        return;
+                    }
+                    Ok(Err(e)) => tracing::warn!(%env, "releasing lost claim {token} failed ({e}): retrying"),
+                    Err(_) => tracing::warn!(%env, "releasing lost claim {token} did not answer: retrying"),
+                }
+                let delay = backoff.next_delay();
+                if started.elapsed() + delay > lease_ttl {
+                    tracing::error!(%env, "❌ lost claim {token} could not be released within the lease: the reaper returns the row (an attempt is counted)");
+                    return;
+                }
+                tokio::time::sleep(delay).await;
+            }
+        });
     }
 
     /// Tries a down environment again off the claim path (reaping is the probe: it needs the
@@ -223,6 +287,7 @@ impl MultiQueue {
     }
 
     /// One lazy backend per environment (nothing is contacted until the first claim).
+    /// `max_connections` bounds each environment's Postgres pool (normally `config.pg_pool_size`).
     pub fn connect(environments: &[Environment], config: &QueueConfig, max_connections: u32) -> Result<MultiQueue, QueueError> {
         let queues = environments
             .iter()
@@ -266,12 +331,19 @@ impl MultiQueue {
                     Err(_) => continue,
                 }
             }
+            // A fresh token per claim, chosen here, so a claim whose answer is lost can be undone.
+            let token = Uuid::new_v4();
             let claimed = match kind {
-                Claim::Extraction => slot.guarded("claim for extraction", slot.queue.claim_extraction(worker_id)).await,
-                Claim::Ocr(source) => slot.guarded("claim for OCR", slot.queue.claim_ocr(worker_id, source)).await,
+                Claim::Extraction => slot.guarded("claim for extraction", slot.queue.claim_extraction(worker_id, token)).await,
+                Claim::Ocr(source) => slot.guarded("claim for OCR", slot.queue.claim_ocr(worker_id, source, token)).await,
             };
-            if let Ok(Some(job)) = claimed {
-                return Some(job);
+            match claimed {
+                Ok(Some(job)) => return Some(job),
+                Ok(None) => {}
+                // Nothing reached the database (no connection, no such function): nothing to undo.
+                Err(QueueError::Busy { .. } | QueueError::NotMigrated { .. } | QueueError::Setup { .. }) => {}
+                // The claim may have committed without us hearing of it: undo it.
+                Err(_) => slot.spawn_release_claim(token, self.config.lease_ttl),
             }
         }
         None
@@ -335,6 +407,12 @@ impl MultiQueue {
     pub async fn release(&self, job: &Job) -> Result<Transition, QueueError> {
         let slot = self.slot(job.env)?;
         slot.guarded("release", slot.queue.release(job)).await
+    }
+
+    /// The browser crashed on the job's document (see [`Queue::release_after_crash`]).
+    pub async fn release_after_crash(&self, job: &Job, error: &str, max_crashes: i32) -> Result<CrashOutcome, QueueError> {
+        let slot = self.slot(job.env)?;
+        slot.guarded("release after a browser crash", slot.queue.release_after_crash(job, error, max_crashes)).await
     }
 
     /// Status-3 rows per source, summed over the reachable environments (one grouped query each;

@@ -8,12 +8,16 @@ use std::time::Duration;
 use registre_config::{EnvName, SecretUrl};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
+use uuid::Uuid;
+
 use crate::*;
 
 pub struct PgQueue {
     env: EnvName,
     pool: PgPool,
     settings: QueueSettings,
+    /// Longest wait for a free connection of the pool (QUEUE_CALL_TIMEOUT_MS).
+    acquire_timeout: Duration,
 }
 
 impl std::fmt::Debug for PgQueue {
@@ -42,12 +46,13 @@ impl PgQueue {
             .min_connections(0)
             .acquire_timeout(acquire_timeout)
             .connect_lazy_with(options);
-        Ok(PgQueue { env, pool, settings })
+        Ok(PgQueue { env, pool, settings, acquire_timeout })
     }
 
     /// Wraps an existing pool (tests, benchmarks).
     pub fn from_pool(env: EnvName, pool: PgPool, settings: QueueSettings) -> PgQueue {
-        PgQueue { env, pool, settings }
+        let acquire_timeout = pool.options().get_acquire_timeout();
+        PgQueue { env, pool, settings, acquire_timeout }
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -56,6 +61,22 @@ impl PgQueue {
 
     pub fn settings(&self) -> QueueSettings {
         self.settings
+    }
+
+    /// A connection of the pool. A wait that ends with every connection checked out is [`QueueError::Busy`]
+    /// (this process is busy, not the environment down); one that ends because no connection could
+    /// be opened is a connection-level [`QueueError::Database`].
+    async fn conn(&self, operation: &'static str) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, QueueError> {
+        match self.pool.acquire().await {
+            Ok(conn) => Ok(conn),
+            Err(sqlx::Error::PoolTimedOut) if self.pool.size() >= self.pool.options().get_max_connections() => Err(QueueError::Busy {
+                env: self.env,
+                operation,
+                timeout_ms: u64::try_from(self.acquire_timeout.as_millis()).unwrap_or(u64::MAX),
+                size: self.pool.options().get_max_connections(),
+            }),
+            Err(e) => Err(self.error(operation)(e)),
+        }
     }
 
     fn error(&self, operation: &'static str) -> impl FnOnce(sqlx::Error) -> QueueError {
@@ -77,56 +98,63 @@ impl Queue for PgQueue {
         self.env
     }
 
-    async fn claim_extraction(&self, worker_id: &str) -> Result<Option<Job>, QueueError> {
-        let row: Option<ClaimedRow> = sqlx::query_as("SELECT * FROM queue_claim_extraction($1, $2)")
+    async fn claim_extraction(&self, worker_id: &str, claim_token: Uuid) -> Result<Option<Job>, QueueError> {
+        let mut conn = self.conn("claim for extraction").await?;
+        let row: Option<ClaimedRow> = sqlx::query_as("SELECT * FROM queue_claim_extraction($1, $2, $3)")
             .bind(worker_id)
             .bind(self.settings.lease_ttl_ms)
-            .fetch_optional(&self.pool)
+            .bind(claim_token)
+            .fetch_optional(&mut *conn)
             .await
             .map_err(self.error("claim for extraction"))?;
         Ok(row.map(|r| r.into_job(self.env, Stage::Extraction)))
     }
 
-    async fn claim_ocr(&self, worker_id: &str, source: DocumentSource) -> Result<Option<Job>, QueueError> {
-        let row: Option<ClaimedRow> = sqlx::query_as("SELECT * FROM queue_claim_ocr($1, $2, $3)")
+    async fn claim_ocr(&self, worker_id: &str, source: DocumentSource, claim_token: Uuid) -> Result<Option<Job>, QueueError> {
+        let mut conn = self.conn("claim for OCR").await?;
+        let row: Option<ClaimedRow> = sqlx::query_as("SELECT * FROM queue_claim_ocr($1, $2, $3, $4)")
             .bind(worker_id)
             .bind(source.as_str())
             .bind(self.settings.lease_ttl_ms)
-            .fetch_optional(&self.pool)
+            .bind(claim_token)
+            .fetch_optional(&mut *conn)
             .await
             .map_err(self.error("claim for OCR"))?;
         Ok(row.map(|r| r.into_job(self.env, Stage::Ocr)))
     }
 
     async fn renew(&self, job: &Job) -> Result<Transition, QueueError> {
+        let mut conn = self.conn("renew lease").await?;
         let applied: bool = sqlx::query_scalar("SELECT queue_renew_lease($1, $2, $3)")
             .bind(job.id)
             .bind(job.claim_token)
             .bind(self.settings.lease_ttl_ms)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *conn)
             .await
             .map_err(self.error("renew lease"))?;
         Ok(Transition::from_bool(applied))
     }
 
     async fn complete_extraction(&self, job: &Job, supabase_path: &str) -> Result<Transition, QueueError> {
+        let mut conn = self.conn("complete extraction").await?;
         let applied: bool = sqlx::query_scalar("SELECT queue_complete_extraction($1, $2, $3)")
             .bind(job.id)
             .bind(job.claim_token)
             .bind(supabase_path)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *conn)
             .await
             .map_err(self.error("complete extraction"))?;
         Ok(Transition::from_bool(applied))
     }
 
     async fn complete_ocr(&self, job: &Job, file_content: &str, boosted_file_content: &str) -> Result<Transition, QueueError> {
+        let mut conn = self.conn("complete OCR").await?;
         let applied: bool = sqlx::query_scalar("SELECT queue_complete_ocr($1, $2, $3, $4)")
             .bind(job.id)
             .bind(job.claim_token)
             .bind(file_content)
             .bind(boosted_file_content)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *conn)
             .await
             .map_err(self.error("complete OCR"))?;
         Ok(Transition::from_bool(applied))
@@ -137,43 +165,115 @@ impl Queue for PgQueue {
             Stage::Extraction => ("SELECT * FROM queue_fail_extraction($1, $2, $3, $4, $5, $6)", "fail extraction"),
             Stage::Ocr => ("SELECT * FROM queue_fail_ocr($1, $2, $3, $4, $5, $6)", "fail OCR"),
         };
+        let mut conn = self.conn(operation).await?;
         let row: Option<FailRow> = sqlx::query_as(sql)
             .bind(job.id)
             .bind(job.claim_token)
-            .bind(error)
+            .bind(storable(error).as_ref())
             .bind(self.settings.backoff_base_ms)
             .bind(self.settings.backoff_max_ms)
             .bind(self.settings.default_max_attempts)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *conn)
             .await
             .map_err(self.error(operation))?;
         Ok(FailRow::outcome(row))
     }
 
     async fn release(&self, job: &Job) -> Result<Transition, QueueError> {
+        let mut conn = self.conn("release").await?;
         let applied: bool = sqlx::query_scalar("SELECT queue_release($1, $2)")
             .bind(job.id)
             .bind(job.claim_token)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *conn)
             .await
             .map_err(self.error("release"))?;
         Ok(Transition::from_bool(applied))
     }
 
     async fn reap_expired(&self) -> Result<u64, QueueError> {
+        let mut conn = self.conn("reap expired leases").await?;
         let n: i32 = sqlx::query_scalar("SELECT queue_reap_expired($1)")
             .bind(self.settings.default_max_attempts)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *conn)
             .await
             .map_err(self.error("reap expired leases"))?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
     async fn count_waiting(&self) -> Result<WaitingCounts, QueueError> {
+        let mut conn = self.conn("count waiting rows").await?;
         let rows: Vec<WaitingRow> = sqlx::query_as("SELECT * FROM queue_count_waiting()")
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *conn)
             .await
             .map_err(self.error("count waiting rows"))?;
         Ok(waiting_counts(rows))
+    }
+
+    async fn release_claim(&self, claim_token: Uuid) -> Result<u64, QueueError> {
+        let mut conn = self.conn("release a lost claim").await?;
+        let n: i32 = sqlx::query_scalar("SELECT queue_release_claim($1)")
+            .bind(claim_token)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(self.error("release a lost claim"))?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn release_after_crash(&self, job: &Job, error: &str, max_crashes: i32) -> Result<CrashOutcome, QueueError> {
+        let mut conn = self.conn("release after a browser crash").await?;
+        let row: Option<CrashRow> = sqlx::query_as("SELECT * FROM queue_release_after_crash($1, $2, $3, $4)")
+            .bind(job.id)
+            .bind(job.claim_token)
+            .bind(storable(error).as_ref())
+            .bind(max_crashes)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(self.error("release after a browser crash"))?;
+        Ok(CrashRow::outcome(row))
+    }
+
+    async fn acquire_account(&self, holder: &str, lease_ms: i32) -> Result<Option<LentAccount>, QueueError> {
+        let mut conn = self.conn("acquire a registry account").await?;
+        let row: Option<AccountRow> = sqlx::query_as("SELECT * FROM queue_acquire_account($1, $2)")
+            .bind(holder)
+            .bind(lease_ms)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(self.error("acquire a registry account"))?;
+        Ok(row.map(AccountRow::lent))
+    }
+
+    async fn renew_account(&self, id: Uuid, holder: &str, lease_ms: i32) -> Result<Transition, QueueError> {
+        let mut conn = self.conn("renew a registry account").await?;
+        let applied: bool = sqlx::query_scalar("SELECT queue_renew_account($1, $2, $3)")
+            .bind(id)
+            .bind(holder)
+            .bind(lease_ms)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(self.error("renew a registry account"))?;
+        Ok(Transition::from_bool(applied))
+    }
+
+    async fn release_account(&self, id: Uuid, holder: &str) -> Result<Transition, QueueError> {
+        let mut conn = self.conn("release a registry account").await?;
+        let applied: bool = sqlx::query_scalar("SELECT queue_release_account($1, $2)")
+            .bind(id)
+            .bind(holder)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(self.error("release a registry account"))?;
+        Ok(Transition::from_bool(applied))
+    }
+
+    async fn report_account_login(&self, id: Uuid, success: bool) -> Result<(), QueueError> {
+        let mut conn = self.conn("record a registry login").await?;
+        let _: bool = sqlx::query_scalar("SELECT queue_report_account_login($1, $2)")
+            .bind(id)
+            .bind(success)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(self.error("record a registry login"))?;
+        Ok(())
     }
 }

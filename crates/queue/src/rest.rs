@@ -10,6 +10,8 @@ use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use url::Url;
 
+use uuid::Uuid;
+
 use crate::*;
 
 pub struct RestQueue {
@@ -91,23 +93,28 @@ impl Queue for RestQueue {
         self.env
     }
 
-    async fn claim_extraction(&self, worker_id: &str) -> Result<Option<Job>, QueueError> {
+    async fn claim_extraction(&self, worker_id: &str, claim_token: Uuid) -> Result<Option<Job>, QueueError> {
         let rows: Vec<ClaimedRow> = self
             .rpc(
                 "claim for extraction",
                 "queue_claim_extraction",
-                json!({ "p_worker_id": worker_id, "p_lease_ms": self.settings.lease_ttl_ms }),
+                json!({ "p_worker_id": worker_id, "p_lease_ms": self.settings.lease_ttl_ms, "p_claim_token": claim_token }),
             )
             .await?;
         Ok(rows.into_iter().next().map(|r| r.into_job(self.env, Stage::Extraction)))
     }
 
-    async fn claim_ocr(&self, worker_id: &str, source: DocumentSource) -> Result<Option<Job>, QueueError> {
+    async fn claim_ocr(&self, worker_id: &str, source: DocumentSource, claim_token: Uuid) -> Result<Option<Job>, QueueError> {
         let rows: Vec<ClaimedRow> = self
             .rpc(
                 "claim for OCR",
                 "queue_claim_ocr",
-                json!({ "p_worker_id": worker_id, "p_source": source.as_str(), "p_lease_ms": self.settings.lease_ttl_ms }),
+                json!({
+                    "p_worker_id": worker_id,
+                    "p_source": source.as_str(),
+                    "p_lease_ms": self.settings.lease_ttl_ms,
+                    "p_claim_token": claim_token,
+                }),
             )
             .await?;
         Ok(rows.into_iter().next().map(|r| r.into_job(self.env, Stage::Ocr)))
@@ -163,7 +170,7 @@ impl Queue for RestQueue {
                 json!({
                     "p_id": job.id,
                     "p_claim_token": job.claim_token,
-                    "p_error": error,
+                    "p_error": storable(error),
                     "p_backoff_base_ms": self.settings.backoff_base_ms,
                     "p_backoff_max_ms": self.settings.backoff_max_ms,
                     "p_default_max_attempts": self.settings.default_max_attempts,
@@ -194,5 +201,64 @@ impl Queue for RestQueue {
     async fn count_waiting(&self) -> Result<WaitingCounts, QueueError> {
         let rows: Vec<WaitingRow> = self.rpc("count waiting rows", "queue_count_waiting", json!({})).await?;
         Ok(waiting_counts(rows))
+    }
+
+    async fn release_claim(&self, claim_token: Uuid) -> Result<u64, QueueError> {
+        let n: i64 = self
+            .rpc("release a lost claim", "queue_release_claim", json!({ "p_claim_token": claim_token }))
+            .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn release_after_crash(&self, job: &Job, error: &str, max_crashes: i32) -> Result<CrashOutcome, QueueError> {
+        let rows: Vec<CrashRow> = self
+            .rpc(
+                "release after a browser crash",
+                "queue_release_after_crash",
+                json!({
+                    "p_id": job.id,
+                    "p_claim_token": job.claim_token,
+                    "p_error": storable(error),
+                    "p_max_crashes": max_crashes,
+                }),
+            )
+            .await?;
+        Ok(CrashRow::outcome(rows.into_iter().next()))
+    }
+
+    async fn acquire_account(&self, holder: &str, lease_ms: i32) -> Result<Option<LentAccount>, QueueError> {
+        let rows: Vec<AccountRow> = self
+            .rpc(
+                "acquire a registry account",
+                "queue_acquire_account",
+                json!({ "p_holder": holder, "p_lease_ms": lease_ms }),
+            )
+            .await?;
+        Ok(rows.into_iter().next().map(AccountRow::lent))
+    }
+
+    async fn renew_account(&self, id: Uuid, holder: &str, lease_ms: i32) -> Result<Transition, QueueError> {
+        let applied: bool = self
+            .rpc(
+                "renew a registry account",
+                "queue_renew_account",
+                json!({ "p_id": id, "p_holder": holder, "p_lease_ms": lease_ms }),
+            )
+            .await?;
+        Ok(Transition::from_bool(applied))
+    }
+
+    async fn release_account(&self, id: Uuid, holder: &str) -> Result<Transition, QueueError> {
+        let applied: bool = self
+            .rpc("release a registry account", "queue_release_account", json!({ "p_id": id, "p_holder": holder }))
+            .await?;
+        Ok(Transition::from_bool(applied))
+    }
+
+    async fn report_account_login(&self, id: Uuid, success: bool) -> Result<(), QueueError> {
+        let _: bool = self
+            .rpc("record a registry login", "queue_report_account_login", json!({ "p_id": id, "p_success": success }))
+            .await?;
+        Ok(())
     }
 }

@@ -6,10 +6,10 @@ mod common;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{count_status, insert, insert_with_status, row, SETTINGS};
-use registre_queue::{status, DocumentSource, FailOutcome, Heartbeat, Queue, QueueSettings, Stage, Transition};
+use registre_queue::{status, DocumentSource, FailOutcome, Heartbeat, Queue, Stage, Transition};
 use uuid::Uuid;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -32,7 +32,7 @@ async fn thirty_two_workers_drain_five_thousand_rows_exactly_once() {
         workers.push(tokio::spawn(async move {
             let worker_id = format!("drain-{w}");
             let mut done = 0u32;
-            while let Some(job) = queue.claim_extraction(&worker_id).await.unwrap() {
+            while let Some(job) = queue.claim_extraction(&worker_id, uuid::Uuid::new_v4()).await.unwrap() {
                 *seen.lock().unwrap().entry(job.id).or_default() += 1;
                 let path = format!("{}/{}.pdf", job.document_source, job.document_number);
                 assert_eq!(queue.complete_extraction(&job, &path).await.unwrap(), Transition::Applied);
@@ -66,22 +66,36 @@ async fn thirty_two_workers_drain_five_thousand_rows_exactly_once() {
     assert_eq!(paths, 5000);
 }
 
+/// Makes a row's lease (either stage) already expired, as time passing without heartbeats would:
+/// deterministic, where sleeping past a short TTL depends on the machine's speed.
+async fn expire_lease(pool: &sqlx::PgPool, id: Uuid) {
+    sqlx::query(
+        "UPDATE extraction_queue SET lease_expires_at = CASE WHEN status_id = 2 THEN now() - interval '1 second' END,
+                                     ocr_lease_expires_at = CASE WHEN status_id = 6 THEN now() - interval '1 second' END
+          WHERE id = $1",
+    )
+    .bind(id)
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
 #[tokio::test]
 async fn a_worker_that_stops_heartbeating_loses_its_row_and_its_late_complete_is_refused() {
-    let settings = QueueSettings { lease_ttl_ms: 300, ..SETTINGS };
-    let (_db, queue) = common::queue(settings, 4).await;
+    let (_db, queue) = common::queue(SETTINGS, 4).await;
     let id = insert(queue.pool(), "index", "1234").await;
 
-    let stalled = queue.claim_extraction("stalled").await.unwrap().unwrap();
+    let stalled = queue.claim_extraction("stalled", uuid::Uuid::new_v4()).await.unwrap().unwrap();
     assert_eq!(stalled.id, id);
-    assert_eq!(queue.reap_expired().await.unwrap(), 0, "the lease is still valid");
-    tokio::time::sleep(Duration::from_millis(450)).await;
+    assert_eq!(queue.reap_expired().await.unwrap(), 0, "the lease (30 s) is still valid");
+    // The stalled worker never renews: its lease runs out.
+    expire_lease(queue.pool(), id).await;
     assert_eq!(queue.reap_expired().await.unwrap(), 1);
     let (st, attempts, _, error) = row(queue.pool(), id).await;
     assert_eq!((st, attempts), (status::WAITING, 1), "reaping counts the attempt");
     assert!(error.unwrap_or_default().contains("lease expired: worker stalled"));
 
-    let fresh = queue.claim_extraction("fresh").await.unwrap().unwrap();
+    let fresh = queue.claim_extraction("fresh", uuid::Uuid::new_v4()).await.unwrap().unwrap();
     assert_eq!(fresh.id, id);
     assert_ne!(fresh.claim_token, stalled.claim_token);
     assert_eq!(queue.renew(&stalled).await.unwrap(), Transition::NotOwner);
@@ -97,26 +111,59 @@ async fn a_worker_that_stops_heartbeating_loses_its_row_and_its_late_complete_is
     assert_eq!(path, "index/fresh.pdf", "the late worker never overwrote the new owner's work");
 }
 
+async fn lease_of(pool: &sqlx::PgPool, id: Uuid) -> chrono::DateTime<chrono::Utc> {
+    sqlx::query_scalar("SELECT lease_expires_at FROM extraction_queue WHERE id = $1").bind(id).fetch_one(pool).await.unwrap()
+}
+
 #[tokio::test]
 async fn heartbeats_keep_the_lease_and_report_when_it_is_lost() {
-    let settings = QueueSettings { lease_ttl_ms: 300, ..SETTINGS };
-    let (_db, queue) = common::queue(settings, 4).await;
+    let (_db, queue) = common::queue(SETTINGS, 4).await;
     let id = insert(queue.pool(), "acte", "77").await;
     let queue = Arc::new(queue);
-    let job = queue.claim_extraction("beating").await.unwrap().unwrap();
-    let heartbeat = Heartbeat::start(queue.clone(), &job, Duration::from_millis(80));
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    let job = queue.claim_extraction("beating", uuid::Uuid::new_v4()).await.unwrap().unwrap();
+    let first = lease_of(queue.pool(), id).await;
+    let heartbeat = Heartbeat::start(queue.clone(), &job, Duration::from_millis(50));
+    // Heartbeats push the lease forward (polled until three renewals were seen, however slow the machine).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = vec![first];
+    while seen.len() < 4 {
+        assert!(Instant::now() < deadline, "the heartbeat never renewed the lease: {seen:?}");
+        let now = lease_of(queue.pool(), id).await;
+        if now > *seen.last().unwrap() {
+            seen.push(now);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(queue.reap_expired().await.unwrap(), 0, "renewed leases are not reaped");
     assert!(!heartbeat.is_lost());
 
-    // An operator (or a long stall) expires the lease: the reaper takes the row, the heartbeat notices.
+    // An operator (or a long stall) expires the lease and the reaper takes the row, in ONE
+    // transaction: a heartbeat landing in between waits on the row lock and then finds the claim
+    // gone, where before it could renew between the UPDATE and the reap.
+    let mut tx = queue.pool().begin().await.unwrap();
     sqlx::query("UPDATE extraction_queue SET lease_expires_at = now() - interval '1 second' WHERE id = $1")
         .bind(id)
-        .execute(queue.pool())
+        .execute(&mut *tx)
         .await
         .unwrap();
-    assert_eq!(queue.reap_expired().await.unwrap(), 1);
-    tokio::time::timeout(Duration::from_secs(2), heartbeat.lost().cancelled()).await.expect("lost must fire");
+    let reaped: i32 = sqlx::query_scalar("SELECT queue_reap_expired(3)").fetch_one(&mut *tx).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(reaped, 1);
+    tokio::time::timeout(Duration::from_secs(60), heartbeat.lost().cancelled()).await.expect("lost must fire");
+    assert_eq!(row(queue.pool(), id).await.0, status::WAITING);
+}
+
+/// The row's backoff (either stage) is over, as waiting it out would make it: deterministic.
+async fn backoff_over(pool: &sqlx::PgPool, id: Uuid) {
+    sqlx::query(
+        "UPDATE extraction_queue SET next_attempt_at = CASE WHEN next_attempt_at IS NOT NULL THEN now() - interval '1 ms' END,
+                                     ocr_next_attempt_at = CASE WHEN ocr_next_attempt_at IS NOT NULL THEN now() - interval '1 ms' END
+          WHERE id = $1",
+    )
+    .bind(id)
+    .execute(pool)
+    .await
+    .unwrap();
 }
 
 #[tokio::test]
@@ -136,27 +183,29 @@ async fn fail_backs_off_exponentially_capped_then_errors_at_max_attempts() {
         ms.round() as i64
     };
 
-    let job = queue.claim_extraction("w").await.unwrap().unwrap();
+    let job = queue.claim_extraction("w", uuid::Uuid::new_v4()).await.unwrap().unwrap();
     match queue.fail(&job, "registre indisponible").await.unwrap() {
         FailOutcome::Retry { attempts: 1, .. } => {}
         other => panic!("expected a retry after attempt 1, got {other:?}"),
     }
     assert_eq!(backoff_ms(pool.clone()).await, 100);
     assert_eq!(row(&pool, id).await, (status::WAITING, 1, 0, Some("registre indisponible".into())));
-    assert!(queue.claim_extraction("w").await.unwrap().is_none(), "not claimable during its backoff");
+    // Not claimable during its backoff: deterministic with a backoff far longer than this check.
+    sqlx::query("UPDATE extraction_queue SET next_attempt_at = now() + interval '1 hour' WHERE id = $1").bind(id).execute(&pool).await.unwrap();
+    assert!(queue.claim_extraction("w", uuid::Uuid::new_v4()).await.unwrap().is_none(), "not claimable during its backoff");
 
-    tokio::time::sleep(Duration::from_millis(130)).await;
-    let job = queue.claim_extraction("w").await.unwrap().expect("claimable after its backoff");
+    backoff_over(&pool, id).await;
+    let job = queue.claim_extraction("w", uuid::Uuid::new_v4()).await.unwrap().expect("claimable after its backoff");
     assert_eq!(job.attempts, 1);
     assert!(matches!(queue.fail(&job, "encore").await.unwrap(), FailOutcome::Retry { attempts: 2, .. }));
     assert_eq!(backoff_ms(pool.clone()).await, 150, "200 ms capped at 150 ms");
 
-    tokio::time::sleep(Duration::from_millis(180)).await;
-    let job = queue.claim_extraction("w").await.unwrap().unwrap();
+    backoff_over(&pool, id).await;
+    let job = queue.claim_extraction("w", uuid::Uuid::new_v4()).await.unwrap().unwrap();
     assert_eq!(queue.fail(&job, "document introuvable").await.unwrap(), FailOutcome::Failed { attempts: 3 });
     assert_eq!(row(&pool, id).await, (status::ERROR, 3, 0, Some("document introuvable".into())));
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(queue.claim_extraction("w").await.unwrap().is_none(), "status 4 is final");
+    backoff_over(&pool, id).await;
+    assert!(queue.claim_extraction("w", uuid::Uuid::new_v4()).await.unwrap().is_none(), "status 4 is final");
 
     // A row without its own max_attempts uses QUEUE_MAX_ATTEMPTS (3 here).
     let id2: Uuid = sqlx::query_scalar(
@@ -166,7 +215,7 @@ async fn fail_backs_off_exponentially_capped_then_errors_at_max_attempts() {
     .await
     .unwrap();
     sqlx::query("UPDATE extraction_queue SET attemtps = 2 WHERE id = $1").bind(id2).execute(&pool).await.unwrap();
-    let job = queue.claim_extraction("w").await.unwrap().unwrap();
+    let job = queue.claim_extraction("w", uuid::Uuid::new_v4()).await.unwrap().unwrap();
     assert_eq!((job.id, job.max_attempts), (id2, None));
     assert_eq!(queue.fail(&job, "x").await.unwrap(), FailOutcome::Failed { attempts: 3 });
 }
@@ -176,15 +225,15 @@ async fn release_gives_the_row_back_without_counting_an_attempt() {
     let (_db, queue) = common::queue(SETTINGS, 4).await;
     let pool = queue.pool().clone();
     let id = insert(&pool, "index", "R-1").await;
-    let job = queue.claim_extraction("w").await.unwrap().unwrap();
+    let job = queue.claim_extraction("w", uuid::Uuid::new_v4()).await.unwrap().unwrap();
     assert_eq!(queue.release(&job).await.unwrap(), Transition::Applied);
     assert_eq!(row(&pool, id).await, (status::WAITING, 0, 0, None));
     assert_eq!(queue.release(&job).await.unwrap(), Transition::NotOwner, "released once");
-    let again = queue.claim_extraction("w2").await.unwrap().expect("claimable at once");
+    let again = queue.claim_extraction("w2", uuid::Uuid::new_v4()).await.unwrap().expect("claimable at once");
     assert_eq!((again.id, again.attempts), (id, 0));
     assert!(queue.complete_extraction(&again, "index/R-1.pdf").await.unwrap().applied());
 
-    let ocr = queue.claim_ocr("ocr", DocumentSource::Index).await.unwrap().unwrap();
+    let ocr = queue.claim_ocr("ocr", DocumentSource::Index, uuid::Uuid::new_v4()).await.unwrap().unwrap();
     assert_eq!(ocr.stage, Stage::Ocr);
     assert_eq!(queue.release(&ocr).await.unwrap(), Transition::Applied);
     assert_eq!(row(&pool, id).await, (status::DOWNLOADED, 0, 0, None));
@@ -204,9 +253,9 @@ async fn ocr_stage_claims_by_source_completes_and_fails_with_its_own_counters() 
     let counts = queue.count_waiting().await.unwrap();
     assert_eq!((counts.get("acte"), counts.get("index")), (Some(&1), Some(&1)));
 
-    let job = queue.claim_ocr("ocr-1", DocumentSource::Index).await.unwrap().unwrap();
+    let job = queue.claim_ocr("ocr-1", DocumentSource::Index, uuid::Uuid::new_v4()).await.unwrap().unwrap();
     assert_eq!(job.id, index);
-    assert!(queue.claim_ocr("ocr-2", DocumentSource::Index).await.unwrap().is_none());
+    assert!(queue.claim_ocr("ocr-2", DocumentSource::Index, uuid::Uuid::new_v4()).await.unwrap().is_none());
     assert_eq!(queue.renew(&job).await.unwrap(), Transition::Applied);
     assert_eq!(queue.complete_ocr(&job, "brut", "corrigé").await.unwrap(), Transition::Applied);
     let (st, file, boosted, done): (i32, String, String, bool) = sqlx::query_as(
@@ -219,7 +268,7 @@ async fn ocr_stage_claims_by_source_completes_and_fails_with_its_own_counters() 
     assert_eq!((st, file.as_str(), boosted.as_str(), done), (status::DONE, "brut", "corrigé", true));
     assert_eq!(queue.complete_ocr(&job, "again", "again").await.unwrap(), Transition::NotOwner);
 
-    let job = queue.claim_ocr("ocr-1", DocumentSource::Acte).await.unwrap().unwrap();
+    let job = queue.claim_ocr("ocr-1", DocumentSource::Acte, uuid::Uuid::new_v4()).await.unwrap().unwrap();
     assert_eq!(job.supabase_path.as_deref(), Some("actes/OA.pdf"));
     assert_eq!(job.max_attempts, Some(2));
     assert!(matches!(queue.fail(&job, "gemini 500").await.unwrap(), FailOutcome::Retry { attempts: 1, .. }));
@@ -230,8 +279,8 @@ async fn ocr_stage_claims_by_source_completes_and_fails_with_its_own_counters() 
             .await
             .unwrap();
     assert_eq!((st, last_error.as_deref(), at), (status::DOWNLOADED, Some("gemini 500"), true));
-    tokio::time::sleep(Duration::from_millis(130)).await;
-    let job = queue.claim_ocr("ocr-1", DocumentSource::Acte).await.unwrap().unwrap();
+    backoff_over(&pool, acte).await;
+    let job = queue.claim_ocr("ocr-1", DocumentSource::Acte, uuid::Uuid::new_v4()).await.unwrap().unwrap();
     assert_eq!(queue.fail(&job, "illisible").await.unwrap(), FailOutcome::Failed { attempts: 2 });
     assert_eq!(row(&pool, acte).await, (status::ERROR, 0, 2, Some("illisible".into())));
     assert!(queue.count_waiting().await.unwrap().is_empty());

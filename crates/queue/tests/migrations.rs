@@ -135,15 +135,15 @@ async fn production_shape_keeps_its_rows_and_they_are_claimable() {
     conn.close().await.unwrap();
 
     let queue = PgQueue::from_pool(EnvName::Prod, common::pool(&db, 2).await, common::SETTINGS);
-    let first = queue.claim_extraction("w-1").await.unwrap().expect("the oldest old row");
+    let first = queue.claim_extraction("w-1", uuid::Uuid::new_v4()).await.unwrap().expect("the oldest old row");
     assert_eq!(first.document_number, "OLD-1");
     assert_eq!(first.attempts, 0);
     assert_eq!(first.max_attempts, Some(3));
-    let second = queue.claim_extraction("w-1").await.unwrap().expect("the second old row");
+    let second = queue.claim_extraction("w-1", uuid::Uuid::new_v4()).await.unwrap().expect("the second old row");
     assert_eq!((second.document_number.as_str(), second.attempts), ("OLD-2", 1));
-    assert!(queue.claim_extraction("w-1").await.unwrap().is_none());
+    assert!(queue.claim_extraction("w-1", uuid::Uuid::new_v4()).await.unwrap().is_none());
 
-    let ocr = queue.claim_ocr("ocr-1", DocumentSource::Index).await.unwrap().expect("the old status-3 row");
+    let ocr = queue.claim_ocr("ocr-1", DocumentSource::Index, uuid::Uuid::new_v4()).await.unwrap().expect("the old status-3 row");
     assert_eq!(ocr.document_number, "OLD-3");
     assert!(queue.complete_ocr(&ocr, "brut", "corrigé").await.unwrap().applied());
     assert!(queue.complete_extraction(&first, "index/OLD-1.pdf").await.unwrap().applied());
@@ -155,7 +155,7 @@ async fn production_shape_keeps_its_rows_and_they_are_claimable() {
 async fn unmigrated_database_says_run_registrectl_migrate() {
     let db = TestDatabase::create();
     let queue = PgQueue::from_pool(EnvName::Staging, common::pool(&db, 1).await, common::SETTINGS);
-    let err = queue.claim_extraction("w-1").await.unwrap_err();
+    let err = queue.claim_extraction("w-1", uuid::Uuid::new_v4()).await.unwrap_err();
     assert_eq!(err.to_string(), "extraction_queue missing in staging: run registrectl migrate");
     let err = queue.count_waiting().await.unwrap_err();
     assert_eq!(err.to_string(), "extraction_queue missing in staging: run registrectl migrate");

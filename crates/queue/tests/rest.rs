@@ -105,6 +105,11 @@ async fn serve() -> (Arc<Fake>, url::Url) {
     (fake, url::Url::parse(&format!("http://{addr}/")).unwrap())
 }
 
+/// The claim token the client chooses (fixed here so the expected request bodies can name it).
+fn claim() -> uuid::Uuid {
+    uuid::Uuid::parse_str(TOKEN).unwrap()
+}
+
 const SETTINGS: QueueSettings =
     QueueSettings { lease_ttl_ms: 60_000, backoff_base_ms: 30_000, backoff_max_ms: 900_000, default_max_attempts: 3 };
 
@@ -114,12 +119,12 @@ async fn every_function_is_called_through_rpc_with_the_service_key_and_named_arg
     let queue = RestQueue::new(EnvName::Staging, &url, &Secret::new(KEY), SETTINGS).unwrap();
     assert!(!format!("{queue:?}").contains(KEY), "the key never shows in Debug");
 
-    let job = queue.claim_extraction("registre-worker-1-abcd1234").await.unwrap().expect("a row");
+    let job = queue.claim_extraction("registre-worker-1-abcd1234", claim()).await.unwrap().expect("a row");
     assert_eq!((job.env, job.stage, job.id.to_string().as_str()), (EnvName::Staging, Stage::Extraction, ID));
     assert_eq!(job.claim_token.to_string(), TOKEN);
     assert_eq!((job.document_number.as_str(), job.circonscription_fonciere.as_deref()), ("1 234 567", Some("Montréal")));
     assert_eq!(job.lease_expires_at.to_rfc3339(), "2030-01-01T00:00:30.123456+00:00");
-    assert!(queue.claim_extraction("registre-worker-1-abcd1234").await.unwrap().is_none(), "[] is no row");
+    assert!(queue.claim_extraction("registre-worker-1-abcd1234", claim()).await.unwrap().is_none(), "[] is no row");
     assert_eq!(queue.renew(&job).await.unwrap(), Transition::Applied);
     assert_eq!(queue.complete_extraction(&job, "index/1_234_567.pdf").await.unwrap(), Transition::Applied);
     assert_eq!(queue.complete_extraction(&job, "index/1_234_567.pdf").await.unwrap(), Transition::NotOwner);
@@ -127,7 +132,7 @@ async fn every_function_is_called_through_rpc_with_the_service_key_and_named_arg
         FailOutcome::Retry { attempts: 1, not_before } => assert_eq!(not_before.to_rfc3339(), "2030-01-01T00:00:00.500+00:00"),
         other => panic!("{other:?}"),
     }
-    let ocr = queue.claim_ocr("ocr-worker-1", DocumentSource::Acte).await.unwrap().unwrap();
+    let ocr = queue.claim_ocr("ocr-worker-1", DocumentSource::Acte, claim()).await.unwrap().unwrap();
     assert_eq!((ocr.stage, ocr.supabase_path.as_deref()), (Stage::Ocr, Some("actes/1_234_567.pdf")));
     assert_eq!(queue.complete_ocr(&ocr, "texte", "texte corrigé").await.unwrap(), Transition::Applied);
     assert_eq!(queue.fail(&ocr, "illisible").await.unwrap(), FailOutcome::Failed { attempts: 3 });
@@ -150,8 +155,8 @@ async fn every_function_is_called_through_rpc_with_the_service_key_and_named_arg
         v
     };
     let expected: Vec<(&str, Value)> = vec![
-        ("queue_claim_extraction", json!({"p_worker_id": "registre-worker-1-abcd1234", "p_lease_ms": 60000})),
-        ("queue_claim_extraction", json!({"p_worker_id": "registre-worker-1-abcd1234", "p_lease_ms": 60000})),
+        ("queue_claim_extraction", json!({"p_worker_id": "registre-worker-1-abcd1234", "p_lease_ms": 60000, "p_claim_token": TOKEN})),
+        ("queue_claim_extraction", json!({"p_worker_id": "registre-worker-1-abcd1234", "p_lease_ms": 60000, "p_claim_token": TOKEN})),
         ("queue_renew_lease", with(json!({"p_lease_ms": 60000}))),
         ("queue_complete_extraction", with(json!({"p_supabase_path": "index/1_234_567.pdf"}))),
         ("queue_complete_extraction", with(json!({"p_supabase_path": "index/1_234_567.pdf"}))),
@@ -159,7 +164,7 @@ async fn every_function_is_called_through_rpc_with_the_service_key_and_named_arg
             "queue_fail_extraction",
             with(json!({"p_error": "délai dépassé", "p_backoff_base_ms": 30000, "p_backoff_max_ms": 900000, "p_default_max_attempts": 3})),
         ),
-        ("queue_claim_ocr", json!({"p_worker_id": "ocr-worker-1", "p_source": "acte", "p_lease_ms": 60000})),
+        ("queue_claim_ocr", json!({"p_worker_id": "ocr-worker-1", "p_source": "acte", "p_lease_ms": 60000, "p_claim_token": TOKEN})),
         ("queue_complete_ocr", with(json!({"p_file_content": "texte", "p_boosted_file_content": "texte corrigé"}))),
         (
             "queue_fail_ocr",
@@ -178,13 +183,13 @@ async fn every_function_is_called_through_rpc_with_the_service_key_and_named_arg
 async fn errors_are_read_as_postgrest_documents_them() {
     let (fake, url) = serve().await;
     let wrong = RestQueue::new(EnvName::Prod, &url, &Secret::new("wrong-key"), SETTINGS).unwrap();
-    match wrong.claim_extraction("w").await {
+    match wrong.claim_extraction("w", claim()).await {
         Err(QueueError::Rest { status: 401, message, .. }) => assert!(message.starts_with("PGRST301"), "{message}"),
         other => panic!("expected HTTP 401, got {other:?}"),
     }
     let queue = RestQueue::new(EnvName::Dev, &url, &Secret::new(KEY), SETTINGS).unwrap();
     fake.missing.store(true, Ordering::SeqCst);
-    let err = queue.claim_extraction("w").await.unwrap_err();
+    let err = queue.claim_extraction("w", claim()).await.unwrap_err();
     assert_eq!(err.to_string(), "extraction_queue missing in dev: run registrectl migrate");
 
     let down = url::Url::parse(&format!("http://127.0.0.1:{}/", registre_testkit::free_port())).unwrap();

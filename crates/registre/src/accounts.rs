@@ -1,118 +1,151 @@
-//! Registry logins from the `worker_accounts` table, for the `registry` fetcher (DESIGN §9).
+//! Registry logins from the `worker_accounts` table, for the `registry` fetcher (DESIGN §9),
+//! through the queue backend of the first configured environment (prod, then staging, then dev),
+//! so it works with direct Postgres and with Supabase REST alike.
 //!
-//! An account is held by one worker at a time, on every server: `acquire` takes a Postgres
-//! session-level advisory lock on the account (key: `hashtextextended('worker_accounts:' || id)`)
-//! on a connection kept open while the account is in use. `release` unlocks and closes it; if the
-//! process dies, Postgres drops the connection and the lock with it, so an account never stays
-//! held by a crashed worker. Accounts are tried by fewest failures, then least recently used.
-//! A refused login adds one to `failure_count`; an accepted one resets it and sets `last_used`.
+//! An account is held by one worker at a time, on every server, under a LEASE (REST has no
+//! sessions to hang a lock on): `queue_acquire_account` lends a free one (fewest failures, then
+//! least recently used) to a holder token unique to this acquisition, a task renews the lease
+//! every third of QUEUE_LEASE_TTL_MS while the account is in use, and `release` frees it. A worker
+//! that dies stops renewing: its account is free again once the lease expires. A refused login
+//! adds one to `failure_count`; an accepted one resets it. Every call is one SQL function of
+//! `crates/queue/migrations/` (0025-0028).
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use registre_config::{Backend, Config, EnvName, Secret, SecretUrl};
+use registre_config::{Config, EnvName};
 use registre_fetch::{Account, AccountError, AccountProvider, BoxFuture};
-use sqlx::{Connection, PgConnection};
-use tokio::sync::Mutex;
+use registre_queue::{EnvQueue, Queue, QueueError, Transition};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
-const LOCK: &str = "SELECT pg_try_advisory_lock(hashtextextended('worker_accounts:' || $1::text, 0))";
-const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// One account this provider holds: the holder token it was lent to and its renewal task.
+struct Held {
+    holder: String,
+    stop: CancellationToken,
+}
 
-/// `worker_accounts` of one Postgres environment.
-pub struct PgAccounts {
+/// `worker_accounts` of one environment, through its queue backend.
+pub struct QueueAccounts {
     env: EnvName,
-    url: SecretUrl,
-    /// Account id → the connection holding its lock.
-    held: Mutex<HashMap<String, PgConnection>>,
+    queue: Arc<EnvQueue>,
+    lease_ms: i32,
+    call_timeout: Duration,
+    /// Account id → its holder token and renewal task.
+    held: Mutex<HashMap<String, Held>>,
 }
 
-impl std::fmt::Debug for PgAccounts {
+impl std::fmt::Debug for QueueAccounts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgAccounts").field("env", &self.env).field("url", &self.url.redacted()).finish()
+        f.debug_struct("QueueAccounts").field("env", &self.env).field("lease_ms", &self.lease_ms).finish_non_exhaustive()
     }
 }
 
-impl PgAccounts {
-    pub fn new(env: EnvName, url: SecretUrl) -> PgAccounts {
-        PgAccounts { env, url, held: Mutex::new(HashMap::new()) }
+impl QueueAccounts {
+    /// Accounts of `queue`'s environment, lent for `lease` and renewed every third of it.
+    pub fn new(queue: Arc<EnvQueue>, lease: Duration, call_timeout: Duration) -> QueueAccounts {
+        let lease_ms = i32::try_from(lease.as_millis()).unwrap_or(i32::MAX).max(3);
+        QueueAccounts { env: queue.env(), queue, lease_ms, call_timeout, held: Mutex::new(HashMap::new()) }
     }
 
-    /// The accounts of the first environment reached directly through Postgres (prod, then
-    /// staging, then dev); None when every environment is a Supabase REST one.
-    pub fn from_config(config: &Config) -> Option<PgAccounts> {
-        config.environments.iter().find_map(|env| match &env.backend {
-            Backend::Database { url } => Some(PgAccounts::new(env.name, url.clone())),
-            Backend::Supabase { .. } => None,
-        })
+    /// The accounts of the first configured environment (prod, then staging, then dev), whichever
+    /// backend reaches it. None without any environment (the configuration refuses that anyway).
+    pub fn from_config(config: &Config) -> Result<Option<QueueAccounts>, QueueError> {
+        let Some(env) = config.environments.iter().min_by_key(|e| e.name) else { return Ok(None) };
+        // Acquire, renew, release: a few short calls at a time.
+        let queue = EnvQueue::connect(env, &config.queue, 2)?;
+        Ok(Some(QueueAccounts::new(Arc::new(queue), config.queue.lease_ttl, config.queue.call_timeout)))
     }
 
-    fn other(&self, what: &str, e: impl std::fmt::Display) -> AccountError {
-        AccountError::Other(format!("worker_accounts of {}: {what}: {e}", self.env))
+    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<String, Held>> {
+        // A panic while holding this lock cannot leave the map inconsistent: keep using it.
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    async fn connect(&self) -> Result<PgConnection, AccountError> {
-        match tokio::time::timeout(CALL_TIMEOUT, PgConnection::connect(self.url.expose())).await {
-            Ok(Ok(conn)) => Ok(conn),
-            Ok(Err(e)) => Err(self.other(&format!("cannot connect to {}", self.url.redacted()), e)),
-            Err(_) => Err(self.other("connect", format!("no answer within {} s", CALL_TIMEOUT.as_secs()))),
+    fn other(&self, e: impl std::fmt::Display) -> AccountError {
+        AccountError::Other(format!("worker_accounts of {}: {e}", self.env))
+    }
+
+    async fn bounded<T>(&self, call: impl std::future::Future<Output = Result<T, QueueError>>) -> Result<T, AccountError> {
+        match tokio::time::timeout(self.call_timeout.saturating_mul(2), call).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(self.other(e)),
+            Err(_) => Err(self.other(format!("no answer within {} ms", self.call_timeout.saturating_mul(2).as_millis()))),
         }
     }
 
     async fn try_acquire(&self) -> Result<Account, AccountError> {
-        let mut conn = self.connect().await?;
-        let candidates: Vec<(String, String, String)> = sqlx::query_as(
-            "SELECT id::text, username, password FROM worker_accounts WHERE is_active
-             ORDER BY failure_count, last_used NULLS FIRST, username",
-        )
-        .fetch_all(&mut conn)
-        .await
-        .map_err(|e| self.other("reading accounts", e))?;
-        for (id, username, password) in candidates {
-            let locked: bool =
-                sqlx::query_scalar(LOCK).bind(&id).fetch_one(&mut conn).await.map_err(|e| self.other("locking an account", e))?;
-            if !locked {
-                continue;
-            }
-            sqlx::query("UPDATE worker_accounts SET last_used = now(), updated_at = now() WHERE id = $1::uuid")
-                .bind(&id)
-                .execute(&mut conn)
-                .await
-                .map_err(|e| self.other("marking an account used", e))?;
-            self.held.lock().await.insert(id.clone(), conn);
-            return Ok(Account { id, username, password: Secret::new(password) });
+        let holder = format!("{}:{}:{}", registre_runtime::host_name(), std::process::id(), Uuid::new_v4().simple());
+        let Some(lent) = self.bounded(self.queue.acquire_account(&holder, self.lease_ms)).await? else {
+            return Err(AccountError::NoneAvailable);
+        };
+        let id = lent.id.to_string();
+        let stop = CancellationToken::new();
+        self.spawn_renewal(lent.id, lent.username.clone(), holder.clone(), stop.clone());
+        if let Some(previous) = self.held().insert(id.clone(), Held { holder, stop }) {
+            previous.stop.cancel();
         }
-        let _ = conn.close().await;
-        Err(AccountError::NoneAvailable)
+        Ok(Account { id, username: lent.username, password: lent.password })
     }
 
-    async fn update(&self, account: &Account, sql: &'static str, what: &str) {
-        let result = async {
-            let mut conn = self.connect().await?;
-            sqlx::query(sql).bind(&account.id).execute(&mut conn).await.map_err(|e| self.other(what, e))?;
-            let _ = conn.close().await;
-            Ok::<(), AccountError>(())
+    /// Renews the lease every third of its length until `stop`; stops when the lease was lost.
+    fn spawn_renewal(&self, id: Uuid, username: String, holder: String, stop: CancellationToken) {
+        let queue = self.queue.clone();
+        let lease_ms = self.lease_ms;
+        let every = Duration::from_millis(u64::try_from(lease_ms / 3).unwrap_or(1).max(1));
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(every) => {}
+                }
+                match queue.renew_account(id, &holder, lease_ms).await {
+                    Ok(Transition::Applied) => {}
+                    Ok(Transition::NotOwner) => {
+                        tracing::warn!("registry account {username}: its lease was lost (expired and perhaps lent to another worker)");
+                        return;
+                    }
+                    // The lease stays valid until it expires; the next beat tries again.
+                    Err(e) => tracing::warn!("registry account {username}: lease renewal failed: {e}"),
+                }
+            }
+        });
+    }
+
+    async fn report(&self, account: &Account, success: bool) {
+        let Ok(id) = Uuid::parse_str(&account.id) else {
+            tracing::warn!("registry account {}: not a worker_accounts id: login not recorded", account.username);
+            return;
         };
-        if let Err(e) = result.await {
-            tracing::warn!("{what} of registry account {} not recorded: {e}", account.username);
+        if let Err(e) = self.bounded(self.queue.report_account_login(id, success)).await {
+            tracing::warn!("login of registry account {} not recorded: {e}", account.username);
         }
     }
 }
 
-impl AccountProvider for PgAccounts {
+impl Drop for QueueAccounts {
+    // Stops the renewals: accounts not released explicitly come free when their leases expire.
+    fn drop(&mut self) {
+        for (_, held) in self.held().drain() {
+            held.stop.cancel();
+        }
+    }
+}
+
+impl AccountProvider for QueueAccounts {
     fn acquire(&self) -> BoxFuture<'_, Result<Account, AccountError>> {
         Box::pin(self.try_acquire())
     }
 
     fn release<'a>(&'a self, account: &'a Account) -> BoxFuture<'a, ()> {
         Box::pin(async move {
-            let conn = self.held.lock().await.remove(&account.id);
-            if let Some(mut conn) = conn {
-                let _ = sqlx::query("SELECT pg_advisory_unlock(hashtextextended('worker_accounts:' || $1::text, 0))")
-                    .bind(&account.id)
-                    .execute(&mut conn)
-                    .await;
-                // Closing the session frees the lock in any case.
-                let _ = conn.close().await;
+            let held = self.held().remove(&account.id);
+            let Some(held) = held else { return };
+            held.stop.cancel();
+            let Ok(id) = Uuid::parse_str(&account.id) else { return };
+            if let Err(e) = self.bounded(self.queue.release_account(id, &held.holder)).await {
+                tracing::warn!("registry account {} not released ({e}): it comes free when its lease expires", account.username);
             }
         })
     }
@@ -120,23 +153,11 @@ impl AccountProvider for PgAccounts {
     fn report_login_failure<'a>(&'a self, account: &'a Account, reason: &'a str) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             tracing::warn!("registry refused account {}: {reason} (failure_count + 1)", account.username);
-            self.update(
-                account,
-                "UPDATE worker_accounts SET failure_count = failure_count + 1, updated_at = now() WHERE id = $1::uuid",
-                "failed login",
-            )
-            .await;
+            self.report(account, false).await;
         })
     }
 
     fn report_login_success<'a>(&'a self, account: &'a Account) -> BoxFuture<'a, ()> {
-        Box::pin(async move {
-            self.update(
-                account,
-                "UPDATE worker_accounts SET failure_count = 0, last_used = now(), updated_at = now() WHERE id = $1::uuid",
-                "successful login",
-            )
-            .await;
-        })
+        Box::pin(self.report(account, true))
     }
 }

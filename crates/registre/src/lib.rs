@@ -29,6 +29,12 @@ use tokio_util::sync::CancellationToken;
 pub use board::{Board, WorkerState, WorkerView};
 pub use worker::{request_for, JobError};
 
+/// Browser crashes one row may cause before it ends in 4 (Erreur) with "the browser crashed N
+/// times on this document". A crash counts no attempt (it usually says nothing about the
+/// document), but a document that kills the browser every time must not loop forever; 3 leaves
+/// room for the unrelated crash or two (docs/registre-workers.md).
+pub const MAX_BROWSER_CRASHES: i32 = 3;
+
 /// The banner rule of the deployment checklist.
 pub const RULE: &str = "============================================================";
 
@@ -71,8 +77,10 @@ impl Services {
         capacity: CapacityManager,
         accounts: Arc<dyn AccountProvider>,
     ) -> Result<Services, RegistreError> {
-        let connections = config.registre.worker_count.saturating_add(1).max(2);
-        let queue = Arc::new(MultiQueue::connect(&config.environments, &config.queue, connections)?);
+        // One pool per environment for the whole process: start-all-workers hands this queue to the
+        // OCR pool too, so it is sized for every user (QUEUE_PG_POOL_SIZE, by default
+        // 2 × (WORKER_COUNT + OCR_WORKER_POOL_SIZE) + 2).
+        let queue = Arc::new(MultiQueue::connect(&config.environments, &config.queue, config.queue.pg_pool_size)?);
         let storage = Storage::from_config(&config.storage)?;
         let fetchers = fetcher_factory(config.registre.clone(), accounts);
         // Refuse a fetcher that cannot be built now rather than in every worker later.
@@ -290,7 +298,7 @@ pub async fn start(config: &Config, capacity: CapacityManager, shutdown: &Shutdo
         return Ok(None);
     }
     tracing::info!("✅ Capacity manager initialized");
-    let services = Services::build(config, capacity, accounts_for(config))?;
+    let services = Services::build(config, capacity, accounts_for(config)?)?;
     let settings = WorkerSettings::from_config(&config.registre);
     let workers = start_workers(&services, &settings, shutdown).await;
     if !shutdown.is_triggered() {
@@ -332,17 +340,11 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), RegistreError
 }
 
 /// The registry accounts the `registry` fetcher logs in with: `worker_accounts` of the first
-/// environment reached through Postgres ([`accounts::PgAccounts`]). With only Supabase REST
-/// environments there is none: the registry fetcher then releases every job (no attempt counted)
-/// with `no registry account available`, which the log says at start.
-pub fn accounts_for(config: &Config) -> Arc<dyn AccountProvider> {
-    match accounts::PgAccounts::from_config(config) {
-        Some(accounts) => Arc::new(accounts),
-        None => {
-            if config.registre.fetcher == registre_config::FetcherKind::Registry {
-                tracing::warn!("⚠️ no environment is reached through Postgres (…_DATABASE_URL): the registry fetcher has no worker_accounts to log in with");
-            }
-            Arc::new(registre_fetch::InMemoryAccounts::default())
-        }
+/// configured environment, through its queue backend (Postgres or Supabase REST alike:
+/// [`accounts::QueueAccounts`]).
+pub fn accounts_for(config: &Config) -> Result<Arc<dyn AccountProvider>, RegistreError> {
+    match accounts::QueueAccounts::from_config(config)? {
+        Some(accounts) => Ok(Arc::new(accounts)),
+        None => Ok(Arc::new(registre_fetch::InMemoryAccounts::default())),
     }
 }

@@ -2,8 +2,11 @@
 //! claim a status-1 row, keep its lease alive, fetch the document (bounded by
 //! EXTRACTION_TIMEOUT), check it is a PDF, upload it, and complete the row (→ 3, or → 5 for
 //! plan_cadastraux). Failures are recorded on the row with a readable message and the worker goes
-//! on; a crashed browser (or no free registry account) releases the row without counting an
-//! attempt. On shutdown the current job is finished if it completes within
+//! on; no free registry account releases the row without counting an attempt, and so does a
+//! crashed browser, up to MAX_BROWSER_CRASHES crashes on one row, which then ends in 4 (Erreur)
+//! with that reason (a document that kills the browser never loops forever). A transition the
+//! database refuses for this row's data (a constraint, a value it cannot store) fails the row
+//! with that error; only an unreachable environment makes the worker retry. On shutdown the current job is finished if it completes within
 //! REGISTRE_SHUTDOWN_GRACE_MS, otherwise released; then the capacity lease is released.
 
 use std::future::Future;
@@ -12,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use registre_capacity::Lease;
 use registre_fetch::{validate_pdf, DocumentRequest, DocumentSource, FetchError, Fetcher, NotAPdf};
-use registre_queue::{status, FailOutcome, Job, QueueError, Transition};
+use registre_queue::{status, CrashOutcome, FailOutcome, Job, QueueError, Transition};
 use registre_runtime::Backoff;
 use registre_storage::{Bytes, ObjectPath, StorageError};
 use tokio_util::sync::CancellationToken;
@@ -59,6 +62,11 @@ impl JobError {
             _ => true,
         }
     }
+
+    /// The browser crashed (counted per row: see [`crate::MAX_BROWSER_CRASHES`]).
+    pub fn is_browser_crash(&self) -> bool {
+        matches!(self, JobError::Fetch(FetchError::BrowserCrashed(_)))
+    }
 }
 
 /// The fetcher's request for a claimed row.
@@ -87,6 +95,15 @@ enum Ended {
     ReleasedFetcher,
     /// Released for the shutdown, lost to the reaper, or the transition could not be recorded.
     Other,
+}
+
+/// What came of recording a transition.
+enum Settled<T> {
+    Done(T),
+    /// The database refused it for this row (constraint, data): retrying would not help.
+    RowError(QueueError),
+    /// The environment stayed unreachable past the lease (or the shutdown): the reaper takes over.
+    GaveUp,
 }
 
 /// What came out of the work on one job.
@@ -199,7 +216,8 @@ impl Worker {
 
         let ended = match step {
             Step::Done(Ok(path)) => self.complete(&job, &document, &path).await,
-            Step::Done(Err(error)) if error.counts_as_attempt() => self.fail(&job, &document, &error).await,
+            Step::Done(Err(error)) if error.counts_as_attempt() => self.fail(&job, &document, &error.to_string()).await,
+            Step::Done(Err(error)) if error.is_browser_crash() => self.crashed(&job, &document, &error).await,
             Step::Done(Err(error)) => {
                 tracing::warn!(worker = %self.id, job = %job.id, "⚠️ {document}: {error}: releasing the row without counting an attempt");
                 if self.release(&job, &document).await {
@@ -263,58 +281,92 @@ impl Worker {
         let supabase_path = path.to_string();
         let done = self.settle("complete", || self.services.queue.complete_extraction(job, &supabase_path)).await;
         match done {
-            Some(Transition::Applied) => {
+            Settled::RowError(e) => {
+                // The database refused this row's completion (its data, not the environment):
+                // the row fails with the reason; the PDF stays stored and a retry stores it again.
+                self.fail(job, document, &format!("stored as {supabase_path} but the queue refused the completion: {e}")).await
+            }
+            Settled::Done(Transition::Applied) => {
                 let to = if job.document_source == "plan_cadastraux" { status::DONE } else { status::DOWNLOADED };
                 self.services.board.count_done(&self.id);
                 tracing::info!(worker = %self.id, job = %job.id, "✅ {} completed {document} → {supabase_path} (status {to})", self.id);
                 Ended::Completed
             }
-            Some(Transition::NotOwner) => {
+            Settled::Done(Transition::NotOwner) => {
                 tracing::warn!(worker = %self.id, job = %job.id, "⚠️ {document}: stored as {supabase_path} but the row was no longer ours (reaped or taken over): not completed");
                 Ended::Other
             }
-            None => Ended::Other,
+            Settled::GaveUp => Ended::Other,
         }
     }
 
-    async fn fail(&self, job: &Job, document: &str, error: &JobError) -> Ended {
+    /// The browser crashed on this document: released without an attempt, but counted on the row;
+    /// at MAX_BROWSER_CRASHES the row ends in 4 with the reason.
+    async fn crashed(&self, job: &Job, document: &str, error: &JobError) -> Ended {
         let message = error.to_string();
-        match self.settle("fail", || self.services.queue.fail(job, &message)).await {
-            Some(FailOutcome::Retry { attempts, not_before }) => {
+        let max = crate::MAX_BROWSER_CRASHES;
+        match self.settle("release after a browser crash", || self.services.queue.release_after_crash(job, &message, max)).await {
+            Settled::Done(CrashOutcome::Released { crashes }) => {
+                self.services.board.count_released(&self.id);
+                tracing::warn!(worker = %self.id, job = %job.id, "⚠️ {document}: {message}: released without counting an attempt (browser crash {crashes} of {max} on this row)");
+                Ended::ReleasedFetcher
+            }
+            Settled::Done(CrashOutcome::Failed { crashes }) => {
+                self.services.board.count_failed(&self.id);
+                tracing::error!(worker = %self.id, job = %job.id, "❌ {document}: the browser crashed {crashes} times on it: status 4 (Erreur): {message}");
+                Ended::ReleasedFetcher
+            }
+            Settled::Done(CrashOutcome::NotOwner) => Ended::Other,
+            Settled::RowError(e) => self.fail(job, document, &format!("{message} (and the crash could not be recorded: {e})")).await,
+            Settled::GaveUp => Ended::Other,
+        }
+    }
+
+    async fn fail(&self, job: &Job, document: &str, message: &str) -> Ended {
+        match self.settle("fail", || self.services.queue.fail(job, message)).await {
+            Settled::Done(FailOutcome::Retry { attempts, not_before }) => {
                 self.services.board.count_failed(&self.id);
                 tracing::warn!(worker = %self.id, job = %job.id, "❌ {document} failed (attempt {attempts}, retried after {}): {message}", not_before.format("%H:%M:%S"));
                 Ended::Failed
             }
-            Some(FailOutcome::Failed { attempts }) => {
+            Settled::Done(FailOutcome::Failed { attempts }) => {
                 self.services.board.count_failed(&self.id);
                 tracing::error!(worker = %self.id, job = %job.id, "❌ {document} failed for good after {attempts} attempt(s) (status 4): {message}");
                 Ended::Failed
             }
-            Some(FailOutcome::NotOwner) => {
+            Settled::Done(FailOutcome::NotOwner) => {
                 tracing::warn!(worker = %self.id, job = %job.id, "⚠️ {document} failed ({message}) but the row was no longer ours: nothing recorded");
                 Ended::Other
             }
-            None => Ended::Other,
+            Settled::RowError(e) => {
+                tracing::error!(worker = %self.id, job = %job.id, "❌ {document} failed ({message}) and the failure could not be recorded ({e}): the row returns to the queue when its lease expires");
+                Ended::Other
+            }
+            Settled::GaveUp => Ended::Other,
         }
     }
 
     /// Gives the row back without counting an attempt; whether it applied.
     async fn release(&self, job: &Job, document: &str) -> bool {
         match self.settle("release", || self.services.queue.release(job)).await {
-            Some(Transition::Applied) => {
+            Settled::Done(Transition::Applied) => {
                 self.services.board.count_released(&self.id);
                 tracing::info!(worker = %self.id, job = %job.id, "↩️ {} released {document} back to the queue (status 1, no attempt counted)", self.id);
                 true
             }
-            Some(Transition::NotOwner) => false,
-            None => false,
+            Settled::Done(Transition::NotOwner) | Settled::GaveUp => false,
+            Settled::RowError(e) => {
+                tracing::warn!(worker = %self.id, job = %job.id, "⚠️ {document}: release refused ({e}): the row returns to the queue when its lease expires");
+                false
+            }
         }
     }
 
-    /// Runs a queue transition, retrying with backoff while the queue is unreachable. Gives up
-    /// (None) once the row's lease would have expired anyway (the reaper puts the row back, so the
-    /// job is not lost), or sooner during shutdown.
-    async fn settle<T, F, Fut>(&self, operation: &str, call: F) -> Option<T>
+    /// Runs a queue transition, retrying with backoff while the queue is unreachable or busy.
+    /// A row-level error (the database refused this row's data) is returned at once: retrying
+    /// would fail the same way. Gives up once the row's lease would have expired anyway (the
+    /// reaper puts the row back, so the job is not lost), or sooner during shutdown.
+    async fn settle<T, F, Fut>(&self, operation: &str, call: F) -> Settled<T>
     where
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T, QueueError>>,
@@ -324,7 +376,8 @@ impl Worker {
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
         loop {
             match call().await {
-                Ok(value) => return Some(value),
+                Ok(value) => return Settled::Done(value),
+                Err(e) if !e.is_environment_failure() && !matches!(e, QueueError::Busy { .. }) => return Settled::RowError(e),
                 Err(e) => {
                     let limit = if self.stop.is_cancelled() {
                         config.lease_ttl.min(Duration::from_secs(5))
@@ -334,7 +387,7 @@ impl Worker {
                     let delay = backoff.next_delay();
                     if started.elapsed() + delay > limit {
                         tracing::error!(worker = %self.id, "❌ {operation} could not be recorded ({e}): giving up; the row returns to the queue when its lease expires");
-                        return None;
+                        return Settled::GaveUp;
                     }
                     tracing::warn!(worker = %self.id, "⚠️ {operation} failed ({e}): retrying in {} ms", delay.as_millis());
                     tokio::time::sleep(delay).await;

@@ -1,12 +1,16 @@
 //! The worker loop through the library API start-all-workers uses ([`Services`] built by hand,
 //! [`start_workers`]), with a scripted fetcher standing in for the browser: a crash releases the
-//! row without counting an attempt, EXTRACTION_TIMEOUT fails it with a readable message, and on
-//! shutdown a job that finishes within the grace period completes while a longer one is released.
+//! row without counting an attempt, a document that crashes the browser every time ends in 4
+//! (Erreur) after MAX_BROWSER_CRASHES with that reason (directly and through Supabase REST),
+//! EXTRACTION_TIMEOUT fails it with a readable message, a completion the database refuses for the
+//! row's data fails that row while the environment stays up, and on shutdown a job that finishes
+//! within the grace period completes while one that does not is released.
 //! Real Redis (unique SERVER_ID) and PostgreSQL (fresh database).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
 
 use registre_capacity::{CapacityManager, CapacitySettings};
 use registre_config::{Config, EnvName};
@@ -20,11 +24,14 @@ use sqlx::{Connection, PgConnection};
 
 const PDF: &[u8] = b"%PDF-1.4\n1 0 obj\n<< /Type /Catalog >>\nendobj\ntrailer\n<< /Root 1 0 R >>\n%%EOF\n";
 
-/// `crash-*`: the browser crashes on the first fetch, works after; `hang-*`: never answers;
-/// `slow-<ms>`: answers after that many milliseconds; anything else: at once.
+/// `crash-*`: the browser crashes on the first fetch, works after; `poison-*`: the browser crashes
+/// every time; `hang-*`: never answers; `gated-*`: answers once the test opens the gate;
+/// anything else: at once.
 #[derive(Default)]
 struct Scripted {
     crashes: AtomicU32,
+    gate: tokio::sync::Notify,
+    gate_open: std::sync::atomic::AtomicBool,
 }
 
 impl Fetcher for Scripted {
@@ -34,11 +41,21 @@ impl Fetcher for Scripted {
             if n.starts_with("crash") && self.crashes.fetch_add(1, Ordering::SeqCst) == 0 {
                 return Err(FetchError::BrowserCrashed("chromedriver exited (signal 9)".into()));
             }
+            if n.starts_with("poison") {
+                self.crashes.fetch_add(1, Ordering::SeqCst);
+                return Err(FetchError::BrowserCrashed("chrome exited (SIGSEGV) rendering this document".into()));
+            }
             if n.starts_with("hang") {
                 tokio::time::sleep(Duration::from_secs(3600)).await;
             }
-            if let Some(ms) = n.strip_prefix("slow-").and_then(|ms| ms.parse().ok()) {
-                tokio::time::sleep(Duration::from_millis(ms)).await;
+            if n.starts_with("gated") {
+                while !self.gate_open.load(Ordering::SeqCst) {
+                    let notified = self.gate.notified();
+                    if self.gate_open.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    notified.await;
+                }
             }
             Ok(FetchedDocument { bytes: PDF.to_vec(), content_type: "application/pdf".into(), source: format!("scripted:{n}") })
         })
@@ -130,7 +147,7 @@ async fn crash_releases_without_an_attempt_and_timeout_fails_readably() {
     assert_eq!(workers.started, 2);
     workers.begin();
 
-    wait_until("crash-1 completed", Duration::from_secs(15), || {
+    wait_until("crash-1 completed", Duration::from_secs(60), || {
         let conn = pool.clone();
         async move { row(&conn, crash).await.0 == 3 }
     })
@@ -139,7 +156,7 @@ async fn crash_releases_without_an_attempt_and_timeout_fails_readably() {
     assert_eq!(attempts, 0, "a browser crash counts no attempt");
     assert!(path.is_some_and(|p| p.starts_with("index/crash-1---")));
 
-    wait_until("hang-1 failed", Duration::from_secs(15), || {
+    wait_until("hang-1 failed", Duration::from_secs(60), || {
         let conn = pool.clone();
         async move { row(&conn, hang).await.1 >= 1 }
     })
@@ -151,43 +168,145 @@ async fn crash_releases_without_an_attempt_and_timeout_fails_readably() {
     assert_eq!(views.iter().map(|v| v.released).sum::<u64>(), 1, "{views:?}");
 
     shutdown.trigger();
-    assert!(shutdown.wait(Duration::from_secs(10)).await, "workers stop");
+    assert!(shutdown.wait(Duration::from_secs(60)).await, "workers stop");
     let status = services.capacity.status().await.expect("status");
     assert!(status.workers.is_empty() && status.cpu_allocated.0 == 0, "{status:?}");
     let _ = std::fs::remove_dir_all(&setup.storage_dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn on_shutdown_a_short_job_finishes_and_a_long_one_is_released() {
+async fn on_shutdown_a_job_that_finishes_within_the_grace_completes_and_one_that_does_not_is_released() {
     let setup = setup("rw-grace").await;
     let pool = sqlx::PgPool::connect(setup.db.url()).await.expect("connect");
-    let long = insert(&pool, "slow-20000").await;
-    let short = insert(&pool, "slow-600").await;
-    let services = services(&setup, Arc::new(Scripted::default())).await;
+    let long = insert(&pool, "hang-forever").await;
+    let short = insert(&pool, "gated-1").await;
+    let fetcher = Arc::new(Scripted::default());
+    let services = services(&setup, fetcher.clone()).await;
     let shutdown = Shutdown::new();
     let mut settings = WorkerSettings::from_config(&setup.config.registre);
-    settings.shutdown_grace = Duration::from_millis(1500);
-    settings.extraction_timeout = Duration::from_secs(60);
+    // Long enough that the gated job, released right after the shutdown, surely finishes within it.
+    settings.shutdown_grace = Duration::from_secs(8);
+    settings.extraction_timeout = Duration::from_secs(3600);
     let workers = start_workers(&services, &settings, &shutdown).await;
     workers.begin();
-    wait_until("both rows claimed", Duration::from_secs(10), || {
+    wait_until("both rows claimed", Duration::from_secs(60), || {
         let conn = pool.clone();
         async move { row(&conn, long).await.0 == 2 && row(&conn, short).await.0 == 2 }
     })
     .await;
 
-    let stopping = Instant::now();
+    // The shutdown comes while both are being fetched; then the gated one's answer arrives.
     shutdown.trigger();
-    assert!(shutdown.wait(Duration::from_secs(10)).await, "workers stop");
-    let took = stopping.elapsed();
-    assert!(took < Duration::from_secs(5), "stopped in {took:?}");
+    fetcher.gate_open.store(true, Ordering::SeqCst);
+    fetcher.gate.notify_waiters();
+    assert!(shutdown.wait(Duration::from_secs(60)).await, "workers stop");
 
     let (status, attempts, _, path) = row(&pool, short).await;
-    assert_eq!((status, attempts), (3, 0), "the short job finished within the grace period");
+    assert_eq!((status, attempts), (3, 0), "the job that finished within the grace period completed");
     assert!(path.is_some());
     let (status, attempts, _, path) = row(&pool, long).await;
-    assert_eq!((status, attempts, path), (1, 0, None), "the long job went back to waiting, no attempt counted");
+    assert_eq!((status, attempts, path), (1, 0, None), "the job that did not went back to waiting, no attempt counted");
     let status = services.capacity.status().await.expect("status");
     assert!(status.workers.is_empty() && status.cpu_allocated.0 == 0, "leases released: {status:?}");
+    let _ = std::fs::remove_dir_all(&setup.storage_dir);
+}
+
+/// A document that crashes the browser every time: each crash releases the row without an
+/// attempt, but after MAX_BROWSER_CRASHES it ends in 4 (Erreur) with that reason; it never loops.
+async fn poisonous_document_ends_in_erreur(rest: bool) {
+    let mut setup = setup(if rest { "rw-poison-rest" } else { "rw-poison" }).await;
+    let key = "service-role-key.worker-loop";
+    let _stand_in = if rest {
+        let stand_in = registre_testkit::postgrest::PostgrestStandIn::start(setup.db.url(), key).await;
+        setup.config = Config::from_vars([
+            ("REDIS_URL", registre_testkit::shared_redis_url()),
+            ("SERVER_ID", registre_testkit::unique("rw-poison-rest")),
+            ("PROD_SUPABASE_URL", stand_in.url.to_string()),
+            ("PROD_SUPABASE_SERVICE_KEY", key.to_string()),
+            ("STORAGE_URL", format!("file://{}", setup.storage_dir.display())),
+            ("QUEUE_POLL_INTERVAL_MS", "50".into()),
+            ("WORKER_COUNT", "2".into()),
+            ("WORKER_ID", registre_testkit::unique("w")),
+        ])
+        .expect("config");
+        Some(stand_in)
+    } else {
+        None
+    };
+    let pool = sqlx::PgPool::connect(setup.db.url()).await.expect("connect");
+    let poison = insert(&pool, "poison-1").await;
+    let fine = insert(&pool, "fine-1").await;
+    let fetcher = Arc::new(Scripted::default());
+    let services = services(&setup, fetcher.clone()).await;
+    let shutdown = Shutdown::new();
+    let workers = start_workers(&services, &WorkerSettings::from_config(&setup.config.registre), &shutdown).await;
+    workers.begin();
+
+    wait_until("poison-1 in Erreur", Duration::from_secs(120), || {
+        let conn = pool.clone();
+        async move { row(&conn, poison).await.0 == 4 }
+    })
+    .await;
+    let (_, attempts, error, _) = row(&pool, poison).await;
+    let crashes: i32 = sqlx::query_scalar("SELECT browser_crashes FROM extraction_queue WHERE id = $1").bind(poison).fetch_one(&pool).await.expect("crashes");
+    let max = registre_workers::MAX_BROWSER_CRASHES;
+    assert_eq!((attempts, crashes), (0, max), "crashes are counted apart from attempts");
+    let error = error.expect("error_message");
+    assert!(error.starts_with(&format!("the browser crashed {max} times on this document (limit {max}): ")), "{error}");
+    assert!(error.contains("SIGSEGV"), "{error}");
+    assert_eq!(fetcher.crashes.load(Ordering::SeqCst), max as u32, "fetched exactly {max} times, then never again");
+    wait_until("fine-1 completed", Duration::from_secs(60), || {
+        let conn = pool.clone();
+        async move { row(&conn, fine).await.0 == 3 }
+    })
+    .await;
+    shutdown.trigger();
+    assert!(shutdown.wait(Duration::from_secs(60)).await, "workers stop");
+    assert_eq!(fetcher.crashes.load(Ordering::SeqCst), max as u32, "the row in Erreur was never claimed again");
+    let _ = std::fs::remove_dir_all(&setup.storage_dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_that_crashes_the_browser_every_time_ends_in_erreur() {
+    poisonous_document_ends_in_erreur(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_that_crashes_the_browser_every_time_ends_in_erreur_through_supabase_rest() {
+    poisonous_document_ends_in_erreur(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completion_refused_for_the_rows_data_fails_that_row_and_the_environment_stays_up() {
+    let setup = setup("rw-rowerr").await;
+    let pool = sqlx::PgPool::connect(setup.db.url()).await.expect("connect");
+    // A production rule one row's data breaks: its object name (from its document number) is too long.
+    sqlx::query("ALTER TABLE extraction_queue ADD CONSTRAINT supabase_path_short CHECK (length(supabase_path) < 80)")
+        .execute(&pool)
+        .await
+        .expect("constraint");
+    let long = insert(&pool, &"L".repeat(90)).await;
+    let fine = insert(&pool, "fine-2").await;
+    let services = services(&setup, Arc::new(Scripted::default())).await;
+    let shutdown = Shutdown::new();
+    let workers = start_workers(&services, &WorkerSettings::from_config(&setup.config.registre), &shutdown).await;
+    workers.begin();
+    wait_until("the long row failed once", Duration::from_secs(60), || {
+        let conn = pool.clone();
+        async move { row(&conn, long).await.1 >= 1 }
+    })
+    .await;
+    let (_, _, error, path) = row(&pool, long).await;
+    let error = error.expect("error_message");
+    assert!(error.contains("the queue refused the completion") && error.contains("supabase_path_short"), "{error}");
+    assert_eq!(path, None);
+    wait_until("fine-2 completed", Duration::from_secs(60), || {
+        let conn = pool.clone();
+        async move { row(&conn, fine).await.0 == 3 }
+    })
+    .await;
+    assert!(services.queue.is_available(EnvName::Prod), "a row's error never takes the environment down");
+    shutdown.trigger();
+    assert!(shutdown.wait(Duration::from_secs(60)).await, "workers stop");
     let _ = std::fs::remove_dir_all(&setup.storage_dir);
 }

