@@ -3,6 +3,7 @@
 // Two ways to run the workers; keep ONE of them in `apps` at the bottom of this file:
 //   Option 2: Separate Workers (More Control) - RECOMMENDED: apps `registre-workers` and `ocr-pool`.
 //   Option 1: All Workers Together (Simpler): app `registre-all-workers` (start-all-workers binary).
+// With either option, `registre-api` serves the operators' API, dashboard and /metrics.
 //
 // The apps run the release binaries (`cargo build --release --workspace`) from target/release
 // with the repository as working directory, so each binary loads `.env` from there (variables
@@ -82,6 +83,16 @@ const registreAllWorkers = {
   max_memory_restart: memoryLimit(registreRam + ocrRam),
 };
 
+// registre-api: the operators' HTTP API, dashboard and /metrics (docs/operations.md), with either
+// option. It holds no capacity lease and is light: a small fixed memory limit.
+const registreApi = {
+  ...common,
+  name: 'registre-api',
+  script: path.join(BIN_DIR, 'registre-api'),
+  max_memory_restart: '256M',
+  kill_timeout: 10000,
+};
+
 module.exports = {
   apps: [
     // Option 2: Separate Workers (More Control) - RECOMMENDED
@@ -89,5 +100,7 @@ module.exports = {
     ocrPool,
     // Option 1: All Workers Together (Simpler): uncomment the next line, comment out the two above
     // registreAllWorkers,
+    // Both options: the API and dashboard (API_HOST:API_PORT, default 127.0.0.1:3000)
+    registreApi,
   ],
 };

@@ -95,6 +95,8 @@ if ! ls /usr/share/tesseract-ocr/*/tessdata/fra.traineddata >/dev/null 2>&1; the
   die "tesseract's French data (tesseract-ocr-fra) is missing after install"
 fi
 need_pkg pdftoppm poppler-utils
+# verify-deployment.sh asks registre-api its /ready
+need_pkg curl curl
 need_pkg chromium chromium
 need_pkg chromedriver chromium-driver
 

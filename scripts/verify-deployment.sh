@@ -57,6 +57,25 @@ else
   esac
 fi
 
+echo "== registre-api: /ready"
+if [ "$(pm2_status registre-api)" != "missing" ]; then
+  api_host="$(setting API_HOST 127.0.0.1)"; api_port="$(setting API_PORT 3000)"
+  [ "$api_host" = "0.0.0.0" ] && api_host=127.0.0.1
+  ready=""
+  # The app may still be starting: a few tries, a second apart.
+  for _ in 1 2 3 4 5 6 7 8 9 10; do
+    ready="$(curl -s -m 5 -w ' HTTP %{http_code}' "http://$api_host:$api_port/ready" 2>&1)"
+    case "$ready" in *"HTTP 200") break ;; esac
+    sleep 1
+  done
+  case "$ready" in
+    *"HTTP 200") ok "registre-api /ready: $ready" ;;
+    *) problem "registre-api /ready on $api_host:$api_port answered: ${ready:-nothing} (pm2 logs registre-api; docs/operations.md)" ;;
+  esac
+else
+  echo "   registre-api is not deployed (ecosystem/ecosystem.config.js runs it with either option)"
+fi
+
 echo "== Queue: rows per status and source"
 for env in PROD STAGING DEV; do
   url="$(setting "${env}_DATABASE_URL")"

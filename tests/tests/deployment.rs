@@ -72,6 +72,8 @@ impl Site {
             ("REGISTRE_SOURCE_DIR", work.join("documents").display().to_string()),
             ("STORAGE_URL", format!("file://{}", work.join("storage").display())),
             ("OCR_ENGINE", "tesseract".into()),
+            // registre-api of this site, on its own port (tests run in parallel).
+            ("API_PORT", registre_testkit::free_port().to_string()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))

@@ -258,10 +258,14 @@ impl CapacityManager {
     /// makes a worker wait rather than crash-loop under PM2. Redis errors are retried the same way.
     pub async fn wait_for_lease(&self, worker_id: &str, kind: WorkerType, cancel: &CancellationToken) -> Option<Lease> {
         let mut backoff = Backoff::new(Duration::from_millis(250), self.settings.costs.retry_max);
+        let started = std::time::Instant::now();
         loop {
             let delay = backoff.next_delay();
             match self.try_lease(worker_id, kind).await {
-                Ok(Ok(lease)) => return Some(lease),
+                Ok(Ok(lease)) => {
+                    registre_telemetry::capacity_wait(kind.as_str(), started.elapsed());
+                    return Some(lease);
+                }
                 Ok(Err(shortfall)) => {
                     tracing::warn!(worker = worker_id, kind = kind.as_str(), "⏳ {shortfall}: waiting for capacity (retry in {} ms)", delay.as_millis());
                 }

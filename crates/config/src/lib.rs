@@ -65,6 +65,21 @@ pub struct Config {
     /// The backend STORAGE_URL selects, with its credentials (DESIGN §8).
     pub storage: StorageConfig,
     pub log: LogConfig,
+    /// registre-api: where it listens and the token of its data-changing routes (DESIGN §12).
+    pub api: ApiConfig,
+    /// METRICS_ADDR: where a worker binary serves /metrics, /health, /ready (None: not served).
+    pub metrics_addr: Option<std::net::SocketAddr>,
+}
+
+/// registre-api (DESIGN §12).
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// API_HOST: the address it binds (127.0.0.1 by default: put a reverse proxy in front).
+    pub host: String,
+    /// API_PORT
+    pub port: u16,
+    /// API_TOKEN: bearer token of every data-changing route; None → those routes answer 403.
+    pub token: Option<Secret>,
 }
 
 /// The server whose CPU/RAM budget the workers of this process share.

@@ -498,5 +498,55 @@ pub(crate) fn build(raw: RawEnv) -> Result<Config, ConfigError> {
         registre.worker_count.saturating_add(ocr_pool.pool_size),
     )?;
 
-    Ok(Config { redis_url, server, capacity, registre, ocr_pool, ocr_engine, rate_limit, environments, queue, storage_url, storage, log })
+    let api = api(raw.api_host, raw.api_port, raw.api_token)?;
+    let metrics_addr = raw
+        .metrics_addr
+        .map(|v| {
+            let v = v.trim().to_string();
+            v.parse::<std::net::SocketAddr>()
+                .map_err(|_| invalid("METRICS_ADDR", &v, "an address and port such as 127.0.0.1:9464"))
+        })
+        .transpose()?;
+
+    Ok(Config {
+        redis_url,
+        server,
+        capacity,
+        registre,
+        ocr_pool,
+        ocr_engine,
+        rate_limit,
+        environments,
+        queue,
+        storage_url,
+        storage,
+        log,
+        api,
+        metrics_addr,
+    })
+}
+
+/// API_HOST must be an IP address or a host name; API_PORT a port from 1 to 65535; API_TOKEN, when
+/// set, at least 16 characters (a short token is guessable) and never shown.
+fn api(host: Option<String>, port: Option<String>, token: Option<String>) -> Result<ApiConfig, ConfigError> {
+    let host = text(host, "127.0.0.1");
+    let host_ok = host.parse::<std::net::IpAddr>().is_ok()
+        || (!host.is_empty() && host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'));
+    if !host_ok {
+        return Err(invalid("API_HOST", &host, "an IP address or a host name such as 127.0.0.1 or 0.0.0.0"));
+    }
+    let raw_port = port.clone();
+    let port = whole("API_PORT", port, 3000)?;
+    let port = u16::try_from(port)
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| invalid("API_PORT", raw_port.as_deref().unwrap_or("").trim(), "a port from 1 to 65535"))?;
+    let token = match token.map(|t| t.trim().to_string()) {
+        None => None,
+        Some(t) if t.chars().count() < 16 || t.chars().any(|c| c.is_whitespace() || c.is_control()) => {
+            return Err(invalid("API_TOKEN", "[redacted]", "at least 16 characters without spaces (e.g. openssl rand -hex 32)"));
+        }
+        Some(t) => Some(Secret::new(t)),
+    };
+    Ok(ApiConfig { host, port, token })
 }

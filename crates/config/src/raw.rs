@@ -87,6 +87,10 @@ pub const VARIABLES: &[&str] = &[
     "QUEUE_MIGRATE_LOCK_TIMEOUT_MS",
     "LOG_FORMAT",
     "RUST_LOG",
+    "API_HOST",
+    "API_PORT",
+    "API_TOKEN",
+    "METRICS_ADDR",
 ];
 
 /// envy lower-cases variable names before matching, hence the lower-case fields.
@@ -174,4 +178,8 @@ pub(crate) struct RawEnv {
     pub queue_migrate_lock_timeout_ms: Option<String>,
     pub log_format: Option<String>,
     pub rust_log: Option<String>,
+    pub api_host: Option<String>,
+    pub api_port: Option<String>,
+    pub api_token: Option<String>,
+    pub metrics_addr: Option<String>,
 }

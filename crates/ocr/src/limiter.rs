@@ -46,7 +46,10 @@ impl ApiLimiter for RateLimiter {
     async fn admit(&self, estimated_tokens: u64) -> Result<Reservation, LimiterError> {
         // Never cancelled from here: dropping the engine's future stops the wait.
         let never = CancellationToken::new();
-        match self.acquire_wait(estimated_tokens, &never).await? {
+        let started = std::time::Instant::now();
+        let admitted = self.acquire_wait(estimated_tokens, &never).await;
+        registre_telemetry::ratelimit_wait(started.elapsed());
+        match admitted? {
             Some(reservation) => Ok(reservation),
             None => Err(LimiterError("rate limiter wait cancelled".into())),
         }

@@ -156,6 +156,7 @@ pub(crate) async fn run_worker(worker: Worker, mut mode_rx: watch::Receiver<Mode
 
 /// Reads one claimed row and hands it on. Never panics: every failure ends up in the row.
 async fn process(services: &PoolServices, id: &str, job: &Job, parallelism: Parallelism, state: &WorkerState, stop: &CancellationToken) {
+    let claimed = std::time::Instant::now();
     let heartbeat = services.queue.keep_alive(job);
     let work = async {
         let path = job.supabase_path.as_deref().filter(|p| !p.trim().is_empty()).ok_or_else(|| "row has no supabase_path: nothing to read".to_string())?;
@@ -169,6 +170,7 @@ async fn process(services: &PoolServices, id: &str, job: &Job, parallelism: Para
         result = &mut work => Some(result),
         _ = lost.cancelled() => {
             tracing::warn!(worker = id, job = %job.id, "row lease lost (reaped or taken over): dropping the job without writing");
+            registre_telemetry::job("ocr", "lost", claimed.elapsed());
             return;
         }
         _ = stop.cancelled() => {
@@ -182,6 +184,8 @@ async fn process(services: &PoolServices, id: &str, job: &Job, parallelism: Para
             match written {
                 Some(t) if t.applied() => {
                     state.done.fetch_add(1, Ordering::SeqCst);
+                    registre_telemetry::ocr_pages(output.pages.len() as u64);
+                    registre_telemetry::job("ocr", "completed", claimed.elapsed());
                     tracing::info!(worker = id, job = %job.id, env = %job.env, "📝 {} {} read: {} page(s), {} characters", job.document_source, job.document_number, output.pages.len(), output.raw.len());
                 }
                 Some(_) => tracing::warn!(worker = id, job = %job.id, "row was taken over meanwhile: text not written"),
@@ -190,6 +194,7 @@ async fn process(services: &PoolServices, id: &str, job: &Job, parallelism: Para
         }
         Some(Err(message)) => {
             state.failed.fetch_add(1, Ordering::SeqCst);
+            registre_telemetry::job("ocr", "failed", claimed.elapsed());
             tracing::warn!(worker = id, job = %job.id, env = %job.env, "❌ {} {}: {message}", job.document_source, job.document_number);
             match retry("fail", || services.queue.fail(job, &message)).await {
                 Some(FailOutcome::Failed { attempts }) => tracing::warn!(worker = id, job = %job.id, "row is now in error after {attempts} attempt(s)"),
@@ -199,6 +204,7 @@ async fn process(services: &PoolServices, id: &str, job: &Job, parallelism: Para
         }
         None => {
             tracing::info!(worker = id, job = %job.id, "shutdown: job not finished within the grace period, releasing it");
+            registre_telemetry::job("ocr", "released", claimed.elapsed());
             let _ = retry("release", || services.queue.release(job)).await;
         }
     }

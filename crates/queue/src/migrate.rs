@@ -44,6 +44,12 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0028_report_account_login", include_str!("../migrations/0028_report_account_login.sql")),
     ("0029_indexes_concurrently", include_str!("../migrations/0029_indexes_concurrently.sql")),
     ("0040_fail_extraction_final", include_str!("../migrations/0040_fail_extraction_final.sql")),
+    // 0050-0069: the operators' indexes and functions (crates/ops, registre-api).
+    ("0050_ops_indexes", include_str!("../migrations/0050_ops_indexes.sql")),
+    ("0051_ops_enqueue", include_str!("../migrations/0051_ops_enqueue.sql")),
+    ("0052_ops_retry", include_str!("../migrations/0052_ops_retry.sql")),
+    ("0053_ops_cancel", include_str!("../migrations/0053_ops_cancel.sql")),
+    ("0069_ops_privileges", include_str!("../migrations/0069_ops_privileges.sql")),
     ("0090_privileges", include_str!("../migrations/0090_privileges.sql")),
 ];
 

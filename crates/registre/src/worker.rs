@@ -203,6 +203,7 @@ impl Worker {
         tracing::info!(worker = %self.id, job = %job.id, env = %job.env, "📥 {} working on {document}", self.id);
         let heartbeat = self.services.queue.keep_alive(&job);
         let lost = heartbeat.lost();
+        let claimed = Instant::now();
 
         let work = self.fetch_and_store(fetcher, &job);
         tokio::pin!(work);
@@ -243,6 +244,12 @@ impl Worker {
             }
         };
         drop(heartbeat);
+        let outcome = match ended {
+            Ended::Completed => "completed",
+            Ended::Failed => "failed",
+            Ended::ReleasedFetcher | Ended::Other => "released",
+        };
+        registre_telemetry::job("extraction", outcome, claimed.elapsed());
         ended
     }
 
@@ -250,7 +257,10 @@ impl Worker {
     async fn fetch_and_store(&self, fetcher: &dyn Fetcher, job: &Job) -> Result<ObjectPath, JobError> {
         let request = request_for(job)?;
         let timeout = self.settings.extraction_timeout;
-        let fetched = match tokio::time::timeout(timeout, fetcher.fetch(&request)).await {
+        let started = Instant::now();
+        let attempt = tokio::time::timeout(timeout, fetcher.fetch(&request)).await;
+        registre_telemetry::fetch(started.elapsed());
+        let fetched = match attempt {
             Ok(Ok(fetched)) => fetched,
             Ok(Err(e)) => return Err(JobError::from_fetch(&request, e)),
             Err(_) => {

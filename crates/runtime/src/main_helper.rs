@@ -40,6 +40,10 @@ where
     let result = runtime.block_on(async move {
         let shutdown = Shutdown::new();
         shutdown.listen_for_signals();
+        // METRICS_ADDR: /metrics, /health, /ready of this process (registre-telemetry).
+        if let Some(addr) = config.metrics_addr {
+            registre_telemetry::spawn_server(addr, config.redis_url.clone(), shutdown.token());
+        }
         // Redis answers at start-up (the usual case): an old server is refused before any work.
         let checked = match probe_redis_version(&redis_url).await {
             Ok(Ok(version)) => {

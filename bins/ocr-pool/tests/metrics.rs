@@ -1,0 +1,76 @@
+//! `ocr-pool` with METRICS_ADDR serves /metrics, /health and /ready (registre-telemetry, started by
+//! registre_runtime::run_binary): the work histograms and the process RSS/CPU in the OpenMetrics
+//! text format; SIGTERM still ends it with exit 0.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use registre_config::EnvName;
+use registre_testkit::postgres::TestDatabase;
+use registre_testkit::{free_port, shared_redis_url, unique};
+use sqlx::{Connection, PgConnection};
+
+/// (status code, body) of a plain HTTP/1.0 GET, or None while nothing listens.
+fn get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes()).ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let code = text.split_whitespace().nth(1)?.parse().ok()?;
+    Some((code, text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_addr_serves_the_pool_metrics() {
+    let db = TestDatabase::create();
+    let mut conn = PgConnection::connect(db.url()).await.unwrap();
+    registre_queue::migrate(&mut conn, EnvName::Prod).await.unwrap();
+    let storage = std::env::temp_dir().join(unique("metrics-storage"));
+    std::fs::create_dir_all(&storage).unwrap();
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ocr-pool"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("REDIS_URL", shared_redis_url())
+        .env("SERVER_ID", unique("metrics"))
+        .env("PROD_DATABASE_URL", db.url())
+        .env("STORAGE_URL", format!("file://{}", storage.display()))
+        .env("OCR_ENGINE", "tesseract")
+        .env("METRICS_ADDR", format!("127.0.0.1:{port}"))
+        .current_dir(&storage)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ocr-pool starts");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let body = loop {
+        if let Some((200, body)) = get(port, "/metrics") {
+            if body.contains("registre_process_resident_memory_bytes ") && body.contains("# EOF") {
+                break body;
+            }
+        }
+        assert!(Instant::now() < deadline, "no /metrics within 60 s: {:?}", get(port, "/metrics"));
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(body.contains("registre_process_resident_memory_bytes "), "{body}");
+    assert!(body.contains("registre_process_cpu_seconds_total "), "{body}");
+    assert!(body.contains("# TYPE registre_ratelimit_wait_seconds histogram"), "{body}");
+    assert_eq!(get(port, "/health").map(|r| r.0), Some(200));
+    assert_eq!(get(port, "/ready").map(|r| r.0), Some(200));
+
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let exit = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "ocr-pool did not stop within 60 s of SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(exit.success(), "{exit}");
+    let _ = std::fs::remove_dir_all(&storage);
+}

@@ -1,0 +1,213 @@
+// registre-api dashboard: renders the overview pushed by /api/stream (SSE) and the jobs list of
+// /api/extractions, with Retry / Cancel behind the API token (asked once, kept in sessionStorage
+// for this tab only). No framework: the page must work offline from the binary alone.
+"use strict";
+
+const LABELS = {1: "En attente", 2: "En traitement", 3: "Complété", 4: "Erreur", 5: "Extraction complété", 6: "OCR en traitement"};
+const SOURCES = ["index", "acte", "plan_cadastraux"];
+const $ = (id) => document.getElementById(id);
+const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c]));
+// ISO-like local time (2026-12-01 14:03:07): unambiguous and compact; only the time when it is today.
+const fmtTime = (t) => t ? new Date(t).toLocaleString("sv-SE") : "—";
+const fmtShort = (t) => {
+  if (!t) return "—";
+  const s = fmtTime(t), today = new Date().toLocaleDateString("sv-SE");
+  return s.startsWith(today) ? s.slice(11) : s;
+};
+const fmtAge = (s) => s == null ? "—" : s < 60 ? `${Math.round(s)} s` : s < 3600 ? `${Math.round(s / 60)} min` : `${(s / 3600).toFixed(1)} h`;
+const num = (n) => Number(n).toLocaleString("fr-CA");
+const badge = (id) => `<span class="status s${id}">${esc(LABELS[id] || id)}</span>`;
+
+let env = null, fingerprint = null, nextCursor = null, selected = null, lastOverview = null;
+
+function renderCounts(o) {
+  let html = `<table><thead><tr><th>Environnement</th>`;
+  for (let s = 1; s <= 6; s++) html += `<th class="num">${badge(s)}</th>`;
+  html += `<th class="num">Plus ancien en attente (extraction / OCR)</th></tr></thead><tbody>`;
+  for (const e of o.environments) {
+    html += `<tr data-env="${esc(e.env)}"><td><b>${esc(e.env)}</b></td>`;
+    if (!e.overview) { html += `<td colspan="7" class="error">${esc(e.error)}</td></tr>`; continue; }
+    for (let s = 1; s <= 6; s++) {
+      const rows = e.overview.counts.filter((c) => c.status_id === s);
+      const total = rows.reduce((a, c) => a + c.count, 0);
+      const title = rows.map((c) => `${c.document_source}: ${c.count}`).join(", ");
+      html += `<td class="num" data-status="${s}" title="${esc(title)}">${num(total)}</td>`;
+    }
+    const w = e.overview.oldest_waiting_seconds;
+    html += `<td class="num">${fmtAge(w.extraction)} / ${fmtAge(w.ocr)}</td></tr>`;
+  }
+  $("counts").innerHTML = html + "</tbody></table>";
+}
+
+function bar(used, max, label) {
+  const pct = max > 0 ? Math.min(100, (used / max) * 100) : 0;
+  const cls = pct >= 95 ? "full" : pct >= 75 ? "warn" : "";
+  return `<div class="row"><span>${label}</span><span>${used.toFixed(2).replace(/\.?0+$/, "")} / ${max.toFixed(2).replace(/\.?0+$/, "")}</span></div>
+          <div class="bar ${cls}"><span style="width:${pct.toFixed(1)}%"></span></div>`;
+}
+
+function renderLive(o) {
+  const live = o.live;
+  if (!live) {
+    for (const id of ["capacity", "ratelimit", "pool", "workers"]) $(id).innerHTML = `<span class="error">${esc(o.live_error)}</span>`;
+    return;
+  }
+  $("capacity").innerHTML = live.capacity.map((c) => `<div><b>${esc(c.server || "serveur par défaut")}</b> <span class="muted">(${c.workers} worker(s))</span>
+      ${bar(c.cpu_allocated, c.cpu_usable, "vCPU")}${bar(c.ram_allocated, c.ram_usable, "RAM (Go)")}</div>`).join("") || `<span class="muted">Aucun serveur</span>`;
+  const r = live.rate_limit;
+  $("ratelimit").innerHTML = `${bar(r.requests, r.requests_limit, `Requêtes / ${r.window_seconds} s`)}${bar(r.tokens, r.tokens_limit, "Jetons")}
+      <div>${r.cooldown_seconds > 0 ? `<span class="cool">Pause après 429 : encore ${r.cooldown_seconds.toFixed(0)} s</span>` : `<span class="muted">Aucune pause en cours</span>`}</div>`;
+  $("pool").innerHTML = live.pools.map((p) => {
+    const a = p.allocation, total = Math.max(1, a.totalWorkers);
+    return `<div><b>${esc(p.server || "serveur par défaut")}</b>
+      <div class="row"><span>index : ${a.indexWorkers}</span><span>acte : ${a.acteWorkers}</span></div>
+      <div class="bar"><span style="width:${(100 * a.indexWorkers / total).toFixed(0)}%;background:var(--teal)"></span></div>
+      <div class="muted">En attente d'OCR : index ${num(a.queue.index)}, acte ${num(a.queue.acte)}</div></div>`;
+  }).join("") || `<span class="muted">Aucun pool OCR publié</span>`;
+  const rows = live.workers.map((w) => `<tr><td>${esc(w.worker_id)}</td><td>${esc(w.type)}</td><td>${esc(w.assigned_mode || "—")}</td>
+      <td>${esc(w.server || "défaut")}</td><td>${esc(w.host)} / ${w.pid}</td><td class="num">${w.cpu}</td><td class="num">${w.ram}</td>
+      <td>${fmtShort(w.started_at_ms)}</td></tr>`).join("");
+  $("workers").innerHTML = rows ? `<table><thead><tr><th>Worker</th><th>Type</th><th>Mode</th><th>Serveur</th><th>Hôte / PID</th>
+      <th class="num">vCPU</th><th class="num">RAM</th><th>Démarré</th></tr></thead><tbody>${rows}</tbody></table>` : `<span class="muted">Aucun worker actif</span>`;
+}
+
+function renderChart(e) {
+  if (!e || !e.overview) { $("chart").innerHTML = ""; return; }
+  const pts = e.overview.completions_per_minute, W = 300, H = 110, P = 22;
+  const max = Math.max(1, ...pts.map((p) => p.count));
+  const bw = (W - P) / Math.max(1, pts.length);
+  const bars = pts.map((p, i) => {
+    const h = (p.count / max) * (H - 24);
+    return `<rect x="${(P + i * bw).toFixed(1)}" y="${(H - 14 - h).toFixed(1)}" width="${Math.max(1, bw - 1).toFixed(1)}" height="${h.toFixed(1)}" fill="#2563eb"><title>${fmtTime(p.minute)} : ${p.count}</title></rect>`;
+  }).join("");
+  const total = pts.reduce((a, p) => a + p.count, 0);
+  $("chart").innerHTML = `<div class="big">${num(total)}</div><svg viewBox="0 0 ${W} ${H}" width="100%" role="img" aria-label="Complétés par minute">
+      <line x1="${P}" y1="${H - 14}" x2="${W}" y2="${H - 14}" stroke="#cbd5e1"/><text x="0" y="10">${max}</text><text x="0" y="${H - 14}">0</text>
+      ${bars}<text x="${P}" y="${H - 2}">-60 min</text><text x="${W}" y="${H - 2}" text-anchor="end">maintenant</text></svg>`;
+}
+
+function onOverview(o) {
+  lastOverview = o;
+  const select = $("env");
+  if (!select.options.length) {
+    for (const e of o.environments) select.add(new Option(e.env, e.env));
+    env = env || (o.environments[0] && o.environments[0].env);
+    select.value = env;
+  }
+  renderCounts(o);
+  renderLive(o);
+  const e = o.environments.find((x) => x.env === env);
+  renderChart(e);
+  $("updated").textContent = "Mis à jour " + fmtTime(o.generated_at);
+  const fp = e && e.overview ? JSON.stringify([e.overview.counts, e.overview.last_change]) : null;
+  if (fp !== fingerprint) { fingerprint = fp; loadJobs(); }
+}
+
+function query(extra) {
+  const p = new URLSearchParams({environment: env, limit: "50"});
+  if ($("f-status").value) p.set("status", $("f-status").value);
+  if ($("f-source").value) p.set("source", $("f-source").value);
+  if (extra) p.set("cursor", extra);
+  return p.toString();
+}
+
+function jobRow(r) {
+  const actions = r.status_id === 4 ? `<button class="retry" data-act="retry">Réessayer</button>`
+    : [1, 2, 3, 6].includes(r.status_id) ? `<button class="cancel" data-act="cancel">Annuler</button>` : "";
+  return `<tr data-id="${esc(r.id)}" class="${r.id === selected ? "sel" : ""}"><td>${badge(r.status_id)}</td><td>${esc(r.document_source)}</td>
+    <td title="${esc(r.circonscription_fonciere || "")}">${esc(r.document_number)}</td><td class="num">${r.attempts ?? 0}/${r.max_attempts ?? "—"}</td>
+    <td>${fmtShort(r.updated_at)}</td><td class="err" title="${esc(r.error_message || "")}">${esc(r.error_message || "")}</td><td>${actions}</td></tr>`;
+}
+
+async function loadJobs(append) {
+  if (!env) return;
+  try {
+    const res = await fetch("/api/extractions?" + query(append ? nextCursor : null));
+    const body = await res.json();
+    if (!res.ok) { $("jobs-msg").textContent = body.error; return; }
+    $("jobs-msg").textContent = "";
+    nextCursor = body.next_cursor;
+    $("more").hidden = !nextCursor;
+    const rows = body.rows.map(jobRow).join("");
+    if (append) { document.querySelector("#jobs tbody").insertAdjacentHTML("beforeend", rows); return; }
+    $("jobs").innerHTML = `<table><thead><tr><th>Statut</th><th>Source</th><th>Numéro</th><th class="num">Essais</th>
+      <th>Mis à jour</th><th>Erreur</th><th></th></tr></thead><tbody>${rows}</tbody></table>`;
+    if (selected) showDetail(selected, true);
+  } catch (err) { $("jobs-msg").textContent = "Liste indisponible : " + err; }
+}
+
+async function showDetail(id, quiet) {
+  selected = id;
+  document.querySelectorAll("#jobs tbody tr").forEach((tr) => tr.classList.toggle("sel", tr.dataset.id === id));
+  const res = await fetch(`/api/extractions/${encodeURIComponent(id)}?environment=${encodeURIComponent(env)}`);
+  const d = await res.json();
+  if (!res.ok) { if (!quiet) $("detail").innerHTML = `<span class="error">${esc(d.error)}</span>`; return; }
+  const text = d.boosted_file_content_excerpt || d.file_content_excerpt;
+  $("detail").className = "";
+  $("detail").innerHTML = `<h3>${esc(d.document_source)} ${esc(d.document_number)} ${badge(d.status_id)}</h3>
+    <dl><dt>Id</dt><dd>${esc(d.id)}</dd><dt>Circonscription</dt><dd>${esc(d.circonscription_fonciere || "—")}</dd>
+    <dt>Cadastre</dt><dd>${esc(d.cadastre || "—")}</dd><dt>Type d'acte</dt><dd>${esc(d.acte_type || "—")}</dd>
+    <dt>Essais</dt><dd>extraction ${d.attempts ?? 0}/${d.max_attempts ?? "—"}, OCR ${d.ocr_attempts ?? 0}/${d.ocr_max_attempts ?? "—"}</dd>
+    <dt>Worker</dt><dd>${esc(d.worker_id || "—")} ${d.ocr_worker_id ? "/ " + esc(d.ocr_worker_id) : ""}</dd>
+    <dt>PDF</dt><dd>${esc(d.supabase_path || "—")}</dd><dt>Créé</dt><dd>${fmtTime(d.created_at)}</dd><dt>Mis à jour</dt><dd>${fmtTime(d.updated_at)}</dd>
+    <dt>Erreur</dt><dd class="error" id="detail-error">${esc(d.error_message || "—")}</dd>
+    ${d.ocr_error ? `<dt>Erreur OCR</dt><dd class="error">${esc(d.ocr_error)}</dd>` : ""}</dl>
+    ${text ? `<div class="muted">Texte OCR (${num(d.boosted_file_content_chars || d.file_content_chars || 0)} caractères) :</div><pre>${esc(text)}</pre>` : ""}
+    <div>${d.status_id === 4 ? `<button class="retry" id="btn-retry">Réessayer</button>` : ""}
+    ${[1, 2, 3, 6].includes(d.status_id) ? `<button class="cancel" id="btn-cancel">Annuler</button>` : ""}</div>`;
+  const r = $("btn-retry"); if (r) r.onclick = () => act("retry", id);
+  const c = $("btn-cancel"); if (c) c.onclick = () => act("cancel", id);
+}
+
+function askToken() {
+  const saved = sessionStorage.getItem("registre-api-token");
+  if (saved) return Promise.resolve(saved);
+  return new Promise((resolve) => {
+    const dialog = $("token-dialog");
+    $("token-input").value = "";
+    $("token-cancel").onclick = () => { dialog.close(); resolve(null); };
+    $("token-form").onsubmit = (ev) => {
+      ev.preventDefault();
+      const t = $("token-input").value.trim();
+      dialog.close();
+      if (t) sessionStorage.setItem("registre-api-token", t);
+      resolve(t || null);
+    };
+    dialog.showModal();
+    $("token-input").focus();
+  });
+}
+
+async function act(kind, id) {
+  const token = await askToken();
+  if (!token) return;
+  const url = kind === "retry" ? `/api/extractions/${encodeURIComponent(id)}/retry?environment=${encodeURIComponent(env)}`
+                               : `/api/extractions/${encodeURIComponent(id)}?environment=${encodeURIComponent(env)}&by=dashboard`;
+  const res = await fetch(url, {method: kind === "retry" ? "POST" : "DELETE", headers: {Authorization: "Bearer " + token}});
+  const body = await res.json().catch(() => ({}));
+  if (res.status === 401) sessionStorage.removeItem("registre-api-token");
+  $("jobs-msg").innerHTML = res.ok ? (kind === "retry" ? "Remis en attente." : "Annulé.") : `<span class="error">${esc(body.error || res.status)}</span>`;
+  await loadJobs();
+  if (res.ok) showDetail(id, true);
+}
+
+$("jobs").addEventListener("click", (ev) => {
+  const tr = ev.target.closest("tr[data-id]");
+  if (!tr) return;
+  const button = ev.target.closest("button[data-act]");
+  if (button) { act(button.dataset.act, tr.dataset.id); return; }
+  showDetail(tr.dataset.id);
+});
+$("env").onchange = () => { env = $("env").value; selected = null; fingerprint = null; if (lastOverview) onOverview(lastOverview); };
+$("f-status").onchange = $("f-source").onchange = () => loadJobs();
+$("more").onclick = () => loadJobs(true);
+
+function connect() {
+  const source = new EventSource("/api/stream");
+  source.addEventListener("overview", (ev) => {
+    $("live").className = "pill on"; $("live").textContent = "en direct";
+    try { onOverview(JSON.parse(ev.data)); } catch (err) { console.error(err); }
+  });
+  source.onerror = () => { $("live").className = "pill off"; $("live").textContent = "reconnexion…"; };
+}
+connect();

@@ -1,0 +1,109 @@
+//! registre-api (DESIGN §12): the operators' HTTP API, the live dashboard and /metrics, a thin
+//! layer over registre-ops (every query and repair lives there).
+//!
+//! Routes: `GET /health` (liveness, checks nothing), `GET /ready` (503 naming what is down),
+//! `GET /metrics` (Prometheus text), `GET /` (the dashboard, assets embedded), `GET /api/stream`
+//! (Server-Sent Events of the overview), `GET /api/overview`, `GET /api/workers`,
+//! `GET /api/extractions`, `GET /api/extractions/{id}`, and, behind the bearer token,
+//! `POST /api/extractions`, `POST /api/extractions/{id}/retry`, `DELETE /api/extractions/{id}`.
+
+mod auth;
+mod dashboard;
+mod error;
+mod metrics;
+mod overview;
+mod routes;
+mod stream;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use registre_config::{Config, Secret};
+use registre_ops::Ops;
+use registre_runtime::{BinaryError, Shutdown};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use auth::TOKEN_UNSET;
+pub use metrics::render as render_metrics;
+pub use overview::{overview, Overview};
+
+/// Largest request body accepted (an enqueue request is a few hundred bytes).
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// What every handler shares. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub(crate) ops: Arc<Ops>,
+    pub(crate) token: Option<Secret>,
+    pub(crate) stream: stream::Broadcast,
+    pub(crate) stop: CancellationToken,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiStartError {
+    #[error("cannot listen on {addr}: {source} (is another registre-api running? set API_HOST / API_PORT)")]
+    Bind { addr: String, source: std::io::Error },
+    #[error("{0}")]
+    Setup(String),
+    #[error("the HTTP server stopped: {0}")]
+    Serve(std::io::Error),
+}
+
+impl BinaryError for ApiStartError {}
+
+/// The whole application (routes, auth, limits), serving `ops`.
+pub fn app(ops: Arc<Ops>, token: Option<Secret>, stop: CancellationToken) -> Router {
+    let stream = stream::Broadcast::start(ops.clone(), stop.clone());
+    let state = AppState { ops, token, stream, stop };
+    let protected = Router::new()
+        .route("/api/extractions", post(routes::enqueue))
+        .route("/api/extractions/{id}/retry", post(routes::retry))
+        .route("/api/extractions/{id}", axum::routing::delete(routes::cancel))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
+    Router::new()
+        .route("/health", get(routes::health))
+        .route("/ready", get(routes::ready))
+        .route("/metrics", get(routes::metrics))
+        .route("/", get(dashboard::page))
+        .route("/assets/dashboard.css", get(dashboard::css))
+        .route("/assets/dashboard.js", get(dashboard::js))
+        .route("/api/stream", get(stream::sse))
+        .route("/api/overview", get(routes::overview))
+        .route("/api/workers", get(routes::workers))
+        .route("/api/extractions", get(routes::list))
+        .route("/api/extractions/{id}", get(routes::show))
+        .merge(protected)
+        .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// Serves on `listener` until `shutdown` fires.
+pub async fn serve(config: &Config, listener: TcpListener, shutdown: Shutdown) -> Result<(), ApiStartError> {
+    let ops = Ops::from_config(config).map_err(ApiStartError::Setup)?;
+    let stop = shutdown.token();
+    let router = app(Arc::new(ops), config.api.token.clone(), stop.clone());
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await
+        .map_err(ApiStartError::Serve)
+}
+
+/// registre-api's run: listen on API_HOST:API_PORT and serve until SIGTERM/SIGINT.
+pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), ApiStartError> {
+    let addr = format!("{}:{}", config.api.host, config.api.port);
+    let listener = TcpListener::bind(&addr).await.map_err(|source| ApiStartError::Bind { addr: addr.clone(), source })?;
+    let envs: Vec<&str> = config.environments.iter().map(|e| e.name.as_str()).collect();
+    tracing::info!(
+        "🌐 registre-api listening on http://{addr} (dashboard at /, environments: {}; data-changing routes: {})",
+        envs.join(", "),
+        if config.api.token.is_some() { "token required" } else { "disabled, API_TOKEN is not set" }
+    );
+    serve(&config, listener, shutdown).await?;
+    tracing::info!("registre-api stopped");
+    Ok(())
+}

@@ -1,0 +1,84 @@
+//! Shared by registre-api's tests: a real registre-api served in-process on a free port over a fresh
+//! migrated PostgreSQL database and the shared Redis (unique SERVER_ID and limiter name per test).
+#![allow(dead_code)]
+
+use registre_config::{Config, EnvName};
+use registre_runtime::Shutdown;
+use registre_testkit::postgres::TestDatabase;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::{Connection, PgConnection};
+use uuid::Uuid;
+
+pub const TOKEN: &str = "test-token-0123456789abcdef";
+
+pub struct Api {
+    pub base: String,
+    pub db: TestDatabase,
+    pub pool: PgPool,
+    pub config: Config,
+    pub client: reqwest::Client,
+    shutdown: Shutdown,
+}
+
+impl Drop for Api {
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+    }
+}
+
+pub async fn migrated_db() -> (TestDatabase, PgPool) {
+    let db = TestDatabase::create();
+    let mut conn = PgConnection::connect(db.url()).await.expect("connect");
+    registre_queue::migrate(&mut conn, EnvName::Prod).await.expect("migrate");
+    conn.close().await.expect("close");
+    let pool = PgPoolOptions::new().max_connections(8).connect(db.url()).await.expect("pool");
+    (db, pool)
+}
+
+/// A registre-api over a fresh database; `extra` variables are added (or override) the defaults.
+pub async fn start(token: Option<&str>, extra: &[(&str, String)]) -> Api {
+    let (db, pool) = migrated_db().await;
+    let mut vars: Vec<(String, String)> = vec![
+        ("PROD_DATABASE_URL".into(), db.url().to_string()),
+        ("REDIS_URL".into(), registre_testkit::shared_redis_url()),
+        ("SERVER_ID".into(), registre_testkit::unique("api")),
+        ("OCR_RATE_LIMIT_NAME".into(), registre_testkit::unique("rl")),
+    ];
+    if let Some(t) = token {
+        vars.push(("API_TOKEN".into(), t.to_string()));
+    }
+    for (k, v) in extra {
+        vars.retain(|(name, _)| name != k);
+        vars.push((k.to_string(), v.clone()));
+    }
+    let config = Config::from_vars(vars).expect("config");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let shutdown = Shutdown::new();
+    let (c, s) = (config.clone(), shutdown.clone());
+    tokio::spawn(async move {
+        if let Err(e) = registre_api_lib::serve(&c, listener, s).await {
+            panic!("registre-api stopped: {e}");
+        }
+    });
+    Api { base, db, pool, config, client: reqwest::Client::new(), shutdown }
+}
+
+impl Api {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+pub async fn insert(pool: &PgPool, source: &str, number: &str, status: i32) -> Uuid {
+    sqlx::query_scalar(
+        "INSERT INTO extraction_queue (document_source, document_number, circonscription_fonciere, cadastre, status_id, created_at)
+         VALUES ($1, $2, 'Montréal', 'Cadastre du Québec', $3, clock_timestamp()) RETURNING id",
+    )
+    .bind(source)
+    .bind(number)
+    .bind(status)
+    .fetch_one(pool)
+    .await
+    .expect("insert row")
+}

@@ -1,0 +1,156 @@
+//! The dashboard in a real headless Chromium (chromedriver + fantoccini, as the registry fetcher
+//! drives it): the page loads from the binary alone, a row inserted directly into the database
+//! appears without a reload (SSE), and Retry on an Erreur row (token typed once into the dialog)
+//! turns it En attente. Saves a screenshot to target/registre-api-dashboard.png for people to look at.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{insert, start, TOKEN};
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
+use serde_json::json;
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+struct Driver(tokio::process::Child, std::path::PathBuf);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0.id() {
+            // SAFETY: kill(2) on the process group of our own child (chromedriver and its Chromium).
+            unsafe {
+                libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
+            }
+        }
+        let _ = self.0.start_kill();
+        let _ = std::fs::remove_dir_all(&self.1);
+    }
+}
+
+async fn browser() -> (Client, Driver) {
+    let port = registre_testkit::free_port();
+    let profile = std::env::temp_dir().join(registre_testkit::unique("dashboard-profile"));
+    let chromedriver = std::env::var("CHROMEDRIVER_PATH").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
+    let chromium = std::env::var("CHROMIUM_PATH").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let child = tokio::process::Command::new(&chromedriver)
+        .arg(format!("--port={port}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .process_group(0)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {chromedriver}: {e}"));
+    let driver = Driver(child, profile.clone());
+    let deadline = Instant::now() + DEADLINE;
+    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        assert!(Instant::now() < deadline, "chromedriver did not listen within {DEADLINE:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut caps = serde_json::Map::new();
+    caps.insert("browserName".into(), json!("chrome"));
+    let args = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--window-size=1440,1200",
+        "--lang=fr-CA",
+        &format!("--user-data-dir={}", profile.display()),
+    ];
+    caps.insert("goog:chromeOptions".into(), json!({"binary": chromium, "args": args}));
+    let client = ClientBuilder::new(HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("WebDriver session");
+    (client, driver)
+}
+
+/// Polls `check` (a JS expression returning a boolean) until it holds, or panics at the deadline.
+async fn until(client: &Client, what: &str, check: &str) {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let v = client.execute(&format!("return !!({check});"), vec![]).await.expect("execute");
+        if v == json!(true) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: not seen within {DEADLINE:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dashboard_shows_live_changes_and_retries_an_erreur_row() {
+    let api = start(Some(TOKEN), &[]).await;
+    // Some state worth looking at: rows of every status, a worker, a pool split, API usage.
+    for (source, number, status) in [("index", "4 866 594", 1), ("acte", "12 345 678", 2), ("index", "1 234 567", 3), ("acte", "22 222 222", 6)] {
+        insert(&api.pool, source, number, status).await;
+    }
+    let done = insert(&api.pool, "index", "3 333 333", 5).await;
+    sqlx::query("UPDATE extraction_queue SET file_content = 'INDEX DES IMMEUBLES\nCirconscription foncière : Montréal\nLot : 3 333 333', supabase_path = 'index/3_333_333.pdf' WHERE id = $1")
+        .bind(done)
+        .execute(&api.pool)
+        .await
+        .unwrap();
+    let failed = insert(&api.pool, "acte", "9 999 999", 4).await;
+    sqlx::query("UPDATE extraction_queue SET attemtps = 3, error_message = 'Le document demandé est introuvable' WHERE id = $1")
+        .bind(failed)
+        .execute(&api.pool)
+        .await
+        .unwrap();
+    let conn = registre_runtime::redis_connection(&api.config.redis_url).unwrap();
+    let capacity = registre_capacity::CapacityManager::new(conn.clone(), registre_capacity::CapacitySettings::from_config(&api.config));
+    let _ = capacity.try_lease("registre-worker-1-4f2a9c1b", registre_capacity::WorkerType::Registre).await.unwrap();
+    let _ = capacity.try_lease("ocr-worker-1", registre_capacity::WorkerType::IndexOcr).await.unwrap();
+    let _ = capacity.try_lease("ocr-worker-2", registre_capacity::WorkerType::ActeOcr).await.unwrap();
+    let pool = registre_pool::PoolManager::new(conn, registre_pool::PoolKeys::for_server(api.config.server.id.as_deref()), "test".into());
+    pool.assign("ocr-worker-1", registre_pool::Mode::Index).await.unwrap();
+    pool.assign("ocr-worker-2", registre_pool::Mode::Acte).await.unwrap();
+    pool.publish_allocation(registre_pool::Split { index: 1, acte: 1 }, registre_pool::QueueCounts { index: 1, acte: 0 }).await.unwrap();
+
+    let (client, _driver) = browser().await;
+    client.goto(&api.url("/")).await.expect("open the dashboard");
+    until(&client, "the stream is live", "document.getElementById('live').textContent === 'en direct'").await;
+    until(&client, "the jobs table", "document.querySelectorAll('#jobs tbody tr').length === 6").await;
+    until(&client, "French labels", "document.body.innerText.includes('Extraction complété') && document.body.innerText.includes('OCR en traitement')").await;
+    // Marks this page instance: a reload would lose it.
+    client.execute("window.__sameDocument = 'yes';", vec![]).await.unwrap();
+
+    // A row inserted straight into the database appears without a reload.
+    insert(&api.pool, "plan_cadastraux", "NOUVEAU-123", 1).await;
+    until(&client, "the new row", "document.getElementById('jobs').innerText.includes('NOUVEAU-123')").await;
+    until(&client, "the counts", "document.querySelector('tr[data-env=prod] td[data-status=\"1\"]').textContent.trim() === '2'").await;
+
+    // Retry on the Erreur row: the token is asked once, then the row is En attente.
+    let row = format!("tr[data-id='{failed}']");
+    client.find(Locator::Css(&format!("{row} button.retry"))).await.expect("a Retry button on the Erreur row").click().await.unwrap();
+    until(&client, "the token dialog", "document.getElementById('token-dialog').open").await;
+    client.find(Locator::Css("#token-input")).await.unwrap().send_keys(TOKEN).await.unwrap();
+    client.find(Locator::Css("#token-ok")).await.unwrap().click().await.unwrap();
+    until(&client, "the retried row En attente", &format!("document.querySelector(\"{row} .status\").textContent === 'En attente'")).await;
+    let status: i32 = sqlx::query_scalar("SELECT status_id FROM extraction_queue WHERE id = $1").bind(failed).fetch_one(&api.pool).await.unwrap();
+    assert_eq!(status, 1);
+    assert_eq!(client.execute("return window.__sameDocument;", vec![]).await.unwrap(), json!("yes"), "the page was never reloaded");
+    assert_eq!(client.execute("return sessionStorage.getItem('registre-api-token');", vec![]).await.unwrap(), json!(TOKEN));
+
+    // Row detail with the OCR text, then a screenshot for people to look at.
+    client.find(Locator::Css(&format!("tr[data-id='{done}']"))).await.unwrap().click().await.unwrap();
+    until(&client, "the detail", "document.getElementById('detail').innerText.includes('INDEX DES IMMEUBLES')").await;
+    let png = client.screenshot().await.expect("screenshot");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/registre-api-dashboard.png");
+    std::fs::write(&path, &png).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+    eprintln!("screenshot: {}", path.display());
+    let _ = client.close().await;
+    for id in ["registre-worker-1-4f2a9c1b", "ocr-worker-1", "ocr-worker-2"] {
+        capacity.release(id).await.unwrap();
+    }
+    // The pool keys do not expire: remove this test's, so the shared Redis keeps no stale server.
+    let keys = pool.keys().clone();
+    let mut redis = registre_testkit::redis_sync(&registre_testkit::shared_redis_url());
+    let _: () = redis::cmd("DEL").arg(&keys.allocation).arg(&keys.assignments).query(&mut redis).unwrap();
+}

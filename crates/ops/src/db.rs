@@ -1,0 +1,385 @@
+//! The queue side of the operations, per environment (Postgres via sqlx). Reads are plain queries
+//! served by the indexes of migration 0050; every change is one SQL function (ops_enqueue,
+//! ops_retry, ops_cancel), so the API, the monitor and registrectl share one set of semantics.
+
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+use registre_config::EnvName;
+use serde::Serialize;
+use sqlx::{PgPool, QueryBuilder};
+use uuid::Uuid;
+
+use crate::{status_label, Cursor, NewExtraction, Ops, OpsError, QUERY_TIMEOUT};
+
+/// Rows of one status and source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StatusCount {
+    pub status_id: i32,
+    pub status: &'static str,
+    pub document_source: String,
+    pub count: u64,
+}
+
+/// Age of the oldest row waiting at each stage (since it was queued), in seconds; None: none waiting.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Default)]
+pub struct OldestWaiting {
+    /// Status 1 (waiting for a registre worker).
+    pub extraction: Option<f64>,
+    /// Status 3 (downloaded, waiting for an OCR worker).
+    pub ocr: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MinuteCount {
+    pub minute: DateTime<Utc>,
+    pub count: u64,
+}
+
+/// What the dashboard and /metrics show of one environment.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EnvOverview {
+    #[serde(serialize_with = "env_name")]
+    pub env: EnvName,
+    pub counts: Vec<StatusCount>,
+    pub oldest_waiting_seconds: OldestWaiting,
+    /// Rows that reached status 5, per minute, the last 60 minutes (oldest first, zeros included).
+    pub completions_per_minute: Vec<MinuteCount>,
+    /// The latest updated_at of any row: changes whenever a row is inserted or changes status.
+    pub last_change: Option<DateTime<Utc>>,
+}
+
+fn env_name<S: serde::Serializer>(env: &EnvName, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(env.as_str())
+}
+
+/// One row of the jobs list.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct ExtractionRow {
+    pub id: Uuid,
+    pub document_source: String,
+    pub document_number: Option<String>,
+    pub circonscription_fonciere: Option<String>,
+    pub cadastre: Option<String>,
+    pub designation_secondaire: Option<String>,
+    pub acte_type: Option<String>,
+    pub status_id: i32,
+    #[sqlx(skip)]
+    pub status: &'static str,
+    pub worker_id: Option<String>,
+    pub ocr_worker_id: Option<String>,
+    pub attempts: Option<i32>,
+    pub max_attempts: Option<i32>,
+    pub ocr_attempts: Option<i32>,
+    pub ocr_max_attempts: Option<i32>,
+    pub error_message: Option<String>,
+    pub ocr_error: Option<String>,
+    pub supabase_path: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One row with what a detail view needs besides: timings, leases and the OCR text (excerpts).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExtractionDetail {
+    #[serde(flatten)]
+    pub row: ExtractionRow,
+    pub document_number_normalized: Option<String>,
+    pub processing_started_at: Option<DateTime<Utc>>,
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub ocr_started_at: Option<DateTime<Utc>>,
+    pub ocr_completed_at: Option<DateTime<Utc>>,
+    pub ocr_lease_expires_at: Option<DateTime<Utc>>,
+    pub ocr_last_error_at: Option<DateTime<Utc>>,
+    /// The first [`EXCERPT_CHARS`] characters of file_content (raw OCR text).
+    pub file_content_excerpt: Option<String>,
+    pub file_content_chars: Option<i32>,
+    /// The first [`EXCERPT_CHARS`] characters of boosted_file_content (corrected text).
+    pub boosted_file_content_excerpt: Option<String>,
+    pub boosted_file_content_chars: Option<i32>,
+}
+
+/// Length of the OCR text excerpts of a detail (the full text can be megabytes).
+pub const EXCERPT_CHARS: i32 = 2000;
+
+/// Filters of the jobs list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListFilter {
+    pub status_id: Option<i32>,
+    pub document_source: Option<String>,
+    pub limit: u32,
+    pub after: Option<Cursor>,
+}
+
+pub const DEFAULT_LIMIT: u32 = 50;
+pub const MAX_LIMIT: u32 = 500;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Page {
+    pub rows: Vec<ExtractionRow>,
+    /// Cursor of the next page; None on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// What enqueue did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Enqueued {
+    pub row: ExtractionDetail,
+    /// True when an identical document was already waiting or in progress: that row is returned.
+    pub duplicate: bool,
+}
+
+const ROW_COLUMNS: &str = "id, document_source::text AS document_source, document_number::text AS document_number, \
+     circonscription_fonciere::text AS circonscription_fonciere, cadastre::text AS cadastre, \
+     designation_secondaire::text AS designation_secondaire, acte_type::text AS acte_type, status_id, worker_id, \
+     ocr_worker_id, attemtps AS attempts, max_attempts, ocr_attempts, ocr_max_attempts, error_message, ocr_error, \
+     supabase_path, created_at, updated_at";
+
+fn db_error(env: EnvName, operation: &'static str) -> impl FnOnce(sqlx::Error) -> OpsError {
+    move |source| {
+        if let sqlx::Error::Database(db) = &source {
+            // undefined_table, undefined_function: this database was never migrated.
+            if matches!(db.code().as_deref(), Some("42P01") | Some("42883")) {
+                return OpsError::NotMigrated { env };
+            }
+        }
+        OpsError::Database { env, operation, source }
+    }
+}
+
+async fn timed<T>(
+    env: EnvName,
+    operation: &'static str,
+    fut: impl Future<Output = Result<T, sqlx::Error>>,
+) -> Result<T, OpsError> {
+    match tokio::time::timeout(QUERY_TIMEOUT, fut).await {
+        Ok(result) => result.map_err(db_error(env, operation)),
+        Err(_) => Err(OpsError::Timeout { env, operation, seconds: QUERY_TIMEOUT.as_secs() }),
+    }
+}
+
+fn labelled(mut row: ExtractionRow) -> ExtractionRow {
+    row.status = status_label(row.status_id);
+    row
+}
+
+impl Ops {
+    /// Answers when the environment's database answers `SELECT 1` (for /ready).
+    pub async fn ping(&self, env: EnvName) -> Result<(), OpsError> {
+        let pool = self.pool(env, "the readiness check")?;
+        timed(env, "SELECT 1", sqlx::query("SELECT 1").execute(pool)).await.map(|_| ())
+    }
+
+    /// Counts, oldest waiting ages and completions per minute of one environment (three queries,
+    /// all served by indexes: an index-only scan of (status_id, document_source), two index
+    /// look-ups of the oldest waiting rows, 60 range scans of the status-5 partial index).
+    pub async fn overview(&self, env: EnvName) -> Result<EnvOverview, OpsError> {
+        let pool = self.pool(env, "the overview")?;
+        let counts: Vec<(i32, Option<String>, i64)> = timed(
+            env,
+            "counting rows per status and source",
+            sqlx::query_as(
+                "SELECT status_id, document_source::text, count(*) FROM extraction_queue GROUP BY 1, 2 ORDER BY 1, 2",
+            )
+            .fetch_all(pool),
+        )
+        .await?;
+        let (extraction, ocr, last_change): (Option<f64>, Option<f64>, Option<DateTime<Utc>>) = timed(
+            env,
+            "reading the oldest waiting rows",
+            sqlx::query_as(
+                "SELECT (SELECT extract(epoch FROM now() - min(created_at))::float8 FROM extraction_queue WHERE status_id = 1),
+                        (SELECT extract(epoch FROM now() - min(created_at))::float8 FROM extraction_queue WHERE status_id = 3),
+                        (SELECT max(updated_at) FROM extraction_queue)",
+            )
+            .fetch_one(pool),
+        )
+        .await?;
+        let completions: Vec<(DateTime<Utc>, i64)> = timed(
+            env,
+            "counting completions per minute",
+            sqlx::query_as(
+                "SELECT m.minute, count(q.id)
+                   FROM generate_series(date_trunc('minute', now()) - interval '59 minutes',
+                                        date_trunc('minute', now()), interval '1 minute') AS m(minute)
+                   LEFT JOIN extraction_queue q
+                     ON q.status_id = 5 AND q.updated_at >= m.minute AND q.updated_at < m.minute + interval '1 minute'
+                  GROUP BY m.minute ORDER BY m.minute",
+            )
+            .fetch_all(pool),
+        )
+        .await?;
+        Ok(EnvOverview {
+            env,
+            counts: counts
+                .into_iter()
+                .map(|(status_id, source, count)| StatusCount {
+                    status_id,
+                    status: status_label(status_id),
+                    document_source: source.unwrap_or_default(),
+                    count: u64::try_from(count).unwrap_or(0),
+                })
+                .collect(),
+            oldest_waiting_seconds: OldestWaiting { extraction: extraction.map(|s| s.max(0.0)), ocr: ocr.map(|s| s.max(0.0)) },
+            completions_per_minute: completions
+                .into_iter()
+                .map(|(minute, count)| MinuteCount { minute, count: u64::try_from(count).unwrap_or(0) })
+                .collect(),
+            last_change,
+        })
+    }
+
+    /// A page of rows, newest first (created_at, id descending), filtered by status and source.
+    pub async fn list(&self, env: EnvName, filter: &ListFilter) -> Result<Page, OpsError> {
+        let pool = self.pool(env, "the jobs list")?;
+        let limit = filter.limit.clamp(1, MAX_LIMIT);
+        let mut q = QueryBuilder::new(format!("SELECT {ROW_COLUMNS} FROM extraction_queue WHERE true"));
+        if let Some(status) = filter.status_id {
+            q.push(" AND status_id = ").push_bind(status);
+        }
+        if let Some(source) = &filter.document_source {
+            q.push(" AND document_source = ").push_bind(source.clone());
+        }
+        if let Some(after) = filter.after {
+            q.push(" AND (created_at, id) < (").push_bind(after.created_at).push(", ").push_bind(after.id).push(")");
+        }
+        // One more than asked, to know whether there is a next page.
+        q.push(" ORDER BY created_at DESC, id DESC LIMIT ").push_bind(i64::from(limit) + 1);
+        let mut rows: Vec<ExtractionRow> =
+            timed(env, "listing rows", q.build_query_as::<ExtractionRow>().fetch_all(pool)).await?;
+        let more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        let next_cursor = match (more, rows.last()) {
+            (true, Some(last)) => Some(Cursor { created_at: last.created_at, id: last.id }.encode()),
+            _ => None,
+        };
+        Ok(Page { rows: rows.into_iter().map(labelled).collect(), next_cursor })
+    }
+
+    /// One row with its details, or NotFound.
+    pub async fn get(&self, env: EnvName, id: Uuid) -> Result<ExtractionDetail, OpsError> {
+        let pool = self.pool(env, "reading a row")?;
+        fetch_detail(pool, env, id).await?.ok_or(OpsError::NotFound { env, id })
+    }
+
+    /// Validates and queues a document (status 1), unless an identical one is already waiting or
+    /// in progress: then that row is returned with `duplicate: true`.
+    pub async fn enqueue(&self, env: EnvName, request: &NewExtraction) -> Result<Enqueued, OpsError> {
+        let valid = request.validate().map_err(OpsError::Invalid)?;
+        let pool = self.pool(env, "enqueue")?;
+        let (id, duplicate): (Uuid, bool) = timed(
+            env,
+            "ops_enqueue",
+            sqlx::query_as("SELECT id, duplicate FROM ops_enqueue($1, $2, $3, $4, $5, $6, $7)")
+                .bind(valid.source.as_str())
+                .bind(&valid.document_number)
+                .bind(&valid.document_number_normalized)
+                .bind(&valid.circonscription_fonciere)
+                .bind(&valid.cadastre)
+                .bind(&valid.designation_secondaire)
+                .bind(&valid.acte_type)
+                .fetch_one(pool),
+        )
+        .await?;
+        let row = fetch_detail(pool, env, id).await?.ok_or(OpsError::NotFound { env, id })?;
+        Ok(Enqueued { row, duplicate })
+    }
+
+    /// Erreur (4) → waiting: 3 when the PDF is stored and only OCR failed, else 1; attempts reset.
+    /// Any other status: Conflict with the reason.
+    pub async fn retry(&self, env: EnvName, id: Uuid) -> Result<ExtractionDetail, OpsError> {
+        let pool = self.pool(env, "retry")?;
+        let (outcome, status): (String, Option<i32>) = timed(
+            env,
+            "ops_retry",
+            sqlx::query_as("SELECT outcome, status_id FROM ops_retry($1)").bind(id).fetch_one(pool),
+        )
+        .await?;
+        self.after_change(pool, env, id, &outcome, status, |s| {
+            format!("only a row in Erreur (4) can be retried; this one is {s} ({})", status_label(s))
+        })
+        .await
+    }
+
+    /// Waiting (1, 3) or in progress (2, 6) → Erreur (4) with `reason` as error_message; the claim
+    /// token is cleared so the worker holding the row cannot complete it. Final rows: Conflict.
+    pub async fn cancel(&self, env: EnvName, id: Uuid, reason: &str) -> Result<ExtractionDetail, OpsError> {
+        let pool = self.pool(env, "cancel")?;
+        let (outcome, status): (String, Option<i32>) = timed(
+            env,
+            "ops_cancel",
+            sqlx::query_as("SELECT outcome, status_id FROM ops_cancel($1, $2)").bind(id).bind(reason).fetch_one(pool),
+        )
+        .await?;
+        self.after_change(pool, env, id, &outcome, status, |s| {
+            format!("row is final ({s}, {}): only waiting or in-progress rows can be cancelled", status_label(s))
+        })
+        .await
+    }
+
+    async fn after_change(
+        &self,
+        pool: &PgPool,
+        env: EnvName,
+        id: Uuid,
+        outcome: &str,
+        status: Option<i32>,
+        refused: impl FnOnce(i32) -> String,
+    ) -> Result<ExtractionDetail, OpsError> {
+        match (outcome, status) {
+            ("not_found", _) => Err(OpsError::NotFound { env, id }),
+            ("refused", Some(s)) => Err(OpsError::Conflict { status_id: s, reason: refused(s) }),
+            _ => fetch_detail(pool, env, id).await?.ok_or(OpsError::NotFound { env, id }),
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct DetailExtra {
+    document_number_normalized: Option<String>,
+    processing_started_at: Option<DateTime<Utc>>,
+    lease_expires_at: Option<DateTime<Utc>>,
+    next_attempt_at: Option<DateTime<Utc>>,
+    ocr_started_at: Option<DateTime<Utc>>,
+    ocr_completed_at: Option<DateTime<Utc>>,
+    ocr_lease_expires_at: Option<DateTime<Utc>>,
+    ocr_last_error_at: Option<DateTime<Utc>>,
+    file_content_excerpt: Option<String>,
+    file_content_chars: Option<i32>,
+    boosted_file_content_excerpt: Option<String>,
+    boosted_file_content_chars: Option<i32>,
+}
+
+async fn fetch_detail(pool: &PgPool, env: EnvName, id: Uuid) -> Result<Option<ExtractionDetail>, OpsError> {
+    let sql = format!(
+        "SELECT {ROW_COLUMNS}, document_number_normalized::text AS document_number_normalized, processing_started_at,
+                lease_expires_at, next_attempt_at, ocr_started_at, ocr_completed_at, ocr_lease_expires_at,
+                ocr_last_error_at,
+                left(file_content, {EXCERPT_CHARS}) AS file_content_excerpt,
+                length(file_content)::int AS file_content_chars,
+                left(boosted_file_content, {EXCERPT_CHARS}) AS boosted_file_content_excerpt,
+                length(boosted_file_content)::int AS boosted_file_content_chars
+           FROM extraction_queue WHERE id = $1"
+    );
+    let row = timed(env, "reading a row", sqlx::query(&sql).bind(id).fetch_optional(pool)).await?;
+    let Some(row) = row else { return Ok(None) };
+    use sqlx::FromRow;
+    let base = ExtractionRow::from_row(&row).map_err(db_error(env, "decoding a row"))?;
+    let extra = DetailExtra::from_row(&row).map_err(db_error(env, "decoding a row"))?;
+    Ok(Some(ExtractionDetail {
+        row: labelled(base),
+        document_number_normalized: extra.document_number_normalized,
+        processing_started_at: extra.processing_started_at,
+        lease_expires_at: extra.lease_expires_at,
+        next_attempt_at: extra.next_attempt_at,
+        ocr_started_at: extra.ocr_started_at,
+        ocr_completed_at: extra.ocr_completed_at,
+        ocr_lease_expires_at: extra.ocr_lease_expires_at,
+        ocr_last_error_at: extra.ocr_last_error_at,
+        file_content_excerpt: extra.file_content_excerpt,
+        file_content_chars: extra.file_content_chars,
+        boosted_file_content_excerpt: extra.boosted_file_content_excerpt,
+        boosted_file_content_chars: extra.boosted_file_content_chars,
+    }))
+}

@@ -1,0 +1,171 @@
+//! The operations library (DESIGN §12): every query and repair that registre-api, registre-monitor
+//! and registrectl share, written once so the HTTP and CLI layers stay thin.
+//!
+//! - [`db`]: per environment (Postgres via sqlx): counts per status × source, oldest waiting age per
+//!   stage, completions per minute over the last hour, the jobs list with keyset pagination
+//!   ([`Cursor`]), one row, enqueue (validated, [`NewExtraction`]), retry, cancel. Every change is
+//!   one SQL function of crates/queue/migrations (ops_enqueue, ops_retry, ops_cancel).
+//! - [`live`]: from Redis: live workers (capacity leases `server:workers` / `server:{x}:workers`
+//!   joined with the pool assignments), capacity per server, rate-limit usage of the current rolling
+//!   window (crates/ratelimit's status script), the OCR pool allocation.
+//!
+//! Environments reached through Supabase REST only are listed but not queried here: every call on
+//! them answers [`OpsError::RestUnsupported`] (set `<ENV>_DATABASE_URL` to operate on them).
+
+pub mod cursor;
+pub mod db;
+pub mod live;
+pub mod validate;
+
+use std::time::Duration;
+
+use registre_config::{Backend, Config, EnvName};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use std::str::FromStr;
+
+pub use cursor::Cursor;
+pub use db::{
+    EnvOverview, ExtractionDetail, ExtractionRow, ListFilter, MinuteCount, OldestWaiting, Page, StatusCount,
+};
+pub use live::{CapacityView, LiveView, LiveWorker, PoolView, RateLimitView};
+pub use validate::{FieldError, NewExtraction, ValidExtraction};
+
+/// French labels of the statuses, as in the `extraction_status` table (DESIGN §7).
+pub fn status_label(status_id: i32) -> &'static str {
+    match status_id {
+        1 => "En attente",
+        2 => "En traitement",
+        3 => "Complété",
+        4 => "Erreur",
+        5 => "Extraction complété",
+        6 => "OCR en traitement",
+        _ => "Inconnu",
+    }
+}
+
+/// Why an operation failed. Display is one line for an operator; never a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum OpsError {
+    #[error("environment {0:?} is not configured here (configured: {1})")]
+    UnknownEnvironment(String, String),
+    #[error("{env} is reached through Supabase REST only: {what} needs {var} (a direct Postgres connection)")]
+    RestUnsupported { env: EnvName, what: &'static str, var: String },
+    #[error("extraction_queue missing in {env}: run registrectl migrate")]
+    NotMigrated { env: EnvName },
+    #[error("{env}: {operation} failed: {source}")]
+    Database {
+        env: EnvName,
+        operation: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("{env}: {operation} did not answer within {seconds} s")]
+    Timeout { env: EnvName, operation: &'static str, seconds: u64 },
+    #[error("Redis: {operation} failed: {detail}")]
+    Redis { operation: &'static str, detail: String },
+    #[error("the cursor is not one this API handed out")]
+    BadCursor,
+    #[error("invalid request: {}", .0.iter().map(|e| e.message.as_str()).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<FieldError>),
+    #[error("no extraction {id} in {env}")]
+    NotFound { env: EnvName, id: uuid::Uuid },
+    /// The row is in a status the operation does not apply to.
+    #[error("{reason}")]
+    Conflict { status_id: i32, reason: String },
+}
+
+/// One environment as the operations see it.
+pub struct EnvHandle {
+    pub name: EnvName,
+    /// None for a REST-only environment.
+    pool: Option<PgPool>,
+}
+
+impl std::fmt::Debug for EnvHandle {
+    // The pool's options hold the password: never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnvHandle").field("name", &self.name).field("direct", &self.pool.is_some()).finish()
+    }
+}
+
+/// Longest time of one operations query (the API answers 503/partial data instead of hanging).
+pub const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Every environment and Redis, ready to be queried. Cheap to share behind an Arc.
+pub struct Ops {
+    envs: Vec<EnvHandle>,
+    live: live::Live,
+}
+
+impl std::fmt::Debug for Ops {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ops").field("envs", &self.envs).finish_non_exhaustive()
+    }
+}
+
+impl Ops {
+    /// Pools connect lazily: building never fails because a database or Redis is down; the calls do
+    /// (and are retried by the caller's next request or round).
+    pub fn from_config(config: &Config) -> Result<Ops, String> {
+        let mut envs = Vec::new();
+        for env in &config.environments {
+            let pool = match &env.backend {
+                Backend::Database { url } => {
+                    let options = PgConnectOptions::from_str(url.expose())
+                        .map_err(|_| format!("{}: the database URL {} is not a usable Postgres URL", env.name, url.redacted()))?;
+                    Some(
+                        PgPoolOptions::new()
+                            .max_connections(4)
+                            .min_connections(0)
+                            .acquire_timeout(Duration::from_secs(5))
+                            .connect_lazy_with(options),
+                    )
+                }
+                Backend::Supabase { .. } => None,
+            };
+            envs.push(EnvHandle { name: env.name, pool });
+        }
+        let live = live::Live::from_config(config).map_err(|e| e.to_string())?;
+        Ok(Ops { envs, live })
+    }
+
+    /// For tests and benchmarks: explicit pools and a Redis view.
+    pub fn new(envs: Vec<(EnvName, Option<PgPool>)>, live: live::Live) -> Ops {
+        Ops { envs: envs.into_iter().map(|(name, pool)| EnvHandle { name, pool }).collect(), live }
+    }
+
+    pub fn environments(&self) -> Vec<EnvName> {
+        self.envs.iter().map(|e| e.name).collect()
+    }
+
+    pub fn live(&self) -> &live::Live {
+        &self.live
+    }
+
+    /// The environment an operator named (`prod`, `staging`, `dev`), if configured here.
+    pub fn env(&self, name: &str) -> Result<EnvName, OpsError> {
+        let configured = || self.envs.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(", ");
+        self.envs
+            .iter()
+            .find(|e| e.name.as_str() == name.trim())
+            .map(|e| e.name)
+            .ok_or_else(|| {
+                let shown: String = name.chars().take(40).collect();
+                OpsError::UnknownEnvironment(shown, configured())
+            })
+    }
+
+    /// The direct pool of an environment, or why there is none.
+    fn pool(&self, env: EnvName, what: &'static str) -> Result<&PgPool, OpsError> {
+        let handle = self
+            .envs
+            .iter()
+            .find(|e| e.name == env)
+            .ok_or_else(|| OpsError::UnknownEnvironment(env.to_string(), String::new()))?;
+        handle.pool.as_ref().ok_or_else(|| OpsError::RestUnsupported {
+            env,
+            what,
+            var: format!("{}_DATABASE_URL", env.as_str().to_ascii_uppercase()),
+        })
+    }
+}

@@ -1,0 +1,252 @@
+//! What Redis says right now: the live workers (capacity leases of every server, joined with the
+//! OCR pool assignments), capacity per server, the shared rate limit's current rolling window and
+//! the pool allocation. Servers are discovered from their keys (`server:workers` for the default
+//! server, `server:{x}:workers` for SERVER_ID=x; `worker_pool:...` likewise), so one registre-api
+//! sees every server sharing its Redis. Reads go through the owning crates' status scripts.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use redis::aio::ConnectionManager;
+use registre_capacity::{CapacityKeys, CapacityManager, CapacitySettings};
+use registre_config::Config;
+use registre_pool::{AllocationRecord, AssignmentRecord, PoolKeys};
+use registre_ratelimit::{RateLimitSettings, RateLimiter};
+use serde::Serialize;
+
+use crate::OpsError;
+
+/// One live worker: its capacity lease, and its OCR mode if the pool assigned one.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LiveWorker {
+    /// SERVER_ID of its server; None for the default (un-namespaced) keys.
+    pub server: Option<String>,
+    pub worker_id: String,
+    /// registre, index-ocr or acte-ocr.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub cpu: f64,
+    pub ram: f64,
+    pub host: String,
+    pub pid: u32,
+    pub started_at_ms: u64,
+    pub lease_expires_at_ms: u64,
+    /// index or acte, from `worker_pool:assignments` (OCR workers only).
+    pub assigned_mode: Option<String>,
+}
+
+/// One server's capacity budget.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CapacityView {
+    pub server: Option<String>,
+    pub cpu_allocated: f64,
+    pub ram_allocated: f64,
+    /// The usable budget as configured for this registre-api (SERVER_MAX_* × (1 − reserve)); the
+    /// other servers' own settings are not in Redis, so the same budget is assumed for them.
+    pub cpu_usable: f64,
+    pub ram_usable: f64,
+    pub workers: usize,
+}
+
+/// The shared OCR API limit, current rolling window.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RateLimitView {
+    pub name: String,
+    pub requests: u64,
+    pub requests_limit: u64,
+    pub tokens: u64,
+    pub tokens_limit: u64,
+    pub window_seconds: f64,
+    /// Seconds left of a cooldown after a 429 (0 when none).
+    pub cooldown_seconds: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PoolView {
+    pub server: Option<String>,
+    pub allocation: AllocationRecord,
+}
+
+/// Everything Redis holds that an operator looks at, read in one go.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LiveView {
+    pub workers: Vec<LiveWorker>,
+    pub capacity: Vec<CapacityView>,
+    pub rate_limit: RateLimitView,
+    pub pools: Vec<PoolView>,
+}
+
+/// The Redis side of [`crate::Ops`].
+#[derive(Clone)]
+pub struct Live {
+    conn: ConnectionManager,
+    own_server: Option<String>,
+    capacity: CapacitySettings,
+    rate_limit: RateLimitSettings,
+}
+
+fn redis_err(operation: &'static str) -> impl FnOnce(redis::RedisError) -> OpsError {
+    move |e| OpsError::Redis { operation, detail: e.to_string() }
+}
+
+/// The server a key belongs to: `server:workers` → Some(None), `server:{x}:workers` → Some(Some(x)).
+fn server_of(key: &str, prefix: &str, suffix: &str) -> Option<Option<String>> {
+    if key == format!("{prefix}:{suffix}") {
+        return Some(None);
+    }
+    let inner = key.strip_prefix(&format!("{prefix}:{{"))?.strip_suffix(&format!("}}:{suffix}"))?;
+    (!inner.is_empty() && !inner.contains('}')).then(|| Some(inner.to_string()))
+}
+
+impl Live {
+    pub fn from_config(config: &Config) -> Result<Live, registre_runtime::RedisConnectError> {
+        let conn = registre_runtime::redis_connection(&config.redis_url)?;
+        Ok(Live::new(conn, config))
+    }
+
+    pub fn new(conn: ConnectionManager, config: &Config) -> Live {
+        Live {
+            conn,
+            own_server: config.server.id.clone(),
+            capacity: CapacitySettings::from_config(config),
+            rate_limit: RateLimitSettings::from_config(&config.rate_limit),
+        }
+    }
+
+    /// PING, for /ready.
+    pub async fn ping(&self) -> Result<(), OpsError> {
+        let mut conn = self.conn.clone();
+        let cmd = redis::cmd("PING");
+        match tokio::time::timeout(crate::QUERY_TIMEOUT, cmd.query_async::<String>(&mut conn)).await {
+            Ok(r) => r.map(|_| ()).map_err(redis_err("PING")),
+            Err(_) => Err(OpsError::Redis { operation: "PING", detail: "no answer".into() }),
+        }
+    }
+
+    /// Keys matching `pattern` (SCAN, never KEYS: it does not block Redis).
+    async fn scan(&self, pattern: &str) -> Result<Vec<String>, OpsError> {
+        let mut conn = self.conn.clone();
+        let mut cursor: u64 = 0;
+        let mut keys = Vec::new();
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .map_err(redis_err("SCAN"))?;
+            keys.extend(batch);
+            if next == 0 || keys.len() > 100_000 {
+                return Ok(keys);
+            }
+            cursor = next;
+        }
+    }
+
+    /// Servers with capacity or pool keys in Redis, plus this process's own.
+    async fn servers(&self) -> Result<BTreeSet<Option<String>>, OpsError> {
+        let mut servers = BTreeSet::new();
+        servers.insert(self.own_server.clone());
+        for key in self.scan("server:*workers").await? {
+            if let Some(s) = server_of(&key, "server", "workers") {
+                servers.insert(s);
+            }
+        }
+        for key in self.scan("worker_pool:*allocation").await? {
+            if let Some(s) = server_of(&key, "worker_pool", "allocation") {
+                servers.insert(s);
+            }
+        }
+        Ok(servers)
+    }
+
+    /// Workers, capacity per server, rate limit and pool allocations, from Redis.
+    pub async fn view(&self) -> Result<LiveView, OpsError> {
+        match tokio::time::timeout(crate::QUERY_TIMEOUT, self.view_inner()).await {
+            Ok(r) => r,
+            Err(_) => Err(OpsError::Redis { operation: "reading the live state", detail: "no answer".into() }),
+        }
+    }
+
+    async fn view_inner(&self) -> Result<LiveView, OpsError> {
+        let mut conn = self.conn.clone();
+        let mut workers = Vec::new();
+        let mut capacity = Vec::new();
+        let mut pools = Vec::new();
+        for server in self.servers().await? {
+            let settings = CapacitySettings { keys: CapacityKeys::for_server(server.as_deref()), ..self.capacity.clone() };
+            let status = CapacityManager::new(conn.clone(), settings)
+                .status()
+                .await
+                .map_err(|e| OpsError::Redis { operation: "capacity status", detail: e.to_string() })?;
+            let pool_keys = PoolKeys::for_server(server.as_deref());
+            let assignments: BTreeMap<String, String> =
+                redis::cmd("HGETALL").arg(&pool_keys.assignments).query_async(&mut conn).await.map_err(redis_err("HGETALL"))?;
+            let modes: BTreeMap<String, String> = assignments
+                .into_iter()
+                .filter_map(|(id, json)| serde_json::from_str::<AssignmentRecord>(&json).ok().map(|a| (id, a.assigned_mode)))
+                .collect();
+            let allocation: Option<String> =
+                redis::cmd("GET").arg(&pool_keys.allocation).query_async(&mut conn).await.map_err(redis_err("GET"))?;
+            if let Some(record) = allocation.and_then(|json| serde_json::from_str::<AllocationRecord>(&json).ok()) {
+                pools.push(PoolView { server: server.clone(), allocation: record });
+            }
+            capacity.push(CapacityView {
+                server: server.clone(),
+                cpu_allocated: status.cpu_allocated.0 as f64 / 1000.0,
+                ram_allocated: status.ram_allocated.0 as f64 / 1000.0,
+                cpu_usable: status.usable_cpu.0 as f64 / 1000.0,
+                ram_usable: status.usable_ram.0 as f64 / 1000.0,
+                workers: status.workers.len(),
+            });
+            for w in status.workers {
+                workers.push(LiveWorker {
+                    server: server.clone(),
+                    assigned_mode: modes.get(&w.worker_id).cloned(),
+                    worker_id: w.worker_id,
+                    kind: w.kind,
+                    cpu: w.cpu,
+                    ram: w.ram,
+                    host: w.host,
+                    pid: w.pid,
+                    started_at_ms: w.started_at,
+                    lease_expires_at_ms: w.expires_at,
+                });
+            }
+        }
+        let rate_limit = self.rate_limit().await?;
+        Ok(LiveView { workers, capacity, rate_limit, pools })
+    }
+
+    /// Requests and tokens admitted in the current rolling window, and the cooldown left.
+    pub async fn rate_limit(&self) -> Result<RateLimitView, OpsError> {
+        let limiter = RateLimiter::new(self.conn.clone(), self.rate_limit.clone())
+            .map_err(|e| OpsError::Redis { operation: "rate limit status", detail: e.to_string() })?;
+        let s = limiter.status().await.map_err(|e| OpsError::Redis { operation: "rate limit status", detail: e.to_string() })?;
+        Ok(RateLimitView {
+            name: self.rate_limit.name.clone(),
+            requests: s.requests_in_window,
+            requests_limit: s.requests_per_window,
+            tokens: s.tokens_in_window,
+            tokens_limit: s.tokens_per_window,
+            window_seconds: s.window.as_secs_f64(),
+            cooldown_seconds: s.cooldown_remaining.map(|d| d.as_secs_f64()).unwrap_or(0.0),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn servers_are_read_from_both_key_shapes() {
+        assert_eq!(server_of("server:workers", "server", "workers"), Some(None));
+        assert_eq!(server_of("server:{vps-2}:workers", "server", "workers"), Some(Some("vps-2".into())));
+        assert_eq!(server_of("server:{}:workers", "server", "workers"), None);
+        assert_eq!(server_of("server:cpu:allocated", "server", "workers"), None);
+        assert_eq!(server_of("server:{a}:b}:workers", "server", "workers"), None);
+    }
+}
