@@ -35,9 +35,8 @@ impl registre_runtime::BinaryError for AllError {
     fn exit_code(&self) -> u8 {
         match self {
             AllError::PlanDoesNotFit(_) | AllError::Redis(_) => 2,
-            AllError::Registre(registre_workers::RegistreError::Fetcher(_) | registre_workers::RegistreError::Storage(_) | registre_workers::RegistreError::Redis(_)) => 2,
+            AllError::Registre(e) => e.exit_code(),
             AllError::Pool(e) => e.exit_code(),
-            AllError::Registre(_) => 1,
         }
     }
 }

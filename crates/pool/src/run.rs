@@ -117,7 +117,7 @@ pub async fn start_with(
     let served_names: Vec<_> = served.iter().map(|e| e.name).collect();
     let queue = match queue {
         Some(shared) if shared.envs() == served_names => shared,
-        _ => Arc::new(MultiQueue::connect(&served, &config.queue, pool.pool_size.max(1) + 1).map_err(|e| PoolError::Config(e.to_string()))?),
+        _ => Arc::new(MultiQueue::connect(&served, &config.queue, config.queue.pg_pool_size).map_err(|e| PoolError::Config(e.to_string()))?),
     };
     let engine = engine_from_config(&config.ocr_engine, limiter.clone()).map_err(|e| PoolError::Config(e.to_string()))?;
     if !wait_for_redis(&capacity, &shutdown.token()).await {

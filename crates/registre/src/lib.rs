@@ -51,7 +51,16 @@ pub enum RegistreError {
     Fetcher(#[from] FetchError),
 }
 
-impl registre_runtime::BinaryError for RegistreError {}
+impl registre_runtime::BinaryError for RegistreError {
+    /// 2 for configuration-class errors (an unreadable REGISTRE_SITE_CONFIG or another fetcher
+    /// set-up mistake, an unusable STORAGE_URL or REDIS_URL), as start-all-workers does; else 1.
+    fn exit_code(&self) -> u8 {
+        match self {
+            RegistreError::Fetcher(_) | RegistreError::Storage(_) | RegistreError::Redis(_) => 2,
+            RegistreError::Queue(_) => 1,
+        }
+    }
+}
 
 /// Builds one fetcher; called once per worker when it starts (a registry fetcher holds one
 /// browser and one account, so workers do not share it).
