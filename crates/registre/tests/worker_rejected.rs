@@ -3,18 +3,15 @@
 //! backoff: the worker loop of start-all-workers with a stand-in fetcher answering as the registry
 //! fetcher does. Real Redis (unique SERVER_ID) and PostgreSQL (fresh database).
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+mod common;
 
-use registre_capacity::{CapacityManager, CapacitySettings};
-use registre_config::{Config, EnvName};
+use std::sync::Arc;
+use std::time::Duration;
+
 use registre_fetch::{BoxFuture, DocumentRequest, FetchError, FetchedDocument, Fetcher};
-use registre_queue::MultiQueue;
 use registre_runtime::Shutdown;
-use registre_storage::Storage;
-use registre_testkit::postgres::TestDatabase;
-use registre_workers::{start_workers, Board, Services, WorkerSettings};
-use sqlx::{Connection, PgConnection};
+use registre_workers::{start_workers, WorkerSettings};
+use common::{insert, row, services, setup, wait_until};
 
 /// `rejected-*`: the site's error cell (final); `down-*`: the site does not answer (retried).
 struct Registry;
@@ -34,76 +31,6 @@ impl Fetcher for Registry {
     }
     fn kind(&self) -> &'static str {
         "registry-stand-in"
-    }
-}
-
-struct Setup {
-    db: TestDatabase,
-    storage_dir: std::path::PathBuf,
-    config: Config,
-}
-
-async fn setup(label: &str) -> Setup {
-    let db = TestDatabase::create();
-    let mut conn = PgConnection::connect(db.url()).await.expect("connect");
-    registre_queue::migrate(&mut conn, EnvName::Prod).await.expect("migrate");
-    let storage_dir = std::env::temp_dir().join(registre_testkit::unique("storage"));
-    let config = Config::from_vars([
-        ("REDIS_URL", registre_testkit::shared_redis_url()),
-        ("SERVER_ID", registre_testkit::unique(label)),
-        ("PROD_DATABASE_URL", db.url().to_string()),
-        ("STORAGE_URL", format!("file://{}", storage_dir.display())),
-        ("QUEUE_POLL_INTERVAL_MS", "50".into()),
-        ("QUEUE_BACKOFF_BASE_MS", "50".into()),
-        ("QUEUE_BACKOFF_MAX_MS", "100".into()),
-        ("EXTRACTION_TIMEOUT", "300".into()),
-        ("WORKER_COUNT", "2".into()),
-        ("WORKER_ID", registre_testkit::unique("w")),
-    ])
-    .expect("config");
-    Setup { db, storage_dir, config }
-}
-
-async fn services(setup: &Setup, fetcher: Arc<Registry>) -> Services {
-    let client = redis::Client::open(registre_testkit::shared_redis_url()).expect("client");
-    let conn = client.get_connection_manager().await.expect("redis");
-    let capacity = CapacityManager::new(conn, CapacitySettings::from_config(&setup.config));
-    let queue = MultiQueue::connect(&setup.config.environments, &setup.config.queue, 4).expect("queue");
-    Services {
-        capacity,
-        queue: Arc::new(queue),
-        storage: Storage::from_config(&setup.config.storage).expect("storage"),
-        fetchers: Arc::new(move || Ok(fetcher.clone() as Arc<dyn Fetcher>)),
-        board: Arc::new(Board::new()),
-    }
-}
-
-async fn insert(conn: &sqlx::PgPool, number: &str) -> uuid::Uuid {
-    sqlx::query_scalar("INSERT INTO extraction_queue (document_source, document_number, created_at) VALUES ('index', $1, clock_timestamp()) RETURNING id")
-        .bind(number)
-        .fetch_one(conn)
-        .await
-        .expect("insert")
-}
-
-/// (status_id, attemtps, error_message, supabase_path)
-async fn row(conn: &sqlx::PgPool, id: uuid::Uuid) -> (i32, i32, Option<String>, Option<String>) {
-    sqlx::query_as("SELECT status_id, coalesce(attemtps, 0), error_message, supabase_path FROM extraction_queue WHERE id = $1")
-        .bind(id)
-        .fetch_one(conn)
-        .await
-        .expect("row")
-}
-
-async fn wait_until<F, Fut>(what: &str, limit: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !check().await {
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
