@@ -1,6 +1,9 @@
 //! Decisions per second of the shared rate limiter from one process, and Redis round trips per
 //! decision measured for real: a private redis-server (testkit::RedisServer) that only this
 //! benchmark talks to, `INFO commandstats` read before and after each run.
+//! The outside reference runs in the same process: redis-benchmark's PING rate on the same server
+//! with as many connections as requests in flight, measured before each row; the `/ PING` column
+//! is decisions per second over it (target at 32 in flight: >= 50 %).
 //! `cargo bench -p registre-ratelimit` prints a markdown table.
 
 use std::collections::HashMap;
@@ -39,7 +42,7 @@ fn is_client_command(name: &str) -> bool {
     name.starts_with("eval") || name.starts_with("script")
 }
 
-async fn run(url: &str, s: &Scenario) -> String {
+async fn run(url: &str, s: &Scenario, ping: f64) -> String {
     let conn = redis::Client::open(url).expect("client").get_connection_manager().await.expect("connection");
     let settings = RateLimitSettings {
         name: format!("bench-{}", s.label.replace(' ', "-")),
@@ -89,10 +92,11 @@ async fn run(url: &str, s: &Scenario) -> String {
     let (n, g) = (decisions.load(Ordering::Relaxed), grants.load(Ordering::Relaxed));
     let per_sec = n as f64 / elapsed.as_secs_f64();
     format!(
-        "| {} | {} | {:.0} | {:.0} % | {:.3} | {:.1} | {:.0} µs |",
+        "| {} | {} | {:.0} | {ping:.0} | {:.0} % | {:.0} % | {:.3} | {:.1} | {:.0} µs |",
         s.label,
         s.in_flight,
         per_sec,
+        100.0 * per_sec / ping,
         g as f64 * 100.0 / n.max(1) as f64,
         delta(true) as f64 / n.max(1) as f64,
         delta(false) as f64 / n.max(1) as f64,
@@ -111,10 +115,11 @@ fn main() {
         Scenario { label: "saturated on requests (1600 / 60 s, full)", in_flight: 32, rpm: 1600, tpm: 6_400_000, window_ms: 60_000, estimate: 1000 },
         Scenario { label: "saturated on tokens (1600 charges of 4000 in 60 s)", in_flight: 32, rpm: 1_000_000, tpm: 6_400_000, window_ms: 60_000, estimate: 4000 },
     ];
-    println!("| scenario | in flight | decisions/s | granted | Redis round trips / decision | commands run inside Redis / decision | mean latency |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| scenario | in flight | decisions/s | redis-benchmark PING/s | decisions / PING | granted | Redis round trips / decision | commands run inside Redis / decision | mean latency |");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for s in &scenarios {
-        println!("{}", rt.block_on(run(&url, s)));
+        let ping = registre_testkit::reference::redis_ping_rate(server.port, s.in_flight, if s.in_flight == 1 { 50_000 } else { 300_000 });
+        println!("{}", rt.block_on(run(&url, s, ping)));
     }
     drop(server);
 }

@@ -13,6 +13,7 @@ pub mod child;
 pub mod pdf;
 pub mod postgres;
 pub mod redis6;
+pub mod reference;
 pub mod postgrest;
 
 use std::net::TcpListener;

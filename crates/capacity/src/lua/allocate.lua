@@ -36,6 +36,5 @@ local record = cjson.encode({
 })
 redis.call('HSET', workers_key, id, record)
 redis.call('ZADD', leases_key, expires, id)
-redis.call('SET', cpu_key, decimal(cpu + need_cpu))
-redis.call('SET', ram_key, decimal(ram + need_ram))
+store(cpu + need_cpu, ram + need_ram)
 return {1, expires, cpu + need_cpu, ram + need_ram}

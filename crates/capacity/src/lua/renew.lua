@@ -9,7 +9,13 @@ local json = redis.call('HGET', workers_key, id)
 if not json then
   return {0}
 end
-local _, _, w = cost_of(json)
+local c, _, w = cost_of(json)
+if c == nil then
+  -- Not our JSON (a hand edit): it was never counted; the holder allocates again.
+  redis.call('HDEL', workers_key, id)
+  redis.call('ZREM', leases_key, id)
+  return {0}
+end
 local expires = now + ttl
 w.expiresAt = expires
 redis.call('HSET', workers_key, id, cjson.encode(w))

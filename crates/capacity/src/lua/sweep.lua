@@ -1,8 +1,14 @@
 -- Prelude of every capacity script (prepended at build time, see lib.rs).
 -- Invariant it keeps: after sweep(), `workers` and `leases` hold exactly the unexpired leases
 -- (expiry measured on the Redis server's clock, so hosts with skewed clocks agree) and the two
--- allocated keys equal the sum of those leases' costs, recomputed from scratch in integer
--- thousandths, so they can never drift or leak what a crashed process held.
+-- allocated keys equal the sum of those leases' costs in integer thousandths, so they can never
+-- drift or leak what a crashed process held.
+-- Cost: O(1) + O(expired). The allocated keys are running sums: each script adds or takes away
+-- the one lease it changes, and sweep() takes away each expired lease's cost. The full recount
+-- (O(all workers)) runs only when the sums cannot be trusted (a key missing or not a number, the
+-- hash and the sorted set of different sizes, an expired lease without a readable record: hand
+-- edits or a partial restore) and on `status`. A decimal written by decimal() parses back to the same integer
+-- (thousandths below 2^53), so reading the keys back loses nothing.
 -- KEYS: 1 cpu allocated, 2 ram allocated, 3 workers hash, 4 leases sorted set.
 local cpu_key, ram_key, workers_key, leases_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local clock = redis.call('TIME')
@@ -30,8 +36,10 @@ local function cost_of(json)
   return milli(w.cpu), milli(w.ram), w
 end
 
+-- The full recount, O(all workers): keeps exactly the records that are our JSON and have a lease
+-- and the leases that have a record, and writes their sums.
 local function recompute()
-  local cpu, ram = 0, 0
+  local cpu, ram, kept = 0, 0, 0
   local flat = redis.call('HGETALL', workers_key)
   for i = 1, #flat, 2 do
     local c, r = cost_of(flat[i + 1])
@@ -40,6 +48,14 @@ local function recompute()
     else
       cpu = cpu + c
       ram = ram + r
+      kept = kept + 1
+    end
+  end
+  if redis.call('ZCARD', leases_key) ~= kept then
+    for _, id in ipairs(redis.call('ZRANGE', leases_key, 0, -1)) do
+      if redis.call('HEXISTS', workers_key, id) == 0 then
+        redis.call('ZREM', leases_key, id)
+      end
     end
   end
   redis.call('SET', cpu_key, decimal(cpu))
@@ -47,13 +63,43 @@ local function recompute()
   return cpu, ram
 end
 
+-- The running sums as stored, or nil when they cannot be trusted: a key is missing or not a
+-- number, or the hash and the sorted set differ in size (someone edited one of them by hand).
+local function stored_sums()
+  local cpu, ram = redis.call('GET', cpu_key), redis.call('GET', ram_key)
+  if not cpu or not ram or tonumber(cpu) == nil or tonumber(ram) == nil then return nil end
+  if redis.call('HLEN', workers_key) ~= redis.call('ZCARD', leases_key) then return nil end
+  return milli(cpu), milli(ram)
+end
+
+-- Writes the running sums back.
+local function store(cpu, ram)
+  redis.call('SET', cpu_key, decimal(cpu))
+  redis.call('SET', ram_key, decimal(ram))
+end
+
+-- Drops expired leases and returns the allocated sums (thousandths) of the live ones:
+-- O(1) + O(expired) while the stored sums are trustworthy, the full recount otherwise.
 local function sweep()
+  local cpu, ram = stored_sums()
   local expired = redis.call('ZRANGEBYSCORE', leases_key, '-inf', now)
-  for _, id in ipairs(expired) do
-    redis.call('HDEL', workers_key, id)
-  end
   if #expired > 0 then
+    for _, id in ipairs(expired) do
+      if cpu ~= nil then
+        local json = redis.call('HGET', workers_key, id)
+        local c, r = nil, nil
+        if json then c, r = cost_of(json) end
+        if c == nil then
+          cpu = nil -- a lease without a readable record: recount below
+        else
+          cpu, ram = cpu - c, ram - r
+        end
+      end
+      redis.call('HDEL', workers_key, id)
+    end
     redis.call('ZREMRANGEBYSCORE', leases_key, '-inf', now)
+    if cpu ~= nil then store(cpu, ram) end
   end
-  return recompute()
+  if cpu == nil or cpu < 0 or ram < 0 then return recompute() end
+  return cpu, ram
 end

@@ -19,12 +19,19 @@ if until_ms > now then
 end
 
 local used = prune()
+local charged_before = used
 local count = redis.call('ZCARD', requests_key)
 local wait, reason = 0, ''
 if count + 1 > rpm then
   -- count - rpm + 1 grants must leave the window: wait for the (count - rpm)-th oldest (0-based).
   local entry = redis.call('ZRANGE', requests_key, count - rpm, count - rpm, 'WITHSCORES')
   wait, reason = tonumber(entry[2]) + window - now, 'requests'
+end
+if used + estimate > tpm and used ~= 0 and redis.call('ZCARD', charges_key) == 0 then
+  -- Nothing is charged at all: the sum drifted (keys edited or lost by hand); it is 0.
+  used = 0
+  redis.call('DEL', tokens_key)
+  redis.call('SET', used_key, 0, 'KEEPTTL')
 end
 if used + estimate > tpm then
   local w = fits_at(used, estimate) - now
@@ -41,13 +48,13 @@ end
 -- a counter restarting at 1 would reuse ids whose late settles are still to come.
 local last = tonumber(redis.call('GET', seq_key) or '0') or 0
 local id = string.format('%.0f', math.max(last + 1, now * 1000))
-redis.call('SET', seq_key, id)
+redis.call('SET', seq_key, id, 'KEEPTTL')
 redis.call('ZADD', requests_key, now, id)
 if estimate > 0 then
   redis.call('ZADD', charges_key, now, id)
   redis.call('HSET', tokens_key, id, estimate)
   used = used + estimate
 end
-redis.call('SET', used_key, used)
-keep()
+redis.call('SET', used_key, used, 'KEEPTTL')
+keep_lazy(count == 0 or charged_before == 0)
 return {1, tonumber(id), now, count + 1, used}

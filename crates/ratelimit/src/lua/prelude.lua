@@ -3,7 +3,8 @@
 -- time is inside the current rolling window or later (time > now - window, on the Redis
 -- server's clock, so hosts with skewed clocks agree), `tokens` holds the amount of each charge
 -- and nothing else, and `used` equals the sum of those amounts (recomputed to 0 whenever the
--- charges set is empty, so it can never drift for long).
+-- charges set is found empty: checked whenever charges leave the window, and by acquire before it
+-- makes anyone wait for tokens, so a sum that drifted can never hold requests back).
 -- KEYS: 1 requests (zset reservation id -> grant ms), 2 charges (zset charge id -> charge ms),
 --       3 tokens (hash charge id -> tokens), 4 used (string, sum of tokens),
 --       5 cooldown (string, until ms, expires by itself), 6 seq (string, last reservation id).
@@ -26,13 +27,15 @@ local function prune()
   end
   if #old > 0 then
     redis.call('ZREMRANGEBYSCORE', charges_key, '-inf', horizon)
-  end
-  local before = used
-  if used < 0 or (used ~= 0 and redis.call('ZCARD', charges_key) == 0) then
+    -- Only when charges left can the sum be off (a lost HSET, a hand edit): checked then, not on
+    -- every call, so a busy limiter pays no ZCARD per decision.
+    if used < 0 or (used ~= 0 and redis.call('ZCARD', charges_key) == 0) then
+      used = 0
+      redis.call('DEL', tokens_key)
+    end
+    redis.call('SET', used_key, used, 'KEEPTTL')
+  elseif used < 0 then
     used = 0
-    redis.call('DEL', tokens_key)
-  end
-  if #old > 0 or used ~= before then
     redis.call('SET', used_key, used, 'KEEPTTL')
   end
   return used
@@ -64,14 +67,27 @@ local function fits_at(used, amount)
   return now
 end
 
--- Every key of the limiter disappears one window after its latest entry, so an idle limiter
--- leaves nothing behind (the cooldown key carries its own expiry).
+-- Every key of the limiter disappears at most two windows (+ 1 s) after its latest entry, so an
+-- idle limiter leaves nothing behind (the cooldown key carries its own expiry). Each key gets the
+-- same expiry here, one window longer than needed, so that keep_lazy() can skip the five PEXPIRE
+-- on most calls.
 local function keep()
   local last = now
   local top = redis.call('ZRANGE', charges_key, -1, -1, 'WITHSCORES')
   if #top == 2 then last = math.max(last, tonumber(top[2])) end
-  local ttl = last - now + window + 1000
+  local ttl = last - now + 2 * window + 1000
   for _, key in ipairs({requests_key, charges_key, tokens_key, used_key, seq_key}) do
     redis.call('PEXPIRE', key, ttl)
+  end
+end
+
+-- keep() for acquire, which only adds entries at `now`: every key must live at least one window
+-- (+ 1 s) more. The keys were all given one expiry by the last keep() and their later writes keep
+-- it (SET ... KEEPTTL), so one PTTL tells for all of them, unless a key may have been created
+-- since without an expiry: the requests set was empty (`fresh`), or no tokens were charged (the
+-- tokens hash and charges set may have been emptied and deleted). Then keep() runs in full.
+local function keep_lazy(fresh)
+  if fresh or redis.call('PTTL', requests_key) < window + 1000 then
+    keep()
   end
 end
