@@ -11,16 +11,22 @@
 //! connection), the claim is undone in the background by `queue_release_claim(token)`, so the row
 //! goes back to waiting without an attempt instead of waiting for the reaper. Claim rounds also
 //! reap expired leases, at most once per QUEUE_HEARTBEAT_MS per environment.
+//! Idle workers wait for a LISTEN/NOTIFY announcement of a claimable row (see [`crate::notify`]:
+//! one listening connection per Postgres environment, one worker woken per row) or for the next
+//! poll, whichever comes first; a busy worker can hand in its completion and claim its next row in
+//! one round trip ([`MultiQueue::complete_extraction_and_claim`]).
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use registre_config::{Backend, EnvName, Environment, QueueConfig};
 use registre_runtime::Backoff;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 use uuid::Uuid;
 
+use crate::notify::{Interest, Wakers};
 use crate::*;
 
 /// One environment's queue, whichever backend reaches it.
@@ -90,6 +96,25 @@ impl Queue for EnvQueue {
     }
     async fn complete_ocr(&self, job: &Job, file_content: &str, boosted_file_content: &str) -> Result<Transition, QueueError> {
         delegate!(self, q => q.complete_ocr(job, file_content, boosted_file_content).await)
+    }
+    async fn complete_extraction_and_claim(
+        &self,
+        job: &Job,
+        supabase_path: &str,
+        worker_id: &str,
+        next_claim_token: Uuid,
+    ) -> Result<(Transition, Option<Job>), QueueError> {
+        delegate!(self, q => q.complete_extraction_and_claim(job, supabase_path, worker_id, next_claim_token).await)
+    }
+    async fn complete_ocr_and_claim(
+        &self,
+        job: &Job,
+        file_content: &str,
+        boosted_file_content: &str,
+        worker_id: &str,
+        next_claim_token: Uuid,
+    ) -> Result<(Transition, Option<Job>), QueueError> {
+        delegate!(self, q => q.complete_ocr_and_claim(job, file_content, boosted_file_content, worker_id, next_claim_token).await)
     }
     async fn fail(&self, job: &Job, error: &str) -> Result<FailOutcome, QueueError> {
         delegate!(self, q => q.fail(job, error).await)
@@ -255,9 +280,29 @@ enum Claim {
     Ocr(DocumentSource),
 }
 
+impl Claim {
+    fn interest(self) -> Interest {
+        match self {
+            Claim::Extraction => Interest::Extraction,
+            Claim::Ocr(source) => Interest::Ocr(source),
+        }
+    }
+}
+
 pub struct MultiQueue {
     slots: Vec<Arc<Slot>>,
     config: QueueConfig,
+    /// Idle workers of this process, woken by the LISTEN connections.
+    wakers: Arc<Wakers>,
+    /// Whether idle workers are woken by LISTEN/NOTIFY (else they only poll).
+    notify: bool,
+    /// The LISTEN connections are started by the first wait (they need the runtime).
+    listening: AtomicBool,
+    /// Stops the LISTEN connections when the MultiQueue is dropped.
+    stop_listeners: CancellationToken,
+    _listeners_guard: DropGuard,
+    /// Claim calls made (each one database round trip), for the benchmarks and metrics.
+    claim_calls: AtomicU64,
 }
 
 impl std::fmt::Debug for MultiQueue {
@@ -286,7 +331,52 @@ impl MultiQueue {
                 })
             })
             .collect();
-        MultiQueue { slots, config }
+        let stop_listeners = CancellationToken::new();
+        MultiQueue {
+            slots,
+            config,
+            wakers: Arc::new(Wakers::default()),
+            notify: true,
+            listening: AtomicBool::new(false),
+            _listeners_guard: stop_listeners.clone().drop_guard(),
+            stop_listeners,
+            claim_calls: AtomicU64::new(0),
+        }
+    }
+
+    /// With `false`, idle workers only poll every QUEUE_POLL_INTERVAL_MS (no LISTEN connection):
+    /// the benchmark's comparison, or a connection path without LISTEN (a transaction pooler).
+    pub fn with_notify(mut self, notify: bool) -> MultiQueue {
+        self.notify = notify;
+        self
+    }
+
+    /// Claim calls made so far (each one database round trip, whatever it found).
+    pub fn claim_calls(&self) -> u64 {
+        self.claim_calls.load(Ordering::Relaxed)
+    }
+
+    /// Row announcements received so far by this process's LISTEN connections.
+    pub fn notifications_received(&self) -> u64 {
+        self.wakers.received()
+    }
+
+    /// Starts one LISTEN connection per Postgres environment, once.
+    fn start_listeners(&self) {
+        if !self.notify || self.listening.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        for slot in &self.slots {
+            if let EnvQueue::Postgres(q) = &slot.queue {
+                crate::notify::spawn_listener(
+                    q.env(),
+                    q.pool(),
+                    self.wakers.clone(),
+                    self.config.env_retry_max,
+                    self.stop_listeners.child_token(),
+                );
+            }
+        }
     }
 
     /// One lazy backend per environment (nothing is contacted until the first claim).
@@ -336,6 +426,7 @@ impl MultiQueue {
             }
             // A fresh token per claim, chosen here, so a claim whose answer is lost can be undone.
             let token = Uuid::new_v4();
+            self.claim_calls.fetch_add(1, Ordering::Relaxed);
             let claimed = match kind {
                 Claim::Extraction => slot.guarded("claim for extraction", slot.queue.claim_extraction(worker_id, token)).await,
                 Claim::Ocr(source) => slot.guarded("claim for OCR", slot.queue.claim_ocr(worker_id, source, token)).await,
@@ -372,17 +463,97 @@ impl MultiQueue {
         self.wait_for(worker_id, Claim::Ocr(source), stop).await
     }
 
+    /// Claims, and while nothing is claimable waits for an announcement of a row of this kind
+    /// (one waiter woken per row) or the next poll, whichever comes first. The wake-up is armed
+    /// BEFORE the claim, so a row announced between an empty claim and the wait is not missed.
     async fn wait_for(&self, worker_id: &str, kind: Claim, stop: &CancellationToken) -> Option<Job> {
+        self.start_listeners();
+        let wake = self.wakers.for_interest(kind.interest());
         loop {
             if stop.is_cancelled() {
                 return None;
             }
+            let notified = wake.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
             if let Some(job) = self.claim(worker_id, kind).await {
+                // Dropping a wake-up meant for someone else passes it on to the next waiter.
                 return Some(job);
             }
             tokio::select! {
                 _ = stop.cancelled() => return None,
+                _ = &mut notified, if self.notify => {}
                 _ = tokio::time::sleep(self.config.poll_interval) => {}
+            }
+        }
+    }
+
+    /// Whether the job's environment is the first one claims would go to now (so a claim from
+    /// it, fused with the completion, keeps the prod → staging → dev order) and no reap is due.
+    fn may_fuse(&self, slot: &Arc<Slot>) -> bool {
+        let first = self.slots.iter().find(|s| s.ready());
+        first.is_some_and(|f| Arc::ptr_eq(f, slot))
+            && slot.health().last_reap.is_some_and(|at| at.elapsed() < self.config.heartbeat)
+    }
+
+    /// Completes `job` and claims the worker's next row in ONE round trip when the job's
+    /// environment is the first claims would go to (else completes, and the next row comes from
+    /// [`MultiQueue::next_extraction`]). The completion's result is what
+    /// [`MultiQueue::complete_extraction`] would return; the claimed row, if any, is the worker's.
+    pub async fn complete_extraction_and_claim(
+        &self,
+        job: &Job,
+        supabase_path: &str,
+        worker_id: &str,
+    ) -> (Result<Transition, QueueError>, Option<Job>) {
+        let slot = match self.slot(job.env) {
+            Ok(slot) => slot,
+            Err(e) => return (Err(e), None),
+        };
+        if !self.may_fuse(slot) {
+            return (self.complete_extraction(job, supabase_path).await, None);
+        }
+        let token = Uuid::new_v4();
+        self.claim_calls.fetch_add(1, Ordering::Relaxed);
+        let call = slot.queue.complete_extraction_and_claim(job, supabase_path, worker_id, token);
+        self.settle_fused(slot, token, slot.guarded("complete extraction and claim", call).await)
+    }
+
+    /// [`MultiQueue::complete_extraction_and_claim`] for OCR: the next row is of the job's source.
+    pub async fn complete_ocr_and_claim(
+        &self,
+        job: &Job,
+        file_content: &str,
+        boosted_file_content: &str,
+        worker_id: &str,
+    ) -> (Result<Transition, QueueError>, Option<Job>) {
+        let slot = match self.slot(job.env) {
+            Ok(slot) => slot,
+            Err(e) => return (Err(e), None),
+        };
+        if !self.may_fuse(slot) || job.source().is_none() {
+            return (self.complete_ocr(job, file_content, boosted_file_content).await, None);
+        }
+        let token = Uuid::new_v4();
+        self.claim_calls.fetch_add(1, Ordering::Relaxed);
+        let call = slot.queue.complete_ocr_and_claim(job, file_content, boosted_file_content, worker_id, token);
+        self.settle_fused(slot, token, slot.guarded("complete OCR and claim", call).await)
+    }
+
+    fn settle_fused(
+        &self,
+        slot: &Arc<Slot>,
+        token: Uuid,
+        result: Result<(Transition, Option<Job>), QueueError>,
+    ) -> (Result<Transition, QueueError>, Option<Job>) {
+        match result {
+            Ok((done, next)) => (Ok(done), next),
+            Err(e) => {
+                // The claim half may have committed without us hearing of it: undo it, as claim() does.
+                if !matches!(e, QueueError::Busy { .. } | QueueError::NotMigrated { .. } | QueueError::Setup { .. }) {
+                    slot.spawn_release_claim(token, self.config.lease_ttl);
+                }
+                (Err(e), None)
             }
         }
     }

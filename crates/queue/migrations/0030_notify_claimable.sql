@@ -1,0 +1,41 @@
+-- 0030 notify: idle workers learn of a claimable row the moment its transaction commits, instead of
+-- at their next poll (QUEUE_POLL_INTERVAL_MS, which stays as the fallback). Each process keeps one
+-- LISTEN connection per environment (crates/queue/src/notify.rs) and wakes ONE waiting worker per
+-- notification, so a new row costs one claim, not one per idle worker.
+-- Invariant: every row that becomes claimable now, by an INSERT or by an UPDATE that changes its
+-- status to 1 (extraction) or 3 (OCR) without a backoff still running, is announced exactly once
+-- on channel `registre_queue`, when (and only if) its transaction commits. The payload names the
+-- stage, the source for OCR, and the row id (so NOTIFY's de-duplication within one transaction
+-- never merges two rows): `1 <id>` or `3 <document_source> <id>`. Rows in backoff are not announced
+-- (they become claimable by time, not by a write; polling finds them). Changes no row.
+CREATE OR REPLACE FUNCTION queue_notify_claimable()
+RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.status_id = 1 THEN
+        PERFORM pg_notify('registre_queue', '1 ' || NEW.id::text);
+    ELSE
+        PERFORM pg_notify('registre_queue', '3 ' || NEW.document_source::text || ' ' || NEW.id::text);
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+-- DROP + CREATE (not CREATE OR REPLACE TRIGGER, PostgreSQL 14+) so this applies to older servers
+-- too; both run in this file's transaction, so no write ever sees the table without its trigger.
+DROP TRIGGER IF EXISTS extraction_queue_notify_insert ON extraction_queue;
+CREATE TRIGGER extraction_queue_notify_insert
+    AFTER INSERT ON extraction_queue
+    FOR EACH ROW
+    WHEN ((NEW.status_id = 1 AND (NEW.next_attempt_at IS NULL OR NEW.next_attempt_at <= now()))
+       OR (NEW.status_id = 3 AND (NEW.ocr_next_attempt_at IS NULL OR NEW.ocr_next_attempt_at <= now())))
+    EXECUTE FUNCTION queue_notify_claimable();
+
+DROP TRIGGER IF EXISTS extraction_queue_notify_update ON extraction_queue;
+CREATE TRIGGER extraction_queue_notify_update
+    AFTER UPDATE OF status_id ON extraction_queue
+    FOR EACH ROW
+    WHEN (OLD.status_id IS DISTINCT FROM NEW.status_id
+      AND ((NEW.status_id = 1 AND (NEW.next_attempt_at IS NULL OR NEW.next_attempt_at <= now()))
+        OR (NEW.status_id = 3 AND (NEW.ocr_next_attempt_at IS NULL OR NEW.ocr_next_attempt_at <= now()))))
+    EXECUTE FUNCTION queue_notify_claimable();

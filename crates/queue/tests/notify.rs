@@ -1,0 +1,278 @@
+//! Pickup by LISTEN/NOTIFY and the fused complete-and-claim functions, on real PostgreSQL.
+//! The poll interval is set to 10 minutes in the pickup tests, so a row claimed within the
+//! (generous, 60 s) deadline can only have been announced; no timed assertion.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use registre_config::Config;
+use registre_queue::{DocumentSource, MultiQueue, Queue, Transition};
+use registre_testkit::postgres::TestDatabase;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+fn notify_queue(db: &TestDatabase, pool_size: u32) -> Arc<MultiQueue> {
+    let config = Config::from_vars([("DATABASE_URL", db.url()), ("QUEUE_POLL_INTERVAL_MS", "600000")]).unwrap();
+    Arc::new(MultiQueue::connect(&config.environments, &config.queue, pool_size).unwrap())
+}
+
+/// `idle` registre workers that claim, report and complete rows until `stop`.
+fn registre_workers(queue: &Arc<MultiQueue>, idle: usize, stop: &CancellationToken) -> (mpsc::UnboundedReceiver<Uuid>, Vec<tokio::task::JoinHandle<()>>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let tasks = (0..idle)
+        .map(|w| {
+            let (queue, stop, tx) = (queue.clone(), stop.clone(), tx.clone());
+            tokio::spawn(async move {
+                let id = format!("notify-{w}");
+                while let Some(job) = queue.next_extraction(&id, &stop).await {
+                    let _ = tx.send(job.id);
+                    assert_eq!(queue.complete_extraction(&job, "index/x.pdf").await.unwrap(), Transition::Applied);
+                }
+            })
+        })
+        .collect();
+    (rx, tasks)
+}
+
+async fn next_claimed(rx: &mut mpsc::UnboundedReceiver<Uuid>) -> Uuid {
+    tokio::time::timeout(DEADLINE, rx.recv())
+        .await
+        .expect("a row was claimed within 60 s (the poll is 10 min away: only a notification wakes a worker)")
+        .expect("workers alive")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_new_row_wakes_one_of_eight_idle_workers() {
+    let db = TestDatabase::create();
+    common::migrated(&db).await;
+    let pool = common::pool(&db, 2).await;
+    let queue = notify_queue(&db, 10);
+    let stop = CancellationToken::new();
+    let (mut rx, tasks) = registre_workers(&queue, 8, &stop);
+
+    // The listener is up once a first row is picked up; count claim calls from then on.
+    let first = common::insert(&pool, "index", "warm-up").await;
+    assert_eq!(next_claimed(&mut rx).await, first);
+    let deadline = Instant::now() + DEADLINE;
+    while common::count_status(&pool, 3).await < 1 {
+        assert!(Instant::now() < deadline, "the warm-up row was never completed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Let every worker settle into waiting: the claim count stops moving (polled, generous).
+    let mut calls = queue.claim_calls();
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = queue.claim_calls();
+        if now == calls {
+            break;
+        }
+        calls = now;
+        assert!(Instant::now() < deadline, "workers never settled");
+    }
+
+    let rows = 20;
+    for n in 0..rows {
+        let id = common::insert(&pool, "index", &format!("N-{n}")).await;
+        assert_eq!(next_claimed(&mut rx).await, id);
+    }
+    let received = queue.notifications_received();
+    assert!(received >= rows, "every insert was announced ({received} announcements for {rows} rows)");
+    stop.cancel();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    // Per row: the woken worker's claim, and its claim after completing (it claims before it
+    // waits again). Waking all 8 would be 8 per row.
+    let per_row = (queue.claim_calls() - calls) as f64 / rows as f64;
+    assert!(per_row <= 2.5, "{per_row:.2} claim calls per row: more than one worker is woken per row");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_inserted_in_one_transaction_is_claimed_exactly_once_per_row() {
+    let db = TestDatabase::create();
+    common::migrated(&db).await;
+    let pool = common::pool(&db, 2).await;
+    let queue = notify_queue(&db, 10);
+    let stop = CancellationToken::new();
+    let (mut rx, tasks) = registre_workers(&queue, 8, &stop);
+    // Warm up so the LISTEN connection is up before the batch.
+    let first = common::insert(&pool, "index", "warm-up").await;
+    assert_eq!(next_claimed(&mut rx).await, first);
+
+    // One transaction, 50 rows: NOTIFY would merge identical payloads; ours carry the row id.
+    let ids: Vec<Uuid> = sqlx::query_scalar(
+        "INSERT INTO extraction_queue (document_source, document_number, created_at)
+         SELECT 'acte', 'B-' || n, clock_timestamp() FROM generate_series(1, 50) AS n RETURNING id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let mut seen = HashSet::new();
+    for _ in 0..ids.len() {
+        let id = next_claimed(&mut rx).await;
+        assert!(seen.insert(id), "row {id} claimed twice");
+    }
+    assert_eq!(seen, ids.into_iter().collect::<HashSet<_>>());
+    stop.cancel();
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ocr_worker_picks_up_a_row_the_moment_extraction_completes_it() {
+    let db = TestDatabase::create();
+    common::migrated(&db).await;
+    let pool = common::pool(&db, 2).await;
+    let queue = notify_queue(&db, 6);
+    let stop = CancellationToken::new();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut tasks = Vec::new();
+    for source in [DocumentSource::Acte, DocumentSource::Index] {
+        let (queue, stop, tx) = (queue.clone(), stop.clone(), tx.clone());
+        tasks.push(tokio::spawn(async move {
+            while let Some(job) = queue.next_ocr(&format!("ocr-{}", source.as_str()), source, &stop).await {
+                let _ = tx.send((source, job.id));
+                assert_eq!(queue.complete_ocr(&job, "texte", "texte").await.unwrap(), Transition::Applied);
+            }
+        }));
+    }
+    let registre = notify_queue(&db, 2);
+    for (n, source) in ["acte", "index", "acte"].iter().enumerate() {
+        let id = common::insert(&pool, source, &format!("O-{n}")).await;
+        let job = registre.claim_extraction("registre").await.expect("claimed for extraction");
+        assert_eq!(job.id, id);
+        assert_eq!(registre.complete_extraction(&job, "actes/x.pdf").await.unwrap(), Transition::Applied);
+        let (by, claimed) = tokio::time::timeout(DEADLINE, rx.recv()).await.expect("OCR claimed it within 60 s").unwrap();
+        assert_eq!((by.as_str(), claimed), (*source, id), "the worker of the row's own source claims it");
+    }
+    stop.cancel();
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_listen_connection_comes_back_and_wakes_the_workers() {
+    let db = TestDatabase::create();
+    common::migrated(&db).await;
+    let pool = common::pool(&db, 2).await;
+    let queue = notify_queue(&db, 4);
+    let stop = CancellationToken::new();
+    let (mut rx, tasks) = registre_workers(&queue, 2, &stop);
+    let first = common::insert(&pool, "index", "avant").await;
+    assert_eq!(next_claimed(&mut rx).await, first);
+
+    let listeners = || {
+        sqlx::query_scalar::<_, i32>(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND query ILIKE 'LISTEN%'",
+        )
+        .fetch_all(&pool)
+    };
+    let before = listeners().await.unwrap();
+    assert_eq!(before.len(), 1, "one LISTEN connection per process and environment: {before:?}");
+    // Kill the listening backend, as a network cut or a server restart would.
+    let killed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)").bind(before[0]).fetch_one(&pool).await.unwrap();
+    assert!(killed);
+    // Once another one listens (polled), new rows are announced again.
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let now = listeners().await.unwrap();
+        if now.len() == 1 && now[0] != before[0] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the LISTEN connection never came back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let after = common::insert(&pool, "index", "après").await;
+    assert_eq!(next_claimed(&mut rx).await, after);
+    stop.cancel();
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn complete_and_claim_keeps_fencing_and_claims_the_oldest_row() {
+    let (db, queue) = common::queue(common::SETTINGS, 2).await;
+    let pool = queue.pool().clone();
+    let a = common::insert(&pool, "index", "A").await;
+    let b = common::insert(&pool, "index", "B").await;
+    let first = queue.claim_extraction("w", Uuid::new_v4()).await.unwrap().unwrap();
+    assert_eq!(first.id, a);
+    let (done, next) = queue.complete_extraction_and_claim(&first, "index/a.pdf", "w", Uuid::new_v4()).await.unwrap();
+    assert_eq!(done, Transition::Applied);
+    let next = next.expect("B claimed in the same call");
+    assert_eq!((next.id, next.document_number.as_str()), (b, "B"));
+    assert_eq!(common::row(&pool, a).await.0, 3);
+    assert_eq!(common::row(&pool, b).await.0, 2);
+
+    // A stale claim (its token no longer the row's) completes nothing, and the claim still runs.
+    let c = common::insert(&pool, "acte", "C").await;
+    let (done, claimed) = queue.complete_extraction_and_claim(&first, "index/stale.pdf", "w", Uuid::new_v4()).await.unwrap();
+    assert_eq!(done, Transition::NotOwner);
+    assert_eq!(claimed.map(|j| j.id), Some(c));
+    let stored: Option<String> = sqlx::query_scalar("SELECT supabase_path FROM extraction_queue WHERE id = $1").bind(a).fetch_one(&pool).await.unwrap();
+    assert_eq!(stored.as_deref(), Some("index/a.pdf"), "the stale completion changed nothing");
+
+    // Nothing left: completed, and no row.
+    let (done, none) = queue.complete_extraction_and_claim(&next, "index/b.pdf", "w", Uuid::new_v4()).await.unwrap();
+    assert_eq!((done, none), (Transition::Applied, None));
+
+    // OCR: the next row is of the job's own source.
+    let ocr = queue.claim_ocr("o", DocumentSource::Index, Uuid::new_v4()).await.unwrap().expect("A is waiting for OCR");
+    assert_eq!(ocr.id, a);
+    let (done, next_ocr) = queue.complete_ocr_and_claim(&ocr, "brut", "corrigé", "o", Uuid::new_v4()).await.unwrap();
+    assert_eq!(done, Transition::Applied);
+    assert_eq!(next_ocr.map(|j| j.id), Some(b), "B (index, status 3) is next; C is an acte still in extraction");
+    assert_eq!(common::row(&pool, a).await.0, 5);
+    drop(db);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixteen_workers_chaining_completions_and_claims_process_every_row_once() {
+    let db = TestDatabase::create();
+    common::migrated(&db).await;
+    let pool = common::pool(&db, 2).await;
+    sqlx::query(
+        "INSERT INTO extraction_queue (document_source, document_number, created_at)
+         SELECT 'index', 'C-' || n, clock_timestamp() FROM generate_series(1, 400) AS n",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let queue = notify_queue(&db, 16);
+    let mut tasks = Vec::new();
+    for w in 0..16 {
+        let queue = queue.clone();
+        tasks.push(tokio::spawn(async move {
+            let worker = format!("chain-{w}");
+            let mut mine = Vec::new();
+            let mut next = queue.claim_extraction(&worker).await;
+            while let Some(job) = next {
+                mine.push(job.id);
+                let (done, claimed) = queue.complete_extraction_and_claim(&job, "index/x.pdf", &worker).await;
+                assert_eq!(done.unwrap(), Transition::Applied);
+                next = match claimed {
+                    Some(j) => Some(j),
+                    None => queue.claim_extraction(&worker).await,
+                };
+            }
+            mine
+        }));
+    }
+    let mut all = HashSet::new();
+    for t in tasks {
+        for id in t.await.unwrap() {
+            assert!(all.insert(id), "row {id} processed twice");
+        }
+    }
+    assert_eq!(all.len(), 400);
+    assert_eq!(common::count_status(&pool, 3).await, 400);
+}
