@@ -16,7 +16,7 @@ mod split;
 mod worker;
 
 pub use manager::{AllocationRecord, AssignmentRecord, PoolKeys, PoolManager, QueueCounts};
-pub use run::{run, served_environments, start, start_with, worker_ids, PoolHandle, PoolServices};
+pub use run::{run, served_environments, start, start_with, start_with_engine, worker_ids, PoolHandle, PoolServices};
 pub use split::{plan_moves, target_split, Mode, Split, WorkerView};
 pub use worker::{WorkerSlot, WorkerState};
 

@@ -102,6 +102,20 @@ pub async fn start_with(
     queue: Option<Arc<MultiQueue>>,
     shutdown: &Shutdown,
 ) -> Result<Option<PoolHandle>, PoolError> {
+    start_with_engine(config, redis, capacity, storage, queue, None, shutdown).await
+}
+
+/// [`start_with`] with a given OCR engine instead of the one OCR_ENGINE selects (the end-to-end
+/// benchmark times the engine's own share of each document this way).
+pub async fn start_with_engine(
+    config: &Config,
+    redis: ConnectionManager,
+    capacity: CapacityManager,
+    storage: Storage,
+    queue: Option<Arc<MultiQueue>>,
+    engine: Option<Arc<dyn OcrEngine>>,
+    shutdown: &Shutdown,
+) -> Result<Option<PoolHandle>, PoolError> {
     let pool = &config.ocr_pool;
     tracing::info!("{RULE}");
     tracing::info!("🚀 UNIFIED OCR WORKER POOL STARTING");
@@ -119,7 +133,10 @@ pub async fn start_with(
         Some(shared) if shared.envs() == served_names => shared,
         _ => Arc::new(MultiQueue::connect(&served, &config.queue, config.queue.pg_pool_size).map_err(|e| PoolError::Config(e.to_string()))?),
     };
-    let engine = engine_from_config(&config.ocr_engine, limiter.clone()).map_err(|e| PoolError::Config(e.to_string()))?;
+    let engine = match engine {
+        Some(engine) => engine,
+        None => engine_from_config(&config.ocr_engine, limiter.clone()).map_err(|e| PoolError::Config(e.to_string()))?,
+    };
     if !wait_for_redis(&capacity, &shutdown.token()).await {
         return Ok(None);
     }
