@@ -14,11 +14,11 @@ local cpu, ram = sweep()
 local started = now
 local previous = redis.call('HGET', workers_key, id)
 if previous then
-  local c, r, w = cost_of(previous)
+  local c, r, t = cost_of(previous)
   if c ~= nil then
     cpu = cpu - c
     ram = ram - r
-    started = tonumber(w.startedAt) or now
+    started = t or now
   end
 end
 
@@ -30,11 +30,7 @@ if ram + need_ram > usable_ram then
 end
 
 local expires = now + ttl
-local record = cjson.encode({
-  workerId = id, type = kind, cpu = need_cpu / 1000, ram = need_ram / 1000,
-  startedAt = started, expiresAt = expires, host = ARGV[8], pid = tonumber(ARGV[9]),
-})
-redis.call('HSET', workers_key, id, record)
+redis.call('HSET', workers_key, id, record(id, kind, need_cpu, need_ram, started, expires, ARGV[8], ARGV[9]))
 redis.call('ZADD', leases_key, expires, id)
 store(cpu + need_cpu, ram + need_ram)
 return {1, expires, cpu + need_cpu, ram + need_ram}

@@ -9,7 +9,7 @@ local json = redis.call('HGET', workers_key, id)
 if not json then
   return {0}
 end
-local c, _, w = cost_of(json)
+local c, _, _ = cost_of(json)
 if c == nil then
   -- Not our JSON (a hand edit): it was never counted; the holder allocates again.
   redis.call('HDEL', workers_key, id)
@@ -17,7 +17,13 @@ if c == nil then
   return {0}
 end
 local expires = now + ttl
-w.expiresAt = expires
-redis.call('HSET', workers_key, id, cjson.encode(w))
+local renewed, n = string.gsub(json, '"expiresAt":%d+', '"expiresAt":' .. string.format('%d', expires), 1)
+if n ~= 1 then
+  -- Not written by record(): rewrite it through cjson.
+  local w = cjson.decode(json)
+  w.expiresAt = expires
+  renewed = cjson.encode(w)
+end
+redis.call('HSET', workers_key, id, renewed)
 redis.call('ZADD', leases_key, expires, id)
 return {1, expires}

@@ -27,13 +27,39 @@ local function milli(x)
   return math.floor(tonumber(x) * 1000 + 0.5)
 end
 
--- A worker record's cost, or nil for a record that is not our JSON (it is then dropped).
+-- A worker record's cost and start time, or nil for a record that is not our JSON (it is then
+-- dropped). Records written by record() are read with three pattern matches (several times
+-- cheaper than cjson.decode inside Redis); anything else goes through cjson.
 local function cost_of(json)
+  if string.sub(json, 1, 1) == '{' and string.sub(json, -1) == '}' then
+    local c = string.match(json, '"cpu":(%d+%.?%d*)[,}]')
+    local r = string.match(json, '"ram":(%d+%.?%d*)[,}]')
+    local t = string.match(json, '"startedAt":(%d+)[,}]')
+    if c and r and t then
+      return milli(c), milli(r), tonumber(t)
+    end
+  end
   local ok, w = pcall(cjson.decode, json)
   if not ok or type(w) ~= 'table' or tonumber(w.cpu) == nil or tonumber(w.ram) == nil then
     return nil
   end
-  return milli(w.cpu), milli(w.ram), w
+  return milli(w.cpu), milli(w.ram), tonumber(w.startedAt)
+end
+
+-- A JSON string: ids, types and host names need no escaping; anything that does goes to cjson.
+local function json_string(s)
+  if string.find(s, '[%c"\\]') then return cjson.encode(s) end
+  return '"' .. s .. '"'
+end
+
+-- The worker record of DESIGN section 4, built as text (cjson.encode costs more than the rest
+-- of an allocate). Same fields and number forms as before: {"workerId","type","cpu","ram",
+-- "startedAt","expiresAt","host","pid"}.
+local function record(id, kind, cpu, ram, started, expires, host, pid)
+  return '{"workerId":' .. json_string(id) .. ',"type":' .. json_string(kind)
+    .. ',"cpu":' .. decimal(cpu) .. ',"ram":' .. decimal(ram)
+    .. ',"startedAt":' .. string.format('%d', started) .. ',"expiresAt":' .. string.format('%d', expires)
+    .. ',"host":' .. json_string(host) .. ',"pid":' .. string.format('%d', tonumber(pid) or 0) .. '}'
 end
 
 -- The full recount, O(all workers): keeps exactly the records that are our JSON and have a lease
@@ -82,7 +108,11 @@ end
 -- O(1) + O(expired) while the stored sums are trustworthy, the full recount otherwise.
 local function sweep()
   local cpu, ram = stored_sums()
-  local expired = redis.call('ZRANGEBYSCORE', leases_key, '-inf', now)
+  -- ZCOUNT first: an integer reply costs far less than an (empty) array reply in a script.
+  local expired = {}
+  if redis.call('ZCOUNT', leases_key, '-inf', now) > 0 then
+    expired = redis.call('ZRANGEBYSCORE', leases_key, '-inf', now)
+  end
   if #expired > 0 then
     for _, id in ipairs(expired) do
       if cpu ~= nil then

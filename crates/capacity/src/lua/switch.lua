@@ -18,12 +18,12 @@ local started = now
 local had = 0
 local previous = redis.call('HGET', workers_key, id)
 if previous then
-  local c, r, w = cost_of(previous)
+  local c, r, t = cost_of(previous)
   if c ~= nil then
     -- What the server would hold without this worker's current lease.
     cpu = cpu - c
     ram = ram - r
-    started = tonumber(w.startedAt) or now
+    started = t or now
     had = 1
   end
 end
@@ -36,12 +36,8 @@ if ram + need_ram > usable_ram then
 end
 
 local expires = now + ttl
-local record = cjson.encode({
-  workerId = id, type = kind, cpu = need_cpu / 1000, ram = need_ram / 1000,
-  startedAt = started, expiresAt = expires, host = ARGV[8], pid = tonumber(ARGV[9]),
-})
 -- HSET overwrites the old record: old lease out, new lease in, in the same step.
-redis.call('HSET', workers_key, id, record)
+redis.call('HSET', workers_key, id, record(id, kind, need_cpu, need_ram, started, expires, ARGV[8], ARGV[9]))
 redis.call('ZADD', leases_key, expires, id)
 store(cpu + need_cpu, ram + need_ram)
 return {1, expires, cpu + need_cpu, ram + need_ram, had}

@@ -20,7 +20,11 @@ local function prune()
   local horizon = now - window
   redis.call('ZREMRANGEBYSCORE', requests_key, '-inf', horizon)
   local used = tonumber(redis.call('GET', used_key) or '0') or 0
-  local old = redis.call('ZRANGEBYSCORE', charges_key, '-inf', horizon)
+  -- ZCOUNT first: an integer reply costs far less than an (empty) array reply in a script.
+  local old = {}
+  if redis.call('ZCOUNT', charges_key, '-inf', horizon) > 0 then
+    old = redis.call('ZRANGEBYSCORE', charges_key, '-inf', horizon)
+  end
   for _, id in ipairs(old) do
     used = used - (tonumber(redis.call('HGET', tokens_key, id) or '0') or 0)
     redis.call('HDEL', tokens_key, id)
