@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use redis::aio::ConnectionManager;
+use registre_runtime::RedisConn;
 use registre_capacity::{CapacityKeys, CapacityManager, CapacitySettings};
 use registre_config::Config;
 use registre_pool::{AllocationRecord, AssignmentRecord, PoolKeys};
@@ -78,7 +78,7 @@ pub struct LiveView {
 /// The Redis side of [`crate::Ops`].
 #[derive(Clone)]
 pub struct Live {
-    conn: ConnectionManager,
+    conn: RedisConn,
     own_server: Option<String>,
     capacity: CapacitySettings,
     rate_limit: RateLimitSettings,
@@ -103,9 +103,9 @@ impl Live {
         Ok(Live::new(conn, config))
     }
 
-    pub fn new(conn: ConnectionManager, config: &Config) -> Live {
+    pub fn new(conn: impl Into<RedisConn>, config: &Config) -> Live {
         Live {
-            conn,
+            conn: conn.into(),
             own_server: config.server.id.clone(),
             capacity: CapacitySettings::from_config(config),
             rate_limit: RateLimitSettings::from_config(&config.rate_limit),

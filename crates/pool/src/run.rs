@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use registre_runtime::RedisConn;
 use registre_capacity::{CapacityManager, CapacitySettings};
 use registre_config::{Config, Environment};
 use registre_ocr::{engine_from_config, OcrEngine};
@@ -96,7 +96,7 @@ pub fn worker_ids(pool_size: u32) -> Vec<(String, String)> {
 /// and saying so); `None` if the shutdown fired first.
 pub async fn start_with(
     config: &Config,
-    redis: ConnectionManager,
+    redis: RedisConn,
     capacity: CapacityManager,
     storage: Storage,
     queue: Option<Arc<MultiQueue>>,
