@@ -299,6 +299,12 @@ async fn workers_on_a_cluster_rebalance_and_survive_a_master_failover() {
         assert!(Instant::now() < deadline, "rows stuck after the failover: {counts:?}\n{}\n{}", tail(&registre.output(), 30), tail(&pool.output(), 30));
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    // The operations view (registrectl status, the dashboard) finds this server on the cluster:
+    // its SCAN covers every master, not one random node.
+    let live = registre_ops::live::Live::from_config(&cluster_config(&nodes, &server, &[])).unwrap();
+    let view = live.view().await.unwrap();
+    assert!(view.capacity.iter().any(|v| v.server.as_deref() == Some(server.as_str())), "{server} missing from {:?}", view.capacity);
+    assert!(view.pools.iter().any(|p| p.server.as_deref() == Some(server.as_str())), "{server}'s pool missing from the view");
     assert!(registre.terminate(), "registre-workers did not stop cleanly:\n{}", tail(&registre.output(), 40));
     assert!(pool.terminate(), "ocr-pool did not stop cleanly:\n{}", tail(&pool.output(), 40));
     stop.store(true, std::sync::atomic::Ordering::SeqCst);

@@ -122,27 +122,9 @@ impl Live {
         }
     }
 
-    /// Keys matching `pattern` (SCAN, never KEYS: it does not block Redis).
+    /// Keys matching `pattern` (SCAN, never KEYS: it does not block Redis; every master of a cluster).
     async fn scan(&self, pattern: &str) -> Result<Vec<String>, OpsError> {
-        let mut conn = self.conn.clone();
-        let mut cursor: u64 = 0;
-        let mut keys = Vec::new();
-        loop {
-            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await
-                .map_err(redis_err("SCAN"))?;
-            keys.extend(batch);
-            if next == 0 || keys.len() > 100_000 {
-                return Ok(keys);
-            }
-            cursor = next;
-        }
+        self.conn.scan_keys(pattern, 100_000).await.map_err(redis_err("SCAN"))
     }
 
     /// Servers with capacity or pool keys in Redis, plus this process's own.

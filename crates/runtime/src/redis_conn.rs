@@ -15,6 +15,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClientBuilder, ClusterConfig};
 use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 use registre_config::{RedisTarget, SecretUrl};
 
@@ -54,6 +55,74 @@ impl From<ClusterConnection> for RedisConn {
 impl RedisConn {
     pub fn is_cluster(&self) -> bool {
         matches!(self, RedisConn::Cluster(_))
+    }
+
+    /// Keys matching `pattern` (SCAN, never KEYS: it does not block Redis), at most about `limit`.
+    /// On a cluster a SCAN sees the keys of one node only, so every master is scanned in turn
+    /// (the masters come from `CLUSTER SLOTS`).
+    pub async fn scan_keys(&self, pattern: &str, limit: usize) -> redis::RedisResult<Vec<String>> {
+        let mut keys = Vec::new();
+        match self {
+            RedisConn::Single(c) => {
+                scan_node(pattern, limit, &mut keys, |cmd| {
+                    let mut conn = c.clone();
+                    async move { cmd.query_async::<(u64, Vec<String>)>(&mut conn).await }
+                })
+                .await?;
+            }
+            RedisConn::Cluster(c) => {
+                let mut conn = c.clone();
+                let slots: Vec<Value> = redis::cmd("CLUSTER").arg("SLOTS").query_async(&mut conn).await?;
+                let mut masters: Vec<(String, u16)> = slots.iter().filter_map(master_of_range).collect();
+                masters.sort();
+                masters.dedup();
+                for (host, port) in masters {
+                    let conn = c.clone();
+                    scan_node(pattern, limit, &mut keys, |cmd| {
+                        let (mut conn, host) = (conn.clone(), host.clone());
+                        async move {
+                            let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port });
+                            let value = conn.route_command(cmd, routing).await?;
+                            redis::from_redis_value::<(u64, Vec<String>)>(value).map_err(redis::RedisError::from)
+                        }
+                    })
+                    .await?;
+                }
+            }
+        }
+        Ok(keys)
+    }
+}
+
+/// `(host, port)` of the master of one `CLUSTER SLOTS` entry: `[start, end, [host, port, id], ...]`.
+fn master_of_range(range: &Value) -> Option<(String, u16)> {
+    let Value::Array(items) = range else { return None };
+    let Value::Array(master) = items.get(2)? else { return None };
+    let host = match master.first()? {
+        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+        Value::SimpleString(s) => s.clone(),
+        _ => return None,
+    };
+    let Value::Int(port) = master.get(1)? else { return None };
+    Some((host, u16::try_from(*port).ok()?))
+}
+
+/// One node's SCAN loop, through `send` (which knows how to reach that node).
+async fn scan_node<F, Fut>(pattern: &str, limit: usize, keys: &mut Vec<String>, send: F) -> redis::RedisResult<()>
+where
+    F: Fn(Cmd) -> Fut,
+    Fut: std::future::Future<Output = redis::RedisResult<(u64, Vec<String>)>>,
+{
+    let mut cursor: u64 = 0;
+    loop {
+        let mut cmd = redis::cmd("SCAN");
+        cmd.arg(cursor).arg("MATCH").arg(pattern).arg("COUNT").arg(1000);
+        let (next, batch) = send(cmd).await?;
+        keys.extend(batch);
+        if next == 0 || keys.len() > limit {
+            return Ok(());
+        }
+        cursor = next;
     }
 }
 
