@@ -301,7 +301,8 @@ async fn workers_on_a_cluster_rebalance_and_survive_a_master_failover() {
     }
     // The operations view (registrectl status, the dashboard) finds this server on the cluster:
     // its SCAN covers every master, not one random node.
-    let live = registre_ops::live::Live::from_config(&cluster_config(&nodes, &server, &[])).unwrap();
+    // Configured as another server, so this one must be found by the scan.
+    let live = registre_ops::live::Live::from_config(&cluster_config(&nodes, "ops-view", &[])).unwrap();
     let view = live.view().await.unwrap();
     assert!(view.capacity.iter().any(|v| v.server.as_deref() == Some(server.as_str())), "{server} missing from {:?}", view.capacity);
     assert!(view.pools.iter().any(|p| p.server.as_deref() == Some(server.as_str())), "{server}'s pool missing from the view");

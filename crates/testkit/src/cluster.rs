@@ -167,6 +167,7 @@ impl RedisCluster {
                 .query(n.port, &["CLUSTER", "NODES"])
                 .map(|t| parse_nodes(&t).iter().filter(|(_, master, failed)| *master && !*failed).count())
                 .unwrap_or(0);
+            // 3 live masters (a failed one is flagged `master,fail` and has lost its slots).
             ok && masters == 3
         })
     }
@@ -205,6 +206,13 @@ impl RedisCluster {
     pub fn kill_master_of(&mut self, key: &str) -> u16 {
         let port = self.master_of(key);
         self.kill_node(port);
+        // The cluster keeps reporting `ok` until the node timeout marks the master failed, so
+        // wait for the slot to have another master first.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.master_of(key) == port {
+            assert!(Instant::now() < deadline, "no replica took over {key}'s slot from :{port} within 60 s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
         self.wait_until_healthy(Duration::from_secs(60));
         port
     }
