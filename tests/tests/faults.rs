@@ -188,7 +188,7 @@ async fn two_servers_keep_every_promise_under_injected_faults() {
     let rep = report.clone();
     let fin = finished.clone();
     let (rp, pp) = (redis_proxy.clone(), pg_proxy.clone());
-    let (procs, redis, pg) = tokio::task::spawn_blocking(move || {
+    let (procs, redis, _pg) = tokio::task::spawn_blocking(move || {
         let mut procs = procs;
         let total = rows as i64;
         let fault_until = Instant::now() + Duration::from_secs(fault_secs);
