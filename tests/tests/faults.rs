@@ -35,7 +35,9 @@ const WINDOW: Duration = Duration::from_secs(10);
 const LIMIT: u64 = 450;
 /// How much later than its grant a call may reach the stand-in on a loaded machine: the check
 /// counts arrivals in windows this much shorter than the limiter's (see `busiest`).
-const ARRIVAL_JITTER: Duration = Duration::from_millis(500);
+/// The workers drop a grant that took more than 500 ms to come back (registre-ocr MAX_GRANT_AGE),
+/// so 1 s covers that plus the time from grant to request on a loaded machine.
+const ARRIVAL_JITTER: Duration = Duration::from_secs(1);
 
 fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -185,6 +187,9 @@ async fn two_servers_keep_every_promise_under_injected_faults() {
     });
 
     let report = Arc::new(Mutex::new((BTreeMap::<Fault, u32>::new(), Vec::<(Fault, Duration)>::new())));
+    // When each fault was injected, on the stand-in's clock (to read the busiest window against).
+    let timeline = Arc::new(Mutex::new(Vec::<(u64, Fault)>::new()));
+    let (tl, clock) = (timeline.clone(), gemini.clone());
     let rep = report.clone();
     let fin = finished.clone();
     let (rp, pp) = (redis_proxy.clone(), pg_proxy.clone());
@@ -223,6 +228,7 @@ async fn two_servers_keep_every_promise_under_injected_faults() {
             let injecting = Instant::now() < fault_until && done < total * 95 / 100;
             if injecting && recovering.is_none() && Instant::now() >= next_fault {
                 let kind = ORDER[turn % ORDER.len()];
+                lock(&tl).push((clock.elapsed_ms(), kind));
                 turn += 1;
                 match kind {
                     Fault::KillWorker => {
@@ -290,7 +296,7 @@ async fn two_servers_keep_every_promise_under_injected_faults() {
     let mut conn = PgConnection::connect(&db_url).await.unwrap();
     let (done5, done4, duplicates) = final_queue_checks(&mut conn, rows).await;
     let busiest = gemini.busiest(WINDOW);
-    let busiest_checked = gemini.busiest(WINDOW - ARRIVAL_JITTER);
+    let (busiest_checked, busiest_at) = gemini.busiest_window(WINDOW - ARRIVAL_JITTER);
     let (faults, recoveries) = lock(&report).clone();
     let longest = recoveries.iter().max_by_key(|(_, d)| *d).cloned();
 
@@ -316,6 +322,8 @@ async fn two_servers_keep_every_promise_under_injected_faults() {
     println!("| Gemini calls | {} ({:?}) |", gemini.calls(), gemini.calls_by_key());
     println!("| busiest rolling {} s window | {busiest} (limit {LIMIT}; {busiest_checked} in {:.1} s) |", WINDOW.as_secs(), (WINDOW - ARRIVAL_JITTER).as_secs_f64());
     println!("| duplicate completions | {duplicates} |");
+    println!("| fault timeline (s) | {} |", lock(&timeline).iter().map(|(t, k)| format!("{:.1} {k:?}", *t as f64 / 1000.0)).collect::<Vec<_>>().join(", "));
+    println!("| busiest window starts at (s) | {:.1} |", busiest_at as f64 / 1000.0);
     match longest {
         Some((kind, d)) => println!("| longest recovery after a fault | {:.1} s ({kind:?}) |", d.as_secs_f64()),
         None => println!("| longest recovery after a fault | none measured |"),

@@ -300,17 +300,29 @@ impl GeminiStandIn {
 
     /// The most calls that arrived within any `window` (a rolling window over arrival times).
     pub fn busiest(&self, window: Duration) -> usize {
+        self.busiest_window(window).0
+    }
+
+    /// The same, with when that window started (ms since the stand-in started).
+    pub fn busiest_window(&self, window: Duration) -> (usize, u64) {
         let mut times: Vec<u64> = lock(&self.state.calls).iter().map(|(t, _)| *t).collect();
         times.sort_unstable();
         let w = window.as_millis() as u64;
-        let (mut best, mut lo) = (0, 0);
+        let (mut best, mut at, mut lo) = (0, 0, 0);
         for hi in 0..times.len() {
             while times[hi] - times[lo] >= w {
                 lo += 1;
             }
-            best = best.max(hi - lo + 1);
+            if hi - lo + 1 > best {
+                (best, at) = (hi - lo + 1, times[lo]);
+            }
         }
-        best
+        (best, at)
+    }
+
+    /// Milliseconds since the stand-in started (the time base of its records).
+    pub fn elapsed_ms(&self) -> u64 {
+        self.state.start.elapsed().as_millis() as u64
     }
 
     pub fn violations(&self) -> Vec<String> {
