@@ -32,7 +32,7 @@ const KEY_A: &str = "fleet-key-a-0123456789";
 const KEY_B: &str = "fleet-key-b-0123456789";
 /// The limiter of both servers: LIMIT requests per rolling WINDOW.
 const WINDOW: Duration = Duration::from_secs(10);
-const LIMIT: u64 = 450;
+const LIMIT: u64 = 400;
 /// How much later than its grant a call may reach the stand-in on a loaded machine: the check
 /// counts arrivals in windows this much shorter than the limiter's (see `busiest`).
 /// The workers drop a grant that took more than 500 ms to come back (registre-ocr MAX_GRANT_AGE),
@@ -57,13 +57,13 @@ enum Fault {
 /// One round of faults, every kind at least once; repeated while the run lasts.
 const ORDER: [Fault; 8] = [
     Fault::KillWorker,
-    Fault::RedisCut,
-    Fault::PgStall,
     Fault::RedisRestart,
+    Fault::PgStall,
+    Fault::RedisCut,
+    Fault::PgRestart,
     Fault::KillWorker,
     Fault::PgCut,
     Fault::RedisStall,
-    Fault::PgRestart,
 ];
 
 /// The capacity sampler's findings, per server: samples taken, worst (cpu, ram) milli-units,
@@ -198,7 +198,7 @@ async fn two_servers_keep_every_promise_under_injected_faults() {
         let total = rows as i64;
         let fault_until = Instant::now() + Duration::from_secs(fault_secs);
         let all_done_by = Instant::now() + Duration::from_secs(fault_secs + 600);
-        let mut next_fault = Instant::now() + Duration::from_secs(5);
+        let mut next_fault = Instant::now() + Duration::from_secs(3);
         let mut turn = 0usize;
         let mut dead_since: Vec<Option<Instant>> = vec![None; procs.len()];
         // A fault whose recovery is being measured: (kind, ended at, finished rows then).
@@ -256,7 +256,7 @@ async fn two_servers_keep_every_promise_under_injected_faults() {
                 }
                 *lock(&rep).0.entry(kind).or_default() += 1;
                 recovering = Some((kind, Instant::now(), fin.load(Ordering::SeqCst)));
-                next_fault = Instant::now() + Duration::from_secs(6);
+                next_fault = Instant::now() + Duration::from_secs(4);
             }
             std::thread::sleep(Duration::from_millis(200));
         }
