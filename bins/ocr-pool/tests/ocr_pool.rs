@@ -506,7 +506,7 @@ async fn all_managers_initialized_only_after_redis_answered() {
 }
 
 fn registre_runtime_connection(config: &registre_config::Config) -> redis::aio::ConnectionManager {
-    let client = redis::Client::open(config.redis_url.expose()).unwrap();
+    let client = redis::Client::open(config.redis_url.first().expose()).unwrap();
     redis::aio::ConnectionManager::new_lazy_with_config(client, redis::aio::ConnectionManagerConfig::new()).unwrap()
 }
 

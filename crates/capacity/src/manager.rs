@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use registre_runtime::RedisConn;
 use redis::{Script, Value};
 use registre_config::{CapacityConfig, Config, Milli, WorkerCost};
 use serde::{Deserialize, Serialize};
@@ -121,13 +121,13 @@ pub struct CapacityStatus {
 /// Cheap to clone: clones share one self-reconnecting connection.
 #[derive(Clone)]
 pub struct CapacityManager {
-    conn: ConnectionManager,
+    conn: RedisConn,
     settings: Arc<CapacitySettings>,
 }
 
 impl CapacityManager {
-    pub fn new(conn: ConnectionManager, settings: CapacitySettings) -> CapacityManager {
-        CapacityManager { conn, settings: Arc::new(settings) }
+    pub fn new(conn: impl Into<RedisConn>, settings: CapacitySettings) -> CapacityManager {
+        CapacityManager { conn: conn.into(), settings: Arc::new(settings) }
     }
 
     pub fn settings(&self) -> &CapacitySettings {

@@ -7,6 +7,7 @@
 
 mod parse;
 mod raw;
+mod redis;
 pub mod secret;
 pub mod units;
 
@@ -14,6 +15,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use raw::VARIABLES;
+pub use redis::RedisTarget;
 pub use secret::{Secret, SecretUrl};
 pub use units::Milli;
 use url::Url;
@@ -50,7 +52,8 @@ pub enum ConfigError {
 /// The whole configuration. Every field is typed; nothing is re-parsed downstream.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub redis_url: SecretUrl,
+    /// REDIS_URL (with REDIS_CLUSTER=true: a comma-separated list of cluster nodes).
+    pub redis_url: RedisTarget,
     pub server: ServerConfig,
     pub capacity: CapacityConfig,
     pub registre: RegistreConfig,

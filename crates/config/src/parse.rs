@@ -299,10 +299,7 @@ fn queue(
 
 pub(crate) fn build(raw: RawEnv) -> Result<Config, ConfigError> {
     let (storage_url, storage) = storage(&raw)?;
-    let redis_url = {
-        let v = text(raw.redis_url, "redis://localhost:6379");
-        SecretUrl::new(url("REDIS_URL", &v, &["redis", "rediss"], true)?)
-    };
+    let redis_url = redis(raw.redis_url, raw.redis_cluster, raw.server_id.as_deref())?;
 
     let server = ServerConfig {
         id: name_like("SERVER_ID", raw.server_id)?,
@@ -549,4 +546,37 @@ fn api(host: Option<String>, port: Option<String>, token: Option<String>) -> Res
         Some(t) => Some(Secret::new(t)),
     };
     Ok(ApiConfig { host, port, token })
+}
+
+/// REDIS_URL and REDIS_CLUSTER (DESIGN §13). In cluster mode REDIS_URL lists the seed nodes,
+/// comma-separated, and SERVER_ID is required: without it the capacity and pool keys
+/// (`server:cpu:allocated`, `server:workers`, ...) carry no hash tag and would land in different
+/// slots, which the one-slot atomic scripts cannot work on.
+fn redis(value: Option<String>, cluster: Option<String>, server_id: Option<&str>) -> Result<RedisTarget, ConfigError> {
+    const VAR: &str = "REDIS_URL";
+    let cluster = boolean("REDIS_CLUSTER", cluster, false)?;
+    let v = text(value, "redis://localhost:6379");
+    let schemes = ["redis", "rediss"];
+    if !cluster {
+        if v.contains(",redis://") || v.contains(",rediss://") {
+            return Err(ConfigError::Inconsistent(format!(
+                "REDIS_URL lists {} nodes: a list of Redis Cluster nodes needs REDIS_CLUSTER=true",
+                v.split(',').count()
+            )));
+        }
+        return Ok(RedisTarget::single(SecretUrl::new(url(VAR, &v, &schemes, true)?)));
+    }
+    if server_id.is_none_or(|id| id.trim().is_empty()) {
+        return Err(ConfigError::Missing {
+            variable: "SERVER_ID",
+            because: "REDIS_CLUSTER=true (each server's capacity and pool keys must share one hash slot)".into(),
+        });
+    }
+    let nodes = v
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(|n| url(VAR, n, &schemes, true).map(SecretUrl::new))
+        .collect::<Result<Vec<_>, _>>()?;
+    RedisTarget::cluster(nodes).ok_or_else(|| invalid(VAR, &v, "one or more comma-separated redis:// URLs of cluster nodes"))
 }

@@ -7,6 +7,7 @@ use serde::Deserialize;
 /// `.env.example` and docs/configuration.md are checked against this list by tests.
 pub const VARIABLES: &[&str] = &[
     "REDIS_URL",
+    "REDIS_CLUSTER",
     "SERVER_ID",
     "SERVER_MAX_CPU",
     "SERVER_MAX_RAM",
@@ -98,6 +99,7 @@ pub const VARIABLES: &[&str] = &[
 #[serde(default)]
 pub(crate) struct RawEnv {
     pub redis_url: Option<String>,
+    pub redis_cluster: Option<String>,
     pub server_id: Option<String>,
     pub server_max_cpu: Option<String>,
     pub server_max_ram: Option<String>,

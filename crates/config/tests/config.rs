@@ -22,7 +22,8 @@ fn error_line(vars: &[(&str, &str)]) -> String {
 #[test]
 fn defaults_are_those_of_the_checklist() {
     let c = load_with_db(&[]).unwrap();
-    assert_eq!(c.redis_url.expose(), "redis://localhost:6379");
+    assert_eq!(c.redis_url.first().expose(), "redis://localhost:6379");
+    assert!(!c.redis_url.is_cluster());
     assert_eq!((c.server.max_cpu, c.server.max_ram), (Milli(8000), Milli(16000)));
     assert_eq!((c.server.reserve_cpu_percent, c.server.reserve_ram_percent), (20.0, 20.0));
     assert_eq!((c.server.usable_cpu().to_string(), c.server.usable_ram().to_string()), ("6.4".into(), "12.8".into()));
@@ -47,6 +48,32 @@ fn defaults_are_those_of_the_checklist() {
     assert_eq!(c.storage_url.expose(), "file:///var/lib/registre/storage");
     assert_eq!(c.log.format, LogFormat::Text);
     assert_eq!(c.log.filter, "info");
+}
+
+#[test]
+fn redis_cluster_takes_a_node_list_and_requires_server_id() {
+    let nodes = "redis://:pw@127.0.0.1:7001, redis://:pw@127.0.0.1:7002,redis://:pw@127.0.0.1:7003";
+    let c = load_with_db(&[("REDIS_CLUSTER", "true"), ("REDIS_URL", nodes), ("SERVER_ID", "vps-1")]).unwrap();
+    assert!(c.redis_url.is_cluster());
+    let ports: Vec<Option<u16>> = c.redis_url.nodes().iter().map(|n| n.url().port()).collect();
+    assert_eq!(ports, [Some(7001), Some(7002), Some(7003)]);
+    assert!(!format!("{:?} {}", c, c.redis_url).contains(":pw@"), "a node password leaked");
+
+    // Cluster mode without SERVER_ID: one line naming SERVER_ID (the binaries exit 2 with it).
+    let line = error_line(&[("REDIS_CLUSTER", "true"), ("REDIS_URL", nodes)]);
+    assert!(line.starts_with("SERVER_ID is required when REDIS_CLUSTER=true"), "{line}");
+    // A node list without cluster mode is a mistake, not a URL with a strange host.
+    let line = error_line(&[("REDIS_URL", "redis://127.0.0.1:7001,redis://127.0.0.1:7002")]);
+    assert!(line.contains("REDIS_CLUSTER=true"), "{line}");
+    // Every node is checked like REDIS_URL, with its password masked in the line.
+    let line = error_line(&[("REDIS_CLUSTER", "yes"), ("SERVER_ID", "a"), ("REDIS_URL", "redis://127.0.0.1:7001,http://:hunter2@x:1")]);
+    assert!(line.starts_with("REDIS_URL=http://:***@x:1") && line.contains(": expected a URL starting with redis://"), "{line}");
+    assert!(!line.contains("hunter2"), "{line}");
+    let line = error_line(&[("REDIS_CLUSTER", "maybe")]);
+    assert_eq!(line, "REDIS_CLUSTER=maybe: expected true or false");
+    // One URL with REDIS_CLUSTER=true is a cluster reached through one seed node.
+    let c = load_with_db(&[("REDIS_CLUSTER", "true"), ("REDIS_URL", "redis://127.0.0.1:7001"), ("SERVER_ID", "a")]).unwrap();
+    assert!(c.redis_url.is_cluster() && c.redis_url.nodes().len() == 1);
 }
 
 #[test]

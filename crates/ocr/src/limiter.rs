@@ -6,8 +6,8 @@
 use std::future::Future;
 use std::time::Duration;
 
-use registre_ratelimit::{RateLimitError, RateLimiter, Reservation};
-use tokio_util::sync::CancellationToken;
+use registre_ratelimit::{Decision, RateLimitError, RateLimiter, Reservation};
+use registre_runtime::Backoff;
 
 /// A limiter failure the engine cannot cure by waiting.
 #[derive(Debug, thiserror::Error)]
@@ -37,21 +37,54 @@ pub trait ApiLimiter: Send + Sync {
     fn cooldown(&self, duration: Duration) -> impl Future<Output = ()> + Send;
 }
 
-/// The shared Redis limiter. Redis outages while waiting are retried by `acquire_wait`; settle and
+/// How long a grant may take to come back from Redis and still be used (see `admit`).
+pub const MAX_GRANT_AGE: Duration = Duration::from_millis(500);
+
+/// The shared Redis limiter. Redis outages while waiting are retried with backoff; settle and
 /// cooldown failures are logged and never fail the document (the window only over-counts or the
 /// cooldown is skipped, and the API's own 429s still stop us).
 impl ApiLimiter for RateLimiter {
     type Ticket = Reservation;
 
+    /// Asks until granted: a wait is slept exactly (plus a little jitter), a Redis error is
+    /// retried with capped backoff. A grant whose answer took longer than [`MAX_GRANT_AGE`] to
+    /// come back (a stalled connection, a frozen process) is not used: the API would see the call
+    /// that much later than the limiter counted it, and late calls pile up on top of the next
+    /// window's. Its request slot stays counted (no call is made on it) and a fresh grant is asked.
     async fn admit(&self, estimated_tokens: u64) -> Result<Reservation, LimiterError> {
-        // Never cancelled from here: dropping the engine's future stops the wait.
-        let never = CancellationToken::new();
         let started = std::time::Instant::now();
-        let admitted = self.acquire_wait(estimated_tokens, &never).await;
-        registre_telemetry::ratelimit_wait(started.elapsed());
-        match admitted? {
-            Some(reservation) => Ok(reservation),
-            None => Err(LimiterError("rate limiter wait cancelled".into())),
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        loop {
+            let asked = std::time::Instant::now();
+            let delay = match self.acquire(estimated_tokens).await {
+                Ok(Decision::Granted(reservation)) => {
+                    let age = asked.elapsed();
+                    if age <= MAX_GRANT_AGE {
+                        registre_telemetry::ratelimit_wait(started.elapsed());
+                        return Ok(reservation);
+                    }
+                    tracing::warn!(
+                        "rate limiter: grant {} came back after {} ms (slow or stalled Redis connection): not used, asking again",
+                        reservation.id(),
+                        age.as_millis()
+                    );
+                    // No call is made on it: its tokens go back, its request slot stays counted.
+                    let _ = RateLimiter::settle(self, &reservation, 0).await;
+                    Duration::ZERO
+                }
+                Ok(Decision::Wait { wait, .. }) => {
+                    backoff.reset();
+                    let cap = (wait.as_micros() as u64 / 50).clamp(2_000, 20_000);
+                    wait + Duration::from_micros(rand::random_range(0..=cap))
+                }
+                Err(e @ RateLimitError::EstimateTooLarge { .. }) => return Err(e.into()),
+                Err(e) => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!("rate limiter unavailable ({e}): retrying in {} ms", delay.as_millis());
+                    delay
+                }
+            };
+            tokio::time::sleep(delay).await;
         }
     }
 

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use redis::aio::ConnectionManager;
+use registre_runtime::RedisConn;
 use registre_capacity::{CapacityKeys, CapacityManager, CapacitySettings};
 use registre_config::Config;
 use registre_pool::{AllocationRecord, AssignmentRecord, PoolKeys};
@@ -78,7 +78,7 @@ pub struct LiveView {
 /// The Redis side of [`crate::Ops`].
 #[derive(Clone)]
 pub struct Live {
-    conn: ConnectionManager,
+    conn: RedisConn,
     own_server: Option<String>,
     capacity: CapacitySettings,
     rate_limit: RateLimitSettings,
@@ -103,9 +103,9 @@ impl Live {
         Ok(Live::new(conn, config))
     }
 
-    pub fn new(conn: ConnectionManager, config: &Config) -> Live {
+    pub fn new(conn: impl Into<RedisConn>, config: &Config) -> Live {
         Live {
-            conn,
+            conn: conn.into(),
             own_server: config.server.id.clone(),
             capacity: CapacitySettings::from_config(config),
             rate_limit: RateLimitSettings::from_config(&config.rate_limit),
@@ -122,27 +122,9 @@ impl Live {
         }
     }
 
-    /// Keys matching `pattern` (SCAN, never KEYS: it does not block Redis).
+    /// Keys matching `pattern` (SCAN, never KEYS: it does not block Redis; every master of a cluster).
     async fn scan(&self, pattern: &str) -> Result<Vec<String>, OpsError> {
-        let mut conn = self.conn.clone();
-        let mut cursor: u64 = 0;
-        let mut keys = Vec::new();
-        loop {
-            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await
-                .map_err(redis_err("SCAN"))?;
-            keys.extend(batch);
-            if next == 0 || keys.len() > 100_000 {
-                return Ok(keys);
-            }
-            cursor = next;
-        }
+        self.conn.scan_keys(pattern, 100_000).await.map_err(redis_err("SCAN"))
     }
 
     /// Servers with capacity or pool keys in Redis, plus this process's own.

@@ -7,7 +7,7 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use registre_runtime::RedisConn;
 use redis::Script;
 use serde::{Deserialize, Serialize};
 
@@ -70,7 +70,7 @@ pub struct AssignmentRecord {
 /// Cheap to clone; clones share one self-reconnecting connection.
 #[derive(Clone)]
 pub struct PoolManager {
-    conn: ConnectionManager,
+    conn: RedisConn,
     keys: PoolKeys,
     owner: String,
     /// How long this process's part of the allocation counts without being published again.
@@ -88,8 +88,8 @@ fn redis_err(operation: &'static str) -> impl FnOnce(redis::RedisError) -> PoolE
 impl PoolManager {
     /// `owner` identifies this pool process in the lock (host and pid make a good one).
     /// `owner` also names this process's part of the allocation, so it must be unique per process.
-    pub fn new(conn: ConnectionManager, keys: PoolKeys, owner: String) -> PoolManager {
-        PoolManager { conn, keys, owner, part_ttl: Duration::from_secs(65) }
+    pub fn new(conn: impl Into<RedisConn>, keys: PoolKeys, owner: String) -> PoolManager {
+        PoolManager { conn: conn.into(), keys, owner, part_ttl: Duration::from_secs(65) }
     }
 
     /// How long a published part counts in the sum if its process stops publishing (crashed);

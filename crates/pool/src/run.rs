@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use registre_runtime::RedisConn;
 use registre_capacity::{CapacityManager, CapacitySettings};
 use registre_config::{Config, Environment};
 use registre_ocr::{engine_from_config, OcrEngine};
@@ -96,7 +96,7 @@ pub fn worker_ids(pool_size: u32) -> Vec<(String, String)> {
 /// and saying so); `None` if the shutdown fired first.
 pub async fn start_with(
     config: &Config,
-    redis: ConnectionManager,
+    redis: RedisConn,
     capacity: CapacityManager,
     storage: Storage,
     queue: Option<Arc<MultiQueue>>,
@@ -185,7 +185,11 @@ pub async fn start_with_engine(
     tracing::info!("{RULE}");
 
     shutdown.spawn(rebalancer(config.clone(), services.clone(), slots.clone(), shutdown.clone()));
-    shutdown.spawn(status_block(config.ocr_pool.status_interval, services.clone(), slots.clone(), shutdown.clone()));
+    let header = match config.server.id.as_deref() {
+        Some(id) => format!("📊 OCR POOL STATUS (server {id})"),
+        None => "📊 OCR POOL STATUS".to_string(),
+    };
+    shutdown.spawn(status_block(config.ocr_pool.status_interval, header, services.clone(), slots.clone(), shutdown.clone()));
     Ok(Some(PoolHandle { slots, services }))
 }
 
@@ -278,14 +282,15 @@ async fn rebalancer(config: Config, services: Arc<PoolServices>, slots: Arc<Vec<
 }
 
 /// The status block of the checklist: allocation, API usage, capacity by worker type.
-async fn status_block(every: Duration, services: Arc<PoolServices>, slots: Arc<Vec<WorkerSlot>>, shutdown: Shutdown) {
+/// `header` names the server when SERVER_ID is set, so the logs of several servers read apart.
+async fn status_block(every: Duration, header: String, services: Arc<PoolServices>, slots: Arc<Vec<WorkerSlot>>, shutdown: Shutdown) {
     loop {
         tokio::select! {
             _ = shutdown.triggered() => return,
             _ = tokio::time::sleep(every) => {}
         }
         tracing::info!("{RULE}");
-        tracing::info!("📊 OCR POOL STATUS");
+        tracing::info!("{header}");
         match services.manager.allocation().await {
             Ok(Some(a)) => tracing::info!(
                 "🎯 Allocation: {} index / {} acte of {} (waiting: {} index, {} acte; updated {})",

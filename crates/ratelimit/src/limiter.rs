@@ -4,7 +4,7 @@
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use registre_runtime::RedisConn;
 use redis::{Script, Value};
 use registre_config::RateLimitConfig;
 use registre_runtime::Backoff;
@@ -136,7 +136,7 @@ pub struct RateLimitStatus {
 /// Cheap to clone: clones share one self-reconnecting connection.
 #[derive(Clone)]
 pub struct RateLimiter {
-    conn: ConnectionManager,
+    conn: RedisConn,
     settings: Arc<RateLimitSettings>,
     keys: Arc<RateLimitKeys>,
     /// Tag of the reservations this limiter grants (hash of the key prefix).
@@ -151,7 +151,7 @@ impl std::fmt::Debug for RateLimiter {
 
 impl RateLimiter {
     /// Refuses limits of zero (nothing could ever be admitted) and windows under 1 ms.
-    pub fn new(conn: ConnectionManager, settings: RateLimitSettings) -> Result<RateLimiter, RateLimitError> {
+    pub fn new(conn: impl Into<RedisConn>, settings: RateLimitSettings) -> Result<RateLimiter, RateLimitError> {
         if settings.requests_per_window == 0 || settings.tokens_per_window == 0 {
             return Err(RateLimitError::InvalidSettings(format!(
                 "{}: requests and tokens per window must be at least 1 (got {} and {})",
@@ -173,7 +173,7 @@ impl RateLimiter {
             keys.requests.hash(&mut h);
             h.finish()
         };
-        Ok(RateLimiter { conn, settings: Arc::new(settings), keys: Arc::new(keys), tag })
+        Ok(RateLimiter { conn: conn.into(), settings: Arc::new(settings), keys: Arc::new(keys), tag })
     }
 
     pub fn settings(&self) -> &RateLimitSettings {

@@ -264,7 +264,13 @@ async fn wait_then_run(worker: worker::Worker) {
 
 /// Logs the status block every `interval` until the shutdown: per worker its state and counters,
 /// the totals, and the server's capacity (`server:cpu:allocated` / usable, RAM likewise).
-pub fn spawn_status_reporter(services: &Services, interval: Duration, shutdown: &Shutdown) {
+/// With SERVER_ID set the header names the server (`📊 REGISTRE WORKERS STATUS (server vps-2)`),
+/// so the logs of several servers read apart.
+pub fn spawn_status_reporter(services: &Services, interval: Duration, shutdown: &Shutdown, server_id: Option<&str>) {
+    let header = match server_id {
+        Some(id) => format!("📊 REGISTRE WORKERS STATUS (server {id})"),
+        None => "📊 REGISTRE WORKERS STATUS".to_string(),
+    };
     let board = services.board.clone();
     let capacity = services.capacity.clone();
     let token = shutdown.token();
@@ -276,7 +282,7 @@ pub fn spawn_status_reporter(services: &Services, interval: Duration, shutdown: 
             }
             let status = board::read_capacity(&capacity).await;
             tracing::info!("{RULE}");
-            tracing::info!("📊 REGISTRE WORKERS STATUS");
+            tracing::info!("{header}");
             for line in board.status_lines(status.as_ref()) {
                 tracing::info!("{line}");
             }
@@ -322,7 +328,7 @@ pub async fn start(config: &Config, capacity: CapacityManager, shutdown: &Shutdo
         };
         tracing::info!("📦 fetcher {fetcher} · storage {} · queues {}", services.storage.describe(), envs.join(" → "));
     }
-    spawn_status_reporter(&services, settings.status_interval, shutdown);
+    spawn_status_reporter(&services, settings.status_interval, shutdown, config.server.id.as_deref());
     Ok(Some(Started { services, settings, workers }))
 }
 

@@ -3,7 +3,8 @@
 //! - [`Shutdown`]: one signal (SIGTERM/SIGINT) fanned out to every task, then a wait until
 //!   every task has finished (tokio-util's CancellationToken + TaskTracker);
 //! - [`Backoff`]: capped exponential delays with jitter for every retry loop;
-//! - [`redis_connection`]: a self-reconnecting Redis connection;
+//! - [`redis_connection`]: a self-reconnecting Redis connection ([`RedisConn`]: one server or a
+//!   Redis Cluster, REDIS_CLUSTER);
 //! - [`redis_version`]: the start-up check that the Redis server is 6.0 or newer;
 //! - [`run_binary`]: the `main` of every worker binary (config, logs, runtime, shutdown, run).
 
@@ -16,8 +17,8 @@ pub mod shutdown;
 
 pub use backoff::Backoff;
 pub use main_helper::{run_binary, BinaryError};
-pub use redis_conn::{redis_connection, RedisConnectError};
-pub use redis_version::{probe_redis_version, RedisVersion, RedisVersionError, MINIMUM_REDIS};
+pub use redis_conn::{cluster_connection, redis_connection, single_connection, RedisConn, RedisConnectError};
+pub use redis_version::{probe_redis_target, probe_redis_version, RedisVersion, RedisVersionError, MINIMUM_REDIS};
 pub use shutdown::Shutdown;
 
 /// This machine's host name, for worker records (`host` field) and logs.

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use registre_config::Config;
 
-use crate::redis_version::{probe_redis_version, RedisVersionError};
+use crate::redis_version::{probe_redis_target, RedisVersionError};
 use crate::{Backoff, Shutdown};
 
 /// An error a binary ends with; the exit code defaults to 1 (could not start or run).
@@ -42,10 +42,11 @@ where
         shutdown.listen_for_signals();
         // METRICS_ADDR: /metrics, /health, /ready of this process (registre-telemetry).
         if let Some(addr) = config.metrics_addr {
-            registre_telemetry::spawn_server(addr, config.redis_url.clone(), shutdown.token());
+            // /ready pings the single server, or the first seed node of a cluster.
+            registre_telemetry::spawn_server(addr, config.redis_url.first().clone(), shutdown.token());
         }
         // Redis answers at start-up (the usual case): an old server is refused before any work.
-        let checked = match probe_redis_version(&redis_url).await {
+        let checked = match probe_redis_target(&redis_url).await {
             Ok(Ok(version)) => {
                 tracing::debug!("Redis {version} at {redis_url}");
                 true
@@ -102,14 +103,14 @@ enum Ended<E> {
 
 /// Asks Redis for its version until it answers (backoff 200 ms → 10 s) or the shutdown fires:
 /// `Some` when it is too old, `None` when it is fine or the binary is stopping anyway.
-async fn wait_for_version(url: &registre_config::SecretUrl, shutdown: &Shutdown) -> Option<RedisVersionError> {
+async fn wait_for_version(url: &registre_config::RedisTarget, shutdown: &Shutdown) -> Option<RedisVersionError> {
     let mut backoff = Backoff::new(std::time::Duration::from_millis(200), std::time::Duration::from_secs(10));
     loop {
         tokio::select! {
             _ = shutdown.triggered() => return None,
             _ = tokio::time::sleep(backoff.next_delay()) => {}
         }
-        match probe_redis_version(url).await {
+        match probe_redis_target(url).await {
             Ok(Ok(version)) => {
                 tracing::info!("Redis {version} at {url} answers");
                 return None;

@@ -100,6 +100,23 @@ pub async fn probe_redis_version(url: &SecretUrl) -> Result<Result<RedisVersion,
     Ok(check_info(url, &info))
 }
 
+/// The same for what REDIS_URL / REDIS_CLUSTER name: a single server, or the nodes of a cluster,
+/// asked in turn until one answers (`INFO` is per node; every node of a cluster runs the same
+/// version in practice, and a mixed cluster during an upgrade is caught by each binary's start).
+/// A node that answers with a refused version decides; only "no node answers" is an `Err`.
+pub async fn probe_redis_target(
+    target: &registre_config::RedisTarget,
+) -> Result<Result<RedisVersion, RedisVersionError>, redis::RedisError> {
+    let mut last = None;
+    for node in target.nodes() {
+        match probe_redis_version(node).await {
+            Ok(decided) => return Ok(decided),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| redis::RedisError::from((redis::ErrorKind::Io, "no Redis node configured"))))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

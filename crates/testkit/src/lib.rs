@@ -7,9 +7,15 @@
 //! - [`child`]: re-running the current test binary as a child process (for multi-process tests);
 //! - [`postgrest`]: a local stand-in for Supabase's PostgREST `/rest/v1/rpc/<function>` that
 //!   runs each call on a real PostgreSQL database;
-//! - [`pdf`]: PDFs drawn by the tests themselves (registry-index-like pages), with the drawn text.
+//! - [`pdf`]: PDFs drawn by the tests themselves (registry-index-like pages), with the drawn text;
+//! - [`cluster`]: a real Redis Cluster (3 masters + 3 replicas) whose masters a test can kill;
+//! - [`pg_server`]: a private PostgreSQL (initdb + pg_ctl on a free port) a test can restart;
+//! - [`proxy`]: a TCP fault proxy that cuts or stalls the connections through it.
 
 pub mod child;
+pub mod cluster;
+pub mod pg_server;
+pub mod proxy;
 pub mod pdf;
 pub mod postgres;
 pub mod redis6;
@@ -61,6 +67,8 @@ pub struct RedisServer {
     dir: PathBuf,
     /// `redis-server` from PATH, or another binary (see [`redis6`]).
     binary: PathBuf,
+    /// Extra arguments (e.g. persistence for a restart that keeps the data).
+    args: Vec<String>,
 }
 
 impl RedisServer {
@@ -73,7 +81,19 @@ impl RedisServer {
         let port = free_port();
         let dir = std::env::temp_dir().join(unique("redis"));
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {dir:?}: {e}"));
-        let mut server = RedisServer { port, child: None, dir, binary };
+        let mut server = RedisServer { port, child: None, dir, binary, args: Vec::new() };
+        server.restart();
+        server
+    }
+
+    /// A server that keeps its data across [`RedisServer::restart`], even after SIGKILL: an
+    /// append-only file synced at every write, as a production Redis with `appendfsync always`.
+    pub fn start_persistent() -> RedisServer {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(unique("redis"));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {dir:?}: {e}"));
+        let args = ["--appendonly", "yes", "--appendfsync", "always"].map(String::from).to_vec();
+        let mut server = RedisServer { port, child: None, dir, binary: PathBuf::from("redis-server"), args };
         server.restart();
         server
     }
@@ -94,7 +114,8 @@ impl RedisServer {
     pub fn restart(&mut self) {
         self.kill();
         let child = Command::new(&self.binary)
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args(if self.args.is_empty() { vec!["--appendonly".to_string(), "no".to_string()] } else { self.args.clone() })
             .arg("--dir")
             .arg(&self.dir)
             .stdout(Stdio::null())
