@@ -109,7 +109,7 @@ pub async fn start_with(
 /// benchmark times the engine's own share of each document this way).
 pub async fn start_with_engine(
     config: &Config,
-    redis: ConnectionManager,
+    redis: RedisConn,
     capacity: CapacityManager,
     storage: Storage,
     queue: Option<Arc<MultiQueue>>,
