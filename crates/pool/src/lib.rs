@@ -17,8 +17,8 @@ mod worker;
 
 pub use manager::{AllocationRecord, AssignmentRecord, PoolKeys, PoolManager, QueueCounts};
 pub use run::{run, served_environments, start, start_with, worker_ids, PoolHandle, PoolServices};
-pub use split::{plan_moves, target_split, Mode, Split, WorkerView};
-pub use worker::{WorkerSlot, WorkerState};
+pub use split::{plan_moves, target_split, Mode, Split, PlannedWorker};
+pub use worker::{WorkerSlot, OcrActivity};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PoolError {

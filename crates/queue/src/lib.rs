@@ -23,6 +23,7 @@ pub mod migrate;
 mod multi;
 mod postgres;
 mod rest;
+mod settle;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -36,6 +37,7 @@ pub use migrate::{migrate, migrate_with, MigrateError, MigrateOptions, Migration
 pub use multi::{EnvQueue, MultiQueue};
 pub use postgres::PgQueue;
 pub use rest::RestQueue;
+pub use settle::{settle, Settled};
 
 /// Status ids of the `extraction_status` table, kept from production.
 pub mod status {

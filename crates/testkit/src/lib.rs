@@ -7,9 +7,11 @@
 //! - [`child`]: re-running the current test binary as a child process (for multi-process tests);
 //! - [`postgrest`]: a local stand-in for Supabase's PostgREST `/rest/v1/rpc/<function>` that
 //!   runs each call on a real PostgreSQL database;
+//! - [`moto`]: a private moto S3 server with its signature checks on;
 //! - [`pdf`]: PDFs drawn by the tests themselves (registry-index-like pages), with the drawn text.
 
 pub mod child;
+pub mod moto;
 pub mod pdf;
 pub mod postgres;
 pub mod redis6;
