@@ -336,8 +336,15 @@ async fn startup_banner_is_exactly_the_checklist_one() {
     let server_id = registre_testkit::unique("rw-banner");
     let mut vars = base_vars(&server_id, &db, &sources.0, &storage.0);
     vars.push(("WORKER_COUNT", "1".into()));
+    // More vCPUs than any test machine has: the start-up says so (and starts anyway).
+    vars.push(("SERVER_MAX_CPU", "4096".into()));
     let mut workers = Workers::start(&vars);
+    let warning = workers.wait_for_line("SERVER_MAX_CPU=4096 but this machine has ", Duration::from_secs(90));
+    assert!(warning.contains(" WARN ") && warning.contains(" vCPUs"), "{warning}");
     workers.wait_for_line("✅ REGISTRE WORKERS STARTED SUCCESSFULLY", Duration::from_secs(90));
+    // The status block (every second here) reports this process's RSS and CPU and the host's load.
+    let process = workers.wait_for_line("   Process: RSS ", Duration::from_secs(90));
+    assert!(process.contains(" MB · CPU ") && process.contains(" · host load "), "{process}");
     workers.sigterm();
     let status = workers.wait_exit(Duration::from_secs(60));
     assert_eq!(status.code(), Some(0), "{}", workers.dump());
