@@ -9,7 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use object_store::local::LocalFileSystem;
 use object_store::path::{Path as StorePath, PathPart};
-use object_store::{ObjectStore as _, ObjectStoreExt as _, PutPayload};
+use object_store::{ObjectStoreExt as _, PutPayload};
 use tokio::sync::OnceCell;
 
 use crate::{store_error, ObjectPath, StorageError};
