@@ -3,7 +3,7 @@
 //! under the capacity workload (allocate + release, each one EVALSHA of the real Lua scripts, on
 //! one server's keys) with 1 to 64 operations in flight, against a private redis-server. The
 //! outside reference, run in the same process on the same server, is `redis-benchmark` calling
-//! the same allocate script with the same concurrency.
+//! the same allocate script with the same concurrency and as many leases live.
 //! Run: cargo bench -p registre-capacity --bench connections
 
 use std::process::Command;
@@ -172,7 +172,16 @@ async fn main() {
             let pool = cfg.create_pool(Some(deadpool_redis::Runtime::Tokio1)).expect("pool");
             pooled.push(with_pool(&pool, &settings, in_flight).await);
         }
+        // The scripts' work grows with the live leases (they recompute the sums from them): the
+        // reference runs with as many held as the arms had in flight.
+        let held: Vec<String> = (0..in_flight).map(|i| format!("held-{i}")).collect();
+        for id in &held {
+            manager.allocate(id, WorkerType::IndexOcr).await.expect("allocate");
+        }
         let reference = reference(redis.port, &sha, &settings, in_flight);
+        for id in &held {
+            manager.release(id).await.expect("release");
+        }
         println!("| {in_flight} | {cm:.0} | {:.0} | {:.0} | {reference:.0} |", pooled[0], pooled[1]);
     }
 }
