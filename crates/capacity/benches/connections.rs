@@ -90,28 +90,10 @@ async fn with_pool(pool: &deadpool_redis::Pool, settings: &Arc<CapacitySettings>
                 let args = allocate_args(&settings, &id);
                 let mut ops = 0u64;
                 while started.elapsed() < RUN_FOR {
-                    // One connection from the pool per call, as a pooled client would use it.
-                    {
-                        let mut conn = pool.get().await.expect("pooled connection");
-                        let mut inv = allocate.prepare_invoke();
-                        for k in &keys {
-                            inv.key(k);
-                        }
-                        for a in &args {
-                            inv.arg(a);
-                        }
-                        let reply: Vec<deadpool_redis::redis::Value> = inv.invoke_async(&mut *conn).await.expect("allocate");
-                        assert_eq!(reply.first(), Some(&deadpool_redis::redis::Value::Int(1)), "allocation refused: {reply:?}");
-                    }
-                    {
-                        let mut conn = pool.get().await.expect("pooled connection");
-                        let mut inv = release.prepare_invoke();
-                        for k in &keys {
-                            inv.key(k);
-                        }
-                        inv.arg(&id);
-                        let _: deadpool_redis::redis::Value = inv.invoke_async(&mut *conn).await.expect("release");
-                    }
+                    let reply = pooled_call(&pool, &allocate, &keys, &args).await;
+                    let granted = matches!(&reply, deadpool_redis::redis::Value::Array(items) if items.first() == Some(&deadpool_redis::redis::Value::Int(1)));
+                    assert!(granted, "allocation refused: {reply:?}");
+                    pooled_call(&pool, &release, &keys, std::slice::from_ref(&id)).await;
                     ops += 2;
                 }
                 ops
@@ -123,6 +105,19 @@ async fn with_pool(pool: &deadpool_redis::Pool, settings: &Arc<CapacitySettings>
         total += t.await.expect("task");
     }
     total as f64 / started.elapsed().as_secs_f64()
+}
+
+/// One script call on a connection checked out of the pool for it, as a pooled client uses it.
+async fn pooled_call(pool: &deadpool_redis::Pool, script: &deadpool_redis::redis::Script, keys: &[String], args: &[String]) -> deadpool_redis::redis::Value {
+    let mut conn = pool.get().await.expect("pooled connection");
+    let mut inv = script.prepare_invoke();
+    for k in keys {
+        inv.key(k);
+    }
+    for a in args {
+        inv.arg(a);
+    }
+    inv.invoke_async(&mut *conn).await.expect("script call")
 }
 
 /// redis-benchmark running the allocate script (EVALSHA, same keys and arguments) with `clients`
