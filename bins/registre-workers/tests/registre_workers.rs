@@ -15,37 +15,18 @@ use registre_testkit::postgres::TestDatabase;
 use sqlx::{Connection, PgConnection};
 
 const BIN: &str = env!("CARGO_BIN_EXE_registre-workers");
-const RULE: &str = "============================================================";
+use registre_runtime::RULE;
 
 // ---------------------------------------------------------------- fixtures
 
-/// A small but complete PDF (one empty page, correct xref offsets) whose text names `label`.
+/// A small but complete PDF (testkit's writer) whose text names `label`.
 fn pdf(label: &str) -> Vec<u8> {
-    let objects = [
-        "<< /Type /Catalog /Pages 2 0 R >>".to_string(),
-        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_string(),
-        format!("<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R >> % {label}"),
-        "<< /Length 0 >>\nstream\n\nendstream".to_string(),
-    ];
-    let mut out = b"%PDF-1.4\n".to_vec();
-    let mut offsets = Vec::new();
-    for (i, body) in objects.iter().enumerate() {
-        offsets.push(out.len());
-        out.extend(format!("{} 0 obj\n{body}\nendobj\n", i + 1).as_bytes());
-    }
-    let xref = out.len();
-    out.extend(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes());
-    for o in offsets {
-        out.extend(format!("{o:010} 00000 n \n").as_bytes());
-    }
-    out.extend(format!("trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n", objects.len() + 1).as_bytes());
-    out
+    registre_testkit::pdf::pdf(&[vec![label.to_string()]])
 }
 
 /// `{dir}/{source}/{number sanitized}.pdf`, as the directory fetcher reads it.
 fn source_file(dir: &Path, source: &str, number: &str) -> PathBuf {
-    let name: String = number.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' }).collect();
-    dir.join(source).join(format!("{name}.pdf"))
+    dir.join(source).join(format!("{}.pdf", registre_domain::text::sanitize(number)))
 }
 
 fn write_file(path: &Path, bytes: &[u8]) {
@@ -264,8 +245,8 @@ async fn fifty_rows_of_three_sources_drain_and_sigterm_releases_everything() {
     assert_eq!(running, (Some("6".into()), Some("2".into())), "{}", workers.dump());
     assert_eq!(records.len(), 2);
     for json in records.values() {
-        let v: serde_json_like::Record = serde_json_like::parse(json);
-        assert_eq!((v.kind.as_str(), v.cpu, v.ram), ("registre", 3.0, 1.0), "{json}");
+        let v: serde_json::Value = serde_json::from_str(json).expect("worker record JSON");
+        assert_eq!((v["type"].as_str(), v["cpu"].as_f64(), v["ram"].as_f64()), (Some("registre"), Some(3.0), Some(1.0)), "{json}");
     }
 
     // Drain: no row waiting or in progress (the two bad rows end in status 4 after 2 attempts).
@@ -324,7 +305,7 @@ async fn fifty_rows_of_three_sources_drain_and_sigterm_releases_everything() {
         };
         assert_eq!(status, expected_status, "{source} {number}: error {error:?}");
         let path = path.expect("supabase_path");
-        let sanitized: String = number.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+        let sanitized = registre_domain::text::sanitize(number);
         let prefix = format!("{bucket}/{sanitized}-Montr_al-Cadastre_du_Qu_bec-");
         assert!(path.starts_with(&prefix) && path.ends_with(".pdf"), "{path} (expected {prefix}<unix_ms>.pdf)");
         let ms = &path[prefix.len()..path.len() - 4];
@@ -355,8 +336,15 @@ async fn startup_banner_is_exactly_the_checklist_one() {
     let server_id = registre_testkit::unique("rw-banner");
     let mut vars = base_vars(&server_id, &db, &sources.0, &storage.0);
     vars.push(("WORKER_COUNT", "1".into()));
+    // More vCPUs than any test machine has: the start-up says so (and starts anyway).
+    vars.push(("SERVER_MAX_CPU", "4096".into()));
     let mut workers = Workers::start(&vars);
+    let warning = workers.wait_for_line("SERVER_MAX_CPU=4096 but this machine has ", Duration::from_secs(90));
+    assert!(warning.contains(" WARN ") && warning.contains(" vCPUs"), "{warning}");
     workers.wait_for_line("✅ REGISTRE WORKERS STARTED SUCCESSFULLY", Duration::from_secs(90));
+    // The status block (every second here) reports this process's RSS and CPU and the host's load.
+    let process = workers.wait_for_line("   Process: RSS ", Duration::from_secs(90));
+    assert!(process.contains(" MB · CPU ") && process.contains(" · host load "), "{process}");
     workers.sigterm();
     let status = workers.wait_exit(Duration::from_secs(60));
     assert_eq!(status.code(), Some(0), "{}", workers.dump());
@@ -439,31 +427,6 @@ async fn third_worker_waits_for_capacity_and_starts_when_it_frees() {
     assert_eq!(status.code(), Some(0), "{}", workers.dump());
     assert_eq!(get(&mut redis, &cpu_key).as_deref(), Some("0"));
     assert!(workers_hash(&mut redis, &server_id).is_empty());
-}
-
-/// Just enough JSON reading for the worker records (`type`, `cpu`, `ram`), without a serde dependency.
-mod serde_json_like {
-    pub struct Record {
-        pub kind: String,
-        pub cpu: f64,
-        pub ram: f64,
-    }
-
-    fn field<'a>(json: &'a str, name: &str) -> &'a str {
-        let key = format!("\"{name}\":");
-        let start = json.find(&key).unwrap_or_else(|| panic!("no {name} in {json}")) + key.len();
-        let rest = &json[start..];
-        let end = rest.find([',', '}']).unwrap_or(rest.len());
-        rest[..end].trim().trim_matches('"')
-    }
-
-    pub fn parse(json: &str) -> Record {
-        Record {
-            kind: field(json, "type").to_string(),
-            cpu: field(json, "cpu").parse().expect("cpu"),
-            ram: field(json, "ram").parse().expect("ram"),
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -21,7 +21,7 @@ pub enum AllError {
     #[error("{0}")]
     PlanDoesNotFit(String),
     #[error("registre workers: {0}")]
-    Registre(#[from] registre_workers::RegistreError),
+    Registre(#[from] registre_extraction::RegistreError),
     #[error("OCR pool: {0}")]
     Pool(#[from] registre_pool::PoolError),
     #[error(transparent)]
@@ -127,7 +127,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), AllError> {
 
     let redis = registre_runtime::redis_connection(&config.redis_url)?;
     let capacity = CapacityManager::new(redis.clone(), CapacitySettings::from_config(&config));
-    let Some(registre) = registre_workers::start(&config, capacity.clone(), &shutdown).await? else {
+    let Some(registre) = registre_extraction::start(&config, capacity.clone(), &shutdown).await? else {
         return Ok(());
     };
     let storage = registre.services.storage.clone();

@@ -14,17 +14,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{CapacityError, CapacityKeys, Lease, WorkerType};
 
-macro_rules! capacity_script {
-    ($file:literal) => {
-        LazyLock::new(|| Script::new(concat!(include_str!("lua/sweep.lua"), "\n", include_str!($file))))
-    };
-}
-
-static ALLOCATE: LazyLock<Script> = capacity_script!("lua/allocate.lua");
-static RENEW: LazyLock<Script> = capacity_script!("lua/renew.lua");
-static RELEASE: LazyLock<Script> = capacity_script!("lua/release.lua");
-static STATUS: LazyLock<Script> = capacity_script!("lua/status.lua");
-static SWITCH: LazyLock<Script> = capacity_script!("lua/switch.lua");
+// Each script runs lua/sweep.lua first (expired leases give their capacity back).
+static ALLOCATE: LazyLock<Script> = registre_runtime::lua_script!("lua/sweep.lua", "lua/allocate.lua");
+static RENEW: LazyLock<Script> = registre_runtime::lua_script!("lua/sweep.lua", "lua/renew.lua");
+static RELEASE: LazyLock<Script> = registre_runtime::lua_script!("lua/sweep.lua", "lua/release.lua");
+static STATUS: LazyLock<Script> = registre_runtime::lua_script!("lua/sweep.lua", "lua/status.lua");
+static SWITCH: LazyLock<Script> = registre_runtime::lua_script!("lua/sweep.lua", "lua/switch.lua");
 
 /// Everything the manager needs, usually taken from [`Config`] with [`CapacitySettings::from_config`].
 #[derive(Debug, Clone)]
@@ -282,16 +277,9 @@ impl CapacityManager {
 }
 
 fn int_at(reply: &[Value], i: usize, script: &'static str) -> Result<u64, CapacityError> {
-    match reply.get(i) {
-        Some(Value::Int(n)) if *n >= 0 => Ok(*n as u64),
-        other => Err(CapacityError::Reply { script, detail: format!("item {i}: expected a non-negative integer, got {other:?}") }),
-    }
+    registre_runtime::script::int_at(reply, i).map_err(|detail| CapacityError::Reply { script, detail })
 }
 
 fn string_at(reply: &[Value], i: usize, script: &'static str) -> Result<String, CapacityError> {
-    match reply.get(i) {
-        Some(Value::BulkString(bytes)) => Ok(String::from_utf8_lossy(bytes).into_owned()),
-        Some(Value::SimpleString(s)) => Ok(s.clone()),
-        other => Err(CapacityError::Reply { script, detail: format!("item {i}: expected a string, got {other:?}") }),
-    }
+    registre_runtime::script::string_at(reply, i).map_err(|detail| CapacityError::Reply { script, detail })
 }

@@ -297,213 +297,34 @@ fn queue(
     })
 }
 
-pub(crate) fn build(raw: RawEnv) -> Result<Config, ConfigError> {
+pub(crate) fn build(mut raw: RawEnv) -> Result<Config, ConfigError> {
+    // One part at a time, in the order their errors are reported; each takes its variables out of `raw`.
     let (storage_url, storage) = storage(&raw)?;
-    let redis_url = redis(raw.redis_url, raw.redis_cluster, raw.server_id.as_deref())?;
-
-    let server = ServerConfig {
-        id: name_like("SERVER_ID", raw.server_id)?,
-        max_cpu: quantity("SERVER_MAX_CPU", raw.server_max_cpu, 8.0)?,
-        max_ram: quantity("SERVER_MAX_RAM", raw.server_max_ram, 16.0)?,
-        reserve_cpu_percent: percent("SERVER_RESERVE_CPU_PERCENT", raw.server_reserve_cpu_percent, 20.0)?,
-        reserve_ram_percent: percent("SERVER_RESERVE_RAM_PERCENT", raw.server_reserve_ram_percent, 20.0)?,
-    };
-
-    let lease_ttl = millis("CAPACITY_LEASE_TTL_MS", raw.capacity_lease_ttl_ms, 30_000)?;
-    let heartbeat_default = (lease_ttl.as_millis() as u64 / 3).max(1);
-    let heartbeat = millis("CAPACITY_HEARTBEAT_MS", raw.capacity_heartbeat_ms, heartbeat_default)?;
-    if heartbeat >= lease_ttl {
-        return Err(ConfigError::Inconsistent(format!(
-            "CAPACITY_HEARTBEAT_MS ({}) must be shorter than CAPACITY_LEASE_TTL_MS ({}), or leases expire between heartbeats",
-            heartbeat.as_millis(),
-            lease_ttl.as_millis()
-        )));
-    }
-    let capacity = CapacityConfig {
-        registre: WorkerCost {
-            cpu: quantity("REGISTRE_WORKER_CPU", raw.registre_worker_cpu, 3.0)?,
-            ram: quantity("REGISTRE_WORKER_RAM", raw.registre_worker_ram, 1.0)?,
-        },
-        index_ocr: WorkerCost {
-            cpu: quantity("INDEX_OCR_WORKER_CPU", raw.index_ocr_worker_cpu, 1.5)?,
-            ram: quantity("INDEX_OCR_WORKER_RAM", raw.index_ocr_worker_ram, 0.75)?,
-        },
-        acte_ocr: WorkerCost {
-            cpu: quantity("ACTE_OCR_WORKER_CPU", raw.acte_ocr_worker_cpu, 1.0)?,
-            ram: quantity("ACTE_OCR_WORKER_RAM", raw.acte_ocr_worker_ram, 0.5)?,
-        },
-        lease_ttl,
-        heartbeat,
-        retry_max: millis("CAPACITY_RETRY_MAX_MS", raw.capacity_retry_max_ms, 30_000)?,
-    };
-
-    let fetcher = match text(raw.registre_fetcher, "registry").to_ascii_lowercase().as_str() {
-        "registry" => FetcherKind::Registry,
-        "http" => FetcherKind::Http,
-        "directory" => FetcherKind::Directory,
-        other => return Err(invalid("REGISTRE_FETCHER", other, "one of registry, http, directory")),
-    };
-    let source_dir = raw.registre_source_dir.map(|d| PathBuf::from(d.trim()));
-    if fetcher == FetcherKind::Directory && source_dir.is_none() {
-        return Err(ConfigError::Missing { variable: "REGISTRE_SOURCE_DIR", because: "REGISTRE_FETCHER=directory".into() });
-    }
-    let url_template = raw.registre_url_template.map(|t| t.trim().to_string());
-    if let Some(t) = &url_template {
-        // The template may hold credentials or a token: errors name the variable, never its value.
-        let probe = t.replace("{source}", "index").replace("{document_number}", "1");
-        url("REGISTRE_URL_TEMPLATE", &probe, &["http", "https"], false)
-            .map_err(|_| invalid("REGISTRE_URL_TEMPLATE", "[redacted]", "an http(s) URL with {source} and {document_number} holes"))?;
-        if !t.contains("{document_number}") {
-            return Err(invalid("REGISTRE_URL_TEMPLATE", "[redacted]", "a URL containing the {document_number} hole"));
-        }
-    } else if fetcher == FetcherKind::Http {
-        return Err(ConfigError::Missing { variable: "REGISTRE_URL_TEMPLATE", because: "REGISTRE_FETCHER=http".into() });
-    }
-    let registre = RegistreConfig {
-        worker_count: whole_u32("WORKER_COUNT", raw.worker_count, 1)?,
-        worker_id: name_like("WORKER_ID", raw.worker_id)?,
-        fetcher,
-        source_dir,
-        url_template: url_template.map(Secret::new),
-        extraction_timeout: millis("EXTRACTION_TIMEOUT", raw.extraction_timeout, 180_000)?,
-        base_url: raw.registre_base_url.map(|u| url("REGISTRE_BASE_URL", &u, &["https", "http"], false)).transpose()?,
-        site_config: raw.registre_site_config.map(|p| PathBuf::from(p.trim())),
-        chromium_path: PathBuf::from(text(raw.chromium_path, "/usr/bin/chromium")),
-        chromedriver_path: PathBuf::from(text(raw.chromedriver_path, "/usr/bin/chromedriver")),
-        browser_idle: millis("REGISTRE_BROWSER_IDLE_MS", raw.registre_browser_idle_ms, 120_000)?,
-        status_interval: millis("REGISTRE_STATUS_INTERVAL_MS", raw.registre_status_interval_ms, 60_000)?,
-        shutdown_grace: millis("REGISTRE_SHUTDOWN_GRACE_MS", raw.registre_shutdown_grace_ms, 20_000)?,
-    };
-
-    let ocr_pool = OcrPoolConfig {
-        pool_size: whole_u32("OCR_WORKER_POOL_SIZE", raw.ocr_worker_pool_size, 2)?,
-        min_index_workers: whole_u32("OCR_MIN_INDEX_WORKERS", raw.ocr_min_index_workers, 1)?,
-        min_acte_workers: whole_u32("OCR_MIN_ACTE_WORKERS", raw.ocr_min_acte_workers, 1)?,
-        rebalance_interval: millis("OCR_REBALANCE_INTERVAL_MS", raw.ocr_rebalance_interval_ms, 30_000)?,
-        status_interval: millis("OCR_STATUS_INTERVAL_MS", raw.ocr_status_interval_ms, 60_000)?,
-        shutdown_grace: millis("OCR_SHUTDOWN_GRACE_MS", raw.ocr_shutdown_grace_ms, 20_000)?,
-        serve_prod: boolean("OCR_PROD", raw.ocr_prod, true)?,
-        serve_staging: boolean("OCR_STAGING", raw.ocr_staging, true)?,
-        serve_dev: boolean("OCR_DEV", raw.ocr_dev, true)?,
-    };
-    let mins = ocr_pool.min_index_workers as u64 + ocr_pool.min_acte_workers as u64;
-    if mins > ocr_pool.pool_size as u64 {
-        return Err(ConfigError::Inconsistent(format!(
-            "OCR_MIN_INDEX_WORKERS + OCR_MIN_ACTE_WORKERS ({mins}) exceeds OCR_WORKER_POOL_SIZE ({})",
-            ocr_pool.pool_size
-        )));
-    }
-
-    let gemini_api_key = raw.gemini_api_key.map(|k| Secret::new(k.trim()));
-    let engine = match raw.ocr_engine.map(|e| e.trim().to_ascii_lowercase()) {
-        None if gemini_api_key.is_some() => OcrEngineKind::Gemini,
-        None => OcrEngineKind::Tesseract,
-        Some(e) if e == "tesseract" => OcrEngineKind::Tesseract,
-        Some(e) if e == "gemini" => OcrEngineKind::Gemini,
-        Some(other) => return Err(invalid("OCR_ENGINE", &other, "tesseract or gemini")),
-    };
-    if engine == OcrEngineKind::Gemini && gemini_api_key.is_none() {
-        return Err(ConfigError::Missing { variable: "GEMINI_API_KEY", because: "OCR_ENGINE=gemini".into() });
-    }
-    let base = text(raw.gemini_api_base_url, "https://generativelanguage.googleapis.com/v1beta");
-    let ocr_engine = OcrEngineConfig {
-        engine,
-        gemini_api_key,
-        gemini_api_base_url: url("GEMINI_API_BASE_URL", &base, &["https", "http"], false)?,
-        extract_model: text(raw.ocr_extract_model_gemini, "gemini-2.0-flash"),
-        boost_model: text(raw.ocr_boost_model_gemini, "gemini-2.5-pro"),
-        gemini_temperature: {
-            let t = decimal("OCR_GEMINI_TEMPERATURE", raw.ocr_gemini_temperature.clone(), 0.1)?;
-            if t > 2.0 {
-                return Err(invalid("OCR_GEMINI_TEMPERATURE", raw.ocr_gemini_temperature.as_deref().unwrap_or("").trim(), "a number from 0 to 2"));
-            }
-            t
-        },
-        tesseract_dpi: {
-            let dpi = whole_u32("OCR_TESSERACT_DPI", raw.ocr_tesseract_dpi.clone(), 300)?;
-            if !(72..=1200).contains(&dpi) {
-                return Err(invalid("OCR_TESSERACT_DPI", raw.ocr_tesseract_dpi.as_deref().unwrap_or("").trim(), "a resolution from 72 to 1200 (dots per inch)"));
-            }
-            dpi
-        },
-        tesseract_lang: {
-            let lang = text(raw.ocr_tesseract_lang, "fra");
-            if lang.is_empty() || !lang.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '+') {
-                return Err(invalid("OCR_TESSERACT_LANG", &lang, "tesseract language codes such as fra or fra+eng"));
-            }
-            lang
-        },
-    };
-
-    let rate_limit = RateLimitConfig {
-        name: name_like("OCR_RATE_LIMIT_NAME", raw.ocr_rate_limit_name)?.unwrap_or_else(|| "gemini".into()),
-        requests_per_window: positive_whole("OCR_RATE_LIMIT_RPM", raw.ocr_rate_limit_rpm, 1600)?,
-        tokens_per_window: positive_whole("OCR_RATE_LIMIT_TPM", raw.ocr_rate_limit_tpm, 6_400_000)?,
-        window: millis("OCR_RATE_LIMIT_WINDOW_MS", raw.ocr_rate_limit_window_ms, 60_000)?,
-    };
-
-    // Legacy single-database variables count as prod when no PROD_ variable is set.
-    let prod_db = raw.prod_database_url.or(raw.database_url);
-    let prod_db_name = "PROD_DATABASE_URL";
-    let (prod_rest_name, prod_rest) = match raw.prod_supabase_url {
-        Some(v) => ("PROD_SUPABASE_URL", Some(v)),
-        None => ("SUPABASE_URL", raw.supabase_url),
-    };
-    let (prod_key_name, prod_key) = match raw.prod_supabase_service_key {
-        Some(v) => ("PROD_SUPABASE_SERVICE_KEY", Some(v)),
-        None => ("SUPABASE_SERVICE_KEY", raw.supabase_service_key),
-    };
-    let environments: Vec<Environment> = [
-        environment(EnvName::Prod, (prod_db_name, prod_db), (prod_rest_name, prod_rest), (prod_key_name, prod_key))?,
-        environment(
-            EnvName::Staging,
-            ("STAGING_DATABASE_URL", raw.staging_database_url),
-            ("STAGING_SUPABASE_URL", raw.staging_supabase_url),
-            ("STAGING_SUPABASE_SERVICE_KEY", raw.staging_supabase_service_key),
-        )?,
-        environment(
-            EnvName::Dev,
-            ("DEV_DATABASE_URL", raw.dev_database_url),
-            ("DEV_SUPABASE_URL", raw.dev_supabase_url),
-            ("DEV_SUPABASE_SERVICE_KEY", raw.dev_supabase_service_key),
-        )?,
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    if environments.is_empty() {
-        return Err(ConfigError::NoEnvironment);
-    }
-
-    let format = match text(raw.log_format, "text").to_ascii_lowercase().as_str() {
-        "text" => LogFormat::Text,
-        "json" => LogFormat::Json,
-        other => return Err(invalid("LOG_FORMAT", other, "text or json")),
-    };
-    let log = LogConfig { format, filter: text(raw.rust_log, "info") };
+    let redis_url = redis(raw.redis_url.take(), raw.redis_cluster.take(), raw.server_id.as_deref())?;
+    let server = server(&mut raw)?;
+    let capacity = capacity(&mut raw)?;
+    let registre = registre(&mut raw)?;
+    let ocr_pool = ocr_pool(&mut raw)?;
+    let ocr_engine = ocr_engine(&mut raw)?;
+    let rate_limit = rate_limit(&mut raw)?;
+    let environments = environments(&mut raw)?;
+    let log = log(&mut raw)?;
     let queue = queue(
-        raw.queue_lease_ttl_ms,
-        raw.queue_heartbeat_ms,
-        raw.queue_poll_interval_ms,
-        raw.queue_backoff_base_ms,
-        raw.queue_backoff_max_ms,
-        raw.queue_max_attempts,
-        raw.queue_env_retry_max_ms,
-        raw.queue_call_timeout_ms,
-        raw.queue_pg_pool_size,
-        raw.queue_migrate_lock_timeout_ms,
+        raw.queue_lease_ttl_ms.take(),
+        raw.queue_heartbeat_ms.take(),
+        raw.queue_poll_interval_ms.take(),
+        raw.queue_backoff_base_ms.take(),
+        raw.queue_backoff_max_ms.take(),
+        raw.queue_max_attempts.take(),
+        raw.queue_env_retry_max_ms.take(),
+        raw.queue_call_timeout_ms.take(),
+        raw.queue_pg_pool_size.take(),
+        raw.queue_migrate_lock_timeout_ms.take(),
         registre.worker_count.saturating_add(ocr_pool.pool_size),
     )?;
 
-    let api = api(raw.api_host, raw.api_port, raw.api_token)?;
-    let metrics_addr = raw
-        .metrics_addr
-        .map(|v| {
-            let v = v.trim().to_string();
-            v.parse::<std::net::SocketAddr>()
-                .map_err(|_| invalid("METRICS_ADDR", &v, "an address and port such as 127.0.0.1:9464"))
-        })
-        .transpose()?;
+    let api = api(raw.api_host.take(), raw.api_port.take(), raw.api_token.take())?;
+    let metrics_addr = metrics_addr(raw.metrics_addr.take())?;
 
     Ok(Config {
         redis_url,
@@ -521,6 +342,224 @@ pub(crate) fn build(raw: RawEnv) -> Result<Config, ConfigError> {
         api,
         metrics_addr,
     })
+}
+
+/// SERVER_*: the machine budget the workers of this server share.
+fn server(raw: &mut RawEnv) -> Result<ServerConfig, ConfigError> {
+    Ok(ServerConfig {
+        id: name_like("SERVER_ID", raw.server_id.take())?,
+        max_cpu: quantity("SERVER_MAX_CPU", raw.server_max_cpu.take(), 8.0)?,
+        max_ram: quantity("SERVER_MAX_RAM", raw.server_max_ram.take(), 16.0)?,
+        reserve_cpu_percent: percent("SERVER_RESERVE_CPU_PERCENT", raw.server_reserve_cpu_percent.take(), 20.0)?,
+        reserve_ram_percent: percent("SERVER_RESERVE_RAM_PERCENT", raw.server_reserve_ram_percent.take(), 20.0)?,
+    })
+}
+
+/// What each worker type holds and how its lease is kept (CAPACITY_*, *_WORKER_CPU / _RAM).
+fn capacity(raw: &mut RawEnv) -> Result<CapacityConfig, ConfigError> {
+    let lease_ttl = millis("CAPACITY_LEASE_TTL_MS", raw.capacity_lease_ttl_ms.take(), 30_000)?;
+    let heartbeat_default = (lease_ttl.as_millis() as u64 / 3).max(1);
+    let heartbeat = millis("CAPACITY_HEARTBEAT_MS", raw.capacity_heartbeat_ms.take(), heartbeat_default)?;
+    if heartbeat >= lease_ttl {
+        return Err(ConfigError::Inconsistent(format!(
+            "CAPACITY_HEARTBEAT_MS ({}) must be shorter than CAPACITY_LEASE_TTL_MS ({}), or leases expire between heartbeats",
+            heartbeat.as_millis(),
+            lease_ttl.as_millis()
+        )));
+    }
+    Ok(CapacityConfig {
+        registre: WorkerCost {
+            cpu: quantity("REGISTRE_WORKER_CPU", raw.registre_worker_cpu.take(), 3.0)?,
+            ram: quantity("REGISTRE_WORKER_RAM", raw.registre_worker_ram.take(), 1.0)?,
+        },
+        index_ocr: WorkerCost {
+            cpu: quantity("INDEX_OCR_WORKER_CPU", raw.index_ocr_worker_cpu.take(), 1.5)?,
+            ram: quantity("INDEX_OCR_WORKER_RAM", raw.index_ocr_worker_ram.take(), 0.75)?,
+        },
+        acte_ocr: WorkerCost {
+            cpu: quantity("ACTE_OCR_WORKER_CPU", raw.acte_ocr_worker_cpu.take(), 1.0)?,
+            ram: quantity("ACTE_OCR_WORKER_RAM", raw.acte_ocr_worker_ram.take(), 0.5)?,
+        },
+        lease_ttl,
+        heartbeat,
+        retry_max: millis("CAPACITY_RETRY_MAX_MS", raw.capacity_retry_max_ms.take(), 30_000)?,
+    })
+}
+
+/// The registre workers: count, fetcher and its source, the browser, the bounds.
+fn registre(raw: &mut RawEnv) -> Result<RegistreConfig, ConfigError> {
+    let fetcher = match text(raw.registre_fetcher.take(), "registry").to_ascii_lowercase().as_str() {
+        "registry" => FetcherKind::Registry,
+        "http" => FetcherKind::Http,
+        "directory" => FetcherKind::Directory,
+        other => return Err(invalid("REGISTRE_FETCHER", other, "one of registry, http, directory")),
+    };
+    let source_dir = raw.registre_source_dir.take().map(|d| PathBuf::from(d.trim()));
+    if fetcher == FetcherKind::Directory && source_dir.is_none() {
+        return Err(ConfigError::Missing { variable: "REGISTRE_SOURCE_DIR", because: "REGISTRE_FETCHER=directory".into() });
+    }
+    let url_template = raw.registre_url_template.take().map(|t| t.trim().to_string());
+    if let Some(t) = &url_template {
+        // The template may hold credentials or a token: errors name the variable, never its value.
+        let probe = t.replace("{source}", "index").replace("{document_number}", "1");
+        url("REGISTRE_URL_TEMPLATE", &probe, &["http", "https"], false)
+            .map_err(|_| invalid("REGISTRE_URL_TEMPLATE", "[redacted]", "an http(s) URL with {source} and {document_number} holes"))?;
+        if !t.contains("{document_number}") {
+            return Err(invalid("REGISTRE_URL_TEMPLATE", "[redacted]", "a URL containing the {document_number} hole"));
+        }
+    } else if fetcher == FetcherKind::Http {
+        return Err(ConfigError::Missing { variable: "REGISTRE_URL_TEMPLATE", because: "REGISTRE_FETCHER=http".into() });
+    }
+    Ok(RegistreConfig {
+        worker_count: whole_u32("WORKER_COUNT", raw.worker_count.take(), 1)?,
+        worker_id: name_like("WORKER_ID", raw.worker_id.take())?,
+        fetcher,
+        source_dir,
+        url_template: url_template.map(Secret::new),
+        extraction_timeout: millis("EXTRACTION_TIMEOUT", raw.extraction_timeout.take(), 180_000)?,
+        base_url: raw.registre_base_url.take().map(|u| url("REGISTRE_BASE_URL", &u, &["https", "http"], false)).transpose()?,
+        site_config: raw.registre_site_config.take().map(|p| PathBuf::from(p.trim())),
+        chromium_path: PathBuf::from(text(raw.chromium_path.take(), "/usr/bin/chromium")),
+        chromedriver_path: PathBuf::from(text(raw.chromedriver_path.take(), "/usr/bin/chromedriver")),
+        browser_idle: millis("REGISTRE_BROWSER_IDLE_MS", raw.registre_browser_idle_ms.take(), 120_000)?,
+        status_interval: millis("REGISTRE_STATUS_INTERVAL_MS", raw.registre_status_interval_ms.take(), 60_000)?,
+        shutdown_grace: millis("REGISTRE_SHUTDOWN_GRACE_MS", raw.registre_shutdown_grace_ms.take(), 20_000)?,
+    })
+}
+
+/// The OCR pool: size, minimum per type, the environments it serves.
+fn ocr_pool(raw: &mut RawEnv) -> Result<OcrPoolConfig, ConfigError> {
+    let ocr_pool = OcrPoolConfig {
+        pool_size: whole_u32("OCR_WORKER_POOL_SIZE", raw.ocr_worker_pool_size.take(), 2)?,
+        min_index_workers: whole_u32("OCR_MIN_INDEX_WORKERS", raw.ocr_min_index_workers.take(), 1)?,
+        min_acte_workers: whole_u32("OCR_MIN_ACTE_WORKERS", raw.ocr_min_acte_workers.take(), 1)?,
+        rebalance_interval: millis("OCR_REBALANCE_INTERVAL_MS", raw.ocr_rebalance_interval_ms.take(), 30_000)?,
+        status_interval: millis("OCR_STATUS_INTERVAL_MS", raw.ocr_status_interval_ms.take(), 60_000)?,
+        shutdown_grace: millis("OCR_SHUTDOWN_GRACE_MS", raw.ocr_shutdown_grace_ms.take(), 20_000)?,
+        serve_prod: boolean("OCR_PROD", raw.ocr_prod.take(), true)?,
+        serve_staging: boolean("OCR_STAGING", raw.ocr_staging.take(), true)?,
+        serve_dev: boolean("OCR_DEV", raw.ocr_dev.take(), true)?,
+    };
+    let mins = ocr_pool.min_index_workers as u64 + ocr_pool.min_acte_workers as u64;
+    if mins > ocr_pool.pool_size as u64 {
+        return Err(ConfigError::Inconsistent(format!(
+            "OCR_MIN_INDEX_WORKERS + OCR_MIN_ACTE_WORKERS ({mins}) exceeds OCR_WORKER_POOL_SIZE ({})",
+            ocr_pool.pool_size
+        )));
+    }
+    Ok(ocr_pool)
+}
+
+/// The OCR engine (tesseract unless a Gemini key is set) and its knobs.
+fn ocr_engine(raw: &mut RawEnv) -> Result<OcrEngineConfig, ConfigError> {
+    let gemini_api_key = raw.gemini_api_key.take().map(|k| Secret::new(k.trim()));
+    let engine = match raw.ocr_engine.take().map(|e| e.trim().to_ascii_lowercase()) {
+        None if gemini_api_key.is_some() => OcrEngineKind::Gemini,
+        None => OcrEngineKind::Tesseract,
+        Some(e) if e == "tesseract" => OcrEngineKind::Tesseract,
+        Some(e) if e == "gemini" => OcrEngineKind::Gemini,
+        Some(other) => return Err(invalid("OCR_ENGINE", &other, "tesseract or gemini")),
+    };
+    if engine == OcrEngineKind::Gemini && gemini_api_key.is_none() {
+        return Err(ConfigError::Missing { variable: "GEMINI_API_KEY", because: "OCR_ENGINE=gemini".into() });
+    }
+    let base = text(raw.gemini_api_base_url.take(), "https://generativelanguage.googleapis.com/v1beta");
+    Ok(OcrEngineConfig {
+        engine,
+        gemini_api_key,
+        gemini_api_base_url: url("GEMINI_API_BASE_URL", &base, &["https", "http"], false)?,
+        extract_model: text(raw.ocr_extract_model_gemini.take(), "gemini-2.0-flash"),
+        boost_model: text(raw.ocr_boost_model_gemini.take(), "gemini-2.5-pro"),
+        gemini_temperature: {
+            let t = decimal("OCR_GEMINI_TEMPERATURE", raw.ocr_gemini_temperature.clone(), 0.1)?;
+            if t > 2.0 {
+                return Err(invalid("OCR_GEMINI_TEMPERATURE", raw.ocr_gemini_temperature.as_deref().unwrap_or("").trim(), "a number from 0 to 2"));
+            }
+            t
+        },
+        tesseract_dpi: {
+            let dpi = whole_u32("OCR_TESSERACT_DPI", raw.ocr_tesseract_dpi.clone(), 300)?;
+            if !(72..=1200).contains(&dpi) {
+                return Err(invalid("OCR_TESSERACT_DPI", raw.ocr_tesseract_dpi.as_deref().unwrap_or("").trim(), "a resolution from 72 to 1200 (dots per inch)"));
+            }
+            dpi
+        },
+        tesseract_lang: {
+            let lang = text(raw.ocr_tesseract_lang.take(), "fra");
+            if lang.is_empty() || !lang.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '+') {
+                return Err(invalid("OCR_TESSERACT_LANG", &lang, "tesseract language codes such as fra or fra+eng"));
+            }
+            lang
+        },
+    })
+}
+
+/// The shared Gemini rate limit.
+fn rate_limit(raw: &mut RawEnv) -> Result<RateLimitConfig, ConfigError> {
+    Ok(RateLimitConfig {
+        name: name_like("OCR_RATE_LIMIT_NAME", raw.ocr_rate_limit_name.take())?.unwrap_or_else(|| "gemini".into()),
+        requests_per_window: positive_whole("OCR_RATE_LIMIT_RPM", raw.ocr_rate_limit_rpm.take(), 1600)?,
+        tokens_per_window: positive_whole("OCR_RATE_LIMIT_TPM", raw.ocr_rate_limit_tpm.take(), 6_400_000)?,
+        window: millis("OCR_RATE_LIMIT_WINDOW_MS", raw.ocr_rate_limit_window_ms.take(), 60_000)?,
+    })
+}
+
+/// The queue databases: prod (with the legacy single-database variables), staging, dev; at least one.
+fn environments(raw: &mut RawEnv) -> Result<Vec<Environment>, ConfigError> {
+    // Legacy single-database variables count as prod when no PROD_ variable is set.
+    let prod_db = raw.prod_database_url.take().or(raw.database_url.take());
+    let prod_db_name = "PROD_DATABASE_URL";
+    let (prod_rest_name, prod_rest) = match raw.prod_supabase_url.take() {
+        Some(v) => ("PROD_SUPABASE_URL", Some(v)),
+        None => ("SUPABASE_URL", raw.supabase_url.take()),
+    };
+    let (prod_key_name, prod_key) = match raw.prod_supabase_service_key.take() {
+        Some(v) => ("PROD_SUPABASE_SERVICE_KEY", Some(v)),
+        None => ("SUPABASE_SERVICE_KEY", raw.supabase_service_key.take()),
+    };
+    let environments: Vec<Environment> = [
+        environment(EnvName::Prod, (prod_db_name, prod_db), (prod_rest_name, prod_rest), (prod_key_name, prod_key))?,
+        environment(
+            EnvName::Staging,
+            ("STAGING_DATABASE_URL", raw.staging_database_url.take()),
+            ("STAGING_SUPABASE_URL", raw.staging_supabase_url.take()),
+            ("STAGING_SUPABASE_SERVICE_KEY", raw.staging_supabase_service_key.take()),
+        )?,
+        environment(
+            EnvName::Dev,
+            ("DEV_DATABASE_URL", raw.dev_database_url.take()),
+            ("DEV_SUPABASE_URL", raw.dev_supabase_url.take()),
+            ("DEV_SUPABASE_SERVICE_KEY", raw.dev_supabase_service_key.take()),
+        )?,
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if environments.is_empty() {
+        return Err(ConfigError::NoEnvironment);
+    }
+    Ok(environments)
+}
+
+/// LOG_FORMAT and RUST_LOG.
+fn log(raw: &mut RawEnv) -> Result<LogConfig, ConfigError> {
+    let format = match text(raw.log_format.take(), "text").to_ascii_lowercase().as_str() {
+        "text" => LogFormat::Text,
+        "json" => LogFormat::Json,
+        other => return Err(invalid("LOG_FORMAT", other, "text or json")),
+    };
+    Ok(LogConfig { format, filter: text(raw.rust_log.take(), "info") })
+}
+
+/// METRICS_ADDR: where /metrics, /health and /ready are served, if anywhere.
+fn metrics_addr(value: Option<String>) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+    value
+        .map(|v| {
+            let v = v.trim().to_string();
+            v.parse::<std::net::SocketAddr>()
+                .map_err(|_| invalid("METRICS_ADDR", &v, "an address and port such as 127.0.0.1:9464"))
+        })
+        .transpose()
 }
 
 /// API_HOST must be an IP address or a host name; API_PORT a port from 1 to 65535; API_TOKEN, when

@@ -1,6 +1,9 @@
 //! The registry's vocabulary that more than one crate speaks: [`DocumentSource`], the kind of
 //! document a queue row asks for (the `document_source` column of `extraction_queue`). The queue
-//! claims by it, the fetchers search by it, the OCR pool splits its workers by it.
+//! claims by it, the fetchers search by it, the OCR pool splits its workers by it. And [`text`]:
+//! the one rule for turning row data into a stored name, and remote text into an error excerpt.
+
+pub mod text;
 
 use std::fmt;
 use std::str::FromStr;

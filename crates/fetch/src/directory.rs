@@ -4,7 +4,7 @@
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
-use crate::{sanitize_file_name, validate_pdf, BoxFuture, DocumentRequest, FetchError, FetchedDocument, Fetcher};
+use crate::{sanitize, validate_pdf, BoxFuture, DocumentRequest, FetchError, FetchedDocument, Fetcher};
 
 #[derive(Debug, Clone)]
 pub struct DirectoryFetcher {
@@ -20,7 +20,7 @@ impl DirectoryFetcher {
     pub fn path_for(&self, request: &DocumentRequest) -> PathBuf {
         self.root
             .join(request.document_source.as_str())
-            .join(format!("{}.pdf", sanitize_file_name(request.document_number.trim())))
+            .join(format!("{}.pdf", sanitize(request.document_number.trim())))
     }
 
     pub fn root(&self) -> &Path {

@@ -26,7 +26,8 @@ use registre_config::{FetcherKind, RegistreConfig};
 pub use error::FetchError;
 pub use pdf::{validate_pdf, NotAPdf};
 pub use registry::{Account, AccountError, AccountProvider, InMemoryAccounts, RegistryFetcher, RegistrySettings};
-pub use request::{sanitize_file_name, DocumentRequest, DocumentSource, UnknownDocumentSource};
+pub use registre_domain::text::sanitize;
+pub use request::{DocumentRequest, DocumentSource, UnknownDocumentSource};
 
 /// A boxed future, so [`Fetcher`] can be used as `dyn Fetcher` (chosen at start from configuration).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

@@ -50,14 +50,6 @@ impl DocumentRequest {
     }
 }
 
-/// Every character outside `[A-Za-z0-9_-]` replaced by `_` (DESIGN §8): no path traversal from row data.
-pub fn sanitize_file_name(value: &str) -> String {
-    value
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,14 +61,6 @@ mod tests {
         }
         let err = "plans".parse::<DocumentSource>().unwrap_err();
         assert_eq!(err.to_string(), "unknown document_source \"plans\": expected acte, index or plan_cadastraux");
-    }
-
-    #[test]
-    fn sanitizing_removes_path_tricks() {
-        assert_eq!(sanitize_file_name("../../etc/passwd"), "______etc_passwd");
-        assert_eq!(sanitize_file_name("2 269 090"), "2_269_090");
-        assert_eq!(sanitize_file_name("Lot-12_a"), "Lot-12_a");
-        assert_eq!(sanitize_file_name("é"), "_");
     }
 
     #[test]

@@ -154,15 +154,7 @@ pub fn engine_from_config<L: ApiLimiter + 'static>(config: &OcrEngineConfig, lim
     })
 }
 
-/// At most `max` bytes of a tool's stderr (or an API message), trimmed, on one line, for errors.
-pub(crate) fn excerpt(text: &str, max: usize) -> String {
-    let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if one_line.chars().count() <= max {
-        return one_line;
-    }
-    let cut: String = one_line.chars().take(max).collect();
-    format!("{cut}…")
-}
+pub(crate) use registre_domain::text::excerpt;
 
 #[cfg(test)]
 mod tests {
@@ -181,7 +173,6 @@ mod tests {
     #[test]
     fn excerpt_is_one_short_line() {
         assert_eq!(excerpt("Syntax Error:\n  Couldn't find trailer\n", 100), "Syntax Error: Couldn't find trailer");
-        assert_eq!(excerpt("abcdef", 3), "abc…");
     }
 
     #[test]

@@ -17,8 +17,8 @@ mod worker;
 
 pub use manager::{AllocationRecord, AssignmentRecord, PoolKeys, PoolManager, QueueCounts};
 pub use run::{run, served_environments, start, start_with, start_with_engine, worker_ids, PoolHandle, PoolServices};
-pub use split::{plan_moves, target_split, Mode, Split, WorkerView};
-pub use worker::{WorkerSlot, WorkerState};
+pub use split::{plan_moves, target_split, Mode, PlannedWorker, Split};
+pub use worker::{OcrActivity, WorkerSlot};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PoolError {

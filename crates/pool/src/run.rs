@@ -17,10 +17,10 @@ use registre_storage::Storage;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::worker::{run_worker, Worker, WorkerSlot, WorkerState};
-use crate::{plan_moves, target_split, Mode, PoolError, PoolKeys, PoolManager, QueueCounts, WorkerView};
+use crate::worker::{run_worker, Worker, WorkerSlot, OcrActivity};
+use crate::{plan_moves, target_split, Mode, PoolError, PoolKeys, PoolManager, QueueCounts, PlannedWorker};
 
-const RULE: &str = "============================================================";
+use registre_runtime::RULE;
 
 /// What every OCR worker of the process shares.
 pub struct PoolServices {
@@ -156,7 +156,7 @@ pub async fn start_with_engine(
     for (n, (name, id)) in (1..=pool.pool_size).zip(worker_ids(pool.pool_size)) {
         let mode = if n <= split.index { Mode::Index } else { Mode::Acte };
         let (tx, rx) = watch::channel(mode);
-        let state = Arc::new(WorkerState::default());
+        let state = Arc::new(OcrActivity::default());
         if let Err(e) = services.manager.assign(&id, mode).await {
             tracing::warn!("could not record the assignment of {name}: {e}");
         }
@@ -252,9 +252,9 @@ async fn rebalancer(config: Config, services: Arc<PoolServices>, slots: Arc<Vec<
         }
         let counts = queue_counts(&services).await;
         let target = target_split(pool.pool_size, pool.min_index_workers, pool.min_acte_workers, counts.index, counts.acte);
-        let views: Vec<WorkerView> = slots
+        let views: Vec<PlannedWorker> = slots
             .iter()
-            .map(|s| WorkerView { id: s.name.clone(), mode: *s.mode.borrow(), busy: s.state.busy.load(Ordering::SeqCst) })
+            .map(|s| PlannedWorker { id: s.name.clone(), mode: *s.mode.borrow(), busy: s.state.busy.load(Ordering::SeqCst) })
             .collect();
         for (name, mode) in plan_moves(&views, target) {
             if let Some(slot) = slots.iter().find(|s| s.name == name) {
@@ -337,6 +337,7 @@ async fn status_block(every: Duration, header: String, services: Arc<PoolService
             }
             Err(e) => tracing::warn!("💾 Capacity unavailable: {e}"),
         }
+        tracing::info!("{}", registre_telemetry::host::status_line(&registre_telemetry::host::usage()));
         tracing::info!("{RULE}");
     }
 }

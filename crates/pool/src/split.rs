@@ -66,7 +66,7 @@ pub fn target_split(pool: u32, min_index: u32, min_acte: u32, index_waiting: u64
 
 /// A worker as the planner sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WorkerView {
+pub struct PlannedWorker {
     pub id: String,
     pub mode: Mode,
     pub busy: bool,
@@ -74,7 +74,7 @@ pub struct WorkerView {
 
 /// The fewest mode changes that reach `target`: only workers of the mode in excess move, idle
 /// ones first (a busy one finishes its job before switching), in id order among equals.
-pub fn plan_moves(workers: &[WorkerView], target: Split) -> Vec<(String, Mode)> {
+pub fn plan_moves(workers: &[PlannedWorker], target: Split) -> Vec<(String, Mode)> {
     let index_now = workers.iter().filter(|w| w.mode == Mode::Index).count() as u32;
     let (from, to, excess) = if index_now > target.index {
         (Mode::Index, Mode::Acte, index_now - target.index)
@@ -85,7 +85,7 @@ pub fn plan_moves(workers: &[WorkerView], target: Split) -> Vec<(String, Mode)> 
         }
         (Mode::Acte, Mode::Index, acte_now - target.acte)
     };
-    let mut candidates: Vec<&WorkerView> = workers.iter().filter(|w| w.mode == from).collect();
+    let mut candidates: Vec<&PlannedWorker> = workers.iter().filter(|w| w.mode == from).collect();
     candidates.sort_by(|a, b| a.busy.cmp(&b.busy).then_with(|| natural_key(&a.id).cmp(&natural_key(&b.id))));
     candidates.into_iter().take(excess as usize).map(|w| (w.id.clone(), to)).collect()
 }
@@ -101,8 +101,8 @@ fn natural_key(id: &str) -> (String, u64) {
 mod tests {
     use super::*;
 
-    fn w(id: &str, mode: Mode, busy: bool) -> WorkerView {
-        WorkerView { id: id.into(), mode, busy }
+    fn w(id: &str, mode: Mode, busy: bool) -> PlannedWorker {
+        PlannedWorker { id: id.into(), mode, busy }
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use registre_capacity::Lease;
 use registre_ocr::Parallelism;
-use registre_queue::{FailOutcome, Job};
+use registre_queue::{settle, FailOutcome, Job, Settled};
 use registre_runtime::Backoff;
 use registre_storage::ObjectPath;
 use tokio::sync::watch;
@@ -21,7 +21,7 @@ use crate::{Mode, PoolServices};
 
 /// What the status block and the manager read about a worker.
 #[derive(Debug, Default)]
-pub struct WorkerState {
+pub struct OcrActivity {
     pub busy: AtomicBool,
     pub done: AtomicU64,
     pub failed: AtomicU64,
@@ -29,7 +29,7 @@ pub struct WorkerState {
     pub activity: Mutex<String>,
 }
 
-impl WorkerState {
+impl OcrActivity {
     fn set_activity(&self, what: impl Into<String>) {
         if let Ok(mut a) = self.activity.lock() {
             *a = what.into();
@@ -47,7 +47,7 @@ pub struct WorkerSlot {
     /// `ocr-worker-<n>-<8 hex>`: the id in Redis and in the queue, unique per process.
     pub id: String,
     pub mode: watch::Sender<Mode>,
-    pub state: Arc<WorkerState>,
+    pub state: Arc<OcrActivity>,
 }
 
 /// One worker's identity and what it shares with the others.
@@ -55,7 +55,7 @@ pub(crate) struct Worker {
     pub services: Arc<PoolServices>,
     pub name: String,
     pub id: String,
-    pub state: Arc<WorkerState>,
+    pub state: Arc<OcrActivity>,
     pub stop: CancellationToken,
 }
 
@@ -155,7 +155,7 @@ pub(crate) async fn run_worker(worker: Worker, mut mode_rx: watch::Receiver<Mode
 }
 
 /// Reads one claimed row and hands it on. Never panics: every failure ends up in the row.
-async fn process(services: &PoolServices, id: &str, job: &Job, parallelism: Parallelism, state: &WorkerState, stop: &CancellationToken) {
+async fn process(services: &PoolServices, id: &str, job: &Job, parallelism: Parallelism, state: &OcrActivity, stop: &CancellationToken) {
     let claimed = std::time::Instant::now();
     let heartbeat = services.queue.keep_alive(job);
     let work = async {
@@ -178,55 +178,42 @@ async fn process(services: &PoolServices, id: &str, job: &Job, parallelism: Para
         }
     };
     drop(heartbeat);
+    // Every write that ends the job goes through the queue's one end-of-job retry policy.
+    let lease_ttl = services.queue.config().lease_ttl;
+    let fail = |message: String| async move {
+        state.failed.fetch_add(1, Ordering::SeqCst);
+        registre_telemetry::job("ocr", "failed", claimed.elapsed());
+        tracing::warn!(worker = id, job = %job.id, env = %job.env, "❌ {} {}: {message}", job.document_source, job.document_number);
+        match settle(id, "fail", lease_ttl, stop, || services.queue.fail(job, &message)).await {
+            Settled::Done(FailOutcome::Failed { attempts }) => tracing::warn!(worker = id, job = %job.id, "row is now in error after {attempts} attempt(s)"),
+            Settled::Done(FailOutcome::Retry { attempts, .. }) => tracing::info!(worker = id, job = %job.id, "row will be retried (attempt {attempts})"),
+            Settled::RowError(e) => tracing::warn!(worker = id, job = %job.id, "failure refused ({e}): the row returns to the queue when its lease expires"),
+            Settled::Done(FailOutcome::NotOwner) | Settled::GaveUp => {}
+        }
+    };
     match outcome {
         Some(Ok(output)) => {
-            let written = retry("complete OCR", || services.queue.complete_ocr(job, &output.raw, &output.boosted)).await;
+            let written = settle(id, "complete OCR", lease_ttl, stop, || services.queue.complete_ocr(job, &output.raw, &output.boosted)).await;
             match written {
-                Some(t) if t.applied() => {
+                Settled::Done(t) if t.applied() => {
                     state.done.fetch_add(1, Ordering::SeqCst);
                     registre_telemetry::ocr_pages(output.pages.len() as u64);
                     registre_telemetry::job("ocr", "completed", claimed.elapsed());
                     tracing::info!(worker = id, job = %job.id, env = %job.env, "📝 {} {} read: {} page(s), {} characters", job.document_source, job.document_number, output.pages.len(), output.raw.len());
                 }
-                Some(_) => tracing::warn!(worker = id, job = %job.id, "row was taken over meanwhile: text not written"),
-                None => {}
+                Settled::Done(_) => tracing::warn!(worker = id, job = %job.id, "row was taken over meanwhile: text not written"),
+                // The database refused this row's text: the row fails with the reason.
+                Settled::RowError(e) => fail(format!("the queue refused the OCR text: {e}")).await,
+                Settled::GaveUp => {}
             }
         }
-        Some(Err(message)) => {
-            state.failed.fetch_add(1, Ordering::SeqCst);
-            registre_telemetry::job("ocr", "failed", claimed.elapsed());
-            tracing::warn!(worker = id, job = %job.id, env = %job.env, "❌ {} {}: {message}", job.document_source, job.document_number);
-            match retry("fail", || services.queue.fail(job, &message)).await {
-                Some(FailOutcome::Failed { attempts }) => tracing::warn!(worker = id, job = %job.id, "row is now in error after {attempts} attempt(s)"),
-                Some(FailOutcome::Retry { attempts, .. }) => tracing::info!(worker = id, job = %job.id, "row will be retried (attempt {attempts})"),
-                Some(FailOutcome::NotOwner) | None => {}
-            }
-        }
+        Some(Err(message)) => fail(message).await,
         None => {
             tracing::info!(worker = id, job = %job.id, "shutdown: job not finished within the grace period, releasing it");
             registre_telemetry::job("ocr", "released", claimed.elapsed());
-            let _ = retry("release", || services.queue.release(job)).await;
-        }
-    }
-}
-
-/// A few tries with backoff for the write that ends a job; if the database stays away the row's
-/// lease expires and the reaper gives it back, so nothing is lost.
-async fn retry<T, E: std::fmt::Display, F, Fut>(what: &str, mut call: F) -> Option<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, E>>,
-{
-    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
-    for attempt in 1..=5 {
-        match call().await {
-            Ok(v) => return Some(v),
-            Err(e) if attempt < 5 => {
-                tracing::warn!("{what} failed (try {attempt} of 5): {e}");
-                tokio::time::sleep(backoff.next_delay()).await;
+            if let Settled::RowError(e) = settle(id, "release", lease_ttl, stop, || services.queue.release(job)).await {
+                tracing::warn!(worker = id, job = %job.id, "release refused ({e}): the row returns to the queue when its lease expires");
             }
-            Err(e) => tracing::error!("{what} failed 5 times, the row's lease will expire and it will be retried: {e}"),
         }
     }
-    None
 }

@@ -24,6 +24,7 @@ mod multi;
 pub mod notify;
 mod postgres;
 mod rest;
+mod settle;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -37,6 +38,7 @@ pub use migrate::{migrate, migrate_with, MigrateError, MigrateOptions, Migration
 pub use multi::{EnvQueue, MultiQueue};
 pub use postgres::PgQueue;
 pub use rest::RestQueue;
+pub use settle::{settle, Settled};
 
 /// Status ids of the `extraction_status` table, kept from production.
 pub mod status {

@@ -12,16 +12,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{RateLimitError, RateLimitKeys};
 
-macro_rules! ratelimit_script {
-    ($file:literal) => {
-        LazyLock::new(|| Script::new(concat!(include_str!("lua/prelude.lua"), "\n", include_str!($file))))
-    };
-}
-
-static ACQUIRE: LazyLock<Script> = ratelimit_script!("lua/acquire.lua");
-static SETTLE: LazyLock<Script> = ratelimit_script!("lua/settle.lua");
-static COOLDOWN: LazyLock<Script> = ratelimit_script!("lua/cooldown.lua");
-static STATUS: LazyLock<Script> = ratelimit_script!("lua/status.lua");
+// Each script runs lua/prelude.lua first.
+static ACQUIRE: LazyLock<Script> = registre_runtime::lua_script!("lua/prelude.lua", "lua/acquire.lua");
+static SETTLE: LazyLock<Script> = registre_runtime::lua_script!("lua/prelude.lua", "lua/settle.lua");
+static COOLDOWN: LazyLock<Script> = registre_runtime::lua_script!("lua/prelude.lua", "lua/cooldown.lua");
+static STATUS: LazyLock<Script> = registre_runtime::lua_script!("lua/prelude.lua", "lua/status.lua");
 
 /// The limits of one limiter. Every process sharing a name must use the same numbers (they are
 /// arguments of each script call; the keys hold only what was granted).
@@ -338,25 +333,15 @@ fn jitter(wait: Duration) -> Duration {
 }
 
 fn signed_at(reply: &[Value], i: usize, script: &'static str) -> Result<i64, RateLimitError> {
-    match reply.get(i) {
-        Some(Value::Int(n)) => Ok(*n),
-        other => Err(RateLimitError::Reply { script, detail: format!("item {i}: expected an integer, got {other:?}") }),
-    }
+    registre_runtime::script::signed_at(reply, i).map_err(|detail| RateLimitError::Reply { script, detail })
 }
 
 fn int_at(reply: &[Value], i: usize, script: &'static str) -> Result<u64, RateLimitError> {
-    match signed_at(reply, i, script)? {
-        n if n >= 0 => Ok(n as u64),
-        n => Err(RateLimitError::Reply { script, detail: format!("item {i}: expected a non-negative integer, got {n}") }),
-    }
+    registre_runtime::script::int_at(reply, i).map_err(|detail| RateLimitError::Reply { script, detail })
 }
 
 fn string_at(reply: &[Value], i: usize, script: &'static str) -> Result<String, RateLimitError> {
-    match reply.get(i) {
-        Some(Value::BulkString(bytes)) => Ok(String::from_utf8_lossy(bytes).into_owned()),
-        Some(Value::SimpleString(s)) => Ok(s.clone()),
-        other => Err(RateLimitError::Reply { script, detail: format!("item {i}: expected a string, got {other:?}") }),
-    }
+    registre_runtime::script::string_at(reply, i).map_err(|detail| RateLimitError::Reply { script, detail })
 }
 
 #[cfg(test)]

@@ -35,8 +35,7 @@ pub use worker::{request_for, JobError};
 /// room for the unrelated crash or two (docs/registre-workers.md).
 pub const MAX_BROWSER_CRASHES: i32 = 3;
 
-/// The banner rule of the deployment checklist.
-pub const RULE: &str = "============================================================";
+pub use registre_runtime::RULE;
 
 /// Why the registre workers could not start. Display is the one line the binary prints.
 #[derive(Debug, thiserror::Error)]
@@ -286,6 +285,7 @@ pub fn spawn_status_reporter(services: &Services, interval: Duration, shutdown: 
             for line in board.status_lines(status.as_ref()) {
                 tracing::info!("{line}");
             }
+            tracing::info!("{}", registre_telemetry::host::status_line(&registre_telemetry::host::usage()));
             tracing::info!("{RULE}");
         }
     });

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use registre_capacity::Lease;
 use registre_fetch::{validate_pdf, DocumentRequest, DocumentSource, FetchError, Fetcher, NotAPdf};
-use registre_queue::{status, CrashOutcome, FailOutcome, Job, QueueError, Transition};
+use registre_queue::{settle, status, CrashOutcome, FailOutcome, Job, QueueError, Settled, Transition};
 use registre_runtime::Backoff;
 use registre_storage::{Bytes, ObjectPath, StorageError};
 use tokio_util::sync::CancellationToken;
@@ -101,15 +101,6 @@ enum Ended {
     ReleasedFetcher,
     /// Released for the shutdown, lost to the reaper, or the transition could not be recorded.
     Other,
-}
-
-/// What came of recording a transition.
-enum Settled<T> {
-    Done(T),
-    /// The database refused it for this row (constraint, data): retrying would not help.
-    RowError(QueueError),
-    /// The environment stayed unreachable past the lease (or the shutdown): the reaper takes over.
-    GaveUp,
 }
 
 /// What came out of the work on one job.
@@ -390,37 +381,12 @@ impl Worker {
         }
     }
 
-    /// Runs a queue transition, retrying with backoff while the queue is unreachable or busy.
-    /// A row-level error (the database refused this row's data) is returned at once: retrying
-    /// would fail the same way. Gives up once the row's lease would have expired anyway (the
-    /// reaper puts the row back, so the job is not lost), or sooner during shutdown.
+    /// Runs a queue transition under the queue's one end-of-job retry policy ([`settle`]).
     async fn settle<T, F, Fut>(&self, operation: &str, call: F) -> Settled<T>
     where
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T, QueueError>>,
     {
-        let config = self.services.queue.config();
-        let started = Instant::now();
-        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
-        loop {
-            match call().await {
-                Ok(value) => return Settled::Done(value),
-                Err(e) if !e.is_environment_failure() && !matches!(e, QueueError::Busy { .. }) => return Settled::RowError(e),
-                Err(e) => {
-                    let limit = if self.stop.is_cancelled() {
-                        config.lease_ttl.min(Duration::from_secs(5))
-                    } else {
-                        config.lease_ttl
-                    };
-                    let delay = backoff.next_delay();
-                    if started.elapsed() + delay > limit {
-                        tracing::error!(worker = %self.id, "❌ {operation} could not be recorded ({e}): giving up; the row returns to the queue when its lease expires");
-                        return Settled::GaveUp;
-                    }
-                    tracing::warn!(worker = %self.id, "⚠️ {operation} failed ({e}): retrying in {} ms", delay.as_millis());
-                    tokio::time::sleep(delay).await;
-                }
-            }
-        }
+        settle(&self.id, operation, self.services.queue.config().lease_ttl, &self.stop, call).await
     }
 }

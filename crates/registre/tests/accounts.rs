@@ -13,7 +13,7 @@ use registre_fetch::{AccountError, AccountProvider};
 use registre_queue::EnvQueue;
 use registre_testkit::postgres::TestDatabase;
 use registre_testkit::postgrest::PostgrestStandIn;
-use registre_workers::accounts::QueueAccounts;
+use registre_extraction::accounts::QueueAccounts;
 use sqlx::{Connection, PgConnection};
 
 const KEY: &str = "service-role-key.accounts-test";

@@ -17,7 +17,7 @@ use std::time::Duration;
 use registre_config::{Config, EnvName};
 use registre_fetch::{BoxFuture, DocumentRequest, FetchError, FetchedDocument, Fetcher};
 use registre_runtime::Shutdown;
-use registre_workers::{start_workers, WorkerSettings};
+use registre_extraction::{start_workers, WorkerSettings};
 use common::{insert, row, services, setup, wait_until};
 
 const PDF: &[u8] = b"%PDF-1.4\n1 0 obj\n<< /Type /Catalog >>\nendobj\ntrailer\n<< /Root 1 0 R >>\n%%EOF\n";
@@ -177,7 +177,7 @@ async fn poisonous_document_ends_in_erreur(rest: bool) {
     .await;
     let (_, attempts, error, _) = row(&pool, poison).await;
     let crashes: i32 = sqlx::query_scalar("SELECT browser_crashes FROM extraction_queue WHERE id = $1").bind(poison).fetch_one(&pool).await.expect("crashes");
-    let max = registre_workers::MAX_BROWSER_CRASHES;
+    let max = registre_extraction::MAX_BROWSER_CRASHES;
     assert_eq!((attempts, crashes), (0, max), "crashes are counted apart from attempts");
     let error = error.expect("error_message");
     assert!(error.starts_with(&format!("the browser crashed {max} times on this document (limit {max}): ")), "{error}");

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use registre_fetch::{BoxFuture, DocumentRequest, FetchError, FetchedDocument, Fetcher};
 use registre_runtime::Shutdown;
-use registre_workers::{start_workers, WorkerSettings};
+use registre_extraction::{start_workers, WorkerSettings};
 use common::{insert, row, services, setup, wait_until};
 
 /// `rejected-*`: the site's error cell (final); `down-*`: the site does not answer (retried).

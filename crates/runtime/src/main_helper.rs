@@ -29,6 +29,10 @@ where
 {
     let config = registre_config::load_or_exit();
     crate::logging::init(&config.log);
+    // A budget larger than the machine makes leases promise what is not there: say so once.
+    for warning in registre_telemetry::host::budget_warnings(&config.server, registre_telemetry::host::machine()) {
+        tracing::warn!("⚠️  {warning}");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {

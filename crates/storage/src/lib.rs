@@ -5,8 +5,8 @@
 //! - [`LocalStore`] (`file:///dir`, the default): one directory per bucket; uploads are atomic
 //!   (written to a temporary file in the same directory, synced, then renamed);
 //! - [`SupabaseStore`] (`https://<project>.supabase.co`): Supabase Storage REST with the service key;
-//! - [`S3Store`] (`s3://<bucket>[/<prefix>]`): any S3-compatible store, requests signed with
-//!   AWS Signature V4 ([`sigv4`]) on the shared reqwest client.
+//! - [`S3Store`] (`s3://<bucket>[/<prefix>]`): any S3-compatible store, through `object_store`'s
+//!   AmazonS3 client (it signs the requests; the local backend uses its LocalFileSystem).
 //!
 //! Names come from [`naming`]: buckets `index`, `actes`, `plans-cadastraux` chosen from the row's
 //! `document_source`; object names `{document_number}-{circonscription}-{cadastre}-{unix_ms}.pdf`
@@ -18,7 +18,6 @@
 mod local;
 pub mod naming;
 mod s3;
-pub mod sigv4;
 mod supabase;
 
 use std::path::PathBuf;
@@ -64,6 +63,16 @@ pub enum StorageError {
     Status { backend: &'static str, operation: &'static str, path: String, status: u16, body: String },
     #[error("{backend} storage: {operation} {path}: unexpected reply: {detail}")]
     Reply { backend: &'static str, operation: &'static str, path: String, detail: String },
+    /// An object_store backend (local, S3) failed; its message names the call and, for S3, the
+    /// server's answer (e.g. `SignatureDoesNotMatch`).
+    #[error("{backend} storage: {operation} {path}: {source}")]
+    Store {
+        backend: &'static str,
+        operation: &'static str,
+        path: String,
+        #[source]
+        source: object_store::Error,
+    },
     #[error("storage client could not be built: {0}")]
     Client(String),
 }
@@ -91,7 +100,7 @@ impl Storage {
             StorageBackend::Supabase { url, service_key } => {
                 Storage::Supabase(SupabaseStore::new(url.clone(), service_key.clone(), http_client(config)?))
             }
-            StorageBackend::S3(s3) => Storage::S3(S3Store::new(s3.clone(), http_client(config)?)),
+            StorageBackend::S3(s3) => Storage::S3(S3Store::new(s3.clone(), config.timeout)?),
         })
     }
 
@@ -124,7 +133,7 @@ impl Storage {
     /// Stores `bytes` at `path`, replacing any object there.
     pub async fn put_object(&self, path: &ObjectPath, bytes: Bytes) -> Result<(), StorageError> {
         match self {
-            Storage::Local(s) => s.put(path, &bytes).await,
+            Storage::Local(s) => s.put(path, bytes).await,
             Storage::Supabase(s) => s.put(path, bytes).await,
             Storage::S3(s) => s.put(path, bytes).await,
         }
@@ -165,22 +174,32 @@ fn http_client(config: &StorageConfig) -> Result<reqwest::Client, StorageError> 
         .map_err(|e| StorageError::Client(e.to_string()))
 }
 
-/// The start of a response body for an error message: whitespace collapsed, at most 300 chars.
+/// The start of a response body for an error message: one line, at most 300 characters.
 pub(crate) fn excerpt(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let collapsed = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if collapsed.is_empty() {
+    let text = registre_domain::text::excerpt(&String::from_utf8_lossy(body), 300);
+    if text.is_empty() {
         return "(empty body)".to_string();
     }
-    let mut out: String = collapsed.chars().take(300).collect();
-    if collapsed.chars().count() > 300 {
-        out.push('…');
+    text
+}
+
+/// The [`StorageError`] of a failed object_store call: its NotFound is [`StorageError::NotFound`]
+/// unless S3 says the bucket itself is missing (a configuration problem, not a missing object).
+pub(crate) fn store_error<'a>(
+    backend: &'static str,
+    operation: &'static str,
+    path: &'a ObjectPath,
+) -> impl Fn(object_store::Error) -> StorageError + 'a {
+    move |source| match source {
+        object_store::Error::NotFound { ref source, .. } if !source.to_string().contains("NoSuchBucket") => {
+            StorageError::NotFound { backend, path: path.to_string() }
+        }
+        source => StorageError::Store { backend, operation, path: path.to_string(), source },
     }
-    out
 }
 
 /// `/`-separated `name` with each segment percent-encoded (everything but `A-Za-z0-9-_.~`), as
-/// both URLs and the SigV4 canonical URI want it.
+/// Supabase Storage URLs want it.
 pub(crate) fn encode_path(name: &str) -> String {
     const SEGMENT: &percent_encoding::AsciiSet =
         &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');

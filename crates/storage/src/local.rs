@@ -1,32 +1,30 @@
-//! Local filesystem backend: `<root>/<bucket>/<name>`. An upload is written to a temporary file
-//! in the destination directory, synced, then renamed over the final name, so a reader sees
-//! either the whole previous object or the whole new one, never a partial file.
+//! Local filesystem backend: `<root>/<bucket>/<name>`, through `object_store`'s LocalFileSystem,
+//! whose upload writes a staging file next to the destination and renames it over the final
+//! name, so a reader sees either the whole previous object or the whole new one, never a partial
+//! file. The root directory is created on first use (a fresh machine has none).
 
-use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use bytes::Bytes;
-use tokio::io::AsyncWriteExt;
+use object_store::local::LocalFileSystem;
+use object_store::path::{Path as StorePath, PathPart};
+use object_store::{ObjectStoreExt as _, PutPayload};
+use tokio::sync::OnceCell;
 
-use crate::{ObjectPath, StorageError};
+use crate::{store_error, ObjectPath, StorageError};
 
 pub(crate) const BACKEND: &str = "local";
-
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 #[derive(Debug, Clone)]
 pub struct LocalStore {
     root: PathBuf,
-}
-
-fn io<'a>(operation: &'static str, file: &'a Path) -> impl FnOnce(std::io::Error) -> StorageError + 'a {
-    move |source| StorageError::Io { operation, file: file.to_path_buf(), source }
+    store: Arc<OnceCell<LocalFileSystem>>,
 }
 
 impl LocalStore {
     pub fn new(root: impl Into<PathBuf>) -> LocalStore {
-        LocalStore { root: root.into() }
+        LocalStore { root: root.into(), store: Arc::new(OnceCell::new()) }
     }
 
     pub fn root(&self) -> &Path {
@@ -41,63 +39,53 @@ impl LocalStore {
         file
     }
 
-    pub async fn put(&self, path: &ObjectPath, bytes: &[u8]) -> Result<(), StorageError> {
-        let file = self.file_path(path);
-        let dir = file.parent().map(Path::to_path_buf).unwrap_or_else(|| self.root.clone());
-        tokio::fs::create_dir_all(&dir).await.map_err(io("create directory", &dir))?;
-        let base = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let temp = dir.join(format!(
-            ".{base}.{}-{}.tmp",
-            std::process::id(),
-            TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let written = async {
-            let mut out = tokio::fs::File::create(&temp).await.map_err(io("create", &temp))?;
-            out.write_all(bytes).await.map_err(io("write", &temp))?;
-            out.sync_all().await.map_err(io("sync", &temp))?;
-            drop(out);
-            tokio::fs::rename(&temp, &file).await.map_err(io("rename into place", &file))
-        }
-        .await;
-        if written.is_err() {
-            let _ = tokio::fs::remove_file(&temp).await;
-            return written;
-        }
-        // Make the rename itself durable; failing to sync a directory is not worth failing a
-        // job whose bytes are already in place.
-        if let Ok(d) = tokio::fs::File::open(&dir).await {
-            let _ = d.sync_all().await;
-        }
-        tracing::debug!(path = %path, file = %file.display(), size = bytes.len(), "stored object");
+    /// The store rooted at `root`, created (with the directory) on first use.
+    async fn store(&self) -> Result<&LocalFileSystem, StorageError> {
+        self.store
+            .get_or_try_init(|| async {
+                let io = |operation| {
+                    move |source| StorageError::Io { operation, file: self.root.clone(), source }
+                };
+                tokio::fs::create_dir_all(&self.root).await.map_err(io("create directory"))?;
+                LocalFileSystem::new_with_prefix(&self.root)
+                    .map_err(|e| io("open")(std::io::Error::other(e.to_string())))
+            })
+            .await
+    }
+
+    /// Each segment taken as a literal file name: object_store percent-encodes what a file name
+    /// must not hold, so a name like `%2e%2e` stays a file called `%2e%2e` inside the bucket.
+    fn location(path: &ObjectPath) -> StorePath {
+        let segments = std::iter::once(path.bucket().as_str()).chain(path.name().split('/'));
+        StorePath::from_iter(segments.map(PathPart::from))
+    }
+
+    pub async fn put(&self, path: &ObjectPath, bytes: Bytes) -> Result<(), StorageError> {
+        let store = self.store().await?;
+        let size = bytes.len();
+        store.put(&Self::location(path), PutPayload::from(bytes)).await.map_err(store_error(BACKEND, "upload", path))?;
+        tracing::debug!(path = %path, size, "stored object");
         Ok(())
     }
 
     pub async fn get(&self, path: &ObjectPath) -> Result<Bytes, StorageError> {
-        let file = self.file_path(path);
-        match tokio::fs::read(&file).await {
-            Ok(bytes) => Ok(Bytes::from(bytes)),
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                Err(StorageError::NotFound { backend: BACKEND, path: path.to_string() })
-            }
-            Err(e) => Err(io("read", &file)(e)),
-        }
+        let failed = store_error(BACKEND, "download", path);
+        let result = self.store().await?.get(&Self::location(path)).await.map_err(&failed)?;
+        result.bytes().await.map_err(failed)
     }
 
     pub async fn exists(&self, path: &ObjectPath) -> Result<bool, StorageError> {
-        let file = self.file_path(path);
-        match tokio::fs::metadata(&file).await {
-            Ok(meta) => Ok(meta.is_file()),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(io("stat", &file)(e)),
+        match self.store().await?.head(&Self::location(path)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(store_error(BACKEND, "exists", path)(e)),
         }
     }
 
     pub async fn delete(&self, path: &ObjectPath) -> Result<(), StorageError> {
-        let file = self.file_path(path);
-        match tokio::fs::remove_file(&file).await {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io("delete", &file)(e)),
+        match self.store().await?.delete(&Self::location(path)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(store_error(BACKEND, "delete", path)(e)),
         }
     }
 }

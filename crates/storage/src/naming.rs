@@ -50,19 +50,7 @@ impl fmt::Display for Bucket {
     }
 }
 
-/// Longest kept length of each part of an object name, so that a huge document number cannot
-/// make a file name longer than filesystems allow (255 bytes).
-pub const MAX_PART_CHARS: usize = 64;
-
-/// `value` with every character outside `[A-Za-z0-9_-]` replaced by `_` (one `_` per character,
-/// so `é` gives `_`), cut to [`MAX_PART_CHARS`] characters.
-pub fn sanitize(value: &str) -> String {
-    value
-        .chars()
-        .take(MAX_PART_CHARS)
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
-        .collect()
-}
+pub use registre_domain::text::{sanitize, MAX_PART_CHARS};
 
 /// `{document_number}-{circonscription}-{cadastre}-{unix_ms}.pdf`, each part sanitized: the
 /// result never contains `/`, `\` or `..` and always stays inside its bucket.

@@ -1,5 +1,6 @@
 //! Metrics of the worker binaries (registre-workers, ocr-pool, start-all-workers), in one place:
-//! the counters and histograms of their work, process RSS and CPU, and the small HTTP server that
+//! the counters and histograms of their work, process RSS and CPU and the host's load ([`host`],
+//! read through sysinfo), and the small HTTP server that
 //! serves `/metrics`, `/health` and `/ready` on METRICS_ADDR (started by registre_runtime's
 //! run_binary when the variable is set). Worker crates record with one call each ([`job`],
 //! [`fetch`], [`ocr_pages`], [`ratelimit_wait`], [`capacity_wait`]); recording is a few atomic
@@ -7,6 +8,8 @@
 //!
 //! Names start with `registre_`, counters end in `_total`, durations are `_seconds` histograms
 //! (prometheus-client, OpenMetrics text format, which Prometheus scrapes natively).
+
+pub mod host;
 
 use std::net::SocketAddr;
 use std::sync::{LazyLock, Mutex};
@@ -56,6 +59,13 @@ struct Metrics {
     rss: Gauge<f64, std::sync::atomic::AtomicU64>,
     cpu: Counter<f64, std::sync::atomic::AtomicU64>,
     cpu_seen: Mutex<f64>,
+    load: Family<WindowLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WindowLabels {
+    /// 1m, 5m, 15m
+    window: String,
 }
 
 /// Seconds from 10 ms to ~11 min: a fetch may take 3 minutes, a wait for capacity longer.
@@ -81,7 +91,9 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     registry.register("registre_process_resident_memory_bytes", "Resident memory of this process", rss.clone());
     let cpu = Counter::<f64, std::sync::atomic::AtomicU64>::default();
     registry.register("registre_process_cpu_seconds", "CPU time (user + system) used by this process", cpu.clone());
-    Metrics { registry, jobs, job_duration, fetch_duration, ocr_pages, ratelimit_wait, capacity_wait, rss, cpu, cpu_seen: Mutex::new(0.0) }
+    let load = Family::<WindowLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+    registry.register("registre_host_load", "Load average of the host, by window (1m, 5m, 15m)", load.clone());
+    Metrics { registry, jobs, job_duration, fetch_duration, ocr_pages, ratelimit_wait, capacity_wait, rss, cpu, cpu_seen: Mutex::new(0.0), load }
 });
 
 /// A finished job: `stage` extraction or ocr; `outcome` completed, retry, failed, released or lost.
@@ -108,30 +120,20 @@ pub fn capacity_wait(worker_type: &str, duration: Duration) {
     METRICS.capacity_wait.get_or_create(&TypeLabels { r#type: worker_type.into() }).observe(duration.as_secs_f64());
 }
 
-/// RSS and CPU time of this process from /proc (Linux); unchanged elsewhere.
+/// RSS and CPU time of this process and the host's load, read through sysinfo.
 fn refresh_process() {
     let m = &*METRICS;
-    // SAFETY: sysconf only reads a system constant; no memory is involved.
-    let (page, ticks) = unsafe { (libc::sysconf(libc::_SC_PAGESIZE), libc::sysconf(libc::_SC_CLK_TCK)) };
-    if let Ok(statm) = std::fs::read_to_string("/proc/self/statm") {
-        if let Some(pages) = statm.split_whitespace().nth(1).and_then(|p| p.parse::<f64>().ok()) {
-            m.rss.set(pages * page.max(1) as f64);
+    let usage = host::usage();
+    m.rss.set(usage.rss_bytes as f64);
+    if let Ok(mut seen) = m.cpu_seen.lock() {
+        // A counter only goes up: add what was used since the last reading.
+        if usage.cpu_seconds > *seen {
+            m.cpu.inc_by(usage.cpu_seconds - *seen);
+            *seen = usage.cpu_seconds;
         }
     }
-    if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
-        // Fields after the command name (which may hold spaces, inside parentheses).
-        if let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) {
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            let t = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-            // utime and stime are fields 14 and 15 of stat, 12 and 13 after the name.
-            let seconds = (t(11) + t(12)) / ticks.max(1) as f64;
-            if let Ok(mut seen) = m.cpu_seen.lock() {
-                if seconds > *seen {
-                    m.cpu.inc_by(seconds - *seen);
-                    *seen = seconds;
-                }
-            }
-        }
+    for (window, value) in ["1m", "5m", "15m"].into_iter().zip(usage.load) {
+        m.load.get_or_create(&WindowLabels { window: window.into() }).set(value);
     }
 }
 

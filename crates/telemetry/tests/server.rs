@@ -51,6 +51,16 @@ async fn serves_recorded_work_and_readiness() {
         .and_then(|v| v.parse().ok())
         .expect("an RSS sample");
     assert!(rss > 1e6, "RSS {rss}");
+    // The host's load, one gauge per window, read through sysinfo.
+    for window in ["1m", "5m", "15m"] {
+        let prefix = format!("registre_host_load{{window=\"{window}\"}} ");
+        let load: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix:?} sample in\n{text}"));
+        assert!(load >= 0.0, "load {load}");
+    }
     assert_eq!(client.get(format!("{base}/health")).send().await.unwrap().status(), 200);
     let ready = client.get(format!("{base}/ready")).send().await.unwrap();
     assert_eq!(ready.status(), 503);

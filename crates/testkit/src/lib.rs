@@ -10,10 +10,12 @@
 //! - [`pdf`]: PDFs drawn by the tests themselves (registry-index-like pages), with the drawn text;
 //! - [`cluster`]: a real Redis Cluster (3 masters + 3 replicas) whose masters a test can kill;
 //! - [`pg_server`]: a private PostgreSQL (initdb + pg_ctl on a free port) a test can restart;
-//! - [`proxy`]: a TCP fault proxy that cuts or stalls the connections through it.
+//! - [`proxy`]: a TCP fault proxy that cuts or stalls the connections through it;
+//! - [`moto`]: a private moto S3 server with its signature checks on.
 
 pub mod child;
 pub mod cluster;
+pub mod moto;
 pub mod pg_server;
 pub mod proxy;
 pub mod pdf;

@@ -26,7 +26,7 @@ pub async fn save(config: &Diagnostics, client: &Client, request: &DocumentReque
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed),
         request.document_source,
-        crate::sanitize_file_name(&request.document_number)
+        crate::sanitize(&request.document_number)
     );
     let folder = root.join(name);
     if let Err(e) = std::fs::create_dir_all(&folder) {

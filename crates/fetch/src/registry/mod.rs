@@ -6,20 +6,25 @@
 //! REGISTRE_BROWSER_IDLE_MS without use, and dropped (processes killed) after a crash or a
 //! timeout so the next fetch starts a fresh browser. An account the site refuses is reported to
 //! the provider (which rests it) and the next account is tried. The document flow of DESIGN §9.1
-//! (search form, optional choice and confirmation pages, the document frameset) is in [`flow`];
-//! the PDF is downloaded by reading the save control's href and fetching it with reqwest carrying
-//! the browser's cookies.
+//! (search form, optional choice and confirmation pages, the document frameset) is in [`search`]
+//! on the page primitives of [`page`]; logging in is [`login`], the browser session [`session`],
+//! and the PDF is downloaded ([`download`]) by reading the save control's href and fetching it with
+//! reqwest carrying the browser's cookies.
 
 mod account;
 mod browser;
 pub mod diagnostics;
-mod flow;
+mod download;
+mod login;
 pub mod matching;
+mod page;
+mod search;
+mod session;
 pub mod site;
 
 use std::path::PathBuf;
-use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use registre_config::RegistreConfig;
 use tokio::sync::Mutex;
@@ -27,7 +32,7 @@ use url::Url;
 
 pub use account::{Account, AccountError, AccountProvider, InMemoryAccounts};
 pub use browser::{chromium_flags, CHROMIUM_FLAGS, NO_SANDBOX};
-use browser::Browser;
+use session::{Inner, State};
 use site::SiteConfig;
 
 use crate::{BoxFuture, DocumentRequest, FetchError, FetchedDocument, Fetcher};
@@ -78,27 +83,6 @@ impl RegistrySettings {
 
 pub struct RegistryFetcher {
     inner: Arc<Inner>,
-}
-
-struct Inner {
-    settings: RegistrySettings,
-    accounts: Arc<dyn AccountProvider>,
-    http: reqwest::Client,
-    state: Mutex<State>,
-}
-
-#[derive(Default)]
-struct State {
-    session: Option<Session>,
-    /// Incremented at every new session, so an idle timer only closes its own session.
-    generation: u64,
-}
-
-struct Session {
-    browser: Browser,
-    account: Account,
-    last_used: Instant,
-    generation: u64,
 }
 
 impl RegistryFetcher {
@@ -156,206 +140,9 @@ impl Drop for RegistryFetcher {
     }
 }
 
-/// How many times one fetch logs in again after the site expired its session before giving up.
-const MAX_RELOGINS: u32 = 2;
-
-impl Inner {
-    async fn fetch(self: Arc<Self>, request: &DocumentRequest) -> Result<FetchedDocument, FetchError> {
-        let mut state = self.state.lock().await;
-        let bound = self.settings.fetch_timeout;
-        let outcome = tokio::time::timeout(bound, self.fetch_locked(&mut state, request)).await;
-        let mut outcome = match outcome {
-            Ok(result) => result,
-            Err(_) => Err(FetchError::Timeout { after: bound, what: format!("fetching {} from the registry (EXTRACTION_TIMEOUT)", request.describe()) }),
-        };
-        // A step that failed for a reason other than the row's data: keep what the browser shows
-        // for the operator (docs/fetchers.md, "diagnosing a site change") and name the folder.
-        if let Err(e @ (FetchError::Timeout { .. } | FetchError::Other(_))) = &outcome {
-            if let Some(session) = state.session.as_ref() {
-                let text = e.to_string();
-                let saved = tokio::time::timeout(
-                    Duration::from_secs(15),
-                    diagnostics::save(&self.settings.site.diagnostics, &session.browser.client, request, &text),
-                )
-                .await
-                .ok()
-                .flatten();
-                if let Some(folder) = saved {
-                    let note = format!(" (screenshot and HTML of the page in {})", folder.display());
-                    tracing::warn!(folder = %folder.display(), "registry: {text}: page saved for diagnosis");
-                    outcome = Err(match outcome.unwrap_err() {
-                        FetchError::Timeout { after, what } => FetchError::Timeout { after, what: format!("{what}{note}") },
-                        FetchError::Other(what) => FetchError::Other(format!("{what}{note}")),
-                        other => other,
-                    });
-                }
-            }
-        }
-        if let Err(e @ FetchError::Rejected { .. }) = &outcome {
-            tracing::info!(document = %request.describe(), "registry: the site rejected the row: {e}");
-        }
-        match &outcome {
-            // The browser is dead, stuck, or its accounts refused: kill it, the next fetch starts afresh.
-            Err(e @ (FetchError::BrowserCrashed(_) | FetchError::Timeout { .. } | FetchError::LoginFailed { .. })) => {
-                if let Some(session) = state.session.take() {
-                    tracing::warn!(error = %e, "registry: dropping the browser session");
-                    let account = session.account.clone();
-                    session.browser.kill();
-                    self.accounts.release(&account).await;
-                }
-            }
-            // Anything else leaves the browser usable: every search starts by opening its page.
-            _ => {
-                if let Some(s) = state.session.as_mut() {
-                    s.last_used = Instant::now();
-                }
-            }
-        }
-        outcome
-    }
-
-    async fn fetch_locked(self: &Arc<Self>, state: &mut State, request: &DocumentRequest) -> Result<FetchedDocument, FetchError> {
-        let idle = self.settings.idle_timeout;
-        if state.session.as_ref().is_some_and(|s| s.last_used.elapsed() >= idle) {
-            if let Some(session) = state.session.take() {
-                self.close(session).await;
-            }
-        }
-        if state.session.is_none() {
-            state.generation += 1;
-            let session = self.open_session(state.generation).await?;
-            state.session = Some(session);
-            self.spawn_idle_timer(state.generation);
-        }
-        let Some(session) = state.session.as_mut() else {
-            return Err(FetchError::Other("registry: no browser session".into()));
-        };
-        session.last_used = Instant::now();
-        let client = session.browser.client.clone();
-        let account = session.account.clone();
-        let mut relogins = 0;
-        loop {
-            match self.document(&client, request).await? {
-                flow::Outcome::Document(doc) => return Ok(doc),
-                // The site sent us back to its login form: our session expired there. Log in again
-                // from that form and start the document over; the row's attempt is not counted.
-                flow::Outcome::SessionExpired => {
-                    relogins += 1;
-                    if relogins > MAX_RELOGINS {
-                        return Err(FetchError::Other(format!(
-                            "{}: the site asked to log in again {MAX_RELOGINS} times during one fetch",
-                            request.describe()
-                        )));
-                    }
-                    tracing::info!(account = %account.username, "registry: the site expired the session, logging in again");
-                    self.login(&client, &account).await?;
-                }
-            }
-        }
-    }
-
-    /// Starts the browser and logs in through the home page's entry link with an account of the
-    /// provider. An account the site refuses is reported (the provider rests it) and held until the
-    /// next one is acquired, so the same one is not handed back; then released.
-    async fn open_session(&self, generation: u64) -> Result<Session, FetchError> {
-        let mut refused: Vec<(Account, FetchError)> = Vec::new();
-        let mut browser: Option<Browser> = None;
-        let result = loop {
-            let account = match self.accounts.acquire().await {
-                Ok(account) => account,
-                Err(e) => match refused.last() {
-                    // Every account we could get was refused: report the last refusal.
-                    Some((_, last)) => break Err(last.clone()),
-                    None => break Err(FetchError::NoAccount(e.to_string())),
-                },
-            };
-            if browser.is_none() {
-                match Browser::start(&self.settings.chromedriver_path, &self.settings.chromium_path).await {
-                    Ok(b) => browser = Some(b),
-                    Err(e) => {
-                        self.accounts.release(&account).await;
-                        break Err(e);
-                    }
-                }
-            }
-            let Some(client) = browser.as_ref().map(|b| b.client.clone()) else {
-                self.accounts.release(&account).await;
-                break Err(FetchError::Other("registry: no browser".into()));
-            };
-            tracing::info!(account = %account.username, "registry: browser started, logging in");
-            match self.login_from_home(&client, &account).await {
-                Ok(()) => break Ok(account),
-                Err(e @ FetchError::LoginFailed { .. }) => {
-                    tracing::warn!(account = %account.username, "registry: {e}; trying another account");
-                    refused.push((account, e));
-                }
-                Err(e) => {
-                    self.accounts.release(&account).await;
-                    break Err(e);
-                }
-            }
-        };
-        for (account, _) in &refused {
-            self.accounts.release(account).await;
-        }
-        match (result, browser) {
-            (Ok(account), Some(browser)) => Ok(Session { browser, account, last_used: Instant::now(), generation }),
-            (Ok(account), None) => {
-                self.accounts.release(&account).await;
-                Err(FetchError::Other("registry: no browser".into()))
-            }
-            (Err(e), browser) => {
-                if let Some(b) = browser {
-                    b.close().await;
-                }
-                Err(e)
-            }
-        }
-    }
-
-    async fn close(&self, session: Session) {
-        tracing::info!(account = %session.account.username, "registry: closing the browser session");
-        session.browser.close().await;
-        self.accounts.release(&session.account).await;
-    }
-
-    /// Closes the session of `generation` once it has been idle for the configured time.
-    fn spawn_idle_timer(self: &Arc<Self>, generation: u64) {
-        let weak: Weak<Inner> = Arc::downgrade(self);
-        let idle = self.settings.idle_timeout;
-        tokio::spawn(async move {
-            let mut wait = idle;
-            loop {
-                tokio::time::sleep(wait).await;
-                let Some(inner) = weak.upgrade() else { return };
-                let mut state = inner.state.lock().await;
-                let Some(session) = state.session.as_ref().filter(|s| s.generation == generation) else { return };
-                let elapsed = session.last_used.elapsed();
-                if elapsed >= idle {
-                    if let Some(session) = state.session.take() {
-                        tracing::info!(idle_ms = idle.as_millis() as u64, "registry: browser idle, closing it");
-                        inner.close(session).await;
-                    }
-                    return;
-                }
-                wait = idle - elapsed;
-            }
-        });
-    }
-
-    fn site(&self) -> &SiteConfig {
-        &self.settings.site
-    }
-}
-
 /// The first 300 characters of a text, whitespace collapsed.
 fn excerpt(text: &str) -> String {
-    let collapsed = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    let mut out: String = collapsed.chars().take(300).collect();
-    if collapsed.chars().count() > 300 {
-        out.push('…');
-    }
-    out
+    registre_domain::text::excerpt(text, 300)
 }
 
 /// The URL with its query values hidden when they look like tokens (download links may carry them).

@@ -11,7 +11,7 @@ use registre_fetch::Fetcher;
 use registre_queue::MultiQueue;
 use registre_storage::Storage;
 use registre_testkit::postgres::TestDatabase;
-use registre_workers::{Board, Services};
+use registre_extraction::{Board, Services};
 use sqlx::{Connection, PgConnection};
 
 pub struct Setup {

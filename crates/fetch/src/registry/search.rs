@@ -1,67 +1,30 @@
-//! The steps of the registry site (DESIGN §9.1), every selector from registry-site.toml: the entry
-//! link and the login form; the search form of the document's kind (selects chosen by best match,
-//! waiting for the page reload a choice triggers; optional fields skipped when absent); then, in
-//! whatever order the site shows them, the error cell, the choice page (paper-only rows skipped),
-//! the fee confirmation, and the document frameset whose menu frame holds the save control. The
-//! PDF is that control's href fetched with the browser session's cookies.
-//!
-//! Every action that makes the site answer with a new page first marks the current page
-//! (`window.__registreStep`), and the page is read again only once the mark is gone: a page the
-//! site has not replaced yet is never acted on twice.
+//! One document through the registry site (DESIGN §9.1): the search form of the document's kind
+//! (selects chosen by best match, waiting for the page reload a choice triggers; optional fields
+//! skipped when absent); then, in whatever order the site shows them, the error cell, the choice
+//! page (paper-only rows skipped), the fee confirmation, and the document frameset whose menu
+//! frame holds the save control ([`super::download`] fetches its href).
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use fantoccini::{Client, Locator};
-use serde::Deserialize;
+use fantoccini::Client;
 use serde_json::json;
-use url::Url;
 
 use super::browser::classify;
-use super::matching::{best_option, SelectOption};
+use super::excerpt;
+use super::matching::best_option;
+use super::page::POLL;
+use super::session::Inner;
 use super::site::{FieldKind, SearchPage};
-use super::{excerpt, redact_query, Account, Inner};
-use crate::http::error_chain;
-use crate::{validate_pdf, DocumentRequest, DocumentSource, FetchError, FetchedDocument};
+use crate::{DocumentRequest, DocumentSource, FetchError, FetchedDocument};
 
-const PAGE_STATE: &str = include_str!("js/page_state.js");
-const SELECT_OPTIONS: &str = include_str!("js/select_options.js");
 const CHOOSE_OPTION: &str = include_str!("js/choose_option.js");
-const ACT: &str = include_str!("js/act.js");
 const CHOOSE_ROW: &str = include_str!("js/choose_row.js");
-
-/// Pause between two readings of a page that is not there yet.
-const POLL: Duration = Duration::from_millis(150);
 
 /// How a document flow ended without a fetch error.
 pub(super) enum Outcome {
     Document(FetchedDocument),
     /// The site showed its login form mid-flow: log in again and start over.
     SessionExpired,
-}
-
-/// One reading of the current page (js/page_state.js).
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct PageState {
-    marked: bool,
-    ready: String,
-    url: String,
-    frameset: bool,
-    page_url: String,
-    page_ready: bool,
-    save_href: String,
-    login: bool,
-    errors: Vec<String>,
-    rows: Vec<Row>,
-    confirm: bool,
-    search: bool,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct Row {
-    text: String,
-    paper: bool,
 }
 
 /// Digits of a text: "12 345 678" and "12345678" compare equal.
@@ -87,62 +50,6 @@ fn numbers_in(text: &str) -> Vec<String> {
 }
 
 impl Inner {
-    pub(super) async fn login_from_home(&self, client: &Client, account: &Account) -> Result<(), FetchError> {
-        let site = self.site();
-        let home = site.url(&site.entry.path)?;
-        client.goto(home.as_str()).await.map_err(|e| classify(e, &format!("opening {home}")))?;
-        let link = self.wait_for(client, &site.entry.link, "the entry link of the home page (entry.link)").await?;
-        tracing::info!("registry: home page {home}: following the entry link");
-        link.click().await.map_err(|e| classify(e, "following the entry link"))?;
-        self.login(client, account).await
-    }
-
-    /// Fills and submits the login form shown in the current page. Refused (the error cell shows
-    /// while the form is still there) → reported to the provider and `LoginFailed`.
-    pub(super) async fn login(&self, client: &Client, account: &Account) -> Result<(), FetchError> {
-        let login = &self.site().login;
-        let user = self.wait_for(client, &login.username, "the login form (login.username)").await?;
-        user.clear().await.map_err(|e| classify(e, "clearing code_utilisateur"))?;
-        user.send_keys(&account.username).await.map_err(|e| classify(e, "typing code_utilisateur"))?;
-        let password = self.wait_for(client, &login.password, "the password field (login.password)").await?;
-        password.clear().await.map_err(|e| classify(e, "clearing mot_de_passe"))?;
-        // The error of this call never carries the typed text.
-        password.send_keys(account.password.expose()).await.map_err(|e| classify(e, "typing mot_de_passe"))?;
-        self.wait_for(client, &login.submit, "the login button (login.submit)").await?;
-        self.act(client, &login.submit, "the login button (login.submit)").await?;
-
-        let step = self.site().step_timeout();
-        let deadline = Instant::now() + step;
-        loop {
-            let state = self.page_state(client, None).await?;
-            if !state.marked && state.ready == "complete" {
-                if state.login {
-                    if let Some(reason) = state.errors.first() {
-                        let reason = excerpt(reason);
-                        self.accounts.report_login_failure(account, &reason).await;
-                        tracing::warn!(account = %account.username, %reason, "registry: login refused");
-                        return Err(FetchError::LoginFailed { account: account.username.clone(), reason });
-                    }
-                } else {
-                    self.accounts.report_login_success(account).await;
-                    tracing::info!(account = %account.username, url = %state.url, "registry: logged in");
-                    return Ok(());
-                }
-            }
-            // A slow or changed site is not the account's fault: not counted against it.
-            if Instant::now() >= deadline {
-                return Err(FetchError::Timeout {
-                    after: step,
-                    what: format!(
-                        "after submitting the login form, neither a new page nor the error cell ({}) came: the site changed? see docs/fetchers.md",
-                        self.site().errors.cell
-                    ),
-                });
-            }
-            tokio::time::sleep(POLL).await;
-        }
-    }
-
     /// One document from its search page to the PDF.
     pub(super) async fn document(&self, client: &Client, request: &DocumentRequest) -> Result<Outcome, FetchError> {
         let site = self.site();
@@ -161,7 +68,7 @@ impl Inner {
     }
 
     /// Fills the search form; false when the site showed its login form instead (session expired).
-    async fn fill_search(&self, client: &Client, request: &DocumentRequest, page: &SearchPage, step: &str) -> Result<bool, FetchError> {
+    pub(super) async fn fill_search(&self, client: &Client, request: &DocumentRequest, page: &SearchPage, step: &str) -> Result<bool, FetchError> {
         for field in &page.fields {
             let name = field.value.name();
             // Wait for the page (perhaps reloaded by the previous choice) before looking at the field.
@@ -223,7 +130,7 @@ impl Inner {
 
     /// After the search: the error cell, the choice page, the confirmation, in whatever order and
     /// number the site shows them, until the document frameset.
-    async fn after_search(&self, client: &Client, request: &DocumentRequest, page: &SearchPage, mut step: String) -> Result<Outcome, FetchError> {
+    pub(super) async fn after_search(&self, client: &Client, request: &DocumentRequest, page: &SearchPage, mut step: String) -> Result<Outcome, FetchError> {
         let site = self.site();
         let source = request.document_source;
         // The site can take minutes to answer with the document (document_timeout_ms); a page
@@ -342,7 +249,7 @@ impl Inner {
         }
     }
 
-    async fn choose_row(&self, client: &Client, index: usize) -> Result<(), FetchError> {
+    pub(super) async fn choose_row(&self, client: &Client, index: usize) -> Result<(), FetchError> {
         let choice = &self.site().choice;
         let done = client
             .execute(CHOOSE_ROW, vec![json!(choice.radio), json!(index), json!(choice.submit)])
@@ -352,133 +259,6 @@ impl Inner {
             return Err(FetchError::Other(format!("choice page: row {} ({}) disappeared", index + 1, choice.radio)));
         }
         Ok(())
-    }
-
-    /// Marks the page and clicks `selector` (see js/act.js).
-    async fn act(&self, client: &Client, selector: &str, what: &str) -> Result<(), FetchError> {
-        let done = client.execute(ACT, vec![json!(selector)]).await.map_err(|e| classify(e, &format!("clicking {what}")))?;
-        if done != json!("ok") {
-            return Err(FetchError::Other(format!("clicking {what}: no {selector} on the page: the site changed? see docs/fetchers.md")));
-        }
-        Ok(())
-    }
-
-    /// Reads the page; a transient WebDriver error (a page being replaced) reads as "not ready".
-    async fn page_state(&self, client: &Client, search_submit: Option<&str>) -> Result<PageState, FetchError> {
-        let site = self.site();
-        let selectors = json!({
-            "menu_frame": site.document.menu_frame,
-            "page_frame": site.document.page_frame,
-            "save_link": site.document.save_link,
-            "login_user": site.login.username,
-            "error_cell": site.errors.cell,
-            "radio": site.choice.radio,
-            "paper_only": site.choice.paper_only,
-            "confirm": site.confirmation.button,
-            "search_submit": search_submit.unwrap_or_default(),
-        });
-        match client.execute(PAGE_STATE, vec![selectors]).await {
-            Ok(v) => Ok(serde_json::from_value(v).unwrap_or_else(|_| PageState { marked: true, ..PageState::default() })),
-            Err(e) => match classify(e, "reading the page") {
-                crash @ FetchError::BrowserCrashed(_) => Err(crash),
-                _ => Ok(PageState { marked: true, ..PageState::default() }),
-            },
-        }
-    }
-
-    /// Waits (step timeout) until the page the fetcher acted on is replaced and fully loaded.
-    async fn settled_page(&self, client: &Client, what: &str) -> Result<PageState, FetchError> {
-        let step = self.site().step_timeout();
-        let deadline = Instant::now() + step;
-        loop {
-            let state = self.page_state(client, None).await?;
-            if !state.marked && state.ready == "complete" {
-                return Ok(state);
-            }
-            if Instant::now() >= deadline {
-                return Err(FetchError::Timeout {
-                    after: step,
-                    what: format!("waiting for {what} to load (a choice marked `reloads = true` did not reload it?): see docs/fetchers.md"),
-                });
-            }
-            tokio::time::sleep(POLL).await;
-        }
-    }
-
-    async fn select_options(&self, client: &Client, selector: &str) -> Result<Vec<SelectOption>, FetchError> {
-        let v = client
-            .execute(SELECT_OPTIONS, vec![json!(selector)])
-            .await
-            .map_err(|e| classify(e, &format!("reading the options of {selector}")))?;
-        Ok(serde_json::from_value(v).unwrap_or_default())
-    }
-
-    /// GET `href` with the browser's cookies and user agent.
-    async fn download(&self, client: &Client, href: &str, request: &DocumentRequest) -> Result<FetchedDocument, FetchError> {
-        let url = Url::parse(href).map_err(|e| FetchError::Other(format!("save control href {href:?}: {e}")))?;
-        let cookies = client.get_all_cookies().await.map_err(|e| classify(e, "reading the session cookies"))?;
-        let cookie_header = cookies.iter().map(|c| format!("{}={}", c.name(), c.value())).collect::<Vec<_>>().join("; ");
-        let user_agent = client.get_ua().await.ok().flatten();
-        let mut get = self.http.get(url.clone());
-        if !cookie_header.is_empty() {
-            get = get.header(reqwest::header::COOKIE, cookie_header);
-        }
-        if let Some(ua) = user_agent {
-            get = get.header(reqwest::header::USER_AGENT, ua);
-        }
-        let shown = redact_query(&url);
-        let response = get.send().await.map_err(|e| {
-            if e.is_timeout() {
-                FetchError::Timeout { after: self.settings.fetch_timeout, what: format!("GET {shown}") }
-            } else {
-                FetchError::Other(format!("GET {shown}: {}", error_chain(&e)))
-            }
-        })?;
-        let status = response.status();
-        if !status.is_success() {
-            return Err(FetchError::Other(format!("{}: GET {shown} (save control): HTTP {status}", request.describe())));
-        }
-        let content_type = response
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("application/pdf")
-            .to_string();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| FetchError::Other(format!("reading GET {shown}: {}", error_chain(&e))))?;
-        validate_pdf(&bytes).map_err(|reason| FetchError::NotAPdf { source_name: shown.clone(), reason })?;
-        tracing::info!(document = %request.describe(), bytes = bytes.len(), "registry: PDF saved from {shown}");
-        Ok(FetchedDocument { bytes: bytes.to_vec(), content_type, source: shown })
-    }
-
-    async fn wait_for(&self, client: &Client, selector: &str, what: &str) -> Result<fantoccini::elements::Element, FetchError> {
-        let step = self.site().step_timeout();
-        client
-            .wait()
-            .at_most(step)
-            .every(Duration::from_millis(100))
-            .for_element(Locator::Css(selector))
-            .await
-            .map_err(|e| match e {
-                fantoccini::error::CmdError::WaitTimeout => FetchError::Timeout {
-                    after: step,
-                    what: format!("waiting for {what} ({selector}): the site changed? see docs/fetchers.md"),
-                },
-                e => classify(e, &format!("waiting for {what}")),
-            })
-    }
-
-    async fn present(&self, client: &Client, selector: &str) -> Result<bool, FetchError> {
-        match client.find_all(Locator::Css(selector)).await {
-            Ok(found) => Ok(!found.is_empty()),
-            Err(e) => match classify(e, "reading the page") {
-                crash @ FetchError::BrowserCrashed(_) => Err(crash),
-                // A page still loading can answer with a transient error: "not there yet".
-                _ => Ok(false),
-            },
-        }
     }
 }
 
