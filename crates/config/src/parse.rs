@@ -508,6 +508,14 @@ pub(crate) fn build(raw: RawEnv) -> Result<Config, ConfigError> {
         })
         .transpose()?;
 
+    let monitor = crate::monitor::parse(
+        raw.monitor_interval_ms,
+        raw.monitor_stuck_after_ms,
+        raw.monitor_oldest_waiting_alert_ms,
+        raw.monitor_errors_per_minute_alert,
+        raw.alert_webhook_url,
+    )?;
+
     Ok(Config {
         redis_url,
         server,
@@ -523,6 +531,7 @@ pub(crate) fn build(raw: RawEnv) -> Result<Config, ConfigError> {
         log,
         api,
         metrics_addr,
+        monitor,
     })
 }
 

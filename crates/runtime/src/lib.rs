@@ -15,7 +15,7 @@ pub mod redis_version;
 pub mod shutdown;
 
 pub use backoff::Backoff;
-pub use main_helper::{run_binary, BinaryError};
+pub use main_helper::{run_binary, run_binary_serving_metrics, BinaryError};
 pub use redis_conn::{redis_connection, RedisConnectError};
 pub use redis_version::{probe_redis_version, RedisVersion, RedisVersionError, MINIMUM_REDIS};
 pub use shutdown::Shutdown;

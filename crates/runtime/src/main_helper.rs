@@ -27,6 +27,27 @@ where
     Fut: Future<Output = Result<(), E>>,
     E: BinaryError,
 {
+    run_binary_with(name, true, run)
+}
+
+/// [`run_binary`] for a binary that serves METRICS_ADDR itself (registre-monitor: its /metrics
+/// holds the queue gauges and its /ready its own checks), so the worker metrics server is not
+/// started on that address.
+pub fn run_binary_serving_metrics<F, Fut, E>(name: &str, run: F) -> ExitCode
+where
+    F: FnOnce(Config, Shutdown) -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+    E: BinaryError,
+{
+    run_binary_with(name, false, run)
+}
+
+fn run_binary_with<F, Fut, E>(name: &str, worker_metrics: bool, run: F) -> ExitCode
+where
+    F: FnOnce(Config, Shutdown) -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+    E: BinaryError,
+{
     let config = registre_config::load_or_exit();
     crate::logging::init(&config.log);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -41,7 +62,7 @@ where
         let shutdown = Shutdown::new();
         shutdown.listen_for_signals();
         // METRICS_ADDR: /metrics, /health, /ready of this process (registre-telemetry).
-        if let Some(addr) = config.metrics_addr {
+        if let Some(addr) = config.metrics_addr.filter(|_| worker_metrics) {
             registre_telemetry::spawn_server(addr, config.redis_url.clone(), shutdown.token());
         }
         // Redis answers at start-up (the usual case): an old server is refused before any work.
