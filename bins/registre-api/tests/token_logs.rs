@@ -108,12 +108,12 @@ async fn the_token_never_appears_in_any_log_line() {
     for format in ["text", "json"] {
         let url = url.clone();
         let logs = tokio::task::spawn_blocking(move || run_and_call(&url, format)).await.expect("run");
-        // The run logged plenty (so the absence below means something): the banner, the enqueue
-        // and the cancel, and trace lines of the HTTP server.
+        // The run logged (so the absence below means something): the banner, the enqueue and the
+        // cancel, and the debug/trace lines of our crates.
         assert!(logs.contains("registre-api listening"), "{format}: {logs}");
         assert!(logs.contains("queued index"), "{format}: {logs}");
         assert!(logs.contains("cancelled by an operator"), "{format}: {logs}");
-        assert!(logs.lines().count() > 20, "{format}: only {} lines", logs.lines().count());
+        assert!(logs.lines().count() >= 10, "{format}: only {} lines", logs.lines().count());
         if format == "json" {
             for line in logs.lines().filter(|l| !l.trim().is_empty()) {
                 assert!(serde_json::from_str::<serde_json::Value>(line).is_ok(), "not a JSON line: {line}");

@@ -154,14 +154,14 @@ fn render(s: &Status) -> String {
         (Some(live), _) => {
             let _ = writeln!(o, "WORKERS ({} live)", live.workers.len());
             if !live.workers.is_empty() {
-                let _ = writeln!(o, "  {:<14} {:<34} {:<10} {:<6} {:<20} {:>8} {:>14}", "server", "worker id", "type", "mode", "host", "pid", "lease left");
+                let _ = writeln!(o, "  {:<18} {:<34} {:<10} {:<6} {:<20} {:>8} {:>14}", "server", "worker id", "type", "mode", "host", "pid", "lease left");
             }
             let now_ms = Utc::now().timestamp_millis().max(0) as u64;
             for w in &live.workers {
                 let left = w.lease_expires_at_ms.saturating_sub(now_ms) as f64 / 1000.0;
                 let _ = writeln!(
                     o,
-                    "  {:<14} {:<34} {:<10} {:<6} {:<20} {:>8} {:>13.1}s",
+                    "  {:<18} {:<34} {:<10} {:<6} {:<20} {:>8} {:>13.1}s",
                     w.server.as_deref().unwrap_or("(default)"),
                     w.worker_id,
                     w.kind,
@@ -176,7 +176,7 @@ fn render(s: &Status) -> String {
             for c in &live.capacity {
                 let _ = writeln!(
                     o,
-                    "  {:<14} cpu {:>6.2} / {:<6.2} vCPU   ram {:>6.2} / {:<6.2} GB   {} lease(s){}",
+                    "  {:<18} cpu {:>6.2} / {:<6.2} vCPU   ram {:>6.2} / {:<6.2} GB   {} lease(s){}",
                     c.server.as_deref().unwrap_or("(default)"),
                     c.cpu_allocated,
                     c.cpu_usable,
