@@ -139,6 +139,15 @@ async fn completions_are_counted_incrementally_with_a_late_commit_of_the_previou
     let fresh = Ops::new(vec![(EnvName::Prod, Some(f.pool.clone()))], Live::from_config(&f.config).expect("redis"));
     let recount = fresh.overview(EnvName::Prod).await.expect("overview");
     assert_eq!(completed_minutes(&second), completed_minutes(&recount));
+    // Rows per status and source, status 5 included (kept from a baseline plus the new minutes),
+    // equal a full count of the table.
+    let table: Vec<(i32, String, i64)> =
+        sqlx::query_as("SELECT status_id, document_source::text, count(*) FROM extraction_queue GROUP BY 1, 2 ORDER BY 1, 2")
+            .fetch_all(&f.pool)
+            .await
+            .unwrap();
+    let shown: Vec<(i32, String, i64)> = second.counts.iter().map(|c| (c.status_id, c.document_source.clone(), c.count as i64)).collect();
+    assert_eq!(shown, table);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
