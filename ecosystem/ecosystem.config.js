@@ -3,7 +3,8 @@
 // Two ways to run the workers; keep ONE of them in `apps` at the bottom of this file:
 //   Option 2: Separate Workers (More Control) - RECOMMENDED: apps `registre-workers` and `ocr-pool`.
 //   Option 1: All Workers Together (Simpler): app `registre-all-workers` (start-all-workers binary).
-// With either option, `registre-api` serves the operators' API, dashboard and /metrics.
+// With either option, `registre-api` serves the operators' API, dashboard and /metrics, and
+// `registre-monitor` repairs stuck rows and raises alerts (docs/operations.md).
 //
 // The apps run the release binaries (`cargo build --release --workspace`) from target/release
 // with the repository as working directory, so each binary loads `.env` from there (variables
@@ -93,6 +94,18 @@ const registreApi = {
   kill_timeout: 10000,
 };
 
+// registre-monitor: every MONITOR_INTERVAL_MS, the reaper and the requeue of lease-less stuck
+// rows, alerts in its log and to ALERT_WEBHOOK_URL (docs/operations.md), with either option. One
+// per fleet is enough (several send the same alerts each). Light: a small fixed memory limit.
+// Its /metrics is on METRICS_ADDR: give it its own address in `env` below if the workers use one.
+const registreMonitor = {
+  ...common,
+  name: 'registre-monitor',
+  script: path.join(BIN_DIR, 'registre-monitor'),
+  max_memory_restart: '256M',
+  kill_timeout: 10000,
+};
+
 module.exports = {
   apps: [
     // Option 2: Separate Workers (More Control) - RECOMMENDED
@@ -102,5 +115,7 @@ module.exports = {
     // registreAllWorkers,
     // Both options: the API and dashboard (API_HOST:API_PORT, default 127.0.0.1:3000)
     registreApi,
+    // Both options: stuck-row repair and alerts
+    registreMonitor,
   ],
 };

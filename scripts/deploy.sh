@@ -70,7 +70,7 @@ if [ "$build" = 1 ]; then
   cargo build --release --workspace --locked || stop_with "the release build failed" "Read the compiler error above; git pull may be incomplete."
   ok "release binaries built in target/release"
 fi
-for bin in registre-workers ocr-pool start-all-workers registrectl registre-api; do
+for bin in registre-workers ocr-pool start-all-workers registrectl registre-api registre-monitor; do
   [ -x "$BIN_DIR/$bin" ] || stop_with "$BIN_DIR/$bin is missing" "Run cargo build --release --workspace (or drop --skip-build)."
 done
 ok "binaries present in $BIN_DIR"
@@ -85,8 +85,8 @@ if [ "$delete_all" = 1 ]; then
   pm2 stop all >/dev/null 2>&1; pm2 delete all >/dev/null 2>&1
   ok "pm2 stop all; pm2 delete all"
 else
-  # registre-api: the seed ran a Node app of that name; ours replaces it.
-  for app in registre-worker registre-ocr registre-workers ocr-pool registre-all-workers registre-api; do
+  # registre-api, registre-monitor: the seed ran Node apps of those names; ours replace them.
+  for app in registre-worker registre-ocr registre-workers ocr-pool registre-all-workers registre-api registre-monitor; do
     if [ "$(pm2_status "$app")" != "missing" ]; then
       pm2 stop "$app" >/dev/null 2>&1; pm2 delete "$app" >/dev/null 2>&1 && ok "deleted $app"
     fi

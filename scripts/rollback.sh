@@ -12,7 +12,7 @@ cd "$REPO_ROOT"
 if [ "${1-}" = "--all" ]; then
   pm2 stop all >/dev/null 2>&1; pm2 delete all >/dev/null 2>&1; ok "pm2 stop all; pm2 delete all"
 else
-  for app in registre-workers ocr-pool registre-all-workers registre-api; do
+  for app in registre-workers ocr-pool registre-all-workers registre-api registre-monitor; do
     if [ "$(pm2_status "$app")" != "missing" ]; then pm2 stop "$app" >/dev/null 2>&1; pm2 delete "$app" >/dev/null 2>&1; ok "deleted $app"; fi
   done
 fi

@@ -76,6 +76,14 @@ else
   echo "   registre-api is not deployed (ecosystem/ecosystem.config.js runs it with either option)"
 fi
 
+echo "== registre-monitor"
+monitor_status="$(pm2_status registre-monitor)"
+case "$monitor_status" in
+  online) ok "registre-monitor online (stuck-row repair and alerts: pm2 logs registre-monitor)" ;;
+  missing) echo "   registre-monitor is not deployed (ecosystem/ecosystem.config.js runs it with either option)" ;;
+  *) problem "registre-monitor is $monitor_status (pm2 logs registre-monitor --err; docs/operations.md)" ;;
+esac
+
 echo "== Queue: rows per status and source"
 for env in PROD STAGING DEV; do
   url="$(setting "${env}_DATABASE_URL")"

@@ -1,6 +1,7 @@
 //! `ocr-pool` with METRICS_ADDR serves /metrics, /health and /ready (registre-telemetry, started by
 //! registre_runtime::run_binary): the work histograms and the process RSS/CPU in the OpenMetrics
-//! text format; SIGTERM still ends it with exit 0.
+//! text format, with registre_capacity_wait_seconds recorded for each OCR worker's lease (index-ocr
+//! and acte-ocr, the default pool of two); SIGTERM still ends it with exit 0.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -48,7 +49,12 @@ async fn metrics_addr_serves_the_pool_metrics() {
     let deadline = Instant::now() + Duration::from_secs(60);
     let body = loop {
         if let Some((200, body)) = get(port, "/metrics") {
-            if body.contains("registre_process_resident_memory_bytes ") && body.contains("# EOF") {
+            // Both OCR workers took their capacity lease: one capacity-wait sample per type.
+            if body.contains("registre_process_resident_memory_bytes ")
+                && body.contains("registre_capacity_wait_seconds_count{type=\"index-ocr\"} 1")
+                && body.contains("registre_capacity_wait_seconds_count{type=\"acte-ocr\"} 1")
+                && body.contains("# EOF")
+            {
                 break body;
             }
         }

@@ -1,19 +1,20 @@
-//! registrectl: the operators' admin binary (DESIGN §10). `registrectl migrate` applies the queue
-//! migrations to every configured environment; all logic lives in registre_queue::admin.
+//! registrectl: the operators' admin command (DESIGN §10, §12): migrate, status, enqueue, show,
+//! retry, cancel, requeue-stuck, release-lease. All logic lives in registre_ctl; exit codes 0 done,
+//! 1 the operation failed, 2 bad arguments or configuration.
 
-use registre_queue::admin::{self, USAGE};
+use registre_ctl::{EXIT_FAILED, EXIT_USAGE};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let command = match admin::parse_args(&args) {
+    let command = match registre_ctl::parse_args(&args) {
         Ok(command) => command,
-        Err(why) => {
-            eprintln!("registrectl: {why}\n\n{USAGE}");
-            std::process::exit(admin::EXIT_USAGE);
+        Err(e) => {
+            eprintln!("registrectl: {}\n\n{}", e.message, e.usage);
+            std::process::exit(EXIT_USAGE);
         }
     };
-    if command == admin::Command::Help {
-        println!("{USAGE}");
+    if let registre_ctl::Command::Help(text) = command {
+        println!("{text}");
         return;
     }
     // Bad configuration: one line on stderr, exit 2.
@@ -23,9 +24,9 @@ fn main() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("registrectl: cannot start the async runtime: {e}");
-            std::process::exit(admin::EXIT_FAILED);
+            std::process::exit(EXIT_FAILED);
         }
     };
-    let code = runtime.block_on(admin::run(&config, command));
+    let code = runtime.block_on(registre_ctl::run(&config, command));
     std::process::exit(code);
 }

@@ -13,18 +13,26 @@ pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
     pub fields: Vec<FieldError>,
+    pub reason: Option<&'static str>,
+    pub needs: Option<String>,
 }
 
 #[derive(Serialize)]
 struct Body<'a> {
     error: &'a str,
+    /// A stable machine-readable reason where a client may act on it (e.g. `supabase_rest_only`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'static str>,
+    /// The variable that would make the request possible (`STAGING_DATABASE_URL`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    needs: Option<&'a str>,
     #[serde(skip_serializing_if = "<[FieldError]>::is_empty")]
     fields: &'a [FieldError],
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
-        ApiError { status, message: message.into(), fields: Vec::new() }
+        ApiError { status, message: message.into(), fields: Vec::new(), reason: None, needs: None }
     }
     pub fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, message)
@@ -33,7 +41,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = (self.status, Json(Body { error: &self.message, fields: &self.fields })).into_response();
+        let mut response = (self.status, Json(Body { error: &self.message, reason: self.reason, needs: self.needs.as_deref(), fields: &self.fields })).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()
@@ -47,8 +55,8 @@ impl From<OpsError> for ApiError {
     fn from(e: OpsError) -> ApiError {
         let status = match &e {
             OpsError::UnknownEnvironment(..) | OpsError::BadCursor | OpsError::Invalid(_) => StatusCode::BAD_REQUEST,
-            OpsError::NotFound { .. } => StatusCode::NOT_FOUND,
-            OpsError::Conflict { .. } => StatusCode::CONFLICT,
+            OpsError::NotFound { .. } | OpsError::LeaseNotFound { .. } => StatusCode::NOT_FOUND,
+            OpsError::Conflict { .. } | OpsError::LeaseRenewed { .. } | OpsError::LeaseAmbiguous { .. } => StatusCode::CONFLICT,
             OpsError::RestUnsupported { .. } => StatusCode::NOT_IMPLEMENTED,
             OpsError::NotMigrated { .. }
             | OpsError::Database { .. }
@@ -59,10 +67,16 @@ impl From<OpsError> for ApiError {
             tracing::warn!("registre-api: {e}");
         }
         let message = e.to_string();
+        let (reason, needs) = match &e {
+            // 501, not 503: nothing is down; this registre-api cannot do it for a REST-only
+            // environment (docs/operations.md, "Supabase REST-only environments").
+            OpsError::RestUnsupported { var, .. } => (Some("supabase_rest_only"), Some(var.clone())),
+            _ => (None, None),
+        };
         let fields = match e {
             OpsError::Invalid(fields) => fields,
             _ => Vec::new(),
         };
-        ApiError { status, message, fields }
+        ApiError { status, message, fields, reason, needs }
     }
 }

@@ -375,3 +375,35 @@ async fn odd_requests_get_a_4xx_json_error_never_a_500() {
         assert!(v["error"].as_str().is_some(), "{shown}: {v}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_supabase_rest_only_environment_answers_501_with_a_json_reason() {
+    let extra = [
+        ("STAGING_SUPABASE_URL", "http://127.0.0.1:9".to_string()),
+        ("STAGING_SUPABASE_SERVICE_KEY", "service-key-not-shown-0123456789".to_string()),
+    ];
+    let api = start(Some(TOKEN), &extra).await;
+    let id = uuid::Uuid::new_v4();
+    let requests = [
+        api.client.get(api.url("/api/extractions?environment=staging")),
+        api.client.get(api.url(&format!("/api/extractions/{id}?environment=staging"))),
+        api.client.post(api.url(&format!("/api/extractions/{id}/retry?environment=staging"))).bearer_auth(TOKEN),
+        api.client.delete(api.url(&format!("/api/extractions/{id}?environment=staging"))).bearer_auth(TOKEN),
+        api.client.post(api.url("/api/extractions?environment=staging")).bearer_auth(TOKEN).json(&index_body("4 866 594")),
+    ];
+    for request in requests {
+        let (s, v) = json_of(request.send().await.unwrap()).await;
+        assert_eq!(s, 501, "{v}");
+        assert_eq!(v["reason"].as_str(), Some("supabase_rest_only"), "{v}");
+        assert_eq!(v["needs"].as_str(), Some("STAGING_DATABASE_URL"), "{v}");
+        let error = v["error"].as_str().unwrap_or_default();
+        assert!(error.contains("staging") && error.contains("STAGING_DATABASE_URL"), "{error}");
+        assert!(!v.to_string().contains("service-key-not-shown"), "{v}");
+    }
+    // prod (direct) still works, and /ready does not call the REST-only environment down.
+    let (s, _) = json_of(api.client.get(api.url("/api/extractions")).send().await.unwrap()).await;
+    assert_eq!(s, 200);
+    let (s, v) = json_of(api.client.get(api.url("/ready")).send().await.unwrap()).await;
+    assert_eq!(s, 200, "{v}");
+    assert!(v["checks"]["staging"].as_str().is_some_and(|c| c.contains("Supabase REST")), "{v}");
+}

@@ -5,6 +5,7 @@
 //! (`OCR_WORKER_POOL_SIZE=abc: expected a whole number`); binaries print it and exit with 2
 //! through [`load_or_exit`]. Names and defaults are the contract of DESIGN.md §3.
 
+mod monitor;
 mod parse;
 mod raw;
 mod redis;
@@ -14,6 +15,7 @@ pub mod units;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use monitor::MonitorConfig;
 pub use raw::VARIABLES;
 pub use redis::RedisTarget;
 pub use secret::{Secret, SecretUrl};
@@ -72,6 +74,8 @@ pub struct Config {
     pub api: ApiConfig,
     /// METRICS_ADDR: where a worker binary serves /metrics, /health, /ready (None: not served).
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// registre-monitor: interval, stuck threshold, alert thresholds and webhook (DESIGN §12).
+    pub monitor: MonitorConfig,
 }
 
 /// registre-api (DESIGN §12).

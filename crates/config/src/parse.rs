@@ -326,6 +326,14 @@ pub(crate) fn build(mut raw: RawEnv) -> Result<Config, ConfigError> {
     let api = api(raw.api_host.take(), raw.api_port.take(), raw.api_token.take())?;
     let metrics_addr = metrics_addr(raw.metrics_addr.take())?;
 
+    let monitor = crate::monitor::parse(
+        raw.monitor_interval_ms,
+        raw.monitor_stuck_after_ms,
+        raw.monitor_oldest_waiting_alert_ms,
+        raw.monitor_errors_per_minute_alert,
+        raw.alert_webhook_url,
+    )?;
+
     Ok(Config {
         redis_url,
         server,
@@ -341,6 +349,7 @@ pub(crate) fn build(mut raw: RawEnv) -> Result<Config, ConfigError> {
         log,
         api,
         metrics_addr,
+        monitor,
     })
 }
 

@@ -92,6 +92,11 @@ pub const VARIABLES: &[&str] = &[
     "API_PORT",
     "API_TOKEN",
     "METRICS_ADDR",
+    "MONITOR_INTERVAL_MS",
+    "MONITOR_STUCK_AFTER_MS",
+    "MONITOR_OLDEST_WAITING_ALERT_MS",
+    "MONITOR_ERRORS_PER_MINUTE_ALERT",
+    "ALERT_WEBHOOK_URL",
 ];
 
 /// envy lower-cases variable names before matching, hence the lower-case fields.
@@ -184,4 +189,9 @@ pub(crate) struct RawEnv {
     pub api_port: Option<String>,
     pub api_token: Option<String>,
     pub metrics_addr: Option<String>,
+    pub monitor_interval_ms: Option<String>,
+    pub monitor_stuck_after_ms: Option<String>,
+    pub monitor_oldest_waiting_alert_ms: Option<String>,
+    pub monitor_errors_per_minute_alert: Option<String>,
+    pub alert_webhook_url: Option<String>,
 }

@@ -253,3 +253,35 @@ fn env_example_loads_as_a_valid_configuration() {
     let c = Config::from_vars(vars).unwrap_or_else(|e| panic!(".env.example is not a valid configuration: {e}"));
     assert_eq!(c.ocr_pool.pool_size, 2);
 }
+
+#[test]
+fn monitor_variables_have_their_defaults_and_bad_values_name_the_variable() {
+    let base = [("PROD_DATABASE_URL", "postgres://u@db/x".to_string())];
+    let c = Config::from_vars(base.clone()).unwrap();
+    assert_eq!(c.monitor.interval, std::time::Duration::from_millis(30_000));
+    assert_eq!(c.monitor.stuck_after, std::time::Duration::from_millis(600_000));
+    assert_eq!(c.monitor.oldest_waiting_alert, std::time::Duration::from_millis(1_800_000));
+    assert_eq!(c.monitor.errors_per_minute_alert, 10.0);
+    assert!(c.monitor.webhook.is_none());
+    for (var, value, expected) in [
+        ("MONITOR_INTERVAL_MS", "abc", "MONITOR_INTERVAL_MS=abc: expected a whole number of milliseconds greater than 0"),
+        ("MONITOR_STUCK_AFTER_MS", "0", "MONITOR_STUCK_AFTER_MS=0: expected a whole number of milliseconds greater than 0"),
+        ("MONITOR_ERRORS_PER_MINUTE_ALERT", "-1", "MONITOR_ERRORS_PER_MINUTE_ALERT=-1: expected a number ≥ 0 (Erreur rows per minute)"),
+    ] {
+        let mut vars = base.to_vec();
+        vars.push((var, value.to_string()));
+        let e = Config::from_vars(vars).unwrap_err();
+        assert_eq!(e.to_string(), expected);
+    }
+    // A webhook URL's path is its secret: never in an error or Debug output.
+    let mut vars = base.to_vec();
+    vars.push(("ALERT_WEBHOOK_URL", "ftp://hooks.example/services/T0/B0/SECRETPART".to_string()));
+    let e = Config::from_vars(vars).unwrap_err().to_string();
+    assert!(e.starts_with("ALERT_WEBHOOK_URL=ftp://hooks.example/[redacted]: expected"), "{e}");
+    assert!(!e.contains("SECRETPART"), "{e}");
+    let mut vars = base.to_vec();
+    vars.push(("ALERT_WEBHOOK_URL", "https://hooks.example/services/T0/B0/SECRETPART".to_string()));
+    let c = Config::from_vars(vars).unwrap();
+    assert_eq!(c.monitor.webhook_shown.as_deref(), Some("https://hooks.example/[redacted]"));
+    assert!(!format!("{c:?}").contains("SECRETPART"));
+}

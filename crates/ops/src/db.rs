@@ -148,7 +148,7 @@ fn db_error(env: EnvName, operation: &'static str) -> impl FnOnce(sqlx::Error) -
     }
 }
 
-async fn timed<T>(
+pub(crate) async fn timed<T>(
     env: EnvName,
     operation: &'static str,
     fut: impl Future<Output = Result<T, sqlx::Error>>,
@@ -172,15 +172,20 @@ impl Ops {
     }
 
     /// Counts, oldest waiting ages and completions per minute of one environment (three queries,
-    /// all served by indexes: an index-only scan of (status_id, document_source), two index
-    /// look-ups of the oldest waiting rows, 60 range scans of the status-5 partial index).
+    /// all served by indexes: an index-only scan of (status_id, document_source) over the
+    /// non-final statuses 1, 2, 3, 4, 6, two index look-ups of the oldest waiting rows, and a range
+    /// scan of the status-5 partial index over only the newest minute or two; status-5 counts and
+    /// the closed minutes are kept by [`crate::completions`]). Statuses 1-6 are those of the
+    /// extraction_status table.
     pub async fn overview(&self, env: EnvName) -> Result<EnvOverview, OpsError> {
         let pool = self.pool(env, "the overview")?;
         let counts: Vec<(i32, Option<String>, i64)> = timed(
             env,
             "counting rows per status and source",
             sqlx::query_as(
-                "SELECT status_id, document_source::text, count(*) FROM extraction_queue GROUP BY 1, 2 ORDER BY 1, 2",
+                // Status 5 (most of the table) comes from the completions kept by crate::completions.
+                "SELECT status_id, document_source::text, count(*) FROM extraction_queue
+                  WHERE status_id IN (1, 2, 3, 4, 6) GROUP BY 1, 2 ORDER BY 1, 2",
             )
             .fetch_all(pool),
         )
@@ -196,20 +201,10 @@ impl Ops {
             .fetch_one(pool),
         )
         .await?;
-        let completions: Vec<(DateTime<Utc>, i64)> = timed(
-            env,
-            "counting completions per minute",
-            sqlx::query_as(
-                "SELECT m.minute, count(q.id)
-                   FROM generate_series(date_trunc('minute', now()) - interval '59 minutes',
-                                        date_trunc('minute', now()), interval '1 minute') AS m(minute)
-                   LEFT JOIN extraction_queue q
-                     ON q.status_id = 5 AND q.updated_at >= m.minute AND q.updated_at < m.minute + interval '1 minute'
-                  GROUP BY m.minute ORDER BY m.minute",
-            )
-            .fetch_all(pool),
-        )
-        .await?;
+        let completions = self.completions.read(pool, env).await?;
+        let mut counts = counts;
+        counts.extend(completions.completed_by_source.iter().filter(|(_, n)| **n > 0).map(|(s, n)| (5, Some(s.clone()), i64::try_from(*n).unwrap_or(i64::MAX))));
+        counts.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
         Ok(EnvOverview {
             env,
             counts: counts
@@ -222,10 +217,7 @@ impl Ops {
                 })
                 .collect(),
             oldest_waiting_seconds: OldestWaiting { extraction: extraction.map(|s| s.max(0.0)), ocr: ocr.map(|s| s.max(0.0)) },
-            completions_per_minute: completions
-                .into_iter()
-                .map(|(minute, count)| MinuteCount { minute, count: u64::try_from(count).unwrap_or(0) })
-                .collect(),
+            completions_per_minute: completions.per_minute,
             last_change,
         })
     }
@@ -332,6 +324,69 @@ impl Ops {
             ("refused", Some(s)) => Err(OpsError::Conflict { status_id: s, reason: refused(s) }),
             _ => fetch_detail(pool, env, id).await?.ok_or(OpsError::NotFound { env, id }),
         }
+    }
+}
+
+/// What one pass of the stuck-row repairs did to an environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Requeued {
+    /// Rows with an expired lease given back by the reaper (queue_reap_expired).
+    pub reaped: u64,
+    /// Lease-less rows in status 2 older than the threshold, back to 1 (or 4 on their last attempt).
+    pub stuck_extraction: u64,
+    /// Lease-less rows in status 6 older than the threshold, back to 3 (or 4).
+    pub stuck_ocr: u64,
+}
+
+impl Ops {
+    /// Runs the reaper (expired leases back to waiting, the attempt counted), then requeues rows
+    /// in status 2 or 6 that have no lease (claimed by an older system) and have not moved for
+    /// `older_than`, saying `by` whom in error_message. Both are single SQL functions (0018, 0055).
+    pub async fn requeue_stuck(
+        &self,
+        env: EnvName,
+        older_than: std::time::Duration,
+        default_max_attempts: u32,
+        by: &str,
+    ) -> Result<Requeued, OpsError> {
+        let pool = self.pool(env, "requeuing stuck rows")?;
+        let max = i32::try_from(default_max_attempts).unwrap_or(i32::MAX);
+        let reaped: i32 = timed(
+            env,
+            "queue_reap_expired",
+            sqlx::query_scalar("SELECT queue_reap_expired($1)").bind(max).fetch_one(pool),
+        )
+        .await?;
+        let older_ms = i64::try_from(older_than.as_millis()).unwrap_or(i64::MAX);
+        let (extraction, ocr): (i32, i32) = timed(
+            env,
+            "ops_requeue_stuck",
+            sqlx::query_as("SELECT extraction, ocr FROM ops_requeue_stuck($1, $2, $3)")
+                .bind(older_ms)
+                .bind(max)
+                .bind(by)
+                .fetch_one(pool),
+        )
+        .await?;
+        let n = |v: i32| u64::try_from(v).unwrap_or(0);
+        Ok(Requeued { reaped: n(reaped), stuck_extraction: n(extraction), stuck_ocr: n(ocr) })
+    }
+
+    /// Retries every Erreur row (optionally of one source, failed since a time); returns how many.
+    pub async fn retry_errors(
+        &self,
+        env: EnvName,
+        source: Option<&str>,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<u64, OpsError> {
+        let pool = self.pool(env, "retry --errors")?;
+        let n: i32 = timed(
+            env,
+            "ops_retry_errors",
+            sqlx::query_scalar("SELECT ops_retry_errors($1, $2)").bind(source).bind(since).fetch_one(pool),
+        )
+        .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 }
 

@@ -2,7 +2,8 @@
 //! and registrectl share, written once so the HTTP and CLI layers stay thin.
 //!
 //! - [`db`]: per environment (Postgres via sqlx): counts per status × source, oldest waiting age per
-//!   stage, completions per minute over the last hour, the jobs list with keyset pagination
+//!   stage, completions per minute over the last hour (kept per minute by [`completions`], so
+//!   each call reads only the newest minutes), the jobs list with keyset pagination
 //!   ([`Cursor`]), one row, enqueue (validated, [`NewExtraction`]), retry, cancel. Every change is
 //!   one SQL function of crates/queue/migrations (ops_enqueue, ops_retry, ops_cancel).
 //! - [`live`]: from Redis: live workers (capacity leases `server:workers` / `server:{x}:workers`
@@ -12,6 +13,7 @@
 //! Environments reached through Supabase REST only are listed but not queried here: every call on
 //! them answers [`OpsError::RestUnsupported`] (set `<ENV>_DATABASE_URL` to operate on them).
 
+pub mod completions;
 pub mod cursor;
 pub mod db;
 pub mod live;
@@ -27,7 +29,8 @@ pub use cursor::Cursor;
 pub use db::{
     EnvOverview, ExtractionDetail, ExtractionRow, ListFilter, MinuteCount, OldestWaiting, Page, StatusCount,
 };
-pub use live::{CapacityView, LiveView, LiveWorker, PoolView, RateLimitView};
+pub use db::Requeued;
+pub use live::{CapacityView, LeaseRelease, LiveView, LiveWorker, PoolView, RateLimitView};
 pub use validate::{FieldError, NewExtraction, ValidExtraction};
 
 /// French labels of the statuses, as in the `extraction_status` table (DESIGN §7).
@@ -48,7 +51,12 @@ pub fn status_label(status_id: i32) -> &'static str {
 pub enum OpsError {
     #[error("environment {0:?} is not configured here (configured: {1})")]
     UnknownEnvironment(String, String),
-    #[error("{env} is reached through Supabase REST only: {what} needs {var} (a direct Postgres connection)")]
+    /// The environment has only `<ENV>_SUPABASE_URL` + key: the operations read and repair with
+    /// SQL (counts, keyset pages, the ops_* functions), which PostgREST does not offer as such.
+    #[error(
+        "{env} is reached through Supabase REST only: {what} needs a direct Postgres connection; set {var} \
+         (the Supabase connection string, session pooler port 5432) for this environment"
+    )]
     RestUnsupported { env: EnvName, what: &'static str, var: String },
     #[error("extraction_queue missing in {env}: run registrectl migrate")]
     NotMigrated { env: EnvName },
@@ -69,6 +77,15 @@ pub enum OpsError {
     Invalid(Vec<FieldError>),
     #[error("no extraction {id} in {env}")]
     NotFound { env: EnvName, id: uuid::Uuid },
+    #[error("no capacity lease of worker {worker_id} in Redis (see registrectl status for the live workers)")]
+    LeaseNotFound { worker_id: String },
+    #[error("worker {worker_id} holds leases on several servers ({}): name one with --server", servers.join(", "))]
+    LeaseAmbiguous { worker_id: String, servers: Vec<String> },
+    #[error(
+        "the lease of worker {worker_id} is still being renewed (its expiry moved within {watched_ms} ms): \
+         its process is alive; stop it, or use --force"
+    )]
+    LeaseRenewed { worker_id: String, watched_ms: u64 },
     /// The row is in a status the operation does not apply to.
     #[error("{reason}")]
     Conflict { status_id: i32, reason: String },
@@ -95,6 +112,8 @@ pub const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Ops {
     envs: Vec<EnvHandle>,
     live: live::Live,
+    /// Completions per minute already counted, so each overview reads only the newest minutes.
+    completions: completions::CompletionCache,
 }
 
 impl std::fmt::Debug for Ops {
@@ -126,12 +145,16 @@ impl Ops {
             envs.push(EnvHandle { name: env.name, pool });
         }
         let live = live::Live::from_config(config).map_err(|e| e.to_string())?;
-        Ok(Ops { envs, live })
+        Ok(Ops { envs, live, completions: Default::default() })
     }
 
     /// For tests and benchmarks: explicit pools and a Redis view.
     pub fn new(envs: Vec<(EnvName, Option<PgPool>)>, live: live::Live) -> Ops {
-        Ops { envs: envs.into_iter().map(|(name, pool)| EnvHandle { name, pool }).collect(), live }
+        Ops {
+            envs: envs.into_iter().map(|(name, pool)| EnvHandle { name, pool }).collect(),
+            live,
+            completions: Default::default(),
+        }
     }
 
     pub fn environments(&self) -> Vec<EnvName> {

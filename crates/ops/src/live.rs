@@ -219,6 +219,109 @@ impl Live {
     }
 }
 
+/// What `release-lease` did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LeaseRelease {
+    pub server: Option<String>,
+    pub worker_id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `expired` (past its expiry), `not_renewed` (its expiry did not move while watched) or
+    /// `forced` (released although it may still be renewed).
+    pub was: &'static str,
+}
+
+impl Live {
+    /// Servers (as in [`LiveWorker::server`]) whose capacity leases include `worker_id`.
+    async fn servers_holding(&self, worker_id: &str) -> Result<Vec<Option<String>>, OpsError> {
+        let mut conn = self.conn.clone();
+        let mut found = Vec::new();
+        for server in self.servers().await? {
+            let keys = CapacityKeys::for_server(server.as_deref());
+            let held: bool =
+                redis::cmd("HEXISTS").arg(&keys.workers).arg(worker_id).query_async(&mut conn).await.map_err(redis_err("HEXISTS"))?;
+            if held {
+                found.push(server);
+            }
+        }
+        Ok(found)
+    }
+
+    async fn lease_expiry(&self, keys: &CapacityKeys, worker_id: &str) -> Result<(Option<f64>, u64), OpsError> {
+        let mut conn = self.conn.clone();
+        let expiry: Option<f64> =
+            redis::cmd("ZSCORE").arg(&keys.leases).arg(worker_id).query_async(&mut conn).await.map_err(redis_err("ZSCORE"))?;
+        let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(&mut conn).await.map_err(redis_err("TIME"))?;
+        Ok((expiry, secs * 1000 + micros / 1000))
+    }
+
+    /// Releases the capacity lease of `worker_id` (and its pool assignment) so its capacity comes
+    /// back now rather than at expiry: for a worker that is known dead. A lease past its expiry is
+    /// released at once; otherwise it is watched for `watch` (longer than the heartbeat interval)
+    /// and released only if its expiry did not move, i.e. nobody renews it. `force` skips the watch.
+    /// `server`: the SERVER_ID whose keys hold it; None searches every server in Redis.
+    pub async fn release_lease(
+        &self,
+        worker_id: &str,
+        server: Option<Option<String>>,
+        force: bool,
+        watch: std::time::Duration,
+    ) -> Result<LeaseRelease, OpsError> {
+        let server = match server {
+            Some(s) => s,
+            None => {
+                let mut found = self.servers_holding(worker_id).await?;
+                match found.len() {
+                    0 => return Err(OpsError::LeaseNotFound { worker_id: worker_id.to_string() }),
+                    1 => found.remove(0),
+                    _ => {
+                        return Err(OpsError::LeaseAmbiguous {
+                            worker_id: worker_id.to_string(),
+                            servers: found.iter().map(|s| s.clone().unwrap_or_else(|| "(default)".into())).collect(),
+                        })
+                    }
+                }
+            }
+        };
+        let keys = CapacityKeys::for_server(server.as_deref());
+        let settings = CapacitySettings { keys: keys.clone(), ..self.capacity.clone() };
+        let manager = CapacityManager::new(self.conn.clone(), settings);
+        let kind = manager
+            .status()
+            .await
+            .map_err(|e| OpsError::Redis { operation: "capacity status", detail: e.to_string() })?
+            .workers
+            .into_iter()
+            .find(|w| w.worker_id == worker_id)
+            .map(|w| w.kind)
+            .ok_or_else(|| OpsError::LeaseNotFound { worker_id: worker_id.to_string() })?;
+        let (first, now) = self.lease_expiry(&keys, worker_id).await?;
+        let was = if force {
+            "forced"
+        } else if first.is_none_or(|e| (e as u64) < now) {
+            "expired"
+        } else {
+            let until = std::time::Instant::now() + watch;
+            loop {
+                let (expiry, _) = self.lease_expiry(&keys, worker_id).await?;
+                if expiry != first {
+                    return Err(OpsError::LeaseRenewed { worker_id: worker_id.to_string(), watched_ms: watch.as_millis() as u64 });
+                }
+                if std::time::Instant::now() >= until {
+                    break "not_renewed";
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        };
+        manager.release(worker_id).await.map_err(|e| OpsError::Redis { operation: "capacity release", detail: e.to_string() })?;
+        let mut conn = self.conn.clone();
+        let pool_keys = PoolKeys::for_server(server.as_deref());
+        let _: i64 =
+            redis::cmd("HDEL").arg(&pool_keys.assignments).arg(worker_id).query_async(&mut conn).await.map_err(redis_err("HDEL"))?;
+        Ok(LeaseRelease { server, worker_id: worker_id.to_string(), kind, was })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -101,6 +101,55 @@ async fn overview_counts_every_status_and_source_and_the_last_hour() {
     assert_eq!((o.oldest_waiting_seconds.extraction, o.oldest_waiting_seconds.ocr), (None, None));
 }
 
+/// Non-zero completions per minute, keyed by minute (independent of where the hour window starts).
+fn completed_minutes(o: &registre_ops::EnvOverview) -> std::collections::BTreeMap<chrono::DateTime<chrono::Utc>, u64> {
+    o.completions_per_minute.iter().filter(|m| m.count > 0).map(|m| (m.minute, m.count)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn completions_are_counted_incrementally_with_a_late_commit_of_the_previous_minute() {
+    let f = fixture().await;
+    for i in 0..3 {
+        let id = insert(&f.pool, "acte", &format!("half-hour-{i}"), 5).await;
+        sqlx::query("UPDATE extraction_queue SET updated_at = now() - interval '30 minutes' WHERE id = $1").bind(id).execute(&f.pool).await.unwrap();
+    }
+    for i in 0..2 {
+        insert(&f.pool, "index", &format!("now-{i}"), 5).await;
+    }
+    let first = f.ops.overview(EnvName::Prod).await.expect("overview");
+    assert_eq!(first.completions_per_minute.len(), 60);
+    assert_eq!(first.completions_per_minute.iter().map(|m| m.count).sum::<u64>(), 5);
+    assert!(completed_minutes(&first).values().any(|n| *n == 3), "the three rows of 30 minutes ago share a minute: {first:?}");
+
+    // After the first read (whose closed minutes are kept): four new completions, and one stamped
+    // in the previous minute, as a transaction that began then and committed now is.
+    for i in 0..4 {
+        insert(&f.pool, "index", &format!("later-{i}"), 5).await;
+    }
+    let late = insert(&f.pool, "acte", "late", 5).await;
+    sqlx::query("UPDATE extraction_queue SET updated_at = date_trunc('minute', now()) - interval '1 second' WHERE id = $1")
+        .bind(late)
+        .execute(&f.pool)
+        .await
+        .unwrap();
+    let second = f.ops.overview(EnvName::Prod).await.expect("overview");
+    assert_eq!(second.completions_per_minute.iter().map(|m| m.count).sum::<u64>(), 10);
+
+    // The same minutes as a full recount by a process with nothing cached.
+    let fresh = Ops::new(vec![(EnvName::Prod, Some(f.pool.clone()))], Live::from_config(&f.config).expect("redis"));
+    let recount = fresh.overview(EnvName::Prod).await.expect("overview");
+    assert_eq!(completed_minutes(&second), completed_minutes(&recount));
+    // Rows per status and source, status 5 included (kept from a baseline plus the new minutes),
+    // equal a full count of the table.
+    let table: Vec<(i32, String, i64)> =
+        sqlx::query_as("SELECT status_id, document_source::text, count(*) FROM extraction_queue GROUP BY 1, 2 ORDER BY 1, 2")
+            .fetch_all(&f.pool)
+            .await
+            .unwrap();
+    let shown: Vec<(i32, String, i64)> = second.counts.iter().map(|c| (c.status_id, c.document_source.clone(), c.count as i64)).collect();
+    assert_eq!(shown, table);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pagination_neither_skips_nor_repeats_rows_while_rows_are_inserted() {
     let f = fixture().await;

@@ -160,8 +160,13 @@ pub async fn start_with_engine(
         if let Err(e) = services.manager.assign(&id, mode).await {
             tracing::warn!("could not record the assignment of {name}: {e}");
         }
+        let asked = std::time::Instant::now();
         let lease = match services.capacity.try_lease(&id, mode.worker_type()).await {
             Ok(Ok(lease)) => {
+                // Granted at once: still one sample of registre_capacity_wait_seconds, so the
+                // histogram counts every lease this pool took (a worker that had to wait records
+                // its wait in wait_for_lease).
+                registre_telemetry::capacity_wait(mode.worker_type().as_str(), asked.elapsed());
                 tracing::info!("✅ Started {name} (mode: {mode})");
                 tracing::debug!("{name} holds its capacity lease as {id}");
                 Some(lease)

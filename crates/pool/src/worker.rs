@@ -80,6 +80,9 @@ pub(crate) async fn run_worker(worker: Worker, mut mode_rx: watch::Receiver<Mode
     };
     state.set_activity("idle");
     let mut switch_backoff = Backoff::new(Duration::from_millis(250), services.capacity.settings().costs.retry_max);
+    // When the current mode switch was first tried: the wait for the new type's capacity is
+    // recorded in registre_capacity_wait_seconds once the switch succeeds.
+    let mut switch_asked: Option<std::time::Instant> = None;
     loop {
         if stop.is_cancelled() {
             break;
@@ -87,8 +90,11 @@ pub(crate) async fn run_worker(worker: Worker, mut mode_rx: watch::Receiver<Mode
         let mode = *mode_rx.borrow_and_update();
         if mode.worker_type() != lease.kind() {
             state.set_activity("switching mode");
+            let asked = *switch_asked.get_or_insert_with(std::time::Instant::now);
             match lease.switch(mode.worker_type()).await {
                 Ok(Ok(())) => {
+                    registre_telemetry::capacity_wait(mode.worker_type().as_str(), asked.elapsed());
+                    switch_asked = None;
                     switch_backoff.reset();
                     if let Err(e) = services.manager.assign(&id, mode).await {
                         tracing::warn!(worker = %id, "could not record the assignment: {e}");

@@ -17,7 +17,6 @@
 //!   environment that is down (logged, retried with backoff) without stalling the others;
 //!   [`Heartbeat`] keeps a claimed row's lease alive.
 
-pub mod admin;
 mod heartbeat;
 pub mod migrate;
 mod multi;

@@ -53,6 +53,9 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0051_ops_enqueue", include_str!("../migrations/0051_ops_enqueue.sql")),
     ("0052_ops_retry", include_str!("../migrations/0052_ops_retry.sql")),
     ("0053_ops_cancel", include_str!("../migrations/0053_ops_cancel.sql")),
+    ("0054_ops_retry_errors", include_str!("../migrations/0054_ops_retry_errors.sql")),
+    ("0055_ops_requeue_stuck", include_str!("../migrations/0055_ops_requeue_stuck.sql")),
+    ("0056_ops_privileges_repairs", include_str!("../migrations/0056_ops_privileges_repairs.sql")),
     ("0069_ops_privileges", include_str!("../migrations/0069_ops_privileges.sql")),
     ("0090_privileges", include_str!("../migrations/0090_privileges.sql")),
 ];

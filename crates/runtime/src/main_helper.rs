@@ -27,6 +27,27 @@ where
     Fut: Future<Output = Result<(), E>>,
     E: BinaryError,
 {
+    run_binary_with(name, true, run)
+}
+
+/// [`run_binary`] for a binary that serves METRICS_ADDR itself (registre-monitor: its /metrics
+/// holds the queue gauges and its /ready its own checks), so the worker metrics server is not
+/// started on that address.
+pub fn run_binary_serving_metrics<F, Fut, E>(name: &str, run: F) -> ExitCode
+where
+    F: FnOnce(Config, Shutdown) -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+    E: BinaryError,
+{
+    run_binary_with(name, false, run)
+}
+
+fn run_binary_with<F, Fut, E>(name: &str, worker_metrics: bool, run: F) -> ExitCode
+where
+    F: FnOnce(Config, Shutdown) -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+    E: BinaryError,
+{
     let config = registre_config::load_or_exit();
     crate::logging::init(&config.log);
     // A budget larger than the machine makes leases promise what is not there: say so once.
@@ -45,7 +66,7 @@ where
         let shutdown = Shutdown::new();
         shutdown.listen_for_signals();
         // METRICS_ADDR: /metrics, /health, /ready of this process (registre-telemetry).
-        if let Some(addr) = config.metrics_addr {
+        if let Some(addr) = config.metrics_addr.filter(|_| worker_metrics) {
             // /ready pings the single server, or the first seed node of a cluster.
             registre_telemetry::spawn_server(addr, config.redis_url.first().clone(), shutdown.token());
         }

@@ -1,55 +1,19 @@
-//! `registrectl`, the operators' admin binary (DESIGN §10). Today: `registrectl migrate`, which
-//! applies the migrations to every configured environment that has a direct database URL and
-//! prints what it applied (idempotent: a second run prints "up to date").
+//! `registrectl migrate`: applies the migrations (registre_queue::migrate, the library) to every
+//! configured environment that has a direct database URL and prints what it applied (idempotent:
+//! a second run prints "up to date"). A REST-only environment is skipped with what to set.
 
 use std::time::Duration;
 
 use registre_config::{Backend, Config};
+use registre_queue::migrate::migrate_url;
+use registre_queue::{MigrateError, MigrateOptions, MIGRATIONS};
 
-use crate::migrate::{migrate_url, MigrateError, MigrateOptions, MIGRATIONS};
-
-pub const USAGE: &str = "usage: registrectl <command>
-
-commands:
-  migrate   apply the queue migrations to every configured environment (PROD_/STAGING_/DEV_DATABASE_URL)
-  help      show this help";
-
-/// Exit codes: 0 done, 1 a migration failed, 2 bad usage (bad configuration exits 2 before this).
-pub const EXIT_FAILED: i32 = 1;
-pub const EXIT_USAGE: i32 = 2;
+use crate::EXIT_FAILED;
 
 /// Longest time one environment may take to connect and migrate.
 const MIGRATE_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// The subcommand, parsed before the configuration is loaded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Command {
-    Migrate,
-    Help,
-}
-
-pub fn parse_args(args: &[String]) -> Result<Command, String> {
-    match args.first().map(String::as_str) {
-        Some("migrate") if args.len() == 1 => Ok(Command::Migrate),
-        Some("help" | "--help" | "-h") => Ok(Command::Help),
-        Some("migrate") => Err(format!("registrectl migrate takes no argument (got {:?})", &args[1..])),
-        Some(other) => Err(format!("unknown command {other:?}")),
-        None => Err("a command is required".into()),
-    }
-}
-
-/// Runs `command`, printing one report line per environment; returns the exit code.
-pub async fn run(config: &Config, command: Command) -> i32 {
-    match command {
-        Command::Help => {
-            println!("{USAGE}");
-            0
-        }
-        Command::Migrate => migrate_all(config).await,
-    }
-}
-
-async fn migrate_all(config: &Config) -> i32 {
+pub async fn migrate_all(config: &Config) -> i32 {
     let mut code = 0;
     let options = MigrateOptions { lock_timeout: config.queue.migrate_lock_timeout, ..MigrateOptions::default() };
     for env in &config.environments {

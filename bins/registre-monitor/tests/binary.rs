@@ -1,0 +1,107 @@
+//! `registre-monitor` as PM2 runs it: with no worker running it reaps an expired lease within a
+//! round, serves /metrics (the queue gauges and its own counters), /health and /ready on
+//! METRICS_ADDR, and stops with exit 0 on SIGTERM; bad configuration is one line and exit 2.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use registre_config::EnvName;
+use registre_testkit::postgres::TestDatabase;
+use registre_testkit::{free_port, shared_redis_url, unique};
+use sqlx::{Connection, PgConnection};
+
+fn get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes()).ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let code = text.split_whitespace().nth(1)?.parse().ok()?;
+    Some((code, text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reaps_with_no_worker_serves_metrics_and_stops_on_sigterm() {
+    let db = TestDatabase::create();
+    let mut conn = PgConnection::connect(db.url()).await.expect("connect");
+    registre_queue::migrate(&mut conn, EnvName::Prod).await.expect("migrate");
+    let id: uuid::Uuid = sqlx::query_scalar(
+        "INSERT INTO extraction_queue (document_source, document_number, circonscription_fonciere, cadastre, status_id,
+                                       worker_id, claim_token, lease_expires_at)
+         VALUES ('index', '4866594', 'Montréal', 'Cadastre du Québec', 2, 'killed-worker', gen_random_uuid(), now() - interval '1 second')
+         RETURNING id",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .expect("insert");
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_registre-monitor"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("REDIS_URL", shared_redis_url())
+        .env("SERVER_ID", unique("monitor-bin"))
+        .env("OCR_RATE_LIMIT_NAME", unique("monitor-rl"))
+        .env("PROD_DATABASE_URL", db.url())
+        .env("MONITOR_INTERVAL_MS", "200")
+        .env("METRICS_ADDR", format!("127.0.0.1:{port}"))
+        .current_dir(std::env::temp_dir())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("registre-monitor starts");
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status: i32 = sqlx::query_scalar("SELECT status_id FROM extraction_queue WHERE id = $1").bind(id).fetch_one(&mut conn).await.unwrap();
+        if status == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the expired lease was not reaped within 60 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let body = loop {
+        if let Some((200, body)) = get(port, "/metrics") {
+            if body.contains("registre_monitor_reaped_rows_total{env=\"prod\"} 1") {
+                break body;
+            }
+        }
+        assert!(Instant::now() < deadline, "no reaped row on /metrics within 60 s: {:?}", get(port, "/metrics"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(body.contains("registre_queue_rows{env=\"prod\",status=\"1\",status_name=\"En attente\",source=\"index\"} 1"), "{body}");
+    assert!(body.contains("# TYPE registre_monitor_rounds_total counter"), "{body}");
+    assert!(body.contains("registre_monitor_alert_active{alert=\"no_worker:prod:extraction\",severity=\"warning\"} 1"), "{body}");
+    assert_eq!(get(port, "/health").map(|r| r.0), Some(200));
+    assert_eq!(get(port, "/ready").map(|r| r.0), Some(200));
+
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "registre-monitor did not stop within 60 s of SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    let logs = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{}: {logs}", out.status);
+    assert!(logs.contains("1 expired lease(s) reaped"), "{logs}");
+    assert!(logs.contains("ALERT no_worker:prod:extraction"), "{logs}");
+}
+
+#[test]
+fn bad_configuration_is_one_line_and_exit_2() {
+    let out = Command::new(env!("CARGO_BIN_EXE_registre-monitor"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("PROD_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+        .env("MONITOR_INTERVAL_MS", "soon")
+        .current_dir(std::env::temp_dir())
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.trim().ends_with("MONITOR_INTERVAL_MS=soon: expected a whole number of milliseconds greater than 0"), "{stderr}");
+}

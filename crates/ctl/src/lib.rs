@@ -1,0 +1,32 @@
+//! `registrectl`, the operators' shell command (DESIGN §10, §12): `migrate` over the queue crate's
+//! migrations, and `status`, `enqueue`, `show`, `retry`, `cancel`, `requeue-stuck`,
+//! `release-lease` over the operations library (registre-ops), the same queries and repairs as
+//! registre-api and registre-monitor. The binary (bins/registrectl) parses the command line with
+//! [`parse_args`], loads the configuration and calls [`run`], which prints and returns the exit
+//! code: 0 done, 1 the operation failed (said on stderr), 2 bad arguments or configuration.
+
+mod args;
+mod commands;
+mod csv;
+mod migrate;
+mod status;
+
+pub use args::{parse_args, parse_duration, parse_since, ArgError, Command, EnqueueInput, RetryTarget, USAGE};
+
+use registre_config::Config;
+
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_FAILED: i32 = 1;
+pub const EXIT_USAGE: i32 = 2;
+
+/// Runs `command`; returns the exit code.
+pub async fn run(config: &Config, command: Command) -> i32 {
+    match command {
+        Command::Help(text) => {
+            println!("{text}");
+            EXIT_OK
+        }
+        Command::Migrate => migrate::migrate_all(config).await,
+        other => commands::run(config, other).await,
+    }
+}
