@@ -22,7 +22,7 @@ use registre_runtime::Shutdown;
 use registre_storage::Storage;
 use registre_testkit::postgres::TestDatabase;
 use registre_testkit::{pdf, RedisServer};
-use registre_workers::{Board, Services, WorkerSettings};
+use registre_extraction::{Board, Services, WorkerSettings};
 use sqlx::{Connection, PgConnection};
 
 /// Time spent inside the fetcher and the engine for the document in flight (one at a time).
@@ -139,7 +139,7 @@ async fn main() {
         board: Arc::new(Board::new()),
     };
     let shutdown = Shutdown::new();
-    let workers = registre_workers::start_workers(&services, &WorkerSettings::from_config(&config.registre), &shutdown).await;
+    let workers = registre_extraction::start_workers(&services, &WorkerSettings::from_config(&config.registre), &shutdown).await;
     let engine: Arc<dyn OcrEngine> =
         Arc::new(TimedEngine { inner: TesseractEngine::new(TesseractSettings::from_config(&config.ocr_engine)), spent: spent.clone() });
     registre_pool::start_with_engine(&config, redis_conn, capacity, storage, Some(queue.clone()), Some(engine), &shutdown)
