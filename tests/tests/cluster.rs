@@ -136,7 +136,7 @@ async fn child_cluster_limiter() {
     let name = std::env::var("CHILD_LIMITER").unwrap();
     let config = cluster_config(&nodes, "rl", &[]);
     let conn = registre_runtime::redis_connection(&config.redis_url).unwrap();
-    let settings = RateLimitSettings { name, requests_per_window: RL_LIMIT, tokens_per_window: 1_000_000, window: RL_WINDOW };
+    let settings = RateLimitSettings { name, requests_per_window: RL_LIMIT, tokens_per_window: 1_000_000, window: RL_WINDOW, arrival_margin: Duration::ZERO };
     let limiter = RateLimiter::new(conn, settings).unwrap();
     let cancel = CancellationToken::new();
     let until = Instant::now() + RL_RUN;
@@ -334,5 +334,26 @@ async fn workers_on_a_cluster_rebalance_and_survive_a_master_failover() {
     assert!(taken > 10, "too few capacity samples");
     assert!(over.is_empty(), "allocated capacity above usable: {over:?}");
     assert_eq!(duplicates, 0);
+
+    // /ready on a cluster (METRICS_ADDR): listed first, the killed master answers nothing, yet the
+    // cluster serves every slot, so the workers are ready. Once a slot range has lost its master
+    // and its replica, they are not, whichever node answers.
+    let seeds = format!("redis://127.0.0.1:{killed},{nodes}");
+    let target = cluster_config(&seeds, &server, &[]).redis_url;
+    assert_eq!(registre_telemetry::redis_ready(&target).await, Ok(()), "a cluster serving every slot is ready");
+    let key = format!("server:{{{server}}}:leases");
+    let promoted = cluster.master_of(&key);
+    cluster.kill_node(promoted);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let why = loop {
+        match registre_telemetry::redis_ready(&target).await {
+            Err(why) => break why,
+            Ok(()) => {
+                assert!(Instant::now() < deadline, "/ready still ready 60 s after {key}'s slot lost :{killed} and :{promoted}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    assert!(why.contains("Redis Cluster state is fail"), "{why}");
     let _ = std::fs::remove_dir_all(&work);
 }

@@ -33,11 +33,9 @@ const KEY_B: &str = "fleet-key-b-0123456789";
 /// The limiter of both servers: LIMIT requests per rolling WINDOW.
 const WINDOW: Duration = Duration::from_secs(10);
 const LIMIT: u64 = 400;
-/// How much later than its grant a call may reach the stand-in on a loaded machine: the check
-/// counts arrivals in windows this much shorter than the limiter's (see `busiest`).
-/// The workers drop a grant that took more than 500 ms to come back (registre-ocr MAX_GRANT_AGE),
-/// so 1 s covers that plus the time from grant to request on a loaded machine.
-const ARRIVAL_JITTER: Duration = Duration::from_secs(1);
+// The stand-in's busiest rolling WINDOW is checked strictly against LIMIT: the workers run with
+// the default arrival margin (OCR_RATE_LIMIT_MARGIN_MS, 1 s), so each grant is held for WINDOW + 1 s
+// and a grant that took more than 500 ms to come back is not used (docs/rate-limiter.md).
 
 fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -295,21 +293,29 @@ async fn two_servers_keep_every_promise_under_injected_faults() {
 
     let mut conn = PgConnection::connect(&db_url).await.unwrap();
     let (done5, done4, duplicates) = final_queue_checks(&mut conn, rows).await;
-    let busiest = gemini.busiest(WINDOW);
-    let (busiest_checked, busiest_at) = gemini.busiest_window(WINDOW - ARRIVAL_JITTER);
+    let (busiest, busiest_at) = gemini.busiest_window(WINDOW);
     let (faults, recoveries) = lock(&report).clone();
     let longest = recoveries.iter().max_by_key(|(_, d)| *d).cloned();
 
-    println!("\n== fault-injection report ({rows} rows, 2 servers × (registre-workers + ocr-pool), {:.0} s of work)", work_secs.as_secs_f64());
-    println!("| measure | value |\n|---|---|");
-    for (kind, n) in &faults {
-        println!("| faults: {kind:?} | {n} |");
+    // The report goes to the test's own output and, past the harness's capture, to stderr and a
+    // file, so a passing CI run shows it too.
+    let mut report_text = String::new();
+    macro_rules! report {
+        ($($arg:tt)*) => {{
+            report_text.push_str(&format!($($arg)*));
+            report_text.push('\n');
+        }};
     }
-    println!("| process starts (first + restarts) | {} |", procs.iter().map(|p| p.starts).sum::<u32>());
-    println!("| rows done (status 5) | {done5} |");
-    println!("| rows failed with a reason (status 4) | {done4} |");
+    report!("\n== fault-injection report ({rows} rows, 2 servers × (registre-workers + ocr-pool), {:.0} s of work)", work_secs.as_secs_f64());
+    report!("| measure | value |\n|---|---|");
+    for (kind, n) in &faults {
+        report!("| faults: {kind:?} | {n} |");
+    }
+    report!("| process starts (first + restarts) | {} |", procs.iter().map(|p| p.starts).sum::<u32>());
+    report!("| rows done (status 5) | {done5} |");
+    report!("| rows failed with a reason (status 4) | {done4} |");
     for (server, s) in &samples {
-        println!(
+        report!(
             "| worst capacity sample {server} | {:.1} / {:.1} vCPU, {:.1} / {:.1} GB ({} samples, {} over) |",
             s.worst_cpu as f64 / 1000.0,
             USABLE_CPU_MILLI as f64 / 1000.0,
@@ -319,14 +325,24 @@ async fn two_servers_keep_every_promise_under_injected_faults() {
             s.over.len()
         );
     }
-    println!("| Gemini calls | {} ({:?}) |", gemini.calls(), gemini.calls_by_key());
-    println!("| busiest rolling {} s window | {busiest} (limit {LIMIT}; {busiest_checked} in {:.1} s) |", WINDOW.as_secs(), (WINDOW - ARRIVAL_JITTER).as_secs_f64());
-    println!("| duplicate completions | {duplicates} |");
-    println!("| fault timeline (s) | {} |", lock(&timeline).iter().map(|(t, k)| format!("{:.1} {k:?}", *t as f64 / 1000.0)).collect::<Vec<_>>().join(", "));
-    println!("| busiest window starts at (s) | {:.1} |", busiest_at as f64 / 1000.0);
+    report!("| Gemini calls | {} ({:?}) |", gemini.calls(), gemini.calls_by_key());
+    report!("| busiest rolling {} s window (calls reaching the stand-in) | {busiest} (limit {LIMIT}) |", WINDOW.as_secs());
+    report!("| duplicate completions | {duplicates} |");
+    report!("| fault timeline (s) | {} |", lock(&timeline).iter().map(|(t, k)| format!("{:.1} {k:?}", *t as f64 / 1000.0)).collect::<Vec<_>>().join(", "));
+    report!("| busiest window starts at (s) | {:.1} |", busiest_at as f64 / 1000.0);
     match longest {
-        Some((kind, d)) => println!("| longest recovery after a fault | {:.1} s ({kind:?}) |", d.as_secs_f64()),
-        None => println!("| longest recovery after a fault | none measured |"),
+        Some((kind, d)) => report!("| longest recovery after a fault | {:.1} s ({kind:?}) |", d.as_secs_f64()),
+        None => report!("| longest recovery after a fault | none measured |"),
+    }
+
+    println!("{report_text}");
+    {
+        use std::io::Write;
+        let _ = std::io::stderr().write_all(report_text.as_bytes());
+        let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("fault-report.md");
+        if std::fs::write(&path, &report_text).is_ok() {
+            let _ = writeln!(std::io::stderr(), "(report written to {})", path.display());
+        }
     }
 
     for p in &procs {
@@ -338,7 +354,7 @@ async fn two_servers_keep_every_promise_under_injected_faults() {
         assert!(s.taken > 10, "{server}: too few capacity samples ({})", s.taken);
         assert!(s.over.is_empty(), "{server}: allocated capacity above usable: {:?}", s.over);
     }
-    assert!(busiest_checked as u64 <= LIMIT, "the stand-in saw {busiest_checked} calls in a rolling window (limit {LIMIT})");
+    assert!(busiest as u64 <= LIMIT, "the stand-in saw {busiest} calls in a rolling {} s window (limit {LIMIT})", WINDOW.as_secs());
     assert_eq!(duplicates, 0, "rows completed twice");
     assert!(faults.values().sum::<u32>() >= 7, "too few faults injected: {faults:?}");
     for kind in [Fault::KillWorker, Fault::RedisCut, Fault::RedisStall, Fault::PgCut, Fault::PgStall, Fault::RedisRestart, Fault::PgRestart] {

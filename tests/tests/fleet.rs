@@ -18,8 +18,6 @@ use sqlx::{Connection, PgConnection};
 
 const LIMIT: u64 = 60;
 const WINDOW: Duration = Duration::from_secs(4);
-/// Calls may reach the stand-in a little after their grant on a loaded machine (faults.rs).
-const ARRIVAL_JITTER: Duration = Duration::from_millis(500);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_servers_share_the_queue_and_the_rate_limit_but_not_their_budgets() {
@@ -109,11 +107,13 @@ async fn two_servers_share_the_queue_and_the_rate_limit_but_not_their_budgets() 
     // The queue is shared: both servers' registre workers (WORKER_ID-less ids carry no server,
     // so the OCR calls' keys tell the servers apart) and both pools did work.
     let by_key = gemini.calls_by_key();
-    let busiest = gemini.busiest(WINDOW - ARRIVAL_JITTER);
+    // Checked over the strict WINDOW: the workers hold each grant for WINDOW + the default 1 s
+    // arrival margin (OCR_RATE_LIMIT_MARGIN_MS), which covers calls reaching the stand-in late.
+    let busiest = gemini.busiest(WINDOW);
     println!(
         "fleet: {done} done, {failed} failed, {duplicates} duplicate completions; calls by server key {by_key:?}; \
          busiest {:?} window {busiest} (limit {LIMIT}); worst cpu a {worst_a} / {USABLE_CPU_MILLI}, b {worst_b} / 8000 milli ({samples} samples)",
-        WINDOW - ARRIVAL_JITTER
+        WINDOW
     );
     assert!(by_key.get(key_a).copied().unwrap_or(0) > 0 && by_key.get(key_b).copied().unwrap_or(0) > 0, "both servers call the API: {by_key:?}");
     assert!(busiest as u64 <= LIMIT, "the two servers together passed the one shared limit: {busiest} > {LIMIT}");

@@ -123,7 +123,7 @@ pub fn render(o: &Overview) -> String {
         out.sample("registre_ratelimit_tokens", &name, r.tokens as f64);
         out.family("registre_ratelimit_tokens_limit", "Tokens the limiter admits per rolling window.");
         out.sample("registre_ratelimit_tokens_limit", &name, r.tokens_limit as f64);
-        out.family("registre_ratelimit_window_seconds", "Length of the limiter's rolling window.");
+        out.family("registre_ratelimit_window_seconds", "Span the limiter counts over: its rolling window plus the arrival margin.");
         out.sample("registre_ratelimit_window_seconds", &name, r.window_seconds);
         out.family("registre_ratelimit_cooldown_seconds", "Seconds left of a cooldown after an HTTP 429 (0: none).");
         out.sample("registre_ratelimit_cooldown_seconds", &name, r.cooldown_seconds);

@@ -222,6 +222,10 @@ pub struct RateLimitConfig {
     pub requests_per_window: u64,
     pub tokens_per_window: u64,
     pub window: Duration,
+    /// OCR_RATE_LIMIT_MARGIN_MS: how much later than its grant a call may reach the API. Each grant
+    /// keeps its place for window + margin, so the API's own window never sees more than the limit
+    /// (docs/rate-limiter.md, "Arrival margin").
+    pub arrival_margin: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

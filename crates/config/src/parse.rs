@@ -510,6 +510,7 @@ fn rate_limit(raw: &mut RawEnv) -> Result<RateLimitConfig, ConfigError> {
         requests_per_window: positive_whole("OCR_RATE_LIMIT_RPM", raw.ocr_rate_limit_rpm.take(), 1600)?,
         tokens_per_window: positive_whole("OCR_RATE_LIMIT_TPM", raw.ocr_rate_limit_tpm.take(), 6_400_000)?,
         window: millis("OCR_RATE_LIMIT_WINDOW_MS", raw.ocr_rate_limit_window_ms.take(), 60_000)?,
+        arrival_margin: Duration::from_millis(whole("OCR_RATE_LIMIT_MARGIN_MS", raw.ocr_rate_limit_margin_ms.take(), 1_000)?),
     })
 }
 

@@ -45,6 +45,7 @@ fn defaults_are_those_of_the_checklist() {
     assert_eq!(c.rate_limit.name, "gemini");
     assert_eq!((c.rate_limit.requests_per_window, c.rate_limit.tokens_per_window), (1600, 6_400_000));
     assert_eq!(c.rate_limit.window, Duration::from_secs(60));
+    assert_eq!(c.rate_limit.arrival_margin, Duration::from_secs(1));
     assert_eq!(c.storage_url.expose(), "file:///var/lib/registre/storage");
     assert_eq!(c.log.format, LogFormat::Text);
     assert_eq!(c.log.filter, "info");
@@ -89,6 +90,18 @@ fn not_a_number_names_the_variable_and_value() {
     assert_eq!(error_line(&[("OCR_WORKER_POOL_SIZE", "abc")]), "OCR_WORKER_POOL_SIZE=abc: expected a whole number");
     assert_eq!(error_line(&[("SERVER_MAX_CPU", "eight")]), "SERVER_MAX_CPU=eight: expected a number");
     assert_eq!(error_line(&[("WORKER_COUNT", "1.5")]), "WORKER_COUNT=1.5: expected a whole number");
+}
+
+#[test]
+fn the_arrival_margin_may_be_zero_but_not_negative() {
+    let c = load_with_db(&[("OCR_RATE_LIMIT_MARGIN_MS", "0")]).expect("0 turns the margin off");
+    assert_eq!(c.rate_limit.arrival_margin, Duration::ZERO);
+    let c = load_with_db(&[("OCR_RATE_LIMIT_MARGIN_MS", "2500")]).expect("valid");
+    assert_eq!(c.rate_limit.arrival_margin, Duration::from_millis(2500));
+    assert_eq!(
+        error_line(&[("OCR_RATE_LIMIT_MARGIN_MS", "-5")]),
+        "OCR_RATE_LIMIT_MARGIN_MS=-5: expected a whole number ≥ 0, not a negative one"
+    );
 }
 
 #[test]

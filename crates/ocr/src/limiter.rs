@@ -7,6 +7,8 @@ use std::future::Future;
 use std::time::Duration;
 
 use registre_ratelimit::{Decision, RateLimitError, RateLimiter, Reservation};
+#[cfg(doc)]
+use registre_ratelimit::RateLimitSettings;
 use registre_runtime::Backoff;
 
 /// A limiter failure the engine cannot cure by waiting.
@@ -37,9 +39,6 @@ pub trait ApiLimiter: Send + Sync {
     fn cooldown(&self, duration: Duration) -> impl Future<Output = ()> + Send;
 }
 
-/// How long a grant may take to come back from Redis and still be used (see `admit`).
-pub const MAX_GRANT_AGE: Duration = Duration::from_millis(500);
-
 /// The shared Redis limiter. Redis outages while waiting are retried with backoff; settle and
 /// cooldown failures are logged and never fail the document (the window only over-counts or the
 /// cooldown is skipped, and the API's own 429s still stop us).
@@ -47,19 +46,22 @@ impl ApiLimiter for RateLimiter {
     type Ticket = Reservation;
 
     /// Asks until granted: a wait is slept exactly (plus a little jitter), a Redis error is
-    /// retried with capped backoff. A grant whose answer took longer than [`MAX_GRANT_AGE`] to
-    /// come back (a stalled connection, a frozen process) is not used: the API would see the call
-    /// that much later than the limiter counted it, and late calls pile up on top of the next
-    /// window's. Its request slot stays counted (no call is made on it) and a fresh grant is asked.
+    /// retried with capped backoff. Each grant is held for the window plus the arrival margin
+    /// (OCR_RATE_LIMIT_MARGIN_MS), which covers a call reaching the API up to that margin after
+    /// its grant. A grant whose answer took longer than half the margin to come back (a stalled
+    /// connection, a frozen process; [`RateLimitSettings::max_grant_age`]) is not used: the call
+    /// could land after the margin and share the API's window with the next window's calls. Its
+    /// request slot stays counted (no call is made on it) and a fresh grant is asked.
     async fn admit(&self, estimated_tokens: u64) -> Result<Reservation, LimiterError> {
         let started = std::time::Instant::now();
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        let max_age = self.settings().max_grant_age();
         loop {
             let asked = std::time::Instant::now();
             let delay = match self.acquire(estimated_tokens).await {
                 Ok(Decision::Granted(reservation)) => {
                     let age = asked.elapsed();
-                    if age <= MAX_GRANT_AGE {
+                    if max_age.is_none_or(|max| age <= max) {
                         registre_telemetry::ratelimit_wait(started.elapsed());
                         return Ok(reservation);
                     }

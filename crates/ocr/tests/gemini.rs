@@ -293,6 +293,7 @@ async fn with_the_shared_redis_limiter_usage_is_settled_and_429_cools_everyone_d
         requests_per_window: 100,
         tokens_per_window: 1_000_000,
         window: Duration::from_secs(60),
+        arrival_margin: Duration::ZERO,
     };
     let limiter = RateLimiter::new(conn, settings).unwrap();
     let (base, server) = serve(vec![

@@ -222,6 +222,7 @@ async fn the_ledger_holds_what_the_api_reported_for_late_dropped_and_timed_out_c
             requests_per_window: 1000,
             tokens_per_window: 10_000_000,
             window: WINDOW,
+            arrival_margin: Duration::ZERO,
         },
     )
     .unwrap();

@@ -49,6 +49,7 @@ async fn run(url: &str, s: &Scenario, ping: f64) -> String {
         requests_per_window: s.rpm,
         tokens_per_window: s.tpm,
         window: Duration::from_millis(s.window_ms),
+        arrival_margin: Duration::ZERO,
     };
     let limiter = RateLimiter::new(conn, settings).expect("settings");
     // Warm up: loads the scripts (EVALSHA → NOSCRIPT → EVAL once), fills a saturated limiter.

@@ -28,6 +28,13 @@ pub struct RateLimitSettings {
     pub tokens_per_window: u64,
     /// The rolling window (60 s in production; shorter in tests). Whole milliseconds.
     pub window: Duration,
+    /// How much later than its grant a call may reach the API (OCR_RATE_LIMIT_MARGIN_MS, 1 s by
+    /// default). The API counts a call when it arrives, not when Redis granted it: a call granted
+    /// at t and arriving at t + d shares the API's window with calls granted up to t + d + window.
+    /// So every grant keeps its place for window + margin ([`RateLimitSettings::held_window`]):
+    /// calls that reach the API at most `margin` after their grant then never exceed the limits in
+    /// any rolling `window` of the API's. Zero: grants are held exactly one window.
+    pub arrival_margin: Duration,
 }
 
 impl RateLimitSettings {
@@ -38,11 +45,29 @@ impl RateLimitSettings {
             requests_per_window: config.requests_per_window,
             tokens_per_window: config.tokens_per_window,
             window: config.window,
+            arrival_margin: config.arrival_margin,
         }
+    }
+
+    /// How long each grant and charge counts: window + arrival margin.
+    pub fn held_window(&self) -> Duration {
+        self.window.saturating_add(self.arrival_margin)
+    }
+
+    /// The oldest a grant may be when its answer comes back for the call to still be made on it:
+    /// half the arrival margin, leaving the other half for the request to reach the API. None
+    /// when the margin is zero (no such promise is made then).
+    pub fn max_grant_age(&self) -> Option<Duration> {
+        (!self.arrival_margin.is_zero()).then(|| self.arrival_margin / 2)
     }
 
     fn window_ms(&self) -> u64 {
         self.window.as_millis().min(u64::MAX as u128) as u64
+    }
+
+    /// What the scripts are told the window is (they hold every entry this long).
+    fn held_window_ms(&self) -> u64 {
+        self.held_window().as_millis().min(u64::MAX as u128) as u64
     }
 }
 
@@ -121,6 +146,7 @@ pub struct RateLimitStatus {
     pub tokens_in_window: u64,
     pub requests_per_window: u64,
     pub tokens_per_window: u64,
+    /// The span the counts cover: the window plus the arrival margin (each grant is held that long).
     pub window: Duration,
     /// Time left of a running cooldown.
     pub cooldown_remaining: Option<Duration>,
@@ -158,7 +184,7 @@ impl RateLimiter {
         }
         // Lua numbers are doubles: keep every amount exact.
         const EXACT: u64 = 1 << 52;
-        if settings.tokens_per_window > EXACT || settings.requests_per_window > EXACT || settings.window_ms() > EXACT {
+        if settings.tokens_per_window > EXACT || settings.requests_per_window > EXACT || settings.held_window_ms() > EXACT {
             return Err(RateLimitError::InvalidSettings(format!("{}: limits above 2^52 are not supported", settings.name)));
         }
         let keys = RateLimitKeys::for_name(&settings.name);
@@ -184,7 +210,7 @@ impl RateLimiter {
         for key in self.keys.as_array() {
             inv.key(key);
         }
-        inv.arg(self.settings.window_ms()).arg(self.settings.requests_per_window).arg(self.settings.tokens_per_window);
+        inv.arg(self.settings.held_window_ms()).arg(self.settings.requests_per_window).arg(self.settings.tokens_per_window);
         inv
     }
 
@@ -318,7 +344,7 @@ impl RateLimiter {
             tokens_in_window: int_at(&reply, 1, "status")?,
             requests_per_window: self.settings.requests_per_window,
             tokens_per_window: self.settings.tokens_per_window,
-            window: self.settings.window,
+            window: self.settings.held_window(),
             cooldown_remaining: (cooldown_ms > 0).then(|| Duration::from_millis(cooldown_ms)),
             now_ms: int_at(&reply, 3, "status")?,
         })

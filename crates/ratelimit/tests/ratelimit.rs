@@ -21,6 +21,7 @@ async fn limiter(url: &str, name: &str, rpm: u64, tpm: u64, window_ms: u64) -> R
         requests_per_window: rpm,
         tokens_per_window: tpm,
         window: Duration::from_millis(window_ms),
+        arrival_margin: Duration::ZERO,
     };
     RateLimiter::new(conn, settings).expect("valid settings")
 }
@@ -513,4 +514,46 @@ async fn status_reports_the_window_and_the_keys_expire_when_idle() {
         assert!(Instant::now() < deadline, "left behind: {keys:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The API counts a call when it arrives, up to the arrival margin after its grant: each grant
+/// keeps its place for window + margin, and the wait Redis reports ends exactly then.
+#[tokio::test]
+async fn a_grant_keeps_its_place_for_the_window_plus_the_arrival_margin() {
+    let url = shared_redis_url();
+    let conn = redis::Client::open(url.as_str()).expect("redis url").get_connection_manager().await.expect("redis");
+    let settings = RateLimitSettings {
+        name: unique("rl-margin"),
+        requests_per_window: 2,
+        tokens_per_window: 1_000,
+        window: Duration::from_millis(10_000),
+        arrival_margin: Duration::from_millis(6_000),
+    };
+    assert_eq!(settings.held_window(), Duration::from_millis(16_000));
+    assert_eq!(settings.max_grant_age(), Some(Duration::from_millis(3_000)));
+    let limiter = RateLimiter::new(conn, settings).expect("valid settings");
+
+    let first = match limiter.acquire(10).await.expect("acquire") {
+        Decision::Granted(r) => r,
+        other => panic!("the first request must be granted, got {other:?}"),
+    };
+    assert!(matches!(limiter.acquire(10).await.expect("acquire"), Decision::Granted(_)));
+    let before = redis_now_ms(&url);
+    let decision = limiter.acquire(10).await.expect("acquire");
+    let after = redis_now_ms(&url);
+    let Decision::Wait { wait, reason: WaitReason::Requests } = decision else {
+        panic!("a third request inside the held window must wait for requests, got {decision:?}");
+    };
+    // Redis decided at some instant in [before, after]; the wait ends when the first grant has
+    // been held 16 s (not 10).
+    let frees_at = first.granted_at_ms() + 16_000;
+    let wait = wait.as_millis() as u64;
+    assert!(before + wait <= frees_at && frees_at <= after + wait, "wait {wait} ms from [{before}, {after}] does not end at {frees_at}");
+
+    let status = limiter.status().await.expect("status");
+    assert_eq!(status.window, Duration::from_millis(16_000), "status counts over the held window");
+    assert_eq!(status.requests_in_window, 2);
+
+    let no_margin = RateLimitSettings { arrival_margin: Duration::ZERO, ..limiter.settings().clone() };
+    assert_eq!(no_margin.max_grant_age(), None, "no margin: no age limit on grants");
 }

@@ -20,6 +20,7 @@ async fn limiter(url: &str, name: &str, rpm: u64, tpm: u64, window_ms: u64) -> R
         requests_per_window: rpm,
         tokens_per_window: tpm,
         window: Duration::from_millis(window_ms),
+        arrival_margin: Duration::ZERO,
     };
     RateLimiter::new(conn, settings).expect("valid settings")
 }

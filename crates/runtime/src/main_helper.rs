@@ -67,8 +67,7 @@ where
         shutdown.listen_for_signals();
         // METRICS_ADDR: /metrics, /health, /ready of this process (registre-telemetry).
         if let Some(addr) = config.metrics_addr.filter(|_| worker_metrics) {
-            // /ready pings the single server, or the first seed node of a cluster.
-            registre_telemetry::spawn_server(addr, config.redis_url.first().clone(), shutdown.token());
+            registre_telemetry::spawn_server(addr, config.redis_url.clone(), shutdown.token());
         }
         // Redis answers at start-up (the usual case): an old server is refused before any work.
         let checked = match probe_redis_target(&redis_url).await {

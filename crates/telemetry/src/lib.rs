@@ -10,6 +10,9 @@
 //! (prometheus-client, OpenMetrics text format, which Prometheus scrapes natively).
 
 pub mod host;
+mod ready;
+
+pub use ready::redis_ready;
 
 use std::net::SocketAddr;
 use std::sync::{LazyLock, Mutex};
@@ -26,7 +29,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use registre_config::SecretUrl;
+use registre_config::RedisTarget;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -146,9 +149,10 @@ pub fn render() -> String {
     out
 }
 
-/// Serves /metrics, /health (checks nothing) and /ready (Redis answers PING) on `addr` until `stop`.
+/// Serves /metrics, /health (checks nothing) and /ready ([`redis_ready`]: the server answers PING,
+/// or the cluster serves every slot) on `addr` until `stop`.
 /// A port that cannot be bound is logged, not fatal: the workers matter more than their metrics.
-pub fn spawn_server(addr: SocketAddr, redis_url: SecretUrl, stop: CancellationToken) {
+pub fn spawn_server(addr: SocketAddr, redis: RedisTarget, stop: CancellationToken) {
     tokio::spawn(async move {
         let listener = match tokio::net::TcpListener::bind(addr).await {
             Ok(l) => l,
@@ -158,7 +162,7 @@ pub fn spawn_server(addr: SocketAddr, redis_url: SecretUrl, stop: CancellationTo
             }
         };
         tracing::info!("📈 metrics on http://{addr}/metrics (/health, /ready)");
-        let client = redis::Client::open(redis_url.expose()).ok();
+        let redis = std::sync::Arc::new(redis);
         let app = Router::new()
             .route(
                 "/metrics",
@@ -170,19 +174,11 @@ pub fn spawn_server(addr: SocketAddr, redis_url: SecretUrl, stop: CancellationTo
             .route(
                 "/ready",
                 get(move || {
-                    let client = client.clone();
+                    let redis = redis.clone();
                     async move {
-                        let ok = match client {
-                            Some(c) => match tokio::time::timeout(Duration::from_secs(3), c.get_multiplexed_async_connection()).await {
-                                Ok(Ok(mut conn)) => redis::cmd("PING").query_async::<String>(&mut conn).await.is_ok(),
-                                _ => false,
-                            },
-                            None => false,
-                        };
-                        if ok {
-                            (StatusCode::OK, "ready").into_response()
-                        } else {
-                            (StatusCode::SERVICE_UNAVAILABLE, "not ready: Redis does not answer").into_response()
+                        match redis_ready(&redis).await {
+                            Ok(()) => (StatusCode::OK, "ready".to_string()).into_response(),
+                            Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}")).into_response(),
                         }
                     }
                 }),

@@ -21,7 +21,7 @@ async fn serves_recorded_work_and_readiness() {
     // A Redis URL where nothing listens: /ready must say so.
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let url = SecretUrl::new(format!("redis://127.0.0.1:{dead}").parse().unwrap());
-    registre_telemetry::spawn_server(addr, url, stop.clone());
+    registre_telemetry::spawn_server(addr, url.into(), stop.clone());
     let client = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
     let deadline = std::time::Instant::now() + Duration::from_secs(30);

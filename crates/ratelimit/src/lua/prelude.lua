@@ -8,7 +8,8 @@
 -- KEYS: 1 requests (zset reservation id -> grant ms), 2 charges (zset charge id -> charge ms),
 --       3 tokens (hash charge id -> tokens), 4 used (string, sum of tokens),
 --       5 cooldown (string, until ms, expires by itself), 6 seq (string, last reservation id).
--- ARGV: 1 window ms, 2 requests per window, 3 tokens per window; script arguments from ARGV[4].
+-- ARGV: 1 window ms (the held window: the API's window plus the arrival margin, see limiter.rs),
+--       2 requests per window, 3 tokens per window; script arguments from ARGV[4].
 local requests_key, charges_key, tokens_key, used_key, cooldown_key, seq_key =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local window, rpm, tpm = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
