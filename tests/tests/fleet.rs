@@ -119,5 +119,6 @@ async fn two_servers_share_the_queue_and_the_rate_limit_but_not_their_budgets() 
     assert!(busiest as u64 <= LIMIT, "the two servers together passed the one shared limit: {busiest} > {LIMIT}");
     assert!(worst_b > USABLE_CPU_MILLI, "server b used its own, larger budget (worst {worst_b})");
     assert_eq!(duplicates, 0);
+    assert!(gemini.violations().is_empty(), "requests the real API would refuse: {:?}", gemini.violations());
     let _ = std::fs::remove_dir_all(&work);
 }

@@ -36,18 +36,3 @@ BEGIN
       LEFT JOIN LATERAL queue_claim_ocr(p_worker_id, p_source, p_lease_ms, p_next_claim_token) AS c ON true;
 END
 $$;
-
-DO $$
-BEGIN
-    REVOKE EXECUTE ON FUNCTION queue_complete_ocr_and_claim(uuid, uuid, text, text, text, text, integer, uuid) FROM PUBLIC;
-    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'anon') THEN
-        REVOKE EXECUTE ON FUNCTION queue_complete_ocr_and_claim(uuid, uuid, text, text, text, text, integer, uuid) FROM anon;
-    END IF;
-    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'authenticated') THEN
-        REVOKE EXECUTE ON FUNCTION queue_complete_ocr_and_claim(uuid, uuid, text, text, text, text, integer, uuid) FROM authenticated;
-    END IF;
-    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'service_role') THEN
-        GRANT EXECUTE ON FUNCTION queue_complete_ocr_and_claim(uuid, uuid, text, text, text, text, integer, uuid) TO service_role;
-    END IF;
-END
-$$;

@@ -26,19 +26,3 @@ BEGIN
     RETURNING q.status_id::integer, q.attemtps::integer, q.next_attempt_at;
 END
 $$;
-
--- Same privileges as the other queue functions (see 0090_privileges.sql): service role only.
-DO $$
-BEGIN
-    REVOKE EXECUTE ON FUNCTION queue_fail_extraction_final(uuid, uuid, text) FROM PUBLIC;
-    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'anon') THEN
-        REVOKE EXECUTE ON FUNCTION queue_fail_extraction_final(uuid, uuid, text) FROM anon;
-    END IF;
-    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'authenticated') THEN
-        REVOKE EXECUTE ON FUNCTION queue_fail_extraction_final(uuid, uuid, text) FROM authenticated;
-    END IF;
-    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'service_role') THEN
-        GRANT EXECUTE ON FUNCTION queue_fail_extraction_final(uuid, uuid, text) TO service_role;
-    END IF;
-END
-$$;

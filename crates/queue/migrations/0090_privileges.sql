@@ -1,8 +1,13 @@
--- 0090 privileges: the queue functions are for the workers' service role only.
+-- 0090 privileges: the queue functions (the workers') and the ops functions (registrectl,
+-- registre-api, registre-monitor) are for the service role only. This is the ONE list of them: the
+-- files that create the functions set no privileges, and this file runs last, so a function added
+-- by any file is covered by adding its signature here (crates/queue/tests/privileges.rs fails for a
+-- queue_* or ops_* function left out). queue_notify_claimable (0030) is not listed: it returns
+-- trigger, so nobody can call it directly.
 -- Invariant: on Supabase, the anon and authenticated roles (reachable with the public anon key)
--- cannot call any queue function; service_role and direct connections can. On a plain Postgres
--- without those roles this file only revokes from PUBLIC. Ends by asking PostgREST to reload its
--- schema cache so /rest/v1/rpc/ sees the functions at once (a no-op without PostgREST).
+-- cannot call any queue or ops function; service_role and direct connections can. On a plain
+-- Postgres without those roles this file only revokes from PUBLIC. Ends by asking PostgREST to
+-- reload its schema cache so /rest/v1/rpc/ sees the functions at once (a no-op without PostgREST).
 DO $$
 DECLARE
     f text;
@@ -25,7 +30,15 @@ BEGIN
         'queue_acquire_account(text, integer)',
         'queue_renew_account(uuid, text, integer)',
         'queue_release_account(uuid, text)',
-        'queue_report_account_login(uuid, boolean)'
+        'queue_report_account_login(uuid, boolean)',
+        'queue_complete_extraction_and_claim(uuid, uuid, text, text, integer, uuid)',
+        'queue_complete_ocr_and_claim(uuid, uuid, text, text, text, text, integer, uuid)',
+        'queue_fail_extraction_final(uuid, uuid, text)',
+        'ops_enqueue(text, text, text, text, text, text, text)',
+        'ops_retry(uuid)',
+        'ops_cancel(uuid, text)',
+        'ops_retry_errors(text, timestamptz)',
+        'ops_requeue_stuck(bigint, integer, text)'
     ] LOOP
         EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', f);
         IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'anon') THEN

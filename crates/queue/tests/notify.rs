@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use registre_config::Config;
 use registre_queue::{DocumentSource, MultiQueue, Queue, Transition};
 use registre_testkit::postgres::TestDatabase;
+use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -22,22 +23,61 @@ fn notify_queue(db: &TestDatabase, pool_size: u32) -> Arc<MultiQueue> {
     Arc::new(MultiQueue::connect(&config.environments, &config.queue, pool_size).unwrap())
 }
 
-/// `idle` registre workers that claim, report and complete rows until `stop`.
-fn registre_workers(queue: &Arc<MultiQueue>, idle: usize, stop: &CancellationToken) -> (mpsc::UnboundedReceiver<Uuid>, Vec<tokio::task::JoinHandle<()>>) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let tasks = (0..idle)
-        .map(|w| {
-            let (queue, stop, tx) = (queue.clone(), stop.clone(), tx.clone());
-            tokio::spawn(async move {
+/// What every pickup test starts from: a fresh migrated database, a pool of 2 for the test's own
+/// inserts and reads, the workers' queue on it (polling every 10 minutes), and the workers it
+/// spawns, stopped and joined by [`Fixture::stop`] (so a worker's failed assertion fails the test).
+struct Fixture {
+    db: TestDatabase,
+    pool: PgPool,
+    queue: Arc<MultiQueue>,
+    cancel: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Fixture {
+    /// `pool_size`: the workers' queue's connections (one per worker, plus the listener's).
+    async fn new(pool_size: u32) -> Fixture {
+        let db = TestDatabase::create();
+        common::migrated(&db).await;
+        let pool = common::pool(&db, 2).await;
+        let queue = notify_queue(&db, pool_size);
+        Fixture { db, pool, queue, cancel: CancellationToken::new(), tasks: Vec::new() }
+    }
+
+    /// Another process's queue on the same database.
+    fn other_queue(&self, pool_size: u32) -> Arc<MultiQueue> {
+        notify_queue(&self.db, pool_size)
+    }
+
+    async fn insert(&self, source: &str, number: &str) -> Uuid {
+        common::insert(&self.pool, source, number).await
+    }
+
+    /// `idle` registre workers that claim, report and complete rows until stopped; returns once
+    /// they picked up a first row, i.e. once the LISTEN connection is up.
+    async fn registre_workers(&mut self, idle: usize) -> mpsc::UnboundedReceiver<Uuid> {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        for w in 0..idle {
+            let (queue, stop, tx) = (self.queue.clone(), self.cancel.clone(), tx.clone());
+            self.tasks.push(tokio::spawn(async move {
                 let id = format!("notify-{w}");
                 while let Some(job) = queue.next_extraction(&id, &stop).await {
                     let _ = tx.send(job.id);
                     assert_eq!(queue.complete_extraction(&job, "index/x.pdf").await.unwrap(), Transition::Applied);
                 }
-            })
-        })
-        .collect();
-    (rx, tasks)
+            }));
+        }
+        let first = self.insert("index", "warm-up").await;
+        assert_eq!(next_claimed(&mut rx).await, first);
+        rx
+    }
+
+    async fn stop(&mut self) {
+        self.cancel.cancel();
+        for t in self.tasks.drain(..) {
+            t.await.unwrap();
+        }
+    }
 }
 
 async fn next_claimed(rx: &mut mpsc::UnboundedReceiver<Uuid>) -> Uuid {
@@ -49,26 +89,18 @@ async fn next_claimed(rx: &mut mpsc::UnboundedReceiver<Uuid>) -> Uuid {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_new_row_wakes_one_of_eight_idle_workers() {
-    let db = TestDatabase::create();
-    common::migrated(&db).await;
-    let pool = common::pool(&db, 2).await;
-    let queue = notify_queue(&db, 10);
-    let stop = CancellationToken::new();
-    let (mut rx, tasks) = registre_workers(&queue, 8, &stop);
-
-    // The listener is up once a first row is picked up; count claim calls from then on.
-    let first = common::insert(&pool, "index", "warm-up").await;
-    assert_eq!(next_claimed(&mut rx).await, first);
+    let mut f = Fixture::new(10).await;
+    let mut rx = f.registre_workers(8).await;
     let deadline = Instant::now() + DEADLINE;
-    while common::count_status(&pool, 3).await < 1 {
+    while common::count_status(&f.pool, 3).await < 1 {
         assert!(Instant::now() < deadline, "the warm-up row was never completed");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // Let every worker settle into waiting: the claim count stops moving (polled, generous).
-    let mut calls = queue.claim_calls();
+    let mut calls = f.queue.claim_calls();
     loop {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let now = queue.claim_calls();
+        let now = f.queue.claim_calls();
         if now == calls {
             break;
         }
@@ -78,39 +110,29 @@ async fn each_new_row_wakes_one_of_eight_idle_workers() {
 
     let rows = 20;
     for n in 0..rows {
-        let id = common::insert(&pool, "index", &format!("N-{n}")).await;
+        let id = f.insert("index", &format!("N-{n}")).await;
         assert_eq!(next_claimed(&mut rx).await, id);
     }
-    let received = queue.notifications_received();
+    let received = f.queue.notifications_received();
     assert!(received >= rows, "every insert was announced ({received} announcements for {rows} rows)");
-    stop.cancel();
-    for t in tasks {
-        t.await.unwrap();
-    }
+    f.stop().await;
     // Per row: the woken worker's claim, and its claim after completing (it claims before it
     // waits again). Waking all 8 would be 8 per row.
-    let per_row = (queue.claim_calls() - calls) as f64 / rows as f64;
+    let per_row = (f.queue.claim_calls() - calls) as f64 / rows as f64;
     assert!(per_row <= 2.5, "{per_row:.2} claim calls per row: more than one worker is woken per row");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_inserted_in_one_transaction_is_claimed_exactly_once_per_row() {
-    let db = TestDatabase::create();
-    common::migrated(&db).await;
-    let pool = common::pool(&db, 2).await;
-    let queue = notify_queue(&db, 10);
-    let stop = CancellationToken::new();
-    let (mut rx, tasks) = registre_workers(&queue, 8, &stop);
-    // Warm up so the LISTEN connection is up before the batch.
-    let first = common::insert(&pool, "index", "warm-up").await;
-    assert_eq!(next_claimed(&mut rx).await, first);
+    let mut f = Fixture::new(10).await;
+    let mut rx = f.registre_workers(8).await;
 
     // One transaction, 50 rows: NOTIFY would merge identical payloads; ours carry the row id.
     let ids: Vec<Uuid> = sqlx::query_scalar(
         "INSERT INTO extraction_queue (document_source, document_number, created_at)
          SELECT 'acte', 'B-' || n, clock_timestamp() FROM generate_series(1, 50) AS n RETURNING id",
     )
-    .fetch_all(&pool)
+    .fetch_all(&f.pool)
     .await
     .unwrap();
     let mut seen = HashSet::new();
@@ -119,56 +141,40 @@ async fn a_batch_inserted_in_one_transaction_is_claimed_exactly_once_per_row() {
         assert!(seen.insert(id), "row {id} claimed twice");
     }
     assert_eq!(seen, ids.into_iter().collect::<HashSet<_>>());
-    stop.cancel();
-    for t in tasks {
-        t.await.unwrap();
-    }
+    f.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ocr_worker_picks_up_a_row_the_moment_extraction_completes_it() {
-    let db = TestDatabase::create();
-    common::migrated(&db).await;
-    let pool = common::pool(&db, 2).await;
-    let queue = notify_queue(&db, 6);
-    let stop = CancellationToken::new();
+    let mut f = Fixture::new(6).await;
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let mut tasks = Vec::new();
     for source in [DocumentSource::Acte, DocumentSource::Index] {
-        let (queue, stop, tx) = (queue.clone(), stop.clone(), tx.clone());
-        tasks.push(tokio::spawn(async move {
+        let (queue, stop, tx) = (f.queue.clone(), f.cancel.clone(), tx.clone());
+        f.tasks.push(tokio::spawn(async move {
             while let Some(job) = queue.next_ocr(&format!("ocr-{}", source.as_str()), source, &stop).await {
                 let _ = tx.send((source, job.id));
                 assert_eq!(queue.complete_ocr(&job, "texte", "texte").await.unwrap(), Transition::Applied);
             }
         }));
     }
-    let registre = notify_queue(&db, 2);
+    let registre = f.other_queue(2);
     for (n, source) in ["acte", "index", "acte"].iter().enumerate() {
-        let id = common::insert(&pool, source, &format!("O-{n}")).await;
+        let id = f.insert(source, &format!("O-{n}")).await;
         let job = registre.claim_extraction("registre").await.expect("claimed for extraction");
         assert_eq!(job.id, id);
         assert_eq!(registre.complete_extraction(&job, "actes/x.pdf").await.unwrap(), Transition::Applied);
         let (by, claimed) = tokio::time::timeout(DEADLINE, rx.recv()).await.expect("OCR claimed it within 60 s").unwrap();
         assert_eq!((by.as_str(), claimed), (*source, id), "the worker of the row's own source claims it");
     }
-    stop.cancel();
-    for t in tasks {
-        t.await.unwrap();
-    }
+    f.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_listen_connection_comes_back_and_wakes_the_workers() {
-    let db = TestDatabase::create();
-    common::migrated(&db).await;
-    let pool = common::pool(&db, 2).await;
-    let queue = notify_queue(&db, 4);
-    let stop = CancellationToken::new();
-    let (mut rx, tasks) = registre_workers(&queue, 2, &stop);
-    let first = common::insert(&pool, "index", "avant").await;
-    assert_eq!(next_claimed(&mut rx).await, first);
+    let mut f = Fixture::new(4).await;
+    let mut rx = f.registre_workers(2).await;
 
+    let pool = f.pool.clone();
     let listeners = || {
         sqlx::query_scalar::<_, i32>(
             "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND query ILIKE 'LISTEN%'",
@@ -178,7 +184,7 @@ async fn a_lost_listen_connection_comes_back_and_wakes_the_workers() {
     let before = listeners().await.unwrap();
     assert_eq!(before.len(), 1, "one LISTEN connection per process and environment: {before:?}");
     // Kill the listening backend, as a network cut or a server restart would.
-    let killed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)").bind(before[0]).fetch_one(&pool).await.unwrap();
+    let killed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)").bind(before[0]).fetch_one(&f.pool).await.unwrap();
     assert!(killed);
     // Once another one listens (polled), new rows are announced again.
     let deadline = Instant::now() + DEADLINE;
@@ -190,12 +196,9 @@ async fn a_lost_listen_connection_comes_back_and_wakes_the_workers() {
         assert!(Instant::now() < deadline, "the LISTEN connection never came back");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let after = common::insert(&pool, "index", "après").await;
+    let after = f.insert("index", "après").await;
     assert_eq!(next_claimed(&mut rx).await, after);
-    stop.cancel();
-    for t in tasks {
-        t.await.unwrap();
-    }
+    f.stop().await;
 }
 
 #[tokio::test]
@@ -237,20 +240,17 @@ async fn complete_and_claim_keeps_fencing_and_claims_the_oldest_row() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixteen_workers_chaining_completions_and_claims_process_every_row_once() {
-    let db = TestDatabase::create();
-    common::migrated(&db).await;
-    let pool = common::pool(&db, 2).await;
+    let f = Fixture::new(16).await;
     sqlx::query(
         "INSERT INTO extraction_queue (document_source, document_number, created_at)
          SELECT 'index', 'C-' || n, clock_timestamp() FROM generate_series(1, 400) AS n",
     )
-    .execute(&pool)
+    .execute(&f.pool)
     .await
     .unwrap();
-    let queue = notify_queue(&db, 16);
     let mut tasks = Vec::new();
     for w in 0..16 {
-        let queue = queue.clone();
+        let queue = f.queue.clone();
         tasks.push(tokio::spawn(async move {
             let worker = format!("chain-{w}");
             let mut mine = Vec::new();
@@ -274,5 +274,5 @@ async fn sixteen_workers_chaining_completions_and_claims_process_every_row_once(
         }
     }
     assert_eq!(all.len(), 400);
-    assert_eq!(common::count_status(&pool, 3).await, 400);
+    assert_eq!(common::count_status(&f.pool, 3).await, 400);
 }

@@ -11,10 +11,13 @@
 //! - [`cluster`]: a real Redis Cluster (3 masters + 3 replicas) whose masters a test can kill;
 //! - [`pg_server`]: a private PostgreSQL (initdb + pg_ctl on a free port) a test can restart;
 //! - [`proxy`]: a TCP fault proxy that cuts or stalls the connections through it;
-//! - [`moto`]: a private moto S3 server with its signature checks on.
+//! - [`moto`]: a private moto S3 server with its signature checks on;
+//! - [`gemini`]: a stand-in for the Gemini generateContent API that checks every request, answers
+//!   as the API documents (or holds, drops, never answers, as scripted) and records each call.
 
 pub mod child;
 pub mod cluster;
+pub mod gemini;
 pub mod moto;
 pub mod pg_server;
 pub mod proxy;

@@ -1,6 +1,6 @@
 //! What the fleet tests share (cluster.rs, fleet.rs, faults.rs): the release worker binaries run
 //! as real processes (restarted like PM2 when they die), a queue of rows for the directory
-//! fetcher, a local stand-in for the Gemini API that counts every call it receives, and the
+//! fetcher, the testkit's Gemini stand-in (re-exported: it counts every call it receives), and the
 //! outside checks (capacity samples, busiest rolling window, final row states).
 #![allow(dead_code)]
 
@@ -8,15 +8,12 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use registre_config::EnvName;
 use registre_testkit::{pdf, unique};
-use serde_json::{json, Value};
 use sqlx::{Connection, PgConnection};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 
 /// target/<profile>, where cargo put the worker binaries of this build.
 pub fn bin_dir() -> PathBuf {
@@ -249,148 +246,8 @@ pub async fn final_queue_checks(conn: &mut PgConnection, rows: usize) -> (i64, i
 
 // ---- the Gemini stand-in -------------------------------------------------------------------
 
-/// A local stand-in for the generateContent API: checks every request (path, key, body), answers
-/// in the documented shape, and records when each call arrived and with which key.
-#[derive(Clone)]
-pub struct GeminiStandIn {
-    pub base_url: String,
-    state: Arc<StandInState>,
-}
-
-struct StandInState {
-    start: Instant,
-    keys: Vec<String>,
-    /// (ms since start, key) of every call received.
-    calls: Mutex<Vec<(u64, String)>>,
-    violations: Mutex<Vec<String>>,
-}
-
-impl GeminiStandIn {
-    /// Serves on a free port of 127.0.0.1 (on the calling tokio runtime), accepting `keys`.
-    pub async fn start(keys: &[&str]) -> GeminiStandIn {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let state = Arc::new(StandInState {
-            start: Instant::now(),
-            keys: keys.iter().map(|k| k.to_string()).collect(),
-            calls: Mutex::new(Vec::new()),
-            violations: Mutex::new(Vec::new()),
-        });
-        let s = state.clone();
-        tokio::spawn(async move {
-            while let Ok((socket, _)) = listener.accept().await {
-                tokio::spawn(serve(s.clone(), socket));
-            }
-        });
-        GeminiStandIn { base_url: format!("http://{addr}/v1beta"), state }
-    }
-
-    pub fn calls(&self) -> usize {
-        lock(&self.state.calls).len()
-    }
-
-    /// Calls per API key.
-    pub fn calls_by_key(&self) -> HashMap<String, usize> {
-        let mut by = HashMap::new();
-        for (_, k) in lock(&self.state.calls).iter() {
-            *by.entry(k.clone()).or_default() += 1;
-        }
-        by
-    }
-
-    /// The most calls that arrived within any `window` (a rolling window over arrival times).
-    pub fn busiest(&self, window: Duration) -> usize {
-        self.busiest_window(window).0
-    }
-
-    /// The same, with when that window started (ms since the stand-in started).
-    pub fn busiest_window(&self, window: Duration) -> (usize, u64) {
-        let mut times: Vec<u64> = lock(&self.state.calls).iter().map(|(t, _)| *t).collect();
-        times.sort_unstable();
-        let w = window.as_millis() as u64;
-        let (mut best, mut at, mut lo) = (0, 0, 0);
-        for hi in 0..times.len() {
-            while times[hi] - times[lo] >= w {
-                lo += 1;
-            }
-            if hi - lo + 1 > best {
-                (best, at) = (hi - lo + 1, times[lo]);
-            }
-        }
-        (best, at)
-    }
-
-    /// Milliseconds since the stand-in started (the time base of its records).
-    pub fn elapsed_ms(&self) -> u64 {
-        self.state.start.elapsed().as_millis() as u64
-    }
-
-    pub fn violations(&self) -> Vec<String> {
-        lock(&self.state.violations).clone()
-    }
-}
-
-async fn read_request(socket: &mut TcpStream) -> Option<(String, Vec<(String, String)>, Vec<u8>)> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 16384];
-    let head_end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i;
-        }
-        let n = socket.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let mut lines = head.split("\r\n");
-    let request_line = lines.next()?.to_string();
-    let headers: Vec<(String, String)> =
-        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string())).collect();
-    let length: usize = headers.iter().find(|(k, _)| k == "content-length").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
-    let mut body = buf[head_end + 4..].to_vec();
-    while body.len() < length {
-        let n = socket.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        body.extend_from_slice(&chunk[..n]);
-    }
-    Some((request_line, headers, body))
-}
-
-async fn serve(state: Arc<StandInState>, mut socket: TcpStream) {
-    // Keep-alive: one connection may carry many calls.
-    while let Some((request_line, headers, body)) = read_request(&mut socket).await {
-        let at = state.start.elapsed().as_millis() as u64;
-        let model = request_line
-            .strip_prefix("POST /v1beta/models/")
-            .and_then(|r| r.strip_suffix(":generateContent HTTP/1.1"))
-            .unwrap_or("")
-            .to_string();
-        let key = headers.iter().find(|(k, _)| k == "x-goog-api-key").map(|(_, v)| v.clone()).unwrap_or_default();
-        let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        if model.is_empty() || !state.keys.contains(&key) || json["contents"][0]["parts"].as_array().is_none_or(|p| p.is_empty()) {
-            lock(&state.violations).push(format!("{request_line} key {key:?}"));
-        }
-        lock(&state.calls).push((at, key));
-        let text = "=== PAGE 1 ===\nREGISTRE FONCIER DU QUÉBEC\nLot 1 234 567\n";
-        let answer = json!({
-            "candidates": [{"content": {"parts": [{"text": text}], "role": "model"}, "finishReason": "STOP", "index": 0}],
-            "usageMetadata": {"promptTokenCount": 400, "candidatesTokenCount": 100, "totalTokenCount": 500},
-            "modelVersion": model
-        })
-        .to_string();
-        let response = format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: application/json; charset=UTF-8\r\nContent-Length: {}\r\n\r\n{answer}",
-            answer.len()
-        );
-        if socket.write_all(response.as_bytes()).await.is_err() {
-            return;
-        }
-    }
-}
+/// The testkit's (it checks every request and records each call's arrival and key).
+pub use registre_testkit::gemini::GeminiStandIn;
 
 // ---- worker environments -------------------------------------------------------------------
 

@@ -1,0 +1,316 @@
+//! A local stand-in for the Gemini generateContent API, speaking raw HTTP/1.1 so a test can also
+//! hold a call, drop its connection or never answer. It answers like the real API documents
+//! (`candidates[0].content.parts[0].text`, `usageMetadata` whose `totalTokenCount` is prompt +
+//! candidates + thoughts tokens) and checks the exact request the engine must send: `POST
+//! /v1beta/models/{model}:generateContent HTTP/1.1`, one of the accepted keys in
+//! `x-goog-api-key`, `content-type: application/json`, a body whose `contents[0]` is the user's
+//! non-empty parts, and, for the extraction model, the PDF inline first. A request the real API
+//! would refuse is recorded as a violation (tests assert there are none) and still answered, so
+//! one bad request does not hang the code under test.
+//!
+//! It records every call (when, with which key, to which model) for the rate-limit checks
+//! (busiest rolling window) and the tokens it reported, for the ledger checks.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// The engine's default extraction model (GeminiSettings, OCR_EXTRACT_MODEL_GEMINI): its calls
+/// must carry the PDF inline.
+pub const EXTRACT_MODEL: &str = "gemini-2.0-flash";
+
+/// The text of [`GeminiStandIn::start`]'s answers: one page of a registry index.
+pub const DEFAULT_TEXT: &str = "=== PAGE 1 ===\nREGISTRE FONCIER DU QUÉBEC\nLot 1 234 567\n";
+
+/// Tokens one answer reports in `usageMetadata`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    pub prompt: u64,
+    pub candidates: u64,
+    /// Thinking tokens (models that think); omitted from the answer when 0, as the API does.
+    pub thoughts: u64,
+}
+
+impl Usage {
+    /// What the API reports as `totalTokenCount`.
+    pub fn total(&self) -> u64 {
+        self.prompt + self.candidates + self.thoughts
+    }
+}
+
+/// What the stand-in does with one call.
+#[derive(Debug, Clone)]
+pub enum Act {
+    /// Answers 200 after `hold` with `text` and `usage`.
+    Answer { hold: Duration, text: String, usage: Usage },
+    /// Reads the request, holds it, then closes the connection without a response.
+    Drop { hold: Duration },
+    /// Reads the request and never answers (the client times out and closes).
+    Hang,
+}
+
+/// Decides what to do with a call: (model, how many calls to that model came before it).
+pub type Script = dyn Fn(&str, usize) -> Act + Send + Sync;
+
+/// One call received.
+#[derive(Debug, Clone)]
+struct Call {
+    /// Milliseconds since the stand-in started.
+    at: u64,
+    key: String,
+    model: String,
+}
+
+struct State {
+    start: Instant,
+    keys: Vec<String>,
+    script: Box<Script>,
+    calls: Mutex<Vec<Call>>,
+    violations: Mutex<Vec<String>>,
+    /// Sum of the totalTokenCount of every answer written to its connection.
+    reported: Mutex<u64>,
+    /// Calls that got no answer (dropped or hung).
+    unanswered: Mutex<usize>,
+}
+
+/// The stand-in: a server on a free port of 127.0.0.1, on the tokio runtime that started it.
+#[derive(Clone)]
+pub struct GeminiStandIn {
+    /// What GEMINI_API_BASE_URL / GeminiSettings take: `http://127.0.0.1:<port>/v1beta`.
+    pub base_url: String,
+    state: Arc<State>,
+}
+
+/// A poisoned lock only means another test thread panicked; its data is still what was recorded.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl GeminiStandIn {
+    /// Accepts `keys` and answers every call at once with [`DEFAULT_TEXT`] (400 prompt + 100
+    /// candidates tokens).
+    pub async fn start(keys: &[&str]) -> GeminiStandIn {
+        GeminiStandIn::scripted(keys, |_, _| Act::Answer {
+            hold: Duration::ZERO,
+            text: DEFAULT_TEXT.to_string(),
+            usage: Usage { prompt: 400, candidates: 100, thoughts: 0 },
+        })
+        .await
+    }
+
+    /// Accepts `keys` and does with each call what `script` says.
+    pub async fn scripted(keys: &[&str], script: impl Fn(&str, usize) -> Act + Send + Sync + 'static) -> GeminiStandIn {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("Gemini stand-in: bind: {e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("Gemini stand-in: local_addr: {e}"));
+        let state = Arc::new(State {
+            start: Instant::now(),
+            keys: keys.iter().map(|k| k.to_string()).collect(),
+            script: Box::new(script),
+            calls: Mutex::new(Vec::new()),
+            violations: Mutex::new(Vec::new()),
+            reported: Mutex::new(0),
+            unanswered: Mutex::new(0),
+        });
+        let s = state.clone();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                tokio::spawn(serve(s.clone(), socket));
+            }
+        });
+        GeminiStandIn { base_url: format!("http://{addr}/v1beta"), state }
+    }
+
+    /// Calls received (answered or not).
+    pub fn calls(&self) -> usize {
+        lock(&self.state.calls).len()
+    }
+
+    /// Calls received per API key.
+    pub fn calls_by_key(&self) -> HashMap<String, usize> {
+        let mut by = HashMap::new();
+        for c in lock(&self.state.calls).iter() {
+            *by.entry(c.key.clone()).or_default() += 1;
+        }
+        by
+    }
+
+    /// Calls received for `model`.
+    pub fn calls_to(&self, model: &str) -> usize {
+        lock(&self.state.calls).iter().filter(|c| c.model == model).count()
+    }
+
+    /// The most calls that arrived within any `window` (a rolling window over arrival times).
+    pub fn busiest(&self, window: Duration) -> usize {
+        self.busiest_window(window).0
+    }
+
+    /// The same, with when that window started (ms since the stand-in started).
+    pub fn busiest_window(&self, window: Duration) -> (usize, u64) {
+        let mut times: Vec<u64> = lock(&self.state.calls).iter().map(|c| c.at).collect();
+        times.sort_unstable();
+        let w = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
+        let (mut best, mut at, mut lo) = (0, 0, 0);
+        for hi in 0..times.len() {
+            while times[hi] - times[lo] >= w {
+                lo += 1;
+            }
+            if hi - lo + 1 > best {
+                (best, at) = (hi - lo + 1, times[lo]);
+            }
+        }
+        (best, at)
+    }
+
+    /// Milliseconds since the stand-in started (the time base of its records).
+    pub fn elapsed_ms(&self) -> u64 {
+        self.state.elapsed_ms()
+    }
+
+    /// Requests the real API would refuse, one line each.
+    pub fn violations(&self) -> Vec<String> {
+        lock(&self.state.violations).clone()
+    }
+
+    /// Sum of the `totalTokenCount` of every answer sent.
+    pub fn reported_tokens(&self) -> u64 {
+        *lock(&self.state.reported)
+    }
+
+    /// Calls that got no answer (dropped or hung by the script).
+    pub fn unanswered(&self) -> usize {
+        *lock(&self.state.unanswered)
+    }
+}
+
+impl State {
+    fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn violation(&self, what: String) {
+        lock(&self.violations).push(what);
+    }
+
+    /// Records a call and returns how many calls to its model came before it.
+    fn record(&self, key: String, model: String) -> usize {
+        let mut calls = lock(&self.calls);
+        let before = calls.iter().filter(|c| c.model == model).count();
+        calls.push(Call { at: self.elapsed_ms(), key, model });
+        before
+    }
+
+    /// Checks one request against what the real API accepts; returns its model.
+    fn check(&self, request_line: &str, headers: &[(String, String)], body: &[u8]) -> (String, String) {
+        let model = request_line
+            .strip_prefix("POST /v1beta/models/")
+            .and_then(|rest| rest.strip_suffix(":generateContent HTTP/1.1"))
+            .unwrap_or("")
+            .to_string();
+        if model.is_empty() {
+            self.violation(format!("unexpected request line {request_line:?}"));
+        }
+        let header = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        let key = header("x-goog-api-key").unwrap_or_default().to_string();
+        if !self.keys.contains(&key) {
+            self.violation(format!("{model}: missing or wrong x-goog-api-key {key:?}"));
+        }
+        if header("content-type") != Some("application/json") {
+            self.violation(format!("{model}: content-type {:?}", header("content-type")));
+        }
+        let json: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        let parts = json["contents"][0]["parts"].as_array().cloned().unwrap_or_default();
+        if json["contents"][0]["role"] != "user" || parts.is_empty() {
+            self.violation(format!("{model}: body is not a generateContent request: {json}"));
+        }
+        if model == EXTRACT_MODEL && parts.first().map(|p| &p["inline_data"]["mime_type"]) != Some(&json!("application/pdf")) {
+            self.violation(format!("{model}: extraction call without the inline PDF"));
+        }
+        (model, key)
+    }
+}
+
+/// Reads one HTTP/1.1 request: (request line, headers lower-cased, body); None once the client
+/// closed the connection.
+async fn read_request(socket: &mut TcpStream) -> Option<(String, Vec<(String, String)>, Vec<u8>)> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 16384];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i;
+        }
+        let n = socket.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let request_line = lines.next()?.to_string();
+    let headers: Vec<(String, String)> =
+        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string())).collect();
+    let length: usize = headers.iter().find(|(k, _)| k == "content-length").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
+    let mut body = buf[head_end + 4..].to_vec();
+    while body.len() < length {
+        let n = socket.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    Some((request_line, headers, body))
+}
+
+/// Serves one connection; keep-alive, so one connection may carry many calls.
+async fn serve(state: Arc<State>, mut socket: TcpStream) {
+    while let Some((request_line, headers, body)) = read_request(&mut socket).await {
+        let (model, key) = state.check(&request_line, &headers, &body);
+        let before = state.record(key, model.clone());
+        match (state.script)(&model, before) {
+            Act::Answer { hold, text, usage } => {
+                tokio::time::sleep(hold).await;
+                let mut metadata = json!({
+                    "promptTokenCount": usage.prompt,
+                    "candidatesTokenCount": usage.candidates,
+                    "totalTokenCount": usage.total(),
+                    "promptTokensDetails": [{"modality": "TEXT", "tokenCount": usage.prompt}]
+                });
+                if usage.thoughts > 0 {
+                    metadata["thoughtsTokenCount"] = json!(usage.thoughts);
+                }
+                let answer = json!({
+                    "candidates": [{"content": {"parts": [{"text": text}], "role": "model"}, "finishReason": "STOP", "index": 0}],
+                    "usageMetadata": metadata,
+                    "modelVersion": model,
+                    "responseId": "stand-in"
+                })
+                .to_string();
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json; charset=UTF-8\r\nContent-Length: {}\r\n\r\n{answer}",
+                    answer.len()
+                );
+                if socket.write_all(response.as_bytes()).await.is_err() {
+                    return;
+                }
+                // Counted once the answer is on its way: the client reads it and settles it.
+                *lock(&state.reported) += usage.total();
+            }
+            Act::Drop { hold } => {
+                tokio::time::sleep(hold).await;
+                *lock(&state.unanswered) += 1;
+                return;
+            }
+            Act::Hang => {
+                *lock(&state.unanswered) += 1;
+                // Until the client gives up and closes the connection.
+                let mut sink = [0u8; 1024];
+                while matches!(socket.read(&mut sink).await, Ok(n) if n > 0) {}
+                return;
+            }
+        }
+    }
+}
