@@ -148,6 +148,8 @@ pub struct RateLimitStatus {
     pub tokens_per_window: u64,
     /// The span the counts cover: the window plus the arrival margin (each grant is held that long).
     pub window: Duration,
+    /// The arrival margin included in `window`; `window - arrival_margin` is the API's own window.
+    pub arrival_margin: Duration,
     /// Time left of a running cooldown.
     pub cooldown_remaining: Option<Duration>,
     /// Redis server time of the reading (ms).
@@ -345,6 +347,7 @@ impl RateLimiter {
             requests_per_window: self.settings.requests_per_window,
             tokens_per_window: self.settings.tokens_per_window,
             window: self.settings.held_window(),
+            arrival_margin: self.settings.arrival_margin,
             cooldown_remaining: (cooldown_ms > 0).then(|| Duration::from_millis(cooldown_ms)),
             now_ms: int_at(&reply, 3, "status")?,
         })
