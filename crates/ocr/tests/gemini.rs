@@ -1,106 +1,46 @@
-//! The Gemini engine against a local HTTP server standing in for the generateContent API: the
-//! server checks method, path, API key header and JSON body of every request and answers in the
-//! API's documented shape (candidates[0].content.parts[0].text, usageMetadata); scripted failures
-//! check the rate-limiter protocol (admit → settle with usage, 429 → cooldown with Retry-After),
-//! retries of 5xx, and the readable error of a 400.
+//! The Gemini engine against testkit's stand-in for the generateContent API (the one the fleet
+//! and ledger tests use): it checks method, path, API key header and JSON body of every request
+//! and answers in the API's documented shape (candidates[0].content.parts[0].text,
+//! usageMetadata); scripted failures check the rate-limiter protocol (admit → settle with usage,
+//! 429 → cooldown with Retry-After), retries of 5xx, and the readable error of a 400.
 
-
-use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use registre_config::Secret;
 use registre_ocr::{ApiLimiter, GeminiEngine, GeminiSettings, LimiterError, OcrEngine, OcrError, Parallelism, PAGE_SEPARATOR};
-use serde_json::{json, Value};
+use registre_testkit::gemini::{Act, GeminiStandIn, Usage};
 use registre_testkit::pdf;
+use serde_json::json;
 
 const KEY: &str = "test-key-AIza-0123456789";
 
-/// One request as the server saw it.
-#[derive(Debug, Clone)]
-struct Seen {
-    method: Method,
-    path: String,
-    api_key: Option<String>,
-    body: Value,
-    at: Instant,
-}
-
-/// A scripted answer: status, optional Retry-After, JSON body.
-type Scripted = (u16, Option<&'static str>, Value);
-
-#[derive(Default)]
-struct Server {
-    script: Mutex<VecDeque<Scripted>>,
-    seen: Mutex<Vec<Seen>>,
-}
-
-async fn handle(State(server): State<Arc<Server>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
-    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    server.seen.lock().unwrap().push(Seen {
-        method,
-        path: uri.path().to_string(),
-        api_key: headers.get("x-goog-api-key").and_then(|v| v.to_str().ok()).map(str::to_string),
-        body,
-        at: Instant::now(),
-    });
-    let next = server.script.lock().unwrap().pop_front();
-    let Some((status, retry_after, body)) = next else {
-        return (StatusCode::INTERNAL_SERVER_ERROR, "script exhausted").into_response();
-    };
-    let mut response = (StatusCode::from_u16(status).unwrap(), axum::Json(body)).into_response();
-    if let Some(seconds) = retry_after {
-        response.headers_mut().insert("retry-after", seconds.parse().unwrap());
-    }
-    response
-}
-
-/// Starts the server on a free port; returns its base URL (`http://127.0.0.1:<port>/v1beta`).
-async fn serve(script: Vec<Scripted>) -> (String, Arc<Server>) {
-    let server = Arc::new(Server { script: Mutex::new(script.into()), ..Server::default() });
-    let app = axum::Router::new().fallback(handle).with_state(server.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (format!("http://{addr}/v1beta"), server)
+/// Starts the stand-in answering `acts` in order; returns its base URL and the stand-in.
+async fn serve(acts: Vec<Act>) -> (String, GeminiStandIn) {
+    let server = GeminiStandIn::sequence(&[KEY], acts).await;
+    (server.base_url.clone(), server)
 }
 
 /// The documented success shape of generateContent, without thinking tokens.
-fn answer(text: &str, prompt: u64, candidates: u64) -> Scripted {
+fn answer(text: &str, prompt: u64, candidates: u64) -> Act {
     thinking_answer(text, prompt, candidates, 0)
 }
 
-/// The documented success shape of generateContent: a thinking model (gemini-2.5-pro) also reports
-/// `thoughtsTokenCount`, and `totalTokenCount` (what the quota counts) includes them.
-fn thinking_answer(text: &str, prompt: u64, candidates: u64, thoughts: u64) -> Scripted {
-    let mut usage = json!({
-        "promptTokenCount": prompt,
-        "candidatesTokenCount": candidates,
-        "totalTokenCount": prompt + candidates + thoughts,
-        "promptTokensDetails": [{"modality": "TEXT", "tokenCount": prompt}]
-    });
-    if thoughts > 0 {
-        usage["thoughtsTokenCount"] = json!(thoughts);
-    }
-    (
-        200,
-        None,
-        json!({
-            "candidates": [{"content": {"parts": [{"text": text}], "role": "model"}, "finishReason": "STOP", "index": 0}],
-            "usageMetadata": usage,
-            "modelVersion": "gemini-2.0-flash",
-            "responseId": "stand-in"
-        }),
-    )
+/// A thinking model (gemini-2.5-pro) also reports `thoughtsTokenCount`, and `totalTokenCount`
+/// (what the quota counts) includes them.
+fn thinking_answer(text: &str, prompt: u64, candidates: u64, thoughts: u64) -> Act {
+    Act::answer(text, Usage { prompt, candidates, thoughts })
 }
 
-fn error(status: u16, retry_after: Option<&'static str>, message: &str, code: &str) -> Scripted {
-    (status, retry_after, json!({"error": {"code": status, "message": message, "status": code}}))
+fn error(status: u16, retry_after: Option<u64>, message: &str, code: &str) -> Act {
+    Act::error(status, retry_after, message, code)
+}
+
+/// The requests the stand-in saw, after checking none of them is one the real API would refuse.
+fn seen(server: &GeminiStandIn) -> Vec<registre_testkit::gemini::Call> {
+    assert_eq!(server.violations(), Vec::<String>::new(), "requests the real API would refuse");
+    server.requests()
 }
 
 /// Records the limiter protocol instead of talking to Redis.
@@ -170,12 +110,12 @@ async fn extraction_then_boost_with_documented_requests_and_settled_usage() {
     );
     assert_eq!(out.tokens_used, 1500 + 2280, "totalTokenCount, thinking tokens included");
 
-    let seen = server.seen.lock().unwrap().clone();
+    // Method, path (the model), key header and content type are checked by the stand-in.
+    let seen = seen(&server);
     assert_eq!(seen.len(), 2);
     for (request, model) in seen.iter().zip(["gemini-2.0-flash", "gemini-2.5-pro"]) {
-        assert_eq!(request.method, Method::POST);
-        assert_eq!(request.path, format!("/v1beta/models/{model}:generateContent"));
-        assert_eq!(request.api_key.as_deref(), Some(KEY));
+        assert_eq!(request.model, model);
+        assert_eq!(request.key, KEY);
         assert_eq!(request.body["generationConfig"]["temperature"], json!(0.2));
         assert_eq!(request.body["contents"][0]["role"], "user");
     }
@@ -202,7 +142,7 @@ async fn extraction_then_boost_with_documented_requests_and_settled_usage() {
 #[tokio::test]
 async fn a_429_sets_the_shared_cooldown_from_retry_after_then_retries() {
     let (base, server) = serve(vec![
-        error(429, Some("1"), "Resource has been exhausted (e.g. check quota).", "RESOURCE_EXHAUSTED"),
+        error(429, Some(1), "Resource has been exhausted (e.g. check quota).", "RESOURCE_EXHAUSTED"),
         answer(EXTRACTED, 1000, 200),
         answer(CORRECTED, 300, 300),
     ])
@@ -215,7 +155,7 @@ async fn a_429_sets_the_shared_cooldown_from_retry_after_then_retries() {
     assert_eq!(*limiter.cooldowns.lock().unwrap(), vec![Duration::from_secs(1)], "Retry-After: 1 → 1 s shared cooldown");
     // The rejected call is settled with 0 tokens, the retry is admitted again.
     assert_eq!(*limiter.settled.lock().unwrap(), vec![(0, 0), (1, 1200), (2, 600)]);
-    let seen = server.seen.lock().unwrap().clone();
+    let seen = seen(&server);
     assert_eq!(seen.len(), 3);
     let waited = seen[1].at - seen[0].at;
     assert!(waited >= Duration::from_millis(950), "the retry came {waited:?} after the 429, before Retry-After");
@@ -234,7 +174,7 @@ async fn a_500_is_retried_with_backoff_then_succeeds() {
 
     let out = engine(&base, limiter.clone()).extract(&document(), Parallelism::ONE).await.unwrap();
     assert_eq!(out.tokens_used, 1800);
-    assert_eq!(server.seen.lock().unwrap().len(), 4);
+    assert_eq!(seen(&server).len(), 4);
     assert!(limiter.cooldowns.lock().unwrap().is_empty(), "a 5xx is no reason for a shared cooldown");
     assert_eq!(*limiter.settled.lock().unwrap(), vec![(0, 0), (1, 0), (2, 1200), (3, 600)]);
 }
@@ -253,7 +193,7 @@ async fn a_400_is_a_readable_error_with_the_api_message_and_no_retry() {
         "Gemini API refused the extraction call (HTTP 400): API key not valid. Please pass a valid API key. (INVALID_ARGUMENT)"
     );
     assert!(!message.contains(KEY) && !format!("{err:?}").contains(KEY));
-    assert_eq!(server.seen.lock().unwrap().len(), 1, "a 400 is not retried");
+    assert_eq!(seen(&server).len(), 1, "a 400 is not retried");
     assert_eq!(*limiter.settled.lock().unwrap(), vec![(0, 0)]);
 }
 
@@ -263,7 +203,7 @@ async fn persistent_5xx_gives_up_after_the_attempts_with_the_last_error() {
     let (base, server) = serve(script).await;
     let err = engine(&base, Arc::new(RecordingLimiter::default())).extract(&document(), Parallelism::ONE).await.unwrap_err();
     assert_eq!(err.to_string(), "Gemini API extraction call failed after 4 attempts: HTTP 502: Bad gateway (UNAVAILABLE)");
-    assert_eq!(server.seen.lock().unwrap().len(), 4);
+    assert_eq!(seen(&server).len(), 4);
 }
 
 #[tokio::test]
@@ -271,7 +211,7 @@ async fn not_a_pdf_is_refused_before_any_call() {
     let (base, server) = serve(vec![]).await;
     let err = engine(&base, Arc::new(RecordingLimiter::default())).extract(b"hello", Parallelism::ONE).await.unwrap_err();
     assert!(err.to_string().starts_with("PDF could not be rendered: "), "{err}");
-    assert!(server.seen.lock().unwrap().is_empty());
+    assert!(seen(&server).is_empty());
 }
 
 #[test]
@@ -297,7 +237,7 @@ async fn with_the_shared_redis_limiter_usage_is_settled_and_429_cools_everyone_d
     };
     let limiter = RateLimiter::new(conn, settings).unwrap();
     let (base, server) = serve(vec![
-        error(429, Some("5"), "Resource has been exhausted (e.g. check quota).", "RESOURCE_EXHAUSTED"),
+        error(429, Some(5), "Resource has been exhausted (e.g. check quota).", "RESOURCE_EXHAUSTED"),
         answer(EXTRACTED, 1000, 200),
         answer(CORRECTED, 300, 300),
     ])
@@ -324,7 +264,7 @@ async fn with_the_shared_redis_limiter_usage_is_settled_and_429_cools_everyone_d
     let status = limiter.status().await.unwrap();
     assert_eq!(status.requests_in_window, 3, "the 429'd call, the retry and the boost call");
     assert_eq!(status.tokens_in_window, 1200 + 600, "charged the reported totalTokenCount, the 429 refunded");
-    let seen = server.seen.lock().unwrap().clone();
+    let seen = seen(&server);
     assert!(seen[1].at - seen[0].at >= Duration::from_millis(4900), "retry before the cooldown ended");
 }
 

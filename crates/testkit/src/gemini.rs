@@ -8,10 +8,12 @@
 //! would refuse is recorded as a violation (tests assert there are none) and still answered, so
 //! one bad request does not hang the code under test.
 //!
-//! It records every call (when, with which key, to which model) for the rate-limit checks
-//! (busiest rolling window) and the tokens it reported, for the ledger checks.
+//! It records every call (when, with which key, to which model, with which body) for the
+//! rate-limit checks (busiest rolling window) and the request checks, and the tokens it reported,
+//! for the ledger checks. A script may also answer with one of the API's documented errors (429
+//! with Retry-After, 400, 5xx) to test retries and cooldowns.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -51,6 +53,21 @@ pub enum Act {
     Drop { hold: Duration },
     /// Reads the request and never answers (the client times out and closes).
     Hang,
+    /// Answers `status` with the API's error body (`{"error": {"code", "message", "status"}}`)
+    /// and, when given, a `Retry-After` header in seconds.
+    Error { status: u16, retry_after: Option<u64>, message: String, code: String },
+}
+
+impl Act {
+    /// A 200 answered at once.
+    pub fn answer(text: &str, usage: Usage) -> Act {
+        Act::Answer { hold: Duration::ZERO, text: text.to_string(), usage }
+    }
+
+    /// One of the API's documented errors.
+    pub fn error(status: u16, retry_after: Option<u64>, message: &str, code: &str) -> Act {
+        Act::Error { status, retry_after, message: message.to_string(), code: code.to_string() }
+    }
 }
 
 /// Decides what to do with a call: (model, how many calls to that model came before it).
@@ -58,11 +75,15 @@ pub type Script = dyn Fn(&str, usize) -> Act + Send + Sync;
 
 /// One call received.
 #[derive(Debug, Clone)]
-struct Call {
-    /// Milliseconds since the stand-in started.
-    at: u64,
-    key: String,
-    model: String,
+pub struct Call {
+    /// Since the stand-in started.
+    pub at: Duration,
+    /// The `x-goog-api-key` header (empty when missing).
+    pub key: String,
+    /// From the path `/v1beta/models/{model}:generateContent` (empty when the path was not that).
+    pub model: String,
+    /// The JSON body (Null when it was not JSON).
+    pub body: Value,
 }
 
 struct State {
@@ -124,6 +145,21 @@ impl GeminiStandIn {
         GeminiStandIn { base_url: format!("http://{addr}/v1beta"), state }
     }
 
+    /// Answers the calls with `acts`, in order of arrival; once they run out, with a 500 "script
+    /// exhausted" (tests count the calls, so an unplanned one shows).
+    pub async fn sequence(keys: &[&str], acts: Vec<Act>) -> GeminiStandIn {
+        let acts = Mutex::new(VecDeque::from(acts));
+        GeminiStandIn::scripted(keys, move |_, _| {
+            lock(&acts).pop_front().unwrap_or_else(|| Act::error(500, None, "script exhausted", "INTERNAL"))
+        })
+        .await
+    }
+
+    /// Every call received so far, in order of arrival.
+    pub fn requests(&self) -> Vec<Call> {
+        lock(&self.state.calls).clone()
+    }
+
     /// Calls received (answered or not).
     pub fn calls(&self) -> usize {
         lock(&self.state.calls).len()
@@ -150,7 +186,7 @@ impl GeminiStandIn {
 
     /// The same, with when that window started (ms since the stand-in started).
     pub fn busiest_window(&self, window: Duration) -> (usize, u64) {
-        let mut times: Vec<u64> = lock(&self.state.calls).iter().map(|c| c.at).collect();
+        let mut times: Vec<u64> = lock(&self.state.calls).iter().map(|c| millis(c.at)).collect();
         times.sort_unstable();
         let w = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
         let (mut best, mut at, mut lo) = (0, 0, 0);
@@ -186,9 +222,13 @@ impl GeminiStandIn {
     }
 }
 
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 impl State {
     fn elapsed_ms(&self) -> u64 {
-        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
+        millis(self.start.elapsed())
     }
 
     fn violation(&self, what: String) {
@@ -196,15 +236,15 @@ impl State {
     }
 
     /// Records a call and returns how many calls to its model came before it.
-    fn record(&self, key: String, model: String) -> usize {
+    fn record(&self, call: Call) -> usize {
         let mut calls = lock(&self.calls);
-        let before = calls.iter().filter(|c| c.model == model).count();
-        calls.push(Call { at: self.elapsed_ms(), key, model });
+        let before = calls.iter().filter(|c| c.model == call.model).count();
+        calls.push(call);
         before
     }
 
-    /// Checks one request against what the real API accepts; returns its model.
-    fn check(&self, request_line: &str, headers: &[(String, String)], body: &[u8]) -> (String, String) {
+    /// Checks one request against what the real API accepts; returns it as a call.
+    fn check(&self, request_line: &str, headers: &[(String, String)], body: &[u8]) -> Call {
         let model = request_line
             .strip_prefix("POST /v1beta/models/")
             .and_then(|rest| rest.strip_suffix(":generateContent HTTP/1.1"))
@@ -229,7 +269,7 @@ impl State {
         if model == EXTRACT_MODEL && parts.first().map(|p| &p["inline_data"]["mime_type"]) != Some(&json!("application/pdf")) {
             self.violation(format!("{model}: extraction call without the inline PDF"));
         }
-        (model, key)
+        Call { at: self.start.elapsed(), key, model, body: json }
     }
 }
 
@@ -268,8 +308,9 @@ async fn read_request(socket: &mut TcpStream) -> Option<(String, Vec<(String, St
 /// Serves one connection; keep-alive, so one connection may carry many calls.
 async fn serve(state: Arc<State>, mut socket: TcpStream) {
     while let Some((request_line, headers, body)) = read_request(&mut socket).await {
-        let (model, key) = state.check(&request_line, &headers, &body);
-        let before = state.record(key, model.clone());
+        let call = state.check(&request_line, &headers, &body);
+        let model = call.model.clone();
+        let before = state.record(call);
         match (state.script)(&model, before) {
             Act::Answer { hold, text, usage } => {
                 tokio::time::sleep(hold).await;
@@ -299,6 +340,18 @@ async fn serve(state: Arc<State>, mut socket: TcpStream) {
                 // Counted once the answer is on its way: the client reads it and settles it.
                 *lock(&state.reported) += usage.total();
             }
+            Act::Error { status, retry_after, message, code } => {
+                let body = json!({"error": {"code": status, "message": message, "status": code}}).to_string();
+                let retry_after = retry_after.map(|s| format!("Retry-After: {s}\r\n")).unwrap_or_default();
+                let response = format!(
+                    "HTTP/1.1 {status} {}\r\nContent-Type: application/json; charset=UTF-8\r\n{retry_after}Content-Length: {}\r\n\r\n{body}",
+                    reason(status),
+                    body.len()
+                );
+                if socket.write_all(response.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
             Act::Drop { hold } => {
                 tokio::time::sleep(hold).await;
                 *lock(&state.unanswered) += 1;
@@ -312,5 +365,20 @@ async fn serve(state: Arc<State>, mut socket: TcpStream) {
                 return;
             }
         }
+    }
+}
+
+/// The reason phrase of the statuses the API documents.
+fn reason(status: u16) -> &'static str {
+    match status {
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Error",
     }
 }
