@@ -33,10 +33,6 @@ fn thinking_answer(text: &str, prompt: u64, candidates: u64, thoughts: u64) -> A
     Act::answer(text, Usage { prompt, candidates, thoughts })
 }
 
-fn error(status: u16, retry_after: Option<u64>, message: &str, code: &str) -> Act {
-    Act::error(status, retry_after, message, code)
-}
-
 /// The requests the stand-in saw, after checking none of them is one the real API would refuse.
 fn seen(server: &GeminiStandIn) -> Vec<registre_testkit::gemini::Call> {
     assert_eq!(server.violations(), Vec::<String>::new(), "requests the real API would refuse");
@@ -142,7 +138,7 @@ async fn extraction_then_boost_with_documented_requests_and_settled_usage() {
 #[tokio::test]
 async fn a_429_sets_the_shared_cooldown_from_retry_after_then_retries() {
     let (base, server) = serve(vec![
-        error(429, Some(1), "Resource has been exhausted (e.g. check quota).", "RESOURCE_EXHAUSTED"),
+        Act::error(429, Some(1), "Resource has been exhausted (e.g. check quota).", "RESOURCE_EXHAUSTED"),
         answer(EXTRACTED, 1000, 200),
         answer(CORRECTED, 300, 300),
     ])
@@ -164,8 +160,8 @@ async fn a_429_sets_the_shared_cooldown_from_retry_after_then_retries() {
 #[tokio::test]
 async fn a_500_is_retried_with_backoff_then_succeeds() {
     let (base, server) = serve(vec![
-        error(500, None, "An internal error has occurred.", "INTERNAL"),
-        error(503, None, "The model is overloaded.", "UNAVAILABLE"),
+        Act::error(500, None, "An internal error has occurred.", "INTERNAL"),
+        Act::error(503, None, "The model is overloaded.", "UNAVAILABLE"),
         answer(EXTRACTED, 1000, 200),
         answer(CORRECTED, 300, 300),
     ])
@@ -181,7 +177,7 @@ async fn a_500_is_retried_with_backoff_then_succeeds() {
 
 #[tokio::test]
 async fn a_400_is_a_readable_error_with_the_api_message_and_no_retry() {
-    let (base, server) = serve(vec![error(400, None, "API key not valid. Please pass a valid API key.", "INVALID_ARGUMENT")]).await;
+    let (base, server) = serve(vec![Act::error(400, None, "API key not valid. Please pass a valid API key.", "INVALID_ARGUMENT")]).await;
     let limiter = Arc::new(RecordingLimiter::default());
 
     let err = engine(&base, limiter.clone()).extract(&document(), Parallelism::ONE).await.unwrap_err();
@@ -199,7 +195,7 @@ async fn a_400_is_a_readable_error_with_the_api_message_and_no_retry() {
 
 #[tokio::test]
 async fn persistent_5xx_gives_up_after_the_attempts_with_the_last_error() {
-    let script = (0..4).map(|_| error(502, None, "Bad gateway", "UNAVAILABLE")).collect();
+    let script = (0..4).map(|_| Act::error(502, None, "Bad gateway", "UNAVAILABLE")).collect();
     let (base, server) = serve(script).await;
     let err = engine(&base, Arc::new(RecordingLimiter::default())).extract(&document(), Parallelism::ONE).await.unwrap_err();
     assert_eq!(err.to_string(), "Gemini API extraction call failed after 4 attempts: HTTP 502: Bad gateway (UNAVAILABLE)");
@@ -237,7 +233,7 @@ async fn with_the_shared_redis_limiter_usage_is_settled_and_429_cools_everyone_d
     };
     let limiter = RateLimiter::new(conn, settings).unwrap();
     let (base, server) = serve(vec![
-        error(429, Some(5), "Resource has been exhausted (e.g. check quota).", "RESOURCE_EXHAUSTED"),
+        Act::error(429, Some(5), "Resource has been exhausted (e.g. check quota).", "RESOURCE_EXHAUSTED"),
         answer(EXTRACTED, 1000, 200),
         answer(CORRECTED, 300, 300),
     ])

@@ -17,6 +17,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use axum::http::StatusCode;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -330,11 +331,7 @@ async fn serve(state: Arc<State>, mut socket: TcpStream) {
                     "responseId": "stand-in"
                 })
                 .to_string();
-                let response = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/json; charset=UTF-8\r\nContent-Length: {}\r\n\r\n{answer}",
-                    answer.len()
-                );
-                if socket.write_all(response.as_bytes()).await.is_err() {
+                if respond(&mut socket, 200, "", &answer).await.is_err() {
                     return;
                 }
                 // Counted once the answer is on its way: the client reads it and settles it.
@@ -343,12 +340,7 @@ async fn serve(state: Arc<State>, mut socket: TcpStream) {
             Act::Error { status, retry_after, message, code } => {
                 let body = json!({"error": {"code": status, "message": message, "status": code}}).to_string();
                 let retry_after = retry_after.map(|s| format!("Retry-After: {s}\r\n")).unwrap_or_default();
-                let response = format!(
-                    "HTTP/1.1 {status} {}\r\nContent-Type: application/json; charset=UTF-8\r\n{retry_after}Content-Length: {}\r\n\r\n{body}",
-                    reason(status),
-                    body.len()
-                );
-                if socket.write_all(response.as_bytes()).await.is_err() {
+                if respond(&mut socket, status, &retry_after, &body).await.is_err() {
                     return;
                 }
             }
@@ -368,17 +360,12 @@ async fn serve(state: Arc<State>, mut socket: TcpStream) {
     }
 }
 
-/// The reason phrase of the statuses the API documents.
-fn reason(status: u16) -> &'static str {
-    match status {
-        400 => "Bad Request",
-        403 => "Forbidden",
-        404 => "Not Found",
-        429 => "Too Many Requests",
-        500 => "Internal Server Error",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        _ => "Error",
-    }
+/// Writes one JSON response; `extra_headers` are whole header lines ("Name: value\r\n").
+async fn respond(socket: &mut TcpStream, status: u16, extra_headers: &str, json: &str) -> std::io::Result<()> {
+    let reason = StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("Error");
+    let response = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json; charset=UTF-8\r\n{extra_headers}Content-Length: {}\r\n\r\n{json}",
+        json.len()
+    );
+    socket.write_all(response.as_bytes()).await
 }
