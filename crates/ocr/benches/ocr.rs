@@ -39,6 +39,8 @@ fn median(mut values: Vec<f64>) -> f64 {
 /// One document the bench reads: its bytes, where they are on disk, and the text it shows.
 struct Corpus {
     label: &'static str,
+    /// File-name-safe name.
+    slug: &'static str,
     bytes: Vec<u8>,
     path: PathBuf,
     pages: usize,
@@ -47,7 +49,7 @@ struct Corpus {
 
 /// The reference: every page rendered once at 300 dpi as PGM, untimed.
 fn pre_render(dir: &Path, corpus: &Corpus) -> PathBuf {
-    let out = dir.join(format!("reference-{}", corpus.label));
+    let out = dir.join(format!("reference-{}", corpus.slug));
     let _ = std::fs::remove_dir_all(&out);
     std::fs::create_dir_all(&out).unwrap();
     let status = Command::new("pdftoppm")
@@ -175,6 +177,7 @@ fn main() {
     let (born_digital_scan_source, _) = scan::index_document(seed, pages);
     let scanned = Corpus {
         label: "scanned index (200 dpi, noise, skew)",
+        slug: "scanned",
         path: dir.join("scanned.pdf"),
         truth: drawn_text(&dir, &born_digital_scan_source),
         bytes: scanned.pdf,
@@ -183,6 +186,7 @@ fn main() {
     let (drawn, _) = pdf::registry_index(pages, 16);
     let born_digital = Corpus {
         label: "born-digital index (drawn text)",
+        slug: "born-digital",
         path: dir.join("born-digital.pdf"),
         truth: drawn.iter().map(|p| p.join("\n")).collect::<Vec<_>>().join("\n"),
         bytes: pdf::pdf(&drawn),
