@@ -240,7 +240,7 @@ impl<L: ApiLimiter> GeminiEngine<L> {
         let raw = pages.join(PAGE_SEPARATOR);
         let boosted = corrected_pages.iter().map(|p| boost::boost(p)).collect::<Vec<_>>().join(PAGE_SEPARATOR);
         let tokens_used = extracted.total_tokens + corrected.total_tokens;
-        Ok(OcrOutput { pages, raw, boosted, engine: "gemini", tokens_used })
+        Ok(OcrOutput { pages, raw, boosted, engine: "gemini", tokens_used, text_layer_pages: 0 })
     }
 
     fn body(&self, parts: Vec<serde_json::Value>) -> Vec<u8> {

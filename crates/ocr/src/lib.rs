@@ -5,8 +5,9 @@
 //!   [`Parallelism`] budget (how many pages may be worked on at once, derived from the worker's CPU
 //!   share by [`Parallelism::from_cpu`]) and returns an [`OcrOutput`]: the text of each page, the
 //!   raw text (stored in `file_content`) and the boosted text (stored in `boosted_file_content`);
-//! - [`TesseractEngine`] is local: `pdfinfo` counts the pages, `pdftoppm` renders each page into a
-//!   per-job temporary directory, `tesseract` reads it; pages in parallel within the budget;
+//! - [`TesseractEngine`] is local: a born-digital page takes its text layer (`pdftotext`); a scanned
+//!   page is OCR'd by `tesseract` from its own image (`pdfimages`) or a PGM render (`pdftoppm`),
+//!   prepared ahead of the reading; pages in parallel within the budget;
 //! - [`GeminiEngine`] calls the Gemini generateContent API (one extraction call, one boost call),
 //!   every call admitted by the shared rate limiter through the [`ApiLimiter`] trait (implemented
 //!   for [`registre_ratelimit::RateLimiter`]), usage settled from the response, 429 → shared cooldown;
@@ -48,6 +49,9 @@ pub struct OcrOutput {
     pub engine: &'static str,
     /// Tokens the API reported for the whole document (0 for local engines).
     pub tokens_used: u64,
+    /// How many of `pages` were born-digital and taken from the PDF's text layer instead of being
+    /// OCR'd (the row's log line says so).
+    pub text_layer_pages: usize,
 }
 
 impl OcrOutput {
@@ -55,7 +59,7 @@ impl OcrOutput {
     pub fn from_pages(engine: &'static str, pages: Vec<String>) -> OcrOutput {
         let raw = pages.join(PAGE_SEPARATOR);
         let boosted = pages.iter().map(|p| boost::boost(p)).collect::<Vec<_>>().join(PAGE_SEPARATOR);
-        OcrOutput { pages, raw, boosted, engine, tokens_used: 0 }
+        OcrOutput { pages, raw, boosted, engine, tokens_used: 0, text_layer_pages: 0 }
     }
 }
 
@@ -66,7 +70,8 @@ impl OcrOutput {
 /// DOWN, with a minimum of 1: 1.5 vCPU → 1 page, 1 vCPU → 1, 2.5 → 2. Rounding down keeps the sum
 /// of what the workers really use within what the capacity accountant handed out, so a server
 /// whose workers are all busy is never oversubscribed; the rest of a fractional share absorbs the
-/// `pdftoppm` renders and the worker's own I/O.
+/// preparation of the next page (image extraction or render, one at a time, overlapping the
+/// reading) and the worker's own I/O.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Parallelism(usize);
 

@@ -1,14 +1,14 @@
 //! A tesseract job dropped mid-way (as on worker shutdown) kills its child process and removes its
 //! temporary directory. A `tesseract` stand-in first in PATH (this test binary holds this one
 //! test, so changing PATH affects nothing else) writes its pid and then blocks, so the job is
-//! certainly mid-way when it is dropped, whatever the machine's speed. pdfinfo and pdftoppm are
-//! the real ones.
+//! certainly mid-way when it is dropped, whatever the machine's speed. The poppler tools are the
+//! real ones; the pages are scanned ones (testkit's generator), which go to tesseract.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use registre_ocr::{OcrEngine, Parallelism, TesseractEngine, TesseractSettings};
-use registre_testkit::pdf;
+use registre_testkit::scan;
 
 fn entries(root: &Path) -> Vec<String> {
     std::fs::read_dir(root).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect()
@@ -41,11 +41,10 @@ async fn a_dropped_job_kills_tesseract_and_removes_its_temp_dir() {
     std::env::set_var("PATH", std::env::join_paths(dirs).unwrap());
 
     let engine = TesseractEngine::new(TesseractSettings { temp_root: root.clone(), ..TesseractSettings::default() });
-    let (pages, _) = pdf::registry_index(4, 12);
-    let bytes = pdf::pdf(&pages);
+    let bytes = scan::scanned_index(7, 2).pdf;
     let job = tokio::spawn(async move { engine.extract(&bytes, Parallelism::ONE).await });
 
-    // Mid-way: page 1 rendered and tesseract running (polled, deadline 60 s).
+    // Mid-way: page 1 prepared and tesseract running (polled, deadline 60 s).
     let deadline = Instant::now() + Duration::from_secs(60);
     let pid: u32 = loop {
         if let Some(pid) = std::fs::read_to_string(&pid_file).ok().and_then(|s| s.trim().parse().ok()) {

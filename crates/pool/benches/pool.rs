@@ -1,9 +1,11 @@
 //! Benchmark (harness = false; `cargo bench -p registre-pool`): pages per minute of the OCR pool
 //! with 2 workers (the checklist's pool: one index, one acte; each reads one page at a time) from
-//! queue to status 5, against the same pdftoppm + tesseract commands run directly, 2 at a time, by
-//! a shell script (`xargs -P 2`) on the same files in the same run: the engines' own limit on this
-//! machine. Real Redis (private), PostgreSQL (a fresh database), tesseract. Prints a markdown table.
-//! POOL_BENCH_DOCS (default 12, one page each) and POOL_BENCH_ROUNDS (default 2) tune the run.
+//! queue to status 5, on the documents users send: scanned index pages (testkit's generator, one
+//! page each). Reference, in the same run: tesseract alone on the same pages pre-rendered at
+//! 300 dpi as PGM (untimed), OMP_THREAD_LIMIT=1, 2 at a time (`xargs -P 2`): tesseract's own limit
+//! on this machine. Rounds alternate pool and reference; the verdict is the median of the
+//! per-round ratios. Real Redis (private), PostgreSQL (a fresh database), tesseract. Prints a
+//! markdown table. POOL_BENCH_DOCS (default 12) and POOL_BENCH_ROUNDS (default 3) tune the run.
 
 use std::path::Path;
 use std::process::Command;
@@ -13,8 +15,10 @@ use registre_config::{Config, EnvName};
 use registre_ocr::TesseractSettings;
 use registre_runtime::Shutdown;
 use registre_testkit::postgres::TestDatabase;
-use registre_testkit::{pdf, RedisServer};
+use registre_testkit::{scan, RedisServer};
 use sqlx::{Connection, PgConnection};
+
+const REFERENCE_DPI: u32 = 300;
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).filter(|n| *n > 0).unwrap_or(default)
@@ -24,12 +28,11 @@ fn ppm(pages: usize, d: Duration) -> f64 {
     pages as f64 * 60.0 / d.as_secs_f64()
 }
 
-/// Writes `docs` one-page PDFs, half in `index/`, half in `actes/`; returns their paths.
+/// Writes `docs` one-page scanned PDFs, half in `index/`, half in `actes/`; returns their paths.
 fn write_documents(storage: &Path, docs: usize) -> Vec<(String, String, std::path::PathBuf)> {
-    let (pages, _) = pdf::registry_index(1, 16);
-    let bytes = pdf::pdf(&pages);
     (0..docs)
         .map(|n| {
+            let bytes = scan::scanned_index(100 + n as u64, 1).pdf;
             let (source, bucket) = if n % 2 == 0 { ("index", "index") } else { ("acte", "actes") };
             let name = format!("{n:04}-Montreal-Quebec-1700000000000.pdf");
             let dir = storage.join(bucket);
@@ -71,32 +74,47 @@ async fn pool_round(config: &Config, db: &TestDatabase, docs: &[(String, String,
     elapsed
 }
 
-fn shell_round(work: &Path, docs: &[(String, String, std::path::PathBuf)], settings: &TesseractSettings) -> Duration {
-    let out = work.join("shell");
-    let _ = std::fs::remove_dir_all(&out);
-    std::fs::create_dir_all(&out).expect("shell dir");
-    let list = work.join("files.txt");
-    std::fs::write(&list, docs.iter().map(|(_, _, p)| format!("{}\n", p.display())).collect::<String>()).expect("list");
+/// Every document's page rendered once at 300 dpi as PGM (untimed): the reference's input.
+fn pre_render(work: &Path, docs: &[(String, String, std::path::PathBuf)]) -> std::path::PathBuf {
+    let out = work.join("reference");
+    std::fs::create_dir_all(&out).expect("reference dir");
+    for (n, (_, _, pdf)) in docs.iter().enumerate() {
+        let status = Command::new("pdftoppm")
+            .args(["-r", &REFERENCE_DPI.to_string(), "-f", "1", "-l", "1", "-singlefile", "-gray"])
+            .arg(pdf)
+            .arg(out.join(format!("page-{n:04}")))
+            .status()
+            .expect("pdftoppm");
+        assert!(status.success(), "pdftoppm failed on {}", pdf.display());
+    }
+    out
+}
+
+/// tesseract alone on the pre-rendered pages, 2 at a time.
+fn reference_round(pgm_dir: &Path, settings: &TesseractSettings) -> Duration {
     let script = format!(
-        "cat {list} | xargs -P 2 -I{{}} sh -c 'b=$(basename {{}} .pdf); pdftoppm -r {dpi} -f 1 -l 1 -singlefile -gray -png {{}} {out}/$b \
-         && OMP_THREAD_LIMIT=1 tesseract {out}/$b.png stdout -l {lang} --psm {psm} > {out}/$b.txt 2>/dev/null'",
-        list = list.display(),
-        dpi = settings.dpi,
+        "ls {dir}/*.pgm | xargs -P 2 -I{{}} sh -c 'OMP_THREAD_LIMIT=1 tesseract {{}} stdout -l {lang} --psm {psm} --dpi {REFERENCE_DPI} > {{}}.txt 2>/dev/null'",
+        dir = pgm_dir.display(),
         lang = settings.lang,
         psm = settings.psm,
-        out = out.display(),
     );
     let started = Instant::now();
     let status = Command::new("sh").arg("-c").arg(&script).status().expect("sh");
     let elapsed = started.elapsed();
-    assert!(status.success(), "shell run failed: {script}");
+    assert!(status.success(), "reference run failed: {script}");
     elapsed
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n % 2 == 1 { values[n / 2] } else { (values[n / 2 - 1] + values[n / 2]) / 2.0 }
 }
 
 #[tokio::main]
 async fn main() {
     let docs_count = env_usize("POOL_BENCH_DOCS", 12);
-    let rounds = env_usize("POOL_BENCH_ROUNDS", 2);
+    let rounds = env_usize("POOL_BENCH_ROUNDS", 3);
     let redis = RedisServer::start();
     let db = TestDatabase::create();
     {
@@ -119,21 +137,29 @@ async fn main() {
     registre_runtime::logging::init(&config.log);
     let settings = TesseractSettings::from_config(&config.ocr_engine);
 
-    println!("| run | round | pages | seconds | pages/min |");
-    println!("|---|---:|---:|---:|---:|");
-    let (mut pool_total, mut shell_total) = (Duration::ZERO, Duration::ZERO);
+    let pgm_dir = pre_render(&work, &docs);
+
+    println!("\n### OCR pool (2 workers) vs tesseract alone on 300 dpi PGMs ({docs_count} one-page scanned index documents × {rounds} alternated rounds)\n");
+    println!("| round | pool s | pool pages/min | reference s | reference pages/min | pool / reference |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    let (mut pool_ppm, mut reference_ppm, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     for round in 1..=rounds {
-        let p = pool_round(&config, &db, &docs).await;
-        println!("| ocr pool, 2 workers | {round} | {docs_count} | {:.2} | {:.1} |", p.as_secs_f64(), ppm(docs_count, p));
-        let s = shell_round(&work, &docs, &settings);
-        println!("| shell, xargs -P 2 | {round} | {docs_count} | {:.2} | {:.1} |", s.as_secs_f64(), ppm(docs_count, s));
-        pool_total += p;
-        shell_total += s;
+        // Alternate which side goes first.
+        let (p, r) = if round % 2 == 1 {
+            let p = pool_round(&config, &db, &docs).await;
+            (p, reference_round(&pgm_dir, &settings))
+        } else {
+            let r = reference_round(&pgm_dir, &settings);
+            (pool_round(&config, &db, &docs).await, r)
+        };
+        let (pp, rp) = (ppm(docs_count, p), ppm(docs_count, r));
+        println!("| {round} | {:.2} | {pp:.1} | {:.2} | {rp:.1} | {:.3} |", p.as_secs_f64(), r.as_secs_f64(), pp / rp);
+        pool_ppm.push(pp);
+        reference_ppm.push(rp);
+        ratios.push(pp / rp);
     }
-    let pages = docs_count * rounds;
-    println!("| **ocr pool, all rounds** | | {pages} | {:.2} | **{:.1}** |", pool_total.as_secs_f64(), ppm(pages, pool_total));
-    println!("| **shell, all rounds** | | {pages} | {:.2} | **{:.1}** |", shell_total.as_secs_f64(), ppm(pages, shell_total));
-    println!();
-    println!("pool / shell throughput: {:.3}", shell_total.as_secs_f64() / pool_total.as_secs_f64());
+    let ratio = median(ratios);
+    println!("| **median** | | **{:.1}** | | **{:.1}** | **{ratio:.3}** |", median(pool_ppm), median(reference_ppm));
+    println!("\n**pool / reference on scanned pages (median of {rounds} alternated rounds): {ratio:.3}** (target ≥ 0.85)\n");
     let _ = std::fs::remove_dir_all(&work);
 }

@@ -205,7 +205,7 @@ async fn process(services: &PoolServices, id: &str, job: &Job, parallelism: Para
                     state.done.fetch_add(1, Ordering::SeqCst);
                     registre_telemetry::ocr_pages(output.pages.len() as u64);
                     registre_telemetry::job("ocr", "completed", claimed.elapsed());
-                    tracing::info!(worker = id, job = %job.id, env = %job.env, "📝 {} {} read: {} page(s), {} characters", job.document_source, job.document_number, output.pages.len(), output.raw.len());
+                    tracing::info!(worker = id, job = %job.id, env = %job.env, "📝 {} {} read: {} page(s) ({} by OCR, {} by text layer), {} characters", job.document_source, job.document_number, output.pages.len(), output.pages.len() - output.text_layer_pages, output.text_layer_pages, output.raw.len());
                 }
                 Settled::Done(_) => tracing::warn!(worker = id, job = %job.id, "row was taken over meanwhile: text not written"),
                 // The database refused this row's text: the row fails with the reason.
