@@ -1,5 +1,5 @@
 //! The `registry` fetcher: the Registre foncier website driven by headless Chromium through
-//! WebDriver. Every URL and selector comes from `registry-site.toml` ([`site::SiteConfig`]).
+//! WebDriver. Every URL and selector (ordered lists of alternatives) comes from `registry-site.toml` ([`site::SiteConfig`]).
 //!
 //! One fetcher holds at most one browser session, logged in with an account held from the
 //! [`AccountProvider`] for the session's life. The session is opened on demand, closed after
@@ -8,8 +8,8 @@
 //! the provider (which rests it) and the next account is tried. The document flow of DESIGN §9.1
 //! (search form, optional choice and confirmation pages, the document frameset) is in [`search`]
 //! on the page primitives of [`page`]; logging in is [`login`], the browser session [`session`],
-//! and the PDF is downloaded ([`download`]) by reading the save control's href and fetching it with
-//! reqwest carrying the browser's cookies.
+//! and the PDF is downloaded ([`download`]) by clicking the save control and taking the browser's
+//! download (the href fetched with the session's cookies is only a fallback).
 
 mod account;
 mod browser;
@@ -47,6 +47,8 @@ pub struct RegistrySettings {
     pub idle_timeout: Duration,
     /// Bound of one whole fetch (EXTRACTION_TIMEOUT).
     pub fetch_timeout: Duration,
+    /// REGISTRE_DEFAULT_CIRCONSCRIPTION: searched for a row without a circonscription.
+    pub default_circonscription: Option<String>,
 }
 
 impl RegistrySettings {
@@ -60,12 +62,14 @@ impl RegistrySettings {
         if let Some(base) = &config.base_url {
             site = site.with_base_url(base.clone());
         }
+        let site = site.with_timeouts(config.step_timeout, config.document_timeout);
         Ok(RegistrySettings {
             site,
             chromium_path: config.chromium_path.clone(),
             chromedriver_path: config.chromedriver_path.clone(),
             idle_timeout: config.browser_idle,
             fetch_timeout: config.extraction_timeout,
+            default_circonscription: config.default_circonscription.clone(),
         })
     }
 
@@ -76,7 +80,8 @@ impl RegistrySettings {
             chromium_path: PathBuf::from("/usr/bin/chromium"),
             chromedriver_path: PathBuf::from("/usr/bin/chromedriver"),
             idle_timeout: Duration::from_secs(120),
-            fetch_timeout: Duration::from_secs(180),
+            fetch_timeout: Duration::from_secs(300),
+            default_circonscription: None,
         })
     }
 }
