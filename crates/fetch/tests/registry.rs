@@ -127,6 +127,12 @@ async fn fetch_every_kind(shape: Shape, test: &str) {
     let text = err.to_string();
     assert!(err.is_final() && text.contains("33 000 001") && text.contains("33 000 100") && text.contains("no row carries the number 33000000"), "{text}");
 
+    // A row without a circonscription, REGISTRE_DEFAULT_CIRCONSCRIPTION unset: a readable refusal.
+    let mut without = acte("12345678");
+    without.circonscription_fonciere = None;
+    let err = fetcher.fetch(&without).await.unwrap_err();
+    assert!(err.is_final() && err.to_string().contains("no circonscription_fonciere (and REGISTRE_DEFAULT_CIRCONSCRIPTION is not set)"), "{err}");
+
     {
         let s = site.state();
         assert_eq!(s.logins_ok, 1, "one login serves every document of the session");
@@ -154,6 +160,56 @@ async fn the_final_production_shape_p_delivers_an_index_an_acte_and_a_plan() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_first_extractor_shape_s_delivers_an_index_an_acte_and_a_plan() {
     fetch_every_kind(Shape::S, "shape-s").await;
+}
+
+/// Production's fallbacks, each recorded in `fetched_as`: the other acte types after
+/// "inexistant", the closest other cadastres when none matches well, never another cadastre after
+/// the site refused the lot in the one that matched; REGISTRE_DEFAULT_CIRCONSCRIPTION.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn production_fallbacks_are_tried_and_recorded_in_fetched_as() {
+    init_logs();
+    let site = simulator(Shape::P).await;
+    let mut settings = settings(&site.base, Duration::from_secs(300), "fallbacks");
+    settings.default_circonscription = Some("Montréal".into());
+    let fetcher = RegistryFetcher::new(settings, accounts(&[(USER, PASSWORD)])).unwrap();
+
+    // 55000000 exists only as an "Acte divers": Acte (inexistant) → Acte divers.
+    let doc = fetcher.fetch(&acte("55000000")).await.unwrap_or_else(|e| panic!("acte divers: {e}"));
+    assert_eq!(doc.bytes, pdf_for("acte-55000000"));
+    assert_eq!(doc.fetched_as.as_deref(), Some("circonscription_fonciere=Montréal, acte_type=Acte divers"));
+    // Unknown under every type: final only after the last, in the site's words.
+    let err = fetcher.fetch(&acte("66000000")).await.unwrap_err();
+    assert!(err.is_final(), "{err:?}");
+    assert_eq!(err.to_string(), format!("acte search: {} (types tried: acte, Acte divers, Radiation)", registry_site::ACTE_UNKNOWN));
+    {
+        let s = site.state();
+        let tried: Vec<&str> = s.acte_searches.iter().map(|(kind, _)| kind.as_str()).collect();
+        assert_eq!(tried, ["ACTE", "DIVER", "ACTE", "DIVER", "RADIA"]);
+    }
+
+    // A cadastre matching no option well enough: the closest other option is tried.
+    let loose = DocumentRequest {
+        cadastre: Some("St-Laurent Nord Est Sud".into()),
+        designation_secondaire: Some("Rang 2".into()),
+        ..index("1500")
+    };
+    let doc = fetcher.fetch(&loose).await.unwrap_or_else(|e| panic!("cadastre fallback: {e}"));
+    assert_eq!(doc.bytes, pdf_for("index-1500"));
+    assert_eq!(
+        doc.fetched_as.as_deref(),
+        Some("circonscription_fonciere=Montréal, cadastre=Paroisse de Saint-Laurent, designation_secondaire=Rang 2")
+    );
+    // The lot refused in the cadastre that matched: no other cadastre is tried.
+    let err = fetcher.fetch(&index("9 999 999")).await.unwrap_err();
+    assert_eq!(err.to_string(), format!("index search: {}", registry_site::LOT_UNKNOWN));
+    assert_eq!(site.state().lot_searches.iter().filter(|(_, lot)| lot == "9999999").count(), 1);
+
+    // A row without a circonscription: REGISTRE_DEFAULT_CIRCONSCRIPTION.
+    let mut without = acte("12345678");
+    without.circonscription_fonciere = None;
+    let doc = fetcher.fetch(&without).await.unwrap_or_else(|e| panic!("default circonscription: {e}"));
+    assert_eq!(doc.bytes, pdf_for("acte-12345678"));
+    fetcher.shutdown().await;
 }
 
 /// P's circonscription reload takes more than 20 s: with the shipped waits (30 s per step) the

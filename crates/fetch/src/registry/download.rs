@@ -49,7 +49,7 @@ impl Inner {
             let _ = std::fs::remove_file(&file);
             validate_pdf(&bytes).map_err(|reason| FetchError::NotAPdf { source_name: format!("the download {name}"), reason })?;
             tracing::info!(document = %request.describe(), bytes = bytes.len(), "registry: PDF downloaded by the browser ({name})");
-            return Ok(FetchedDocument { bytes, content_type: "application/pdf".into(), source: format!("registry download {name}") });
+            return Ok(FetchedDocument { bytes, content_type: "application/pdf".into(), source: format!("registry download {name}"), fetched_as: None });
         }
         let href = state.save_href.trim();
         match Url::parse(href) {
@@ -167,7 +167,7 @@ impl Inner {
             .map_err(|e| FetchError::Other(format!("reading GET {shown}: {}", error_chain(&e))))?;
         validate_pdf(&bytes).map_err(|reason| FetchError::NotAPdf { source_name: shown.clone(), reason })?;
         tracing::info!(document = %request.describe(), bytes = bytes.len(), "registry: PDF fetched from the save control's href {shown}");
-        Ok(FetchedDocument { bytes: bytes.to_vec(), content_type, source: shown })
+        Ok(FetchedDocument { bytes: bytes.to_vec(), content_type, source: shown, fetched_as: None })
     }
 }
 

@@ -19,6 +19,7 @@ impl Inner {
         client.goto(home.as_str()).await.map_err(|e| classify(e, &format!("opening {home}")))?;
         let (link, matched) = self.pick(client, &site.entry.link, None, "the entry link of the home page (entry.link)").await?;
         tracing::info!("registry: entry: home page {home}: entry link found by {}", matched.describe(site.entry.link.len()));
+        self.checkpoint(client, "entry link", &matched.alternative).await;
         // An image-map <area> (or an image) may not be clickable by WebDriver: the page's own click then.
         if link.click().await.is_err() {
             client
@@ -35,15 +36,17 @@ impl Inner {
         let login = &self.site().login;
         let (user, matched) = self.pick(client, &login.username, None, "the login form's user code field (login.username)").await?;
         tracing::info!("registry: login: user code field found by {}", matched.describe(login.username.len()));
+        self.checkpoint(client, "login: user code", &matched.alternative).await;
         user.clear().await.map_err(|e| classify(e, "clearing the user code"))?;
         user.send_keys(&account.username).await.map_err(|e| classify(e, "typing the user code"))?;
         let (password, matched) = self.pick(client, &login.password, None, "the password field (login.password)").await?;
         tracing::info!("registry: login: password field found by {}", matched.describe(login.password.len()));
+        self.checkpoint(client, "login: password", &matched.alternative).await;
         password.clear().await.map_err(|e| classify(e, "clearing the password"))?;
         // The error of this call never carries the typed text.
         password.send_keys(account.password.expose()).await.map_err(|e| classify(e, "typing the password"))?;
-        let matched = self.act(client, &login.submit, Some(&login.password), "the login button (login.submit)").await?;
-        tracing::info!("registry: login: submitted with {}", matched.describe(login.submit.len()));
+        let submitted = self.act(client, &login.submit, Some(&login.password), "the login button (login.submit)").await?;
+        tracing::info!("registry: login: submitted with {}", submitted.describe(login.submit.len()));
 
         let step = self.site().step_timeout();
         let deadline = Instant::now() + step;
@@ -60,6 +63,7 @@ impl Inner {
                 } else {
                     self.accounts.report_login_success(account).await;
                     tracing::info!(account = %account.username, url = %state.url, "registry: logged in");
+                    self.checkpoint(client, "login: submitted, logged in", &submitted.alternative).await;
                     return Ok(());
                 }
             }

@@ -13,6 +13,7 @@
 
 mod account;
 mod browser;
+pub mod check;
 pub mod diagnostics;
 mod download;
 mod login;
@@ -92,11 +93,40 @@ pub struct RegistryFetcher {
 
 impl RegistryFetcher {
     pub fn new(settings: RegistrySettings, accounts: Arc<dyn AccountProvider>) -> Result<Self, FetchError> {
+        RegistryFetcher::build(settings, accounts, None)
+    }
+
+    fn build(settings: RegistrySettings, accounts: Arc<dyn AccountProvider>, check: Option<check::CheckLog>) -> Result<Self, FetchError> {
         let http = reqwest::Client::builder()
             .timeout(settings.fetch_timeout)
             .build()
             .map_err(|e| FetchError::Other(format!("building the HTTP client: {e}")))?;
-        Ok(RegistryFetcher { inner: Arc::new(Inner { settings, accounts, http, state: Mutex::new(State::default()) }) })
+        Ok(RegistryFetcher { inner: Arc::new(Inner { settings, accounts, http, state: Mutex::new(State::default()), check }) })
+    }
+
+    /// `registrectl site-check`: drives the site for `request` one step at a time with an account
+    /// of `accounts`, saving a screenshot and the HTML of every step under `folder`. Stops before
+    /// the submit that opens a document unless `fetch` (which may charge).
+    pub async fn site_check(
+        settings: RegistrySettings,
+        accounts: Arc<dyn AccountProvider>,
+        request: &DocumentRequest,
+        folder: PathBuf,
+        fetch: bool,
+    ) -> Result<check::SiteCheckReport, FetchError> {
+        std::fs::create_dir_all(&folder)
+            .map_err(|e| FetchError::Other(format!("creating the site-check folder {}: {e}", folder.display())))?;
+        let fetcher = RegistryFetcher::build(settings, accounts, Some(check::CheckLog::new(folder.clone(), fetch)))?;
+        let result = fetcher.inner.clone().fetch(request).await;
+        let stopped = matches!(&result, Err(FetchError::Other(text)) if text == check::STOPPED);
+        if let Err(e) = &result {
+            if !stopped {
+                fetcher.inner.check_failed(None, "failed", e.to_string()).await;
+            }
+        }
+        fetcher.shutdown().await;
+        let steps = fetcher.inner.check.as_ref().map(|c| c.steps.lock().unwrap_or_else(|p| p.into_inner()).clone()).unwrap_or_default();
+        Ok(check::SiteCheckReport { steps, folder, stopped_before_document: stopped })
     }
 
     /// Whether a browser session is open right now.

@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::browser::classify;
 use super::excerpt;
-use super::matching::best_option;
+use super::matching::{best_option, fold, ranked_options, SelectOption};
 use super::page::{looked_for, with_find, Matched, POLL};
 use super::session::Inner;
 use super::site::{FieldKind, FieldValue, SearchPage};
@@ -26,6 +26,39 @@ pub(super) enum Outcome {
     Document(FetchedDocument),
     /// The site showed its login form mid-flow: log in again and start over.
     SessionExpired,
+    /// The row's cadastre or désignation matches no option well enough: production's fallback
+    /// tries `candidates` (best match first, at most 3).
+    NoMatch { field: FieldValue, wanted: String, candidates: Vec<SelectOption>, message: String, step: String },
+    /// A site check stopped before the submit that opens a document.
+    Stopped,
+}
+
+/// How filling the search form ended.
+enum Fill {
+    Done,
+    SessionExpired,
+    NoMatch { field: FieldValue, wanted: String, candidates: Vec<SelectOption>, message: String },
+}
+
+/// Options forced by a fallback, per field.
+type Forced = Vec<(FieldValue, SelectOption)>;
+
+/// The acte types tried, in production's order (Acte → Acte divers → Radiation), the row's first.
+const ACTE_TYPES: &[&str] = &["Acte", "Acte divers", "Radiation"];
+
+/// How many other options the cadastre / désignation fallback tries.
+const OTHER_OPTIONS: usize = 3;
+
+fn acte_types(request: &DocumentRequest) -> Vec<String> {
+    let first = FieldValue::ActeType.of(request).unwrap_or_else(|| ACTE_TYPES[0].to_string());
+    let mut types = vec![first.clone()];
+    types.extend(ACTE_TYPES.iter().filter(|t| fold(t) != fold(&first)).map(|t| t.to_string()));
+    types
+}
+
+/// The site said the document does not exist ("… est inexistant", "… inexistante").
+fn says_inexistant(error: &FetchError) -> bool {
+    matches!(error, FetchError::Rejected { message, .. } if message.to_lowercase().contains("inexistant"))
 }
 
 /// Digits of a text: "12 345 678" and "12345678" compare equal.
@@ -51,22 +84,95 @@ fn numbers_in(text: &str) -> Vec<String> {
 }
 
 impl Inner {
-    /// One document from its search page to the PDF.
-    pub(super) async fn document(&self, client: &Client, downloads: &Path, request: &DocumentRequest) -> Result<Outcome, FetchError> {
+    /// One document with production's fallbacks (docs/design.md §9.1), each try logged: an acte
+    /// the site calls "inexistant" is searched again with the other types (Acte → Acte divers →
+    /// Radiation), final only after the last; an index or plan whose cadastre or désignation
+    /// matches no option well enough is tried with up to 3 other options, best match first. A
+    /// cadastre that matched is never swapped for another after the site refused the lot in it.
+    pub(super) async fn document_with_fallbacks(&self, client: &Client, downloads: &Path, request: &DocumentRequest) -> Result<Outcome, FetchError> {
+        if request.document_source == DocumentSource::Acte {
+            let types = acte_types(request);
+            let mut last = None;
+            for (i, kind) in types.iter().enumerate() {
+                let mut attempt = request.clone();
+                attempt.acte_type = Some(kind.clone());
+                if i > 0 {
+                    tracing::info!(document = %request.describe(), "registry: acte fallback {i}/{}: searching again as {kind:?}", types.len() - 1);
+                }
+                match self.document(client, downloads, &attempt, &Vec::new()).await {
+                    Err(e) if says_inexistant(&e) => {
+                        tracing::info!(document = %request.describe(), "registry: acte as {kind:?}: {e}");
+                        last = Some(e);
+                    }
+                    other => return other,
+                }
+            }
+            return Err(match last {
+                Some(FetchError::Rejected { step, message }) => {
+                    FetchError::Rejected { step, message: format!("{message} (types tried: {})", types.join(", ")) }
+                }
+                Some(other) => other,
+                None => FetchError::Other("registry: no acte type to try".into()),
+            });
+        }
+        let (field, wanted, candidates, message, step) = match self.document(client, downloads, request, &Vec::new()).await? {
+            Outcome::NoMatch { field, wanted, candidates, message, step } => (field, wanted, candidates, message, step),
+            done => return Ok(done),
+        };
+        if candidates.is_empty() {
+            return Err(FetchError::Rejected { step, message });
+        }
+        let mut refusals = Vec::new();
+        for (i, option) in candidates.iter().enumerate() {
+            tracing::info!(
+                document = %request.describe(),
+                "registry: {step}: {} {wanted:?} matches no option well enough: fallback {}/{}: option {:?} (value {:?})",
+                field.name(), i + 1, candidates.len(), option.text, option.value
+            );
+            match self.document(client, downloads, request, &vec![(field, option.clone())]).await {
+                Ok(Outcome::NoMatch { message, .. }) => refusals.push(format!("{}: {message}", option.text)),
+                Err(FetchError::Rejected { message, .. }) => refusals.push(format!("{}: {message}", option.text)),
+                other => return other,
+            }
+        }
+        Err(FetchError::Rejected { step, message: format!("{message}; the closest options were refused too ({})", refusals.join("; ")) })
+    }
+
+    /// One document from its search page to the PDF, with the options of `forced` chosen as given.
+    async fn document(&self, client: &Client, downloads: &Path, request: &DocumentRequest, forced: &Forced) -> Result<Outcome, FetchError> {
         let site = self.site();
         let page = site.search_page(request.document_source)?;
         let url = site.url(&page.path)?;
         let search_step = format!("{} search", request.document_source);
         client.goto(url.as_str()).await.map_err(|e| classify(e, &format!("opening {url}")))?;
         tracing::info!(document = %request.describe(), "registry: {search_step}: page {}", page.path);
-        if !self.fill_search(client, request, page, &search_step).await? {
-            return Ok(Outcome::SessionExpired);
+        self.checkpoint(client, &format!("{search_step}: page"), &page.path).await;
+        let mut chosen = Vec::new();
+        match self.fill_search(client, request, page, &search_step, forced, &mut chosen).await? {
+            Fill::Done => {}
+            Fill::SessionExpired => return Ok(Outcome::SessionExpired),
+            Fill::NoMatch { field, wanted, candidates, message } => {
+                return Ok(Outcome::NoMatch { field, wanted, candidates, message, step: search_step });
+            }
         }
         // "any submit" means a button of the form holding the number field.
         let anchor: Vec<String> = page.fields.iter().filter(|f| f.value == FieldValue::DocumentNumber).map(|f| f.selector.clone()).collect();
+        if self.stop_before_document() && request.document_source != DocumentSource::Acte {
+            // The index and plan search submit can open the document (and charge): found, not clicked.
+            let (_, matched) = self.pick(client, &page.submit, Some(&anchor), &format!("the {search_step} button")).await?;
+            self.checkpoint(client, &format!("{search_step}: button found, NOT clicked"), &matched.alternative).await;
+            return Ok(Outcome::Stopped);
+        }
         let matched = self.act(client, &page.submit, Some(&anchor), &format!("the {search_step} button")).await?;
         tracing::info!(document = %request.describe(), "registry: {search_step}: submitted with {}", matched.describe(page.submit.len()));
-        self.after_search(client, downloads, request, search_step).await
+        self.checkpoint(client, &format!("{search_step}: submitted"), &matched.alternative).await;
+        match self.after_search(client, downloads, request, search_step).await? {
+            Outcome::Document(mut doc) => {
+                doc.fetched_as = (!chosen.is_empty()).then(|| chosen.join(", "));
+                Ok(Outcome::Document(doc))
+            }
+            other => Ok(other),
+        }
     }
 
     /// The row's value for a field; a missing circonscription takes REGISTRE_DEFAULT_CIRCONSCRIPTION.
@@ -77,14 +183,14 @@ impl Inner {
         })
     }
 
-    /// Fills the search form; false when the site showed its login form instead (session expired).
-    pub(super) async fn fill_search(&self, client: &Client, request: &DocumentRequest, page: &SearchPage, step: &str) -> Result<bool, FetchError> {
+    /// Fills the search form, noting in `chosen` the options used (`cadastre=Cadastre du Québec`).
+    async fn fill_search(&self, client: &Client, request: &DocumentRequest, page: &SearchPage, step: &str, forced: &Forced, chosen_options: &mut Vec<String>) -> Result<Fill, FetchError> {
         for field in &page.fields {
             let name = field.value.name();
             // Wait for the page (perhaps reloaded by the previous choice) before looking at the field.
             let state = self.settled_page(client, &format!("the {step} page")).await?;
             if state.login {
-                return Ok(false);
+                return Ok(Fill::SessionExpired);
             }
             let Some(value) = self.field_value(request, field.value) else {
                 if field.optional {
@@ -110,17 +216,22 @@ impl Inner {
                     element.clear().await.map_err(|e| classify(e, &format!("clearing {name}")))?;
                     element.send_keys(&typed).await.map_err(|e| classify(e, &format!("typing {name}")))?;
                     tracing::info!(document = %request.describe(), "registry: {step}: {name} typed as {typed:?} ({})", field.selector);
+                    self.checkpoint(client, &format!("{step}: {name}"), &format!("{} = {typed:?}", field.selector)).await;
                 }
                 FieldKind::Select => {
                     self.wait_for(client, &field.selector, &format!("the {name} list")).await?;
                     let options = self.select_options(client, &field.selector).await?;
-                    let Some(chosen) = best_option(&value, &options) else {
+                    let forced_option = forced.iter().find(|(f, _)| *f == field.value).map(|(_, o)| o);
+                    let Some(chosen) = forced_option.or_else(|| best_option(&value, &options)) else {
                         let offered: Vec<&str> = options.iter().filter(|o| !o.value.is_empty()).map(|o| o.text.as_str()).take(12).collect();
-                        return Err(FetchError::Rejected {
-                            step: step.to_string(),
-                            message: format!("{name} {value:?} is not offered by the registry (options: {})", offered.join(", ")),
-                        });
+                        let message = format!("{name} {value:?} is not offered by the registry (options: {})", offered.join(", "));
+                        if matches!(field.value, FieldValue::Cadastre | FieldValue::DesignationSecondaire) && forced.is_empty() {
+                            let candidates = ranked_options(&value, &options, OTHER_OPTIONS).into_iter().cloned().collect();
+                            return Ok(Fill::NoMatch { field: field.value, wanted: value, candidates, message });
+                        }
+                        return Err(FetchError::Rejected { step: step.to_string(), message });
                     };
+                    chosen_options.push(format!("{name}={}", chosen.text));
                     let done = client
                         .execute(CHOOSE_OPTION, vec![json!(field.selector), json!(chosen.value)])
                         .await
@@ -137,11 +248,13 @@ impl Inner {
                         chosen.value,
                         if reloaded { format!("the page reloaded in {} ms", started.elapsed().as_millis()) } else { "no reload".to_string() }
                     );
+                    let reload = if reloaded { "reloaded" } else { "no reload" };
+                    self.checkpoint(client, &format!("{step}: {name}"), &format!("{} → {:?} ({reload})", field.selector, chosen.text)).await;
                 }
             }
         }
         let state = self.settled_page(client, &format!("the {step} page")).await?;
-        Ok(!state.login)
+        Ok(if state.login { Fill::SessionExpired } else { Fill::Done })
     }
 
     /// After the search: the error cell, the results or choice rows, the confirmation, in whatever
@@ -169,7 +282,10 @@ impl Inner {
                     state.save_in,
                     state.save_alternative
                 );
-                return self.download(client, downloads, &state, request).await.map(Outcome::Document);
+                self.checkpoint(client, "document page: save control", &format!("{} ({} document)", state.save_alternative, state.save_in)).await;
+                let doc = self.download(client, downloads, &state, request).await?;
+                self.checkpoint(client, "download", &format!("{} bytes, %PDF", doc.bytes.len())).await;
+                return Ok(Outcome::Document(doc));
             }
             if document_page {
                 if !document_logged {
@@ -228,6 +344,10 @@ impl Inner {
                             ),
                         });
                     };
+                    if self.stop_before_document() {
+                        self.checkpoint(client, &format!("{step}: row {} found, NOT submitted", index + 1), &excerpt(&state.rows[index].text)).await;
+                        return Ok(Outcome::Stopped);
+                    }
                     index
                 } else {
                     // The first row that is not a paper-only copy (production took the first).
@@ -249,6 +369,7 @@ impl Inner {
                     state.rows[index].text,
                     matched.describe(site.choice.submit.len())
                 );
+                self.checkpoint(client, &format!("{step}: row {} submitted", index + 1), &matched.alternative).await;
                 step = "choice".into();
                 acted_at = Instant::now();
                 unknown_since = None;
@@ -261,6 +382,7 @@ impl Inner {
                 let button = vec![site.confirmation.button.clone()];
                 self.act(client, &button, None, "the confirmation button").await?;
                 tracing::info!(document = %request.describe(), "registry: confirmation page: confirmed ({})", site.confirmation.button);
+                self.checkpoint(client, "confirmation", &site.confirmation.button).await;
                 step = "confirmation".into();
                 acted_at = Instant::now();
                 unknown_since = None;

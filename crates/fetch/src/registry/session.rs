@@ -20,6 +20,8 @@ pub(super) struct Inner {
     pub(super) accounts: Arc<dyn AccountProvider>,
     pub(super) http: reqwest::Client,
     pub(super) state: Mutex<State>,
+    /// Set for `registrectl site-check`: records every step (see [`super::check`]).
+    pub(super) check: Option<super::check::CheckLog>,
 }
 
 #[derive(Default)]
@@ -50,7 +52,8 @@ impl Inner {
         };
         // A step that failed for a reason other than the row's data: keep what the browser shows
         // for the operator (docs/fetchers.md, "diagnosing a site change") and name the folder.
-        if let Err(e @ (FetchError::Timeout { .. } | FetchError::Other(_))) = &outcome {
+        let stopped = matches!(&outcome, Err(FetchError::Other(text)) if text == super::check::STOPPED);
+        if let (false, Err(e @ (FetchError::Timeout { .. } | FetchError::Other(_)))) = (stopped, &outcome) {
             if let Some(session) = state.session.as_ref() {
                 let text = e.to_string();
                 let saved = tokio::time::timeout(
@@ -128,8 +131,11 @@ impl Inner {
         let account = session.account.clone();
         let mut relogins = 0;
         loop {
-            match self.document(&client, &downloads, request).await? {
+            match self.document_with_fallbacks(&client, &downloads, request).await? {
                 Outcome::Document(doc) => return Ok(doc),
+                // document_with_fallbacks turns it into a refusal; kept readable if it ever comes.
+                Outcome::NoMatch { step, message, .. } => return Err(FetchError::Rejected { step, message }),
+                Outcome::Stopped => return Err(FetchError::Other(super::check::STOPPED.into())),
                 // The site sent us back to its login form: our session expired there. Log in again
                 // from that form and start the document over; the row's attempt is not counted.
                 Outcome::SessionExpired => {
@@ -176,6 +182,7 @@ impl Inner {
                 break Err(FetchError::Other("registry: no browser".into()));
             };
             tracing::info!(account = %account.username, "registry: browser started, logging in");
+            self.checkpoint(&client, "browser", "Chromium fr-CA 1280x720").await;
             match self.login_from_home(&client, &account).await {
                 Ok(()) => break Ok(account),
                 Err(e @ FetchError::LoginFailed { .. }) => {
