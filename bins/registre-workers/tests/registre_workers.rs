@@ -507,3 +507,75 @@ async fn a_redis_restart_costs_no_job_and_the_lease_comes_back() {
     let output = workers.dump();
     assert!(output.contains("capacity heartbeat failed") && output.contains("re-allocated"), "{output}");
 }
+
+/// End to end with the browser fetcher: `registre-workers` with REGISTRE_FETCHER=registry against
+/// the registry site simulator in P's shape (testkit), an account of `worker_accounts`: the row is
+/// claimed, the acte fetched through the site (Rechercher, the exact row, the save control's click),
+/// stored, and the row moves on to OCR (status 3); an unknown lot ends in Erreur with the site's words.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_registry_fetcher_claims_fetches_and_stores_through_the_site() {
+    use registre_testkit::registry_site::{self, Shape, SiteOptions};
+    let site = registry_site::start(SiteOptions::new(Shape::P)).await;
+    let db = migrated_db().await;
+    let sources = TempDir::new("sources-registry");
+    let storage = TempDir::new("storage-registry");
+    let server_id = registre_testkit::unique("rw-registry");
+    let mut conn = PgConnection::connect(db.url()).await.expect("connect");
+    sqlx::query("INSERT INTO worker_accounts (username, password) VALUES ($1, $2)")
+        .bind(registry_site::USER)
+        .bind(registry_site::PASSWORD)
+        .execute(&mut conn)
+        .await
+        .expect("insert account");
+    let acte: uuid::Uuid = sqlx::query_scalar(
+        "INSERT INTO extraction_queue (document_source, document_number, circonscription_fonciere, acte_type, status_id, created_at)
+         VALUES ('acte', '22 000 000', 'Montréal', 'Acte', 1, clock_timestamp()) RETURNING id",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .expect("insert acte");
+    let unknown = insert(&mut conn, "index", "9 999 999").await;
+
+    let mut vars = base_vars(&server_id, &db, &sources.0, &storage.0);
+    for (k, v) in vars.iter_mut() {
+        if *k == "REGISTRE_FETCHER" {
+            *v = "registry".into();
+        }
+    }
+    vars.push(("REGISTRE_BASE_URL", site.base.clone()));
+    vars.push(("WORKER_COUNT", "1".into()));
+    let mut workers = Workers::start(&vars);
+    workers.wait_for_line("✅ REGISTRE WORKERS STARTED SUCCESSFULLY", Duration::from_secs(90));
+
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let (status, path, error): (i32, Option<String>, Option<String>) = loop {
+        let row: (i32, Option<String>, Option<String>) =
+            sqlx::query_as("SELECT status_id, supabase_path, error_message FROM extraction_queue WHERE id = $1")
+                .bind(acte)
+                .fetch_one(&mut conn)
+                .await
+                .expect("read row");
+        let other: i32 = sqlx::query_scalar("SELECT status_id FROM extraction_queue WHERE id = $1").bind(unknown).fetch_one(&mut conn).await.expect("read row");
+        if row.0 != 1 && row.0 != 2 && other != 1 && other != 2 {
+            break row;
+        }
+        assert!(Instant::now() < deadline, "rows still open: acte {row:?}, index {other}:\n{}", workers.dump());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(status, 3, "acte: {path:?} {error:?}\n{}", workers.dump());
+    let path = path.expect("supabase_path");
+    assert!(path.starts_with("actes/22_000_000-Montr_al-"), "{path}");
+    let stored = std::fs::read(storage.0.join(&path)).expect("stored object");
+    assert_eq!(stored, registry_site::pdf_for("acte-22000000"), "{path}");
+    let (status, message): (i32, Option<String>) = sqlx::query_as("SELECT status_id, error_message FROM extraction_queue WHERE id = $1")
+        .bind(unknown)
+        .fetch_one(&mut conn)
+        .await
+        .expect("read row");
+    assert_eq!(status, 4, "{message:?}");
+    assert!(message.unwrap_or_default().contains(registry_site::LOT_UNKNOWN));
+    assert_eq!(site.state().downloads, ["acte-22000000"]);
+
+    workers.sigterm();
+    assert!(workers.wait_exit(Duration::from_secs(60)).success(), "{}", workers.dump());
+}

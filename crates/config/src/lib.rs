@@ -160,6 +160,15 @@ pub struct RegistreConfig {
     pub chromedriver_path: PathBuf,
     /// REGISTRE_BROWSER_IDLE_MS: the browser session is closed after this long without a fetch.
     pub browser_idle: Duration,
+    /// REGISTRE_STEP_TIMEOUT_MS: longest wait for one form element or page of the site (overrides
+    /// the site config's `step_timeout_ms` when set; production learned 30 s).
+    pub step_timeout: Option<Duration>,
+    /// REGISTRE_DOCUMENT_TIMEOUT_MS: longest wait for the document after the search (overrides the
+    /// site config's `document_timeout_ms` when set; production learned 3 minutes).
+    pub document_timeout: Option<Duration>,
+    /// REGISTRE_DEFAULT_CIRCONSCRIPTION: circonscription searched for a row that has none (production
+    /// used Montréal); unset → such a row fails with a readable error.
+    pub default_circonscription: Option<String>,
     /// REGISTRE_STATUS_INTERVAL_MS: how often registre-workers logs its status block (default 60 s).
     pub status_interval: Duration,
     /// REGISTRE_SHUTDOWN_GRACE_MS: on SIGTERM, how long a worker may take to finish its current job

@@ -425,12 +425,27 @@ fn registre(raw: &mut RawEnv) -> Result<RegistreConfig, ConfigError> {
         fetcher,
         source_dir,
         url_template: url_template.map(Secret::new),
-        extraction_timeout: millis("EXTRACTION_TIMEOUT", raw.extraction_timeout.take(), 180_000)?,
+        extraction_timeout: millis("EXTRACTION_TIMEOUT", raw.extraction_timeout.take(), 300_000)?,
         base_url: raw.registre_base_url.take().map(|u| url("REGISTRE_BASE_URL", &u, &["https", "http"], false)).transpose()?,
         site_config: raw.registre_site_config.take().map(|p| PathBuf::from(p.trim())),
         chromium_path: PathBuf::from(text(raw.chromium_path.take(), "/usr/bin/chromium")),
         chromedriver_path: PathBuf::from(text(raw.chromedriver_path.take(), "/usr/bin/chromedriver")),
         browser_idle: millis("REGISTRE_BROWSER_IDLE_MS", raw.registre_browser_idle_ms.take(), 120_000)?,
+        step_timeout: raw
+            .registre_step_timeout_ms
+            .take()
+            .map(|v| millis("REGISTRE_STEP_TIMEOUT_MS", Some(v), 30_000))
+            .transpose()?,
+        document_timeout: raw
+            .registre_document_timeout_ms
+            .take()
+            .map(|v| millis("REGISTRE_DOCUMENT_TIMEOUT_MS", Some(v), 180_000))
+            .transpose()?,
+        default_circonscription: raw
+            .registre_default_circonscription
+            .take()
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty()),
         status_interval: millis("REGISTRE_STATUS_INTERVAL_MS", raw.registre_status_interval_ms.take(), 60_000)?,
         shutdown_grace: millis("REGISTRE_SHUTDOWN_GRACE_MS", raw.registre_shutdown_grace_ms.take(), 20_000)?,
     })

@@ -30,7 +30,8 @@ fn defaults_are_those_of_the_checklist() {
     assert_eq!(c.server.id, None);
     assert_eq!(c.registre.worker_count, 1);
     assert_eq!(c.registre.fetcher, FetcherKind::Registry);
-    assert_eq!(c.registre.extraction_timeout, Duration::from_millis(180_000));
+    assert_eq!(c.registre.extraction_timeout, Duration::from_millis(300_000));
+    assert_eq!((c.registre.step_timeout, c.registre.document_timeout, c.registre.default_circonscription.clone()), (None, None, None));
     assert_eq!((c.ocr_pool.pool_size, c.ocr_pool.min_index_workers, c.ocr_pool.min_acte_workers), (2, 1, 1));
     assert_eq!(c.ocr_pool.rebalance_interval, Duration::from_millis(30_000));
     assert!(c.ocr_pool.serve_prod && c.ocr_pool.serve_staging && c.ocr_pool.serve_dev);

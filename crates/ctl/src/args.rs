@@ -18,6 +18,7 @@ commands:
   cancel <id>                  a waiting or in-progress row to Erreur, its claim revoked
   requeue-stuck                reap expired leases and requeue lease-less rows stuck in 2 or 6
   release-lease <worker id>    give back the capacity of a dead worker (refused while renewed, unless --force)
+  site-check                   drive the registry site one step at a time for one document (before deploying)
   help                         this help
 
 exit codes: 0 done, 1 the operation failed (printed), 2 bad arguments or configuration";
@@ -76,6 +77,19 @@ lease's expiry. A lease whose expiry still moves (its process renews it) is refu
 --force. The lease is watched for one heartbeat interval (CAPACITY_HEARTBEAT_MS) plus a second.
 --server names the SERVER_ID whose keys hold it (default: searched on every server in Redis).";
 
+pub const SITE_CHECK_HELP: &str = "usage: registrectl site-check --source index|acte|plan_cadastraux --number N
+                          --circonscription C [--cadastre NAME] [--designation TEXT] [--acte-type TYPE]
+                          [--environment ENV] [--account NAME] [--folder DIR] [--fetch]
+
+Drives the registry site (REGISTRE_BASE_URL, else the site config's) one step at a time with an account
+of ENV's worker_accounts (default: the first configured environment), leased as a worker leases it, so
+a running worker is never logged out (--account NAME: that account only). Prints a table: step, the
+alternative of registry-site.toml that matched, time, ok or what failed; saves a screenshot and the HTML
+of every step in a folder it names (--folder, default a new folder under the system temp dir).
+Stops before the submit that opens a document (actes: after the results; index and plans: before the
+search submit), so nothing is charged. --fetch goes to the end and downloads the document: it MAY
+CHARGE the account. Exit 0 when every step passed, 1 otherwise, 2 on bad arguments.";
+
 /// What `retry` applies to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RetryTarget {
@@ -108,6 +122,22 @@ pub enum Command {
     Cancel { id: Uuid, environment: Option<String>, by: Option<String> },
     RequeueStuck { environment: Option<String>, older_than: Option<std::time::Duration> },
     ReleaseLease { worker_id: String, server: Option<String>, force: bool },
+    SiteCheck(SiteCheckArgs),
+}
+
+/// The document and options of `site-check`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteCheckArgs {
+    pub source: String,
+    pub number: String,
+    pub circonscription: Option<String>,
+    pub cadastre: Option<String>,
+    pub designation: Option<String>,
+    pub acte_type: Option<String>,
+    pub environment: Option<String>,
+    pub account: Option<String>,
+    pub folder: Option<PathBuf>,
+    pub fetch: bool,
 }
 
 /// A refused command line: the message, and the help of the subcommand it concerns.
@@ -221,6 +251,7 @@ pub fn parse_args(args: &[String]) -> Result<Command, ArgError> {
         "cancel" => CANCEL_HELP,
         "requeue-stuck" => REQUEUE_HELP,
         "release-lease" => RELEASE_HELP,
+        "site-check" => SITE_CHECK_HELP,
         other => return Err(ArgError { message: format!("unknown command {other:?}"), usage: USAGE }),
     };
     if help_asked {
@@ -331,6 +362,32 @@ pub fn parse_args(args: &[String]) -> Result<Command, ArgError> {
                 .filter(|w| !w.is_empty())
                 .ok_or_else(|| err("the worker id is required (registrectl status lists them)".into()))?;
             Ok(Command::ReleaseLease { worker_id, server: p.value("server"), force: p.switch("force") })
+        }
+        "site-check" => {
+            let p = split(
+                rest,
+                &["source", "number", "circonscription", "cadastre", "designation", "acte-type", "environment", "account", "folder"],
+                &["fetch"],
+                usage,
+            )?;
+            no_more(&p, 0, usage)?;
+            let source = p.value("source").map(|s| s.trim().to_string()).ok_or_else(|| err("--source is required".into()))?;
+            if !["acte", "index", "plan_cadastraux"].contains(&source.as_str()) {
+                return Err(err(format!("--source {source:?}: expected acte, index or plan_cadastraux")));
+            }
+            let number = p.value("number").filter(|n| !n.trim().is_empty()).ok_or_else(|| err("--number is required".into()))?;
+            Ok(Command::SiteCheck(SiteCheckArgs {
+                source,
+                number,
+                circonscription: p.value("circonscription"),
+                cadastre: p.value("cadastre"),
+                designation: p.value("designation"),
+                acte_type: p.value("acte-type"),
+                environment: p.value("environment"),
+                account: p.value("account"),
+                folder: p.value("folder").map(PathBuf::from),
+                fetch: p.switch("fetch"),
+            }))
         }
         _ => Err(err(format!("unknown command {command:?}"))),
     }

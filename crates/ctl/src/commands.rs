@@ -55,7 +55,7 @@ pub async fn run(config: &Config, command: Command) -> i32 {
             let watch = config.capacity.heartbeat + Duration::from_secs(1);
             release(&ops, &worker_id, server, force, watch).await
         }
-        Command::Help(_) | Command::Migrate => Ok(()),
+        Command::Help(_) | Command::Migrate | Command::SiteCheck(_) => Ok(()),
     };
     match result {
         Ok(()) => EXIT_OK,

@@ -1,6 +1,6 @@
 //! `registrectl`, the operators' shell command (DESIGN §10, §12): `migrate` over the queue crate's
 //! migrations, and `status`, `enqueue`, `show`, `retry`, `cancel`, `requeue-stuck`,
-//! `release-lease` over the operations library (registre-ops), the same queries and repairs as
+//! `release-lease` over the operations library, and `site-check` (the registry site step by step) (registre-ops), the same queries and repairs as
 //! registre-api and registre-monitor. The binary (bins/registrectl) parses the command line with
 //! [`parse_args`], loads the configuration and calls [`run`], which prints and returns the exit
 //! code: 0 done, 1 the operation failed (said on stderr), 2 bad arguments or configuration.
@@ -9,9 +9,10 @@ mod args;
 mod commands;
 mod csv;
 mod migrate;
+mod site_check;
 mod status;
 
-pub use args::{parse_args, parse_duration, parse_since, ArgError, Command, EnqueueInput, RetryTarget, USAGE};
+pub use args::{parse_args, parse_duration, parse_since, ArgError, Command, EnqueueInput, RetryTarget, SiteCheckArgs, USAGE};
 
 use registre_config::Config;
 
@@ -27,6 +28,7 @@ pub async fn run(config: &Config, command: Command) -> i32 {
             EXIT_OK
         }
         Command::Migrate => migrate::migrate_all(config).await,
+        Command::SiteCheck(args) => site_check::site_check(config, args).await,
         other => commands::run(config, other).await,
     }
 }

@@ -41,7 +41,7 @@ impl Fetcher for DirectoryFetcher {
                 Err(e) => return Err(FetchError::Other(format!("reading {shown}: {e}"))),
             };
             validate_pdf(&bytes).map_err(|reason| FetchError::NotAPdf { source_name: shown.clone(), reason })?;
-            Ok(FetchedDocument { bytes, content_type: "application/pdf".into(), source: shown })
+            Ok(FetchedDocument { bytes, content_type: "application/pdf".into(), source: shown, fetched_as: None })
         })
     }
 

@@ -84,7 +84,7 @@ impl Fetcher for HttpFetcher {
                 }
             })?;
             validate_pdf(&bytes).map_err(|reason| FetchError::NotAPdf { source_name: shown.clone(), reason })?;
-            Ok(FetchedDocument { bytes: bytes.to_vec(), content_type, source: shown })
+            Ok(FetchedDocument { bytes: bytes.to_vec(), content_type, source: shown, fetched_as: None })
         })
     }
 

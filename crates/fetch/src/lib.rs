@@ -40,6 +40,10 @@ pub struct FetchedDocument {
     pub content_type: String,
     /// Where the bytes came from: a URL, a file path, or a description of the registry search.
     pub source: String,
+    /// What actually delivered the document when it differs in kind from a plain lookup: the
+    /// registry's acte type or cadastre / désignation options used (`acte_type=Acte divers`),
+    /// stored in the row's `fetched_as`. None for the directory and http fetchers.
+    pub fetched_as: Option<String>,
 }
 
 impl std::fmt::Debug for FetchedDocument {
@@ -48,6 +52,7 @@ impl std::fmt::Debug for FetchedDocument {
             .field("bytes", &format_args!("{} bytes", self.bytes.len()))
             .field("content_type", &self.content_type)
             .field("source", &self.source)
+            .field("fetched_as", &self.fetched_as)
             .finish()
     }
 }

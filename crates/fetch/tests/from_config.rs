@@ -32,10 +32,12 @@ fn registry_settings_follow_the_variables() {
     assert_eq!(s.chromium_path.to_str(), Some("/usr/bin/chromium"));
     assert_eq!(s.chromedriver_path.to_str(), Some("/usr/bin/chromedriver"));
     assert_eq!(s.idle_timeout, Duration::from_secs(120));
-    assert_eq!(s.fetch_timeout, Duration::from_secs(180));
+    assert_eq!(s.fetch_timeout, Duration::from_secs(300), "EXTRACTION_TIMEOUT: 5 minutes as in production");
+    assert_eq!((s.site.step_timeout(), s.site.document_timeout()), (Duration::from_secs(30), Duration::from_secs(180)));
+    assert_eq!(s.default_circonscription, None);
 
     let site = std::env::temp_dir().join(format!("registre-site-{}.toml", std::process::id()));
-    let edited = registre_fetch::registry::site::DEFAULT_SITE_CONFIG.replace("step_timeout_ms = 20000", "step_timeout_ms = 5000");
+    let edited = registre_fetch::registry::site::DEFAULT_SITE_CONFIG.replace("step_timeout_ms = 30000", "step_timeout_ms = 5000");
     std::fs::write(&site, edited).unwrap();
     let c = config(&[
         ("REGISTRE_BASE_URL", "http://127.0.0.1:8080/Sirf"),
@@ -49,6 +51,19 @@ fn registry_settings_follow_the_variables() {
     assert_eq!(s.site.step_timeout(), Duration::from_secs(5));
     assert_eq!(s.chromium_path.to_str(), Some("/opt/chromium"));
     assert_eq!(s.idle_timeout, Duration::from_secs(5));
+
+    // REGISTRE_STEP_TIMEOUT_MS / REGISTRE_DOCUMENT_TIMEOUT_MS override the file's values.
+    let c = config(&[
+        ("REGISTRE_SITE_CONFIG", site.to_str().unwrap()),
+        ("REGISTRE_STEP_TIMEOUT_MS", "45000"),
+        ("REGISTRE_DOCUMENT_TIMEOUT_MS", "240000"),
+        ("REGISTRE_DEFAULT_CIRCONSCRIPTION", " Montréal "),
+    ]);
+    let s = RegistrySettings::from_config(&c.registre).unwrap();
+    assert_eq!((s.site.step_timeout(), s.site.document_timeout()), (Duration::from_secs(45), Duration::from_secs(240)));
+    assert_eq!(s.default_circonscription.as_deref(), Some("Montréal"));
+    let err = Config::from_vars([("PROD_DATABASE_URL", "postgres://u:p@h/d"), ("REGISTRE_STEP_TIMEOUT_MS", "0")]).unwrap_err();
+    assert!(err.to_string().starts_with("REGISTRE_STEP_TIMEOUT_MS=0: "), "{err}");
 
     let c = config(&[("REGISTRE_SITE_CONFIG", "/nonexistent/site.toml")]);
     let err = RegistrySettings::from_config(&c.registre).unwrap_err().to_string();

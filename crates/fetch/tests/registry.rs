@@ -1,425 +1,28 @@
-//! The registry fetcher driving real headless Chromium (through chromedriver) against a simulator
-//! of the Registre foncier website served on 127.0.0.1.
-//!
-//! The simulator is written from DESIGN.md §9.1 (what the production system shows of the real site),
-//! NOT from registry-site.toml: every path, id, frame name and text below is hard-coded here, so a
-//! wrong selector or path in the configuration makes these tests fail. It has the image entry link
-//! (`13_01_01`), the login form (code_utilisateur, mot_de_passe, "Soumettre"), the search pages under
-//! Script/13_01_11/ with the selects that reload the page (#selCircnFoncr → #selCadst →
-//! #selDesgnSecnd, absent for some cadastres), #txtNumrtLot that must be typed without spaces, the
-//! acte form (#selCircnFoncr, #selTypeDocmn, #txtNoReqst) with its "similar numbers" list, the plan
-//! choice page (Script/13_01_08/) with a paper-only row (BPD.GIF) and "… est inactif", the fee
-//! confirmation (#btnConfr), the error cell (td.contValErr in table.Cadre), the document frameset
-//! (frames `menu` and `page`, the page's URL containing `Docmn`, slow for plans), the save control
-//! (a[title="Sauvegarder ou imprimer le document"], href impri_sauvg) that answers the PDF only to
-//! the session that was shown the document, and a session the site expires mid-flow.
+//! The registry fetcher driving real headless Chromium (through chromedriver) against the
+//! registry site simulator of registre_testkit::registry_site, in both shapes of the evidence of
+//! docs/design.md §9.1: P (the production system's final path: image-map entry, label-only login
+//! fields, a slow circonscription reload, actes searched with "Rechercher" and listed on the same
+//! page, plan choice with "Continuer", a save control that delivers only when clicked) and S (its
+//! first extractor). The simulator is written from §9.1, never from registry-site.toml, so a wrong
+//! alternative of the configuration makes these tests fail.
 //!
 //! Needs /usr/bin/chromium and /usr/bin/chromedriver (`apt-get install -y chromium chromium-driver`),
 //! or CHROMIUM_PATH / CHROMEDRIVER_PATH. Run with RUST_LOG=info and --nocapture to see every step.
 
-use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::get;
 use registre_config::Secret;
 use registre_fetch::registry::site::{SiteConfig, DEFAULT_SITE_CONFIG};
 use registre_fetch::{
     AccountProvider, DocumentRequest, DocumentSource, FetchError, Fetcher, InMemoryAccounts, RegistryFetcher,
     RegistrySettings,
 };
+use registre_testkit::registry_site::{self, pdf_for, RegistrySite, Shape, SiteOptions, PASSWORD, SAVE, USER};
 
-const USER: &str = "alice";
-const PASSWORD: &str = "correct-horse";
-const COOKIE: &str = "ASPSESSIONIDSIRF";
-
-// The site's paths (DESIGN §9.1), relative to /Sirf/.
-const LOGIN: &str = "Script/13_01_01/pf_13_01_01_02_ouvr_sessn.asp";
-const INDEX: &str = "Script/13_01_11/pf_13_01_11_02_indx_immbl.asp";
-const ACTE: &str = "Script/13_01_11/pf_13_01_11_08_reqst.asp";
-const PLAN: &str = "Script/13_01_11/pf_13_01_11_10_plan_cadst.asp";
-const PLAN_CHOICE: &str = "Script/13_01_08/pf_13_01_08_selct_plan_cadst.asp";
-const ACTE_CHOICE: &str = "Script/13_01_11/pf_13_01_11_09_reqst_choix.asp";
-const CONFIRM: &str = "Script/13_01_13/pf_13_01_13_confr_demnd.asp";
-const FRAMESET: &str = "Script/13_01_18/pf_13_01_18_01_affch.asp";
-const MENU: &str = "Script/13_01_18/pf_13_01_18_03_menu.asp";
-const DOCMN: &str = "Script/13_01_18/pf_13_01_18_02_Docmn.asp";
-const SAVE: &str = "Script/13_01_18/pf_13_01_18_04_impri_sauvg.asp";
-
-#[derive(Default)]
-struct Sim {
-    sessions: HashSet<String>,
-    logins_ok: u32,
-    logins_refused: u32,
-    /// Documents whose page frame was served, per session: the save control works only for these.
-    shown: HashSet<(String, String)>,
-    downloads: Vec<String>,
-    refused_downloads: u32,
-    confirmations: u32,
-    /// The next confirmation page expires the session and sends back to the login page.
-    expire_at_confirmation: bool,
-    /// How long the page frame of a plan takes.
-    slow_plan: Duration,
-}
-
-type Shared = Arc<Mutex<Sim>>;
-
-fn pdf_for(doc: &str) -> Vec<u8> {
-    format!("%PDF-1.4\n% {doc}\n1 0 obj\n<<>>\nendobj\ntrailer\n<<>>\n%%EOF\n").into_bytes()
-}
-
-fn session(headers: &HeaderMap, sim: &Shared) -> Option<String> {
-    let cookies = headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>().join("; ");
-    let sim = sim.lock().unwrap();
-    cookies
-        .split(';')
-        .filter_map(|c| c.trim().strip_prefix(&format!("{COOKIE}=")).map(str::to_string))
-        .find(|token| sim.sessions.contains(token))
-}
-
-/// A page of the site: its pages link back with paths relative to /Sirf/ through <base>.
-fn page(body: &str) -> Html<String> {
-    Html(format!(
-        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><base href=\"/Sirf/\"><title>Registre foncier du Québec</title></head><body>{body}</body></html>"
-    ))
-}
-
-/// The site's error cell.
-fn error_cell(text: &str) -> String {
-    format!(
-        "<table class=\"Cadre\"><tr><td><img src=\"images/image_message.gif\"></td><td class=\"contValErr\">{text}</td></tr></table>"
-    )
-}
-
-fn form(body: &HashMap<String, String>, name: &str) -> String {
-    body.get(name).cloned().unwrap_or_default()
-}
-
-fn parse(body: &Bytes) -> HashMap<String, String> {
-    url::form_urlencoded::parse(body).into_owned().collect()
-}
-
-fn to_login() -> Response {
-    Redirect::to(&format!("/Sirf/{LOGIN}")).into_response()
-}
-
-async fn home() -> Html<String> {
-    page(&format!(
-        "<h1>Registre foncier du Québec en ligne</h1>\
-         <a href=\"pf_00_01_01_01_aide.asp\">Entree de l'aide</a>\
-         <a href=\"{LOGIN}\"><img src=\"images/entree_bandeau.gif\" alt=\"Consultez le Registre foncier du Québec en ligne\"></a>"
-    ))
-}
-
-fn login_form(error: Option<&str>) -> Html<String> {
-    page(&format!(
-        "<h1>Ouverture de session</h1>{}<form method=\"post\" action=\"{LOGIN}\">\
-         Code d'utilisateur <input name=\"code_utilisateur\"> Mot de passe <input type=\"password\" name=\"mot_de_passe\">\
-         <input type=\"reset\" value=\"Effacer\"><input type=\"submit\" value=\"Soumettre\"></form>",
-        error.map(error_cell).unwrap_or_default()
-    ))
-}
-
-async fn login(State(sim): State<Shared>, body: Bytes) -> Response {
-    let form = parse(&body);
-    let ok = form.get("code_utilisateur").map(String::as_str) == Some(USER)
-        && form.get("mot_de_passe").map(String::as_str) == Some(PASSWORD);
-    let mut s = sim.lock().unwrap();
-    if !ok {
-        s.logins_refused += 1;
-        return login_form(Some("Le code d'utilisateur ou le mot de passe est invalide.")).into_response();
-    }
-    s.logins_ok += 1;
-    let token = format!("tok{}", s.logins_ok);
-    s.sessions.insert(token.clone());
-    (
-        [(header::SET_COOKIE, format!("{COOKIE}={token}; Path=/; HttpOnly"))],
-        page(&format!(
-            "<h1>Menu principal</h1><ul><li><a href=\"{INDEX}\">Index des immeubles</a></li>\
-             <li><a href=\"{ACTE}\">Acte</a></li><li><a href=\"{PLAN}\">Plan cadastral</a></li></ul>"
-        )),
-    )
-        .into_response()
-}
-
-const CIRCONSCRIPTIONS: &[(&str, &str)] = &[("20", "Montréal"), ("23", "Québec"), ("05", "Saint-Hyacinthe")];
-const CADASTRES: &[(&str, &str)] = &[("000001", "Québec"), ("000137", "Paroisse de Saint-Laurent")];
-
-fn select(id: &str, options: &[(&str, &str)], chosen: &str, onchange: &str, placeholder: &str) -> String {
-    let mut out = format!("<select id=\"{id}\" name=\"{id}\" onchange=\"{onchange}\"><option value=\"\">{placeholder}</option>");
-    for (value, text) in options {
-        let selected = if *value == chosen { " selected" } else { "" };
-        out.push_str(&format!("<option value=\"{value}\"{selected}>{text}</option>"));
-    }
-    out.push_str("</select>");
-    out
-}
-
-/// The index and plan search forms: choosing a circonscription reloads the page with the
-/// cadastres; choosing a cadastre reloads it with the designations (only for some cadastres).
-fn lot_form(path: &str, q: &HashMap<String, String>, error: Option<&str>) -> Html<String> {
-    let circ = form(q, "selCircnFoncr");
-    let cadst = form(q, "selCadst");
-    let mut fields = select(
-        "selCircnFoncr",
-        CIRCONSCRIPTIONS,
-        &circ,
-        &format!("location.href='{path}?selCircnFoncr='+this.value"),
-        "Choisir une circonscription",
-    );
-    if !circ.is_empty() {
-        fields.push_str(&select(
-            "selCadst",
-            CADASTRES,
-            &cadst,
-            &format!("location.href='{path}?selCircnFoncr={circ}&selCadst='+this.value"),
-            "Choisir un cadastre",
-        ));
-    }
-    if path == INDEX && cadst == "000137" {
-        fields.push_str(&select("selDesgnSecnd", &[("R1", "Rang 1"), ("R2", "Rang 2")], "", "", "Aucune"));
-    }
-    page(&format!(
-        "{}<form method=\"post\" action=\"{path}\">{fields} Numéro de lot <input id=\"txtNumrtLot\" name=\"txtNumrtLot\">\
-         <input type=\"reset\" value=\"Effacer\"><input type=\"submit\" value=\"Soumettre\"></form>",
-        error.map(error_cell).unwrap_or_default()
-    ))
-}
-
-async fn lot_page(State(sim): State<Shared>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>, path: &'static str) -> Response {
-    if session(&headers, &sim).is_none() {
-        return to_login();
-    }
-    lot_form(path, &q, None).into_response()
-}
-
-async fn lot_search(State(sim): State<Shared>, headers: HeaderMap, body: Bytes, path: &'static str) -> Response {
-    if session(&headers, &sim).is_none() {
-        return to_login();
-    }
-    let f = parse(&body);
-    let lot = form(&f, "txtNumrtLot");
-    let (circ, cadst) = (form(&f, "selCircnFoncr"), form(&f, "selCadst"));
-    let again = |error: &str| lot_form(path, &f, Some(error)).into_response();
-    if circ.is_empty() || cadst.is_empty() {
-        return again("Vous devez choisir une circonscription foncière et un cadastre.");
-    }
-    if lot.is_empty() || !lot.chars().all(|c| c.is_ascii_digit()) {
-        return again("Le numéro de lot doit être composé de chiffres seulement.");
-    }
-    let known = matches!((circ.as_str(), cadst.as_str(), lot.as_str()), ("20", "000001", "4866594") | ("20", "000137", "1500"));
-    if !known {
-        return again(&format!("Le lot {lot} n'existe pas dans le cadastre sélectionné."));
-    }
-    if cadst == "000137" && form(&f, "selDesgnSecnd") != "R2" {
-        return again("La désignation secondaire est obligatoire pour ce lot.");
-    }
-    if path == PLAN {
-        return Redirect::to(&format!("/Sirf/{PLAN_CHOICE}?lot={lot}")).into_response();
-    }
-    Redirect::to(&format!("/Sirf/{CONFIRM}?doc=index-{lot}")).into_response()
-}
-
-/// The plan choice page: "… est inactif" (not an error), two electronic versions and a
-/// paper-only copy listed last.
-async fn plan_choice(State(sim): State<Shared>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
-    if session(&headers, &sim).is_none() {
-        return to_login();
-    }
-    let lot = form(&q, "lot");
-    page(&format!(
-        "{}<form method=\"post\" action=\"{PLAN_CHOICE}\"><input type=\"hidden\" name=\"lot\" value=\"{lot}\"><table>\
-         <tr><td><input type=\"radio\" name=\"rdPlan\" value=\"P1\"></td><td>Plan {lot} du 1998-05-02</td></tr>\
-         <tr><td><input type=\"radio\" name=\"rdPlan\" value=\"P2\"></td><td>Plan {lot} du 2015-09-14</td></tr>\
-         <tr><td><input type=\"radio\" name=\"rdPlan\" value=\"P3\"></td><td>Plan {lot} du 2019-01-01 <img src=\"images/BPD.GIF\" alt=\"Copie papier\"></td></tr>\
-         </table><input type=\"submit\" value=\"Soumettre\"></form>",
-        error_cell(&format!("Le plan du lot {lot} est inactif."))
-    ))
-    .into_response()
-}
-
-async fn plan_chosen(State(sim): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
-    if session(&headers, &sim).is_none() {
-        return to_login();
-    }
-    let f = parse(&body);
-    Redirect::to(&format!("/Sirf/{CONFIRM}?doc=plan-{}-{}", form(&f, "lot"), form(&f, "rdPlan"))).into_response()
-}
-
-fn acte_form(error: Option<&str>, rows: &[&str]) -> Html<String> {
-    let choice = if rows.is_empty() {
-        String::new()
-    } else {
-        let rows: String = rows
-            .iter()
-            .map(|n| format!("<tr><td><input type=\"radio\" name=\"rdNoReqst\" value=\"{n}\"></td><td>Réquisition {n}</td></tr>"))
-            .collect();
-        format!("<form method=\"post\" action=\"{ACTE_CHOICE}\"><table>{rows}</table><input type=\"submit\" value=\"Soumettre\"></form>")
-    };
-    page(&format!(
-        "{}<form method=\"post\" action=\"{ACTE}\">{}{} Numéro <input id=\"txtNoReqst\" name=\"txtNoReqst\">\
-         <input type=\"submit\" value=\"Soumettre\"></form>{choice}",
-        error.map(error_cell).unwrap_or_default(),
-        select("selCircnFoncr", CIRCONSCRIPTIONS, "", "", "Choisir une circonscription"),
-        select("selTypeDocmn", &[("ACTE", "Acte"), ("RADIA", "Radiation"), ("AVIS", "Avis d'adresse")], "", "", "Type de document"),
-    ))
-}
-
-async fn acte_page(State(sim): State<Shared>, headers: HeaderMap) -> Response {
-    if session(&headers, &sim).is_none() {
-        return to_login();
-    }
-    acte_form(None, &[]).into_response()
-}
-
-async fn acte_search(State(sim): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
-    if session(&headers, &sim).is_none() {
-        return to_login();
-    }
-    let f = parse(&body);
-    let number = form(&f, "txtNoReqst");
-    if form(&f, "selCircnFoncr") != "20" || form(&f, "selTypeDocmn") != "ACTE" {
-        return acte_form(Some("Aucun document ne correspond aux critères de recherche."), &[]).into_response();
-    }
-    match number.as_str() {
-        // Straight to the document: no choice, no confirmation.
-        "12345678" => Redirect::to(&format!("/Sirf/{FRAMESET}?doc=acte-{number}")).into_response(),
-        "22000000" => acte_form(
-            Some("Nous vous proposons une liste de document(s) dont le numéro est semblable à celui demandé."),
-            &["22 000 001", "22 000 000", "22 000 010"],
-        )
-        .into_response(),
-        "33000000" => acte_form(
-            Some("Nous vous proposons une liste de document(s) dont le numéro est semblable à celui demandé."),
-            &["33 000 001", "33 000 100"],
-        )
-        .into_response(),
-        _ => acte_form(Some(&format!("Le numéro {number} n'existe pas.")), &[]).into_response(),
-    }
-}
-
-async fn acte_chosen(State(sim): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
-    if session(&headers, &sim).is_none() {
-        return to_login();
-    }
-    let f = parse(&body);
-    let number: String = form(&f, "rdNoReqst").split_whitespace().collect();
-    Redirect::to(&format!("/Sirf/{CONFIRM}?doc=acte-{number}")).into_response()
-}
-
-async fn confirm_page(State(sim): State<Shared>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
-    let Some(token) = session(&headers, &sim) else { return to_login() };
-    {
-        let mut s = sim.lock().unwrap();
-        if s.expire_at_confirmation {
-            s.expire_at_confirmation = false;
-            s.sessions.remove(&token);
-            return to_login();
-        }
-    }
-    let doc = form(&q, "doc");
-    page(&format!(
-        "<p>Des frais s'appliquent à cette demande.</p><form method=\"post\" action=\"{CONFIRM}\">\
-         <input type=\"hidden\" name=\"doc\" value=\"{doc}\"><input type=\"button\" value=\"Annuler\">\
-         <input type=\"submit\" id=\"btnConfr\" value=\"Confirmer\"></form>"
-    ))
-    .into_response()
-}
-
-async fn confirmed(State(sim): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
-    if session(&headers, &sim).is_none() {
-        return to_login();
-    }
-    sim.lock().unwrap().confirmations += 1;
-    Redirect::to(&format!("/Sirf/{FRAMESET}?doc={}", form(&parse(&body), "doc"))).into_response()
-}
-
-async fn frameset(State(sim): State<Shared>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
-    if session(&headers, &sim).is_none() {
-        return to_login();
-    }
-    let doc = form(&q, "doc");
-    Html(format!(
-        "<!DOCTYPE html><html><head><base href=\"/Sirf/\"><title>Document</title></head><frameset rows=\"40,*\">\
-         <frame name=\"menu\" src=\"{MENU}?doc={doc}\"><frame name=\"page\" src=\"{DOCMN}?doc={doc}\"></frameset></html>"
-    ))
-    .into_response()
-}
-
-async fn menu(State(sim): State<Shared>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
-    if session(&headers, &sim).is_none() {
-        return to_login();
-    }
-    let doc = form(&q, "doc");
-    page(&format!(
-        "<table><tr><td class=\"menuBoutnCentr\"><a title=\"Imprimer la page\" href=\"javascript:print()\">Imprimer</a></td>\
-         <td class=\"menuBoutnCentr fondOrang\"><a title=\"Sauvegarder ou imprimer le document\" \
-         href=\"{SAVE}?doc={doc}\" onmouseup=\"fRechrDocmnPDF()\"><img src=\"images/sauvg.gif\" alt=\"Sauvegarder\"></a></td></tr></table>"
-    ))
-    .into_response()
-}
-
-async fn docmn(State(sim): State<Shared>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
-    let Some(token) = session(&headers, &sim) else { return to_login() };
-    let doc = form(&q, "doc");
-    let slow = sim.lock().unwrap().slow_plan;
-    if doc.starts_with("plan-") {
-        tokio::time::sleep(slow).await;
-    }
-    sim.lock().unwrap().shown.insert((token, doc.clone()));
-    page(&format!("<p>Document {doc}</p><img src=\"images/docmn.gif\">")).into_response()
-}
-
-async fn save(State(sim): State<Shared>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
-    let doc = form(&q, "doc");
-    let token = session(&headers, &sim);
-    let mut s = sim.lock().unwrap();
-    match token {
-        Some(token) if s.shown.contains(&(token.clone(), doc.clone())) => {
-            s.downloads.push(doc.clone());
-            ([(header::CONTENT_TYPE, "application/pdf")], pdf_for(&doc)).into_response()
-        }
-        _ => {
-            s.refused_downloads += 1;
-            (StatusCode::FORBIDDEN, page("Session requise")).into_response()
-        }
-    }
-}
-
-async fn simulator() -> (String, Shared) {
-    let sim: Shared = Arc::new(Mutex::new(Sim { slow_plan: Duration::from_secs(12), ..Sim::default() }));
-    let r = |p: &str| format!("/Sirf/{p}");
-    let app = axum::Router::new()
-        .route("/Sirf/", get(home))
-        .route(&r(LOGIN), get(|| async { login_form(None) }).post(login))
-        .route(
-            &r(INDEX),
-            get(|s: State<Shared>, h: HeaderMap, q: Query<HashMap<String, String>>| lot_page(s, h, q, INDEX))
-                .post(|s: State<Shared>, h: HeaderMap, b: Bytes| lot_search(s, h, b, INDEX)),
-        )
-        .route(
-            &r(PLAN),
-            get(|s: State<Shared>, h: HeaderMap, q: Query<HashMap<String, String>>| lot_page(s, h, q, PLAN))
-                .post(|s: State<Shared>, h: HeaderMap, b: Bytes| lot_search(s, h, b, PLAN)),
-        )
-        .route(&r(PLAN_CHOICE), get(plan_choice).post(plan_chosen))
-        .route(&r(ACTE), get(acte_page).post(acte_search))
-        .route(&r(ACTE_CHOICE), axum::routing::post(acte_chosen))
-        .route(&r(CONFIRM), get(confirm_page).post(confirmed))
-        .route(&r(FRAMESET), get(frameset))
-        .route(&r(MENU), get(menu))
-        .route(&r(DOCMN), get(docmn))
-        .route(&r(SAVE), get(save))
-        .with_state(sim.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (format!("http://{addr}/Sirf/"), sim)
+async fn simulator(shape: Shape) -> RegistrySite {
+    registry_site::start(SiteOptions::new(shape)).await
 }
 
 fn init_logs() {
@@ -436,7 +39,7 @@ fn diagnostics_dir(test: &str) -> PathBuf {
 /// The shipped configuration (or `config`, an edited copy), pointed at the simulator.
 fn settings_from(config: &str, base: &str, idle: Duration, test: &str) -> RegistrySettings {
     let site = SiteConfig::parse(config, "test").unwrap().with_base_url(base.parse().unwrap());
-    let mut site = SiteConfig { step_timeout_ms: 10_000, document_timeout_ms: 60_000, ..site };
+    let mut site = site.with_timeouts(Some(Duration::from_secs(10)), Some(Duration::from_secs(60)));
     site.diagnostics.dir = diagnostics_dir(test).display().to_string();
     RegistrySettings {
         site,
@@ -446,6 +49,7 @@ fn settings_from(config: &str, base: &str, idle: Duration, test: &str) -> Regist
             .unwrap_or_else(|| "/usr/bin/chromedriver".into()),
         idle_timeout: idle,
         fetch_timeout: Duration::from_secs(120),
+        default_circonscription: None,
     }
 }
 
@@ -481,51 +85,66 @@ fn plan(lot: &str) -> DocumentRequest {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_session_fetches_an_index_an_acte_and_a_plan_through_every_step() {
+
+/// The index, acte and plan flows every shape must go through.
+async fn fetch_every_kind(shape: Shape, test: &str) {
     init_logs();
-    let (base, sim) = simulator().await;
+    let site = simulator(shape).await;
     let accounts = accounts(&[(USER, PASSWORD)]);
-    let fetcher = RegistryFetcher::new(settings(&base, Duration::from_secs(300), "flow"), accounts.clone()).unwrap();
+    let fetcher = RegistryFetcher::new(settings(&site.base, Duration::from_secs(300), test), accounts.clone()).unwrap();
 
-    // Index: two reloading selects, the lot typed without spaces, no designation list, confirmation.
-    let doc = fetcher.fetch(&index("4 866 594")).await.unwrap_or_else(|e| panic!("index: {e}"));
+    // Index: the circonscription reloads the page, the lot typed without spaces, confirmation.
+    let doc = fetcher.fetch(&index("4 866 594")).await.unwrap_or_else(|e| panic!("{shape:?} index: {e}"));
     assert_eq!(doc.bytes, pdf_for("index-4866594"));
-    assert!(doc.source.contains("impri_sauvg.asp?doc=index-4866594"), "{}", doc.source);
 
-    // Index with a designation list (it appears once the cadastre is chosen).
+    // Index with a désignation secondaire (S: the cadastre reloads the page to show it; P: the page
+    // fills it without a reload).
     let with_designation = DocumentRequest {
         cadastre: Some("paroisse de st-laurent".into()),
         designation_secondaire: Some("rang 2".into()),
         ..index("1500")
     };
-    let doc = fetcher.fetch(&with_designation).await.unwrap_or_else(|e| panic!("index with designation: {e}"));
+    let doc = fetcher.fetch(&with_designation).await.unwrap_or_else(|e| panic!("{shape:?} index with designation: {e}"));
     assert_eq!(doc.bytes, pdf_for("index-1500"));
 
-    // Acte found at once: no choice page, no confirmation.
-    let doc = fetcher.fetch(&acte("12345678")).await.unwrap_or_else(|e| panic!("acte: {e}"));
+    // Actes: one result; then the exact number among a paper-only copy and a similar number.
+    let doc = fetcher.fetch(&acte("12345678")).await.unwrap_or_else(|e| panic!("{shape:?} acte: {e}"));
     assert_eq!(doc.bytes, pdf_for("acte-12345678"));
-
-    // Acte among similar numbers: the exact one is taken, then the confirmation.
-    let doc = fetcher.fetch(&acte("22000000")).await.unwrap_or_else(|e| panic!("acte (similar): {e}"));
+    let doc = fetcher.fetch(&acte("22000000")).await.unwrap_or_else(|e| panic!("{shape:?} acte among similar: {e}"));
     assert_eq!(doc.bytes, pdf_for("acte-22000000"));
 
-    // Plan: "est inactif" is not an error, the paper-only row is skipped (the latest other one is
-    // taken), the confirmation, then a page frame slower than step_timeout_ms (12 s > 10 s).
-    let doc = fetcher.fetch(&plan("4866594")).await.unwrap_or_else(|e| panic!("plan: {e}"));
-    assert_eq!(doc.bytes, pdf_for("plan-4866594-P2"));
+    // Plan: "est inactif" is not an error, the first row that is not a paper-only copy is taken.
+    let doc = fetcher.fetch(&plan("4866594")).await.unwrap_or_else(|e| panic!("{shape:?} plan: {e}"));
+    assert_eq!(doc.bytes, pdf_for("plan-4866594-P1"));
+
+    // An unknown lot is refused in the site's words, a final data error.
+    let err = fetcher.fetch(&index("9 999 999")).await.unwrap_err();
+    assert_eq!(err.to_string(), format!("index search: {}", registry_site::LOT_UNKNOWN));
+    assert!(err.is_final() && err.counts_as_attempt(), "{err:?}");
+
+    // No row with the exact acte number: a readable failure listing the numbers, nothing fetched.
+    let err = fetcher.fetch(&acte("33000000")).await.unwrap_err();
+    let text = err.to_string();
+    assert!(err.is_final() && text.contains("33 000 001") && text.contains("33 000 100") && text.contains("no row carries the number 33000000"), "{text}");
+
+    // A row without a circonscription, REGISTRE_DEFAULT_CIRCONSCRIPTION unset: a readable refusal.
+    let mut without = acte("12345678");
+    without.circonscription_fonciere = None;
+    let err = fetcher.fetch(&without).await.unwrap_err();
+    assert!(err.is_final() && err.to_string().contains("no circonscription_fonciere (and REGISTRE_DEFAULT_CIRCONSCRIPTION is not set)"), "{err}");
 
     {
-        let s = sim.lock().unwrap();
+        let s = site.state();
         assert_eq!(s.logins_ok, 1, "one login serves every document of the session");
-        assert_eq!(s.downloads, ["index-4866594", "index-1500", "acte-12345678", "acte-22000000", "plan-4866594-P2"]);
-        assert_eq!(s.confirmations, 4, "every confirmation page confirmed, none invented");
-        assert_eq!(s.refused_downloads, 0);
+        assert_eq!(s.downloads, ["index-4866594", "index-1500", "acte-12345678", "acte-22000000", "plan-4866594-P1"]);
+        assert_eq!(s.refused_downloads, 0, "every PDF came from the save control's click");
+        assert!(!s.user_agents.is_empty() && s.user_agents.iter().all(|ua| !ua.contains("HeadlessChrome")), "{:?}", s.user_agents);
+        assert!(s.accept_languages.iter().all(|l| l.starts_with("fr-CA")), "{:?}", s.accept_languages);
     }
     assert_eq!(accounts.success_count(USER), 1);
 
-    // The save control needs the session cookie: without it the simulator refuses.
-    let direct = reqwest::get(format!("{base}{SAVE}?doc=index-4866594")).await.unwrap();
+    // The save control needs the session: without it the simulator refuses.
+    let direct = reqwest::get(format!("{}{SAVE}?doc=index-4866594", site.base)).await.unwrap();
     assert_eq!(direct.status(), 403);
 
     fetcher.shutdown().await;
@@ -534,42 +153,105 @@ async fn one_session_fetches_an_index_an_acte_and_a_plan_through_every_step() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_sites_refusals_are_final_data_errors_with_its_text() {
+async fn the_final_production_shape_p_delivers_an_index_an_acte_and_a_plan() {
+    fetch_every_kind(Shape::P, "shape-p").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_extractor_shape_s_delivers_an_index_an_acte_and_a_plan() {
+    fetch_every_kind(Shape::S, "shape-s").await;
+}
+
+/// Production's fallbacks, each recorded in `fetched_as`: the other acte types after
+/// "inexistant", the closest other cadastres when none matches well, never another cadastre after
+/// the site refused the lot in the one that matched; REGISTRE_DEFAULT_CIRCONSCRIPTION.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn production_fallbacks_are_tried_and_recorded_in_fetched_as() {
     init_logs();
-    let (base, sim) = simulator().await;
-    let accounts = accounts(&[(USER, PASSWORD)]);
-    let fetcher = RegistryFetcher::new(settings(&base, Duration::from_secs(300), "refusals"), accounts.clone()).unwrap();
+    let site = simulator(Shape::P).await;
+    let mut settings = settings(&site.base, Duration::from_secs(300), "fallbacks");
+    settings.default_circonscription = Some("Montréal".into());
+    let fetcher = RegistryFetcher::new(settings, accounts(&[(USER, PASSWORD)])).unwrap();
 
-    let err = fetcher.fetch(&index("9 999 999")).await.unwrap_err();
-    assert_eq!(err.to_string(), "index search: Le lot 9999999 n'existe pas dans le cadastre sélectionné.");
-    assert!(err.is_final() && err.counts_as_attempt(), "{err:?}");
-
-    let err = fetcher.fetch(&acte("33000000")).await.unwrap_err();
-    let text = err.to_string();
-    assert!(
-        text.starts_with("acte search: Nous vous proposons une liste de document(s) dont le numéro est semblable à celui demandé. — 33000000 is not in the list (")
-            && text.contains("33 000 001"),
-        "{text}"
-    );
-    assert!(err.is_final());
-
-    let mut unknown = acte("12345678");
-    unknown.circonscription_fonciere = Some("Gaspé".into());
-    let err = fetcher.fetch(&unknown).await.unwrap_err();
+    // 55000000 exists only as an "Acte divers": Acte (inexistant) → Acte divers.
+    let doc = fetcher.fetch(&acte("55000000")).await.unwrap_or_else(|e| panic!("acte divers: {e}"));
+    assert_eq!(doc.bytes, pdf_for("acte-55000000"));
+    assert_eq!(doc.fetched_as.as_deref(), Some("circonscription_fonciere=Montréal, acte_type=Acte divers"));
+    // Unknown under every type: final only after the last, in the site's words.
+    let err = fetcher.fetch(&acte("66000000")).await.unwrap_err();
     assert!(err.is_final(), "{err:?}");
-    assert!(err.to_string().starts_with("acte search: circonscription_fonciere \"Gaspé\" is not offered by the registry (options: Montréal, Québec, Saint-Hyacinthe"), "{err}");
+    assert_eq!(err.to_string(), format!("acte search: {} (types tried: acte, Acte divers, Radiation)", registry_site::ACTE_UNKNOWN));
+    {
+        let s = site.state();
+        let tried: Vec<&str> = s.acte_searches.iter().map(|(kind, _)| kind.as_str()).collect();
+        assert_eq!(tried, ["ACTE", "DIVER", "ACTE", "DIVER", "RADIA"]);
+    }
 
-    // The browser stays usable after a data error: the same session fetches the next document.
-    let doc = fetcher.fetch(&acte("12345678")).await.unwrap();
+    // A cadastre matching no option well enough: the closest other option is tried.
+    let loose = DocumentRequest {
+        cadastre: Some("St-Laurent Nord Est Sud".into()),
+        designation_secondaire: Some("Rang 2".into()),
+        ..index("1500")
+    };
+    let doc = fetcher.fetch(&loose).await.unwrap_or_else(|e| panic!("cadastre fallback: {e}"));
+    assert_eq!(doc.bytes, pdf_for("index-1500"));
+    assert_eq!(
+        doc.fetched_as.as_deref(),
+        Some("circonscription_fonciere=Montréal, cadastre=Paroisse de Saint-Laurent, designation_secondaire=Rang 2")
+    );
+    // The lot refused in the cadastre that matched: no other cadastre is tried.
+    let err = fetcher.fetch(&index("9 999 999")).await.unwrap_err();
+    assert_eq!(err.to_string(), format!("index search: {}", registry_site::LOT_UNKNOWN));
+    assert_eq!(site.state().lot_searches.iter().filter(|(_, lot)| lot == "9999999").count(), 1);
+
+    // A row without a circonscription: REGISTRE_DEFAULT_CIRCONSCRIPTION.
+    let mut without = acte("12345678");
+    without.circonscription_fonciere = None;
+    let doc = fetcher.fetch(&without).await.unwrap_or_else(|e| panic!("default circonscription: {e}"));
     assert_eq!(doc.bytes, pdf_for("acte-12345678"));
-    assert_eq!(sim.lock().unwrap().logins_ok, 1);
+    fetcher.shutdown().await;
+}
+
+/// P's circonscription reload takes more than 20 s: with the shipped waits (30 s per step) the
+/// fetcher waits for it instead of failing. No timing is asserted: the document coming proves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_circonscription_reload_slower_than_20_s_is_waited_for() {
+    init_logs();
+    let site = registry_site::start(SiteOptions { circonscription_reload: Duration::from_secs(21), ..SiteOptions::new(Shape::P) }).await;
+    let accounts = accounts(&[(USER, PASSWORD)]);
+    let mut settings = settings(&site.base, Duration::from_secs(300), "slow-reload");
+    settings.site = SiteConfig::embedded().unwrap().with_base_url(site.base.parse().unwrap());
+    assert_eq!(settings.site.step_timeout(), Duration::from_secs(30));
+    settings.site.diagnostics.dir = diagnostics_dir("slow-reload").display().to_string();
+    let fetcher = RegistryFetcher::new(settings, accounts).unwrap();
+    let doc = fetcher.fetch(&acte("12345678")).await.unwrap_or_else(|e| panic!("acte after a 21 s reload: {e}"));
+    assert_eq!(doc.bytes, pdf_for("acte-12345678"));
+    fetcher.shutdown().await;
+}
+
+/// A search page whose button is none of the configured alternatives fails naming the page and
+/// what was looked for: never a success followed by the document timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_without_its_button_fails_naming_the_page_and_the_alternatives() {
+    init_logs();
+    let site = simulator(Shape::P).await;
+    let acte_submit = r#"submit = ["input[value*='Rechercher']", "button-text:Rechercher", "input[type='submit'][value*='Soumettre']", "any submit"]"#;
+    assert!(DEFAULT_SITE_CONFIG.contains(acte_submit));
+    let broken = DEFAULT_SITE_CONFIG.replace(acte_submit, r#"submit = ["input[value*='Chercher']"]"#);
+    let fetcher = RegistryFetcher::new(settings_from(&broken, &site.base, Duration::from_secs(300), "no-button"), accounts(&[(USER, PASSWORD)])).unwrap();
+    let err = fetcher.fetch(&acte("12345678")).await.unwrap_err();
+    let text = err.to_string();
+    assert!(!err.is_final(), "{err:?}");
+    assert!(text.contains("pf_13_01_11_08_reqst.asp") && text.contains("no the acte search button found (looked for `input[value*='Chercher']`)"), "{text}");
+    assert_eq!(site.state().documents_opened, 0);
     fetcher.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_session_is_renewed_and_a_refused_account_rested_for_another() {
     init_logs();
-    let (base, sim) = simulator().await;
+    let site = simulator(Shape::S).await;
+    let base = site.base.clone();
     // bob's password is wrong: the site refuses him, the fetcher reports it and logs in as alice.
     let accounts = accounts(&[("bob", "wrong-password"), (USER, PASSWORD)]);
     let fetcher = RegistryFetcher::new(settings(&base, Duration::from_secs(300), "session"), accounts.clone()).unwrap();
@@ -580,17 +262,17 @@ async fn an_expired_session_is_renewed_and_a_refused_account_rested_for_another(
     assert!(!accounts.in_use("bob"), "bob is given back to the provider");
     assert!(accounts.in_use(USER));
     {
-        let s = sim.lock().unwrap();
+        let s = site.state();
         assert_eq!((s.logins_refused, s.logins_ok), (1, 1));
     }
 
     // The site expires the session at the confirmation page: the fetcher logs in again and the
     // document still comes within the same fetch (no error, so no attempt counted on the row).
-    sim.lock().unwrap().expire_at_confirmation = true;
+    site.state().expire_at_confirmation = true;
     let doc = fetcher.fetch(&acte("22000000")).await.unwrap_or_else(|e| panic!("acte after expiry: {e}"));
     assert_eq!(doc.bytes, pdf_for("acte-22000000"));
     {
-        let s = sim.lock().unwrap();
+        let s = site.state();
         assert_eq!(s.logins_ok, 2, "one new login after the expiry");
         assert!(!s.expire_at_confirmation);
         assert_eq!(s.sessions.len(), 1, "the expired session is gone, the new one serves");
@@ -602,7 +284,7 @@ async fn an_expired_session_is_renewed_and_a_refused_account_rested_for_another(
     assert!(!accounts.in_use(USER));
     fetcher.fetch(&acte("12345678")).await.unwrap_or_else(|e| panic!("acte in a new session: {e}"));
     {
-        let s = sim.lock().unwrap();
+        let s = site.state();
         assert_eq!((s.logins_refused, s.logins_ok), (1, 3), "bob was not tried again");
     }
     assert_eq!(accounts.failure_count("bob"), 1);
@@ -635,7 +317,8 @@ async fn an_expired_session_is_renewed_and_a_refused_account_rested_for_another(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_selector_in_the_config_fails_and_saves_the_page_for_diagnosis() {
     init_logs();
-    let (base, _sim) = simulator().await;
+    let site = simulator(Shape::S).await;
+    let base = site.base.clone();
     assert!(DEFAULT_SITE_CONFIG.contains("\"#txtNumrtLot\""));
     let broken = DEFAULT_SITE_CONFIG.replace("\"#txtNumrtLot\"", "\"#txtNumrLot\"");
     let mut settings = settings_from(&broken, &base, Duration::from_secs(300), "broken");
@@ -674,7 +357,8 @@ async fn a_wrong_selector_in_the_config_fails_and_saves_the_page_for_diagnosis()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_browser_is_closed_and_a_crashed_one_replaced() {
     init_logs();
-    let (base, sim) = simulator().await;
+    let site = simulator(Shape::S).await;
+    let base = site.base.clone();
     let accounts = accounts(&[(USER, PASSWORD)]);
     let fetcher = RegistryFetcher::new(settings(&base, Duration::from_millis(1500), "idle"), accounts.clone()).unwrap();
 
@@ -689,7 +373,7 @@ async fn an_idle_browser_is_closed_and_a_crashed_one_replaced() {
 
     // Reopened on demand.
     fetcher.fetch(&acte("12345678")).await.unwrap();
-    assert_eq!(sim.lock().unwrap().logins_ok, 2);
+    assert_eq!(site.state().logins_ok, 2);
 
     // Kill chromedriver and Chromium: the next fetch reports a crash (no attempt counted)...
     let pid = fetcher.driver_pid().await.expect("a running chromedriver");

@@ -23,7 +23,7 @@ impl Fetcher for AlwaysPdf {
     fn fetch<'a>(&'a self, request: &'a DocumentRequest) -> BoxFuture<'a, Result<FetchedDocument, FetchError>> {
         Box::pin(async move {
             let bytes = registre_testkit::pdf::pdf(&[vec![format!("Index {}", request.document_number)]]);
-            Ok(FetchedDocument { bytes, content_type: "application/pdf".into(), source: "stand-in".into() })
+            Ok(FetchedDocument { bytes, content_type: "application/pdf".into(), source: "stand-in".into(), fetched_as: None })
         })
     }
     fn kind(&self) -> &'static str {

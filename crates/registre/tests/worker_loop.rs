@@ -55,7 +55,7 @@ impl Fetcher for Scripted {
                     notified.await;
                 }
             }
-            Ok(FetchedDocument { bytes: PDF.to_vec(), content_type: "application/pdf".into(), source: format!("scripted:{n}") })
+            Ok(FetchedDocument { bytes: PDF.to_vec(), content_type: "application/pdf".into(), source: format!("scripted:{n}"), fetched_as: None })
         })
     }
     fn kind(&self) -> &'static str {

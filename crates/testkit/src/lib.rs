@@ -15,7 +15,9 @@
 //! - [`proxy`]: a TCP fault proxy that cuts or stalls the connections through it;
 //! - [`moto`]: a private moto S3 server with its signature checks on;
 //! - [`gemini`]: a stand-in for the Gemini generateContent API that checks every request, answers
-//!   as the API documents (or holds, drops, never answers, as scripted) and records each call.
+//!   as the API documents (or holds, drops, never answers, as scripted) and records each call;
+//! - [`registry_site`]: a stand-in for the Registre foncier website in the two shapes of the
+//!   evidence (P, S), also served by the `registry-site-sim` binary for scripts.
 
 pub mod child;
 pub mod cluster;
@@ -26,6 +28,7 @@ pub mod proxy;
 pub mod pdf;
 pub mod postgres;
 pub mod redis6;
+pub mod registry_site;
 pub mod reference;
 pub mod scan;
 pub mod postgrest;

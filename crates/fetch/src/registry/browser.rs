@@ -1,6 +1,8 @@
 //! One headless Chromium driven through a chromedriver child process on a free local port, with a
-//! fresh profile directory. Closing (or dropping) it kills the whole process group, so no
-//! Chromium is left behind, and removes the profile.
+//! fresh profile directory holding the session's download folder. Set up as production set it
+//! (docs/design.md §9.1): locale fr-CA, window 1280×720, a user agent without "HeadlessChrome".
+//! Closing (or dropping) it kills the whole process group, so no Chromium is left behind, and
+//! removes the profile with its downloads.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -23,6 +25,8 @@ pub const CHROMIUM_FLAGS: &[&str] = &[
     "--disable-component-update",
     "--disable-sync",
     "--no-first-run",
+    "--lang=fr-CA",
+    "--window-size=1280,720",
 ];
 
 /// Chromium refuses to start its sandbox as root, so a root process (a container, CI) must turn it
@@ -46,6 +50,8 @@ const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 pub struct Browser {
     pub client: Client,
+    /// Where Chromium saves this session's downloads (inside the profile: removed with it).
+    pub downloads: PathBuf,
     driver: Driver,
 }
 
@@ -87,13 +93,26 @@ impl Browser {
         // SAFETY: geteuid has no preconditions and cannot fail.
         let mut args = chromium_flags(unsafe { libc::geteuid() });
         args.push(format!("--user-data-dir={}", driver.profile.display()));
-        caps.insert("goog:chromeOptions".into(), json!({ "binary": chromium, "args": args }));
+        args.push(format!("--user-agent={}", user_agent(chromium).await));
+        let downloads = driver.profile.join("downloads");
+        std::fs::create_dir_all(&downloads)
+            .map_err(|e| FetchError::Other(format!("creating the download folder {}: {e}", downloads.display())))?;
+        // The save control's download lands in the session's own folder, without a prompt; a PDF
+        // opened in a frame is downloaded too rather than shown by the viewer.
+        let prefs = json!({
+            "download.default_directory": downloads,
+            "download.prompt_for_download": false,
+            "download.directory_upgrade": true,
+            "plugins.always_open_pdf_externally": true,
+            "intl.accept_languages": "fr-CA,fr",
+        });
+        caps.insert("goog:chromeOptions".into(), json!({ "binary": chromium, "args": args, "prefs": prefs }));
         let client = ClientBuilder::new(HttpConnector::new())
             .capabilities(caps)
             .connect(&format!("http://127.0.0.1:{port}"))
             .await
             .map_err(|e| new_session_error(e, chromium))?;
-        Ok(Browser { client, driver })
+        Ok(Browser { client, downloads, driver })
     }
 
     /// Ends the session politely, then makes sure every process of the group is gone.
@@ -183,6 +202,36 @@ pub fn classify(e: CmdError, what: &str) -> FetchError {
     }
 }
 
+/// The user agent of a non-headless Chromium of the installed version: headless Chromium says
+/// "HeadlessChrome", which production avoided. The version comes from `chromium --version`.
+async fn user_agent(chromium: &Path) -> String {
+    static CACHED: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    if let Some(ua) = CACHED.get() {
+        return ua.clone();
+    }
+    let output = tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio::process::Command::new(chromium).arg("--version").stdin(Stdio::null()).stderr(Stdio::null()).output(),
+    )
+    .await;
+    let text = match output {
+        Ok(Ok(out)) => String::from_utf8_lossy(&out.stdout).to_string(),
+        _ => String::new(),
+    };
+    let ua = user_agent_for(&text);
+    let _ = CACHED.set(ua.clone());
+    ua
+}
+
+/// "Chromium 156.0.8078.129 built on Debian" → a desktop Chrome user agent of that version.
+fn user_agent_for(version_output: &str) -> String {
+    let version = version_output
+        .split_whitespace()
+        .find(|w| w.chars().next().is_some_and(|c| c.is_ascii_digit()) && w.contains('.'))
+        .unwrap_or("120.0.0.0");
+    format!("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{version} Safari/537.36")
+}
+
 fn free_port() -> std::io::Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(listener.local_addr()?.port())
@@ -210,5 +259,13 @@ mod tests {
         assert!(chromium_flags(0).iter().any(|f| f == NO_SANDBOX));
         assert!(!chromium_flags(1000).iter().any(|f| f == NO_SANDBOX), "{:?}", chromium_flags(1000));
         assert!(chromium_flags(1000).iter().any(|f| f == "--headless"));
+        assert!(chromium_flags(1000).iter().any(|f| f == "--window-size=1280,720"));
+    }
+
+    #[test]
+    fn the_user_agent_names_the_installed_version_and_not_headless() {
+        let ua = user_agent_for("Chromium 156.0.8078.129 built on Debian GNU/Linux 12 (bookworm)\n");
+        assert!(ua.contains("Chrome/156.0.8078.129 ") && !ua.contains("Headless"), "{ua}");
+        assert!(user_agent_for("").contains("Chrome/120.0.0.0"));
     }
 }

@@ -40,13 +40,17 @@ pub async fn save(config: &Diagnostics, client: &Client, request: &DocumentReque
         }
         Err(e) => tracing::warn!("registry: no screenshot of the failed step: {e}"),
     }
-    let html = match client.execute(PAGE_HTML, vec![]).await {
-        Ok(v) => v.as_str().unwrap_or_default().to_string(),
-        Err(_) => client.source().await.unwrap_or_default(),
-    };
-    let _ = std::fs::write(folder.join("page.html"), html);
+    let _ = std::fs::write(folder.join("page.html"), page_html(client).await);
     prune(&root, config.keep.max(1));
     Some(folder)
+}
+
+/// The HTML of the page and of its same-origin frames (js/page_html.js), else the page source.
+pub(super) async fn page_html(client: &Client) -> String {
+    match client.execute(PAGE_HTML, vec![]).await {
+        Ok(v) => v.as_str().unwrap_or_default().to_string(),
+        Err(_) => client.source().await.unwrap_or_default(),
+    }
 }
 
 /// Removes all but the newest `keep` folders of `root` (names start with a zero-padded time).

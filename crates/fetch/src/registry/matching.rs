@@ -92,6 +92,19 @@ pub fn best_option<'a>(wanted: &str, options: &'a [SelectOption]) -> Option<&'a 
     best.map(|(o, _)| o)
 }
 
+/// When no option is close enough: up to `n` options sharing at least one word with `wanted`,
+/// best match first (production's fallback tried up to 3 of them).
+pub fn ranked_options<'a>(wanted: &str, options: &'a [SelectOption], n: usize) -> Vec<&'a SelectOption> {
+    let mut scored: Vec<(f64, &SelectOption)> = options
+        .iter()
+        .filter(|o| !o.value.trim().is_empty())
+        .map(|o| (score(wanted, o), o))
+        .filter(|(s, _)| *s > 0.0)
+        .collect();
+    scored.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(std::cmp::Ordering::Equal));
+    scored.into_iter().take(n).map(|(_, o)| o).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,5 +127,14 @@ mod tests {
         let cadastres = options(&[("1", "Paroisse de Saint-Laurent"), ("2", "Cadastre du Québec")]);
         assert_eq!(best_option("Québec", &cadastres).map(|o| o.value.as_str()), Some("2"));
         assert_eq!(best_option("paroisse de st-laurent", &cadastres).map(|o| o.value.as_str()), Some("1"));
+    }
+
+    #[test]
+    fn ranked_fallbacks_share_a_word_best_first() {
+        let cadastres = options(&[("000000", "Choisir un cadastre"), ("1", "Paroisse de Saint-Laurent"), ("2", "Paroisse de Saint-Laurent-de-l'Île"), ("3", "Village de Saint-Laurent Est Nord")]);
+        assert_eq!(best_option("Saint-Laurent Ouest Sud Centre", &cadastres), None);
+        let ranked: Vec<&str> = ranked_options("Saint-Laurent Ouest Sud Centre", &cadastres, 3).iter().map(|o| o.value.as_str()).collect();
+        assert_eq!(ranked, ["1", "2", "3"]);
+        assert!(ranked_options("Gaspé", &cadastres, 3).is_empty());
     }
 }

@@ -1,5 +1,5 @@
 //! The `registry` fetcher: the Registre foncier website driven by headless Chromium through
-//! WebDriver. Every URL and selector comes from `registry-site.toml` ([`site::SiteConfig`]).
+//! WebDriver. Every URL and selector (ordered lists of alternatives) comes from `registry-site.toml` ([`site::SiteConfig`]).
 //!
 //! One fetcher holds at most one browser session, logged in with an account held from the
 //! [`AccountProvider`] for the session's life. The session is opened on demand, closed after
@@ -8,11 +8,12 @@
 //! the provider (which rests it) and the next account is tried. The document flow of DESIGN §9.1
 //! (search form, optional choice and confirmation pages, the document frameset) is in [`search`]
 //! on the page primitives of [`page`]; logging in is [`login`], the browser session [`session`],
-//! and the PDF is downloaded ([`download`]) by reading the save control's href and fetching it with
-//! reqwest carrying the browser's cookies.
+//! and the PDF is downloaded ([`download`]) by clicking the save control and taking the browser's
+//! download (the href fetched with the session's cookies is only a fallback).
 
 mod account;
 mod browser;
+pub mod check;
 pub mod diagnostics;
 mod download;
 mod login;
@@ -47,6 +48,8 @@ pub struct RegistrySettings {
     pub idle_timeout: Duration,
     /// Bound of one whole fetch (EXTRACTION_TIMEOUT).
     pub fetch_timeout: Duration,
+    /// REGISTRE_DEFAULT_CIRCONSCRIPTION: searched for a row without a circonscription.
+    pub default_circonscription: Option<String>,
 }
 
 impl RegistrySettings {
@@ -60,12 +63,14 @@ impl RegistrySettings {
         if let Some(base) = &config.base_url {
             site = site.with_base_url(base.clone());
         }
+        let site = site.with_timeouts(config.step_timeout, config.document_timeout);
         Ok(RegistrySettings {
             site,
             chromium_path: config.chromium_path.clone(),
             chromedriver_path: config.chromedriver_path.clone(),
             idle_timeout: config.browser_idle,
             fetch_timeout: config.extraction_timeout,
+            default_circonscription: config.default_circonscription.clone(),
         })
     }
 
@@ -76,7 +81,8 @@ impl RegistrySettings {
             chromium_path: PathBuf::from("/usr/bin/chromium"),
             chromedriver_path: PathBuf::from("/usr/bin/chromedriver"),
             idle_timeout: Duration::from_secs(120),
-            fetch_timeout: Duration::from_secs(180),
+            fetch_timeout: Duration::from_secs(300),
+            default_circonscription: None,
         })
     }
 }
@@ -87,11 +93,40 @@ pub struct RegistryFetcher {
 
 impl RegistryFetcher {
     pub fn new(settings: RegistrySettings, accounts: Arc<dyn AccountProvider>) -> Result<Self, FetchError> {
+        RegistryFetcher::build(settings, accounts, None)
+    }
+
+    fn build(settings: RegistrySettings, accounts: Arc<dyn AccountProvider>, check: Option<check::CheckLog>) -> Result<Self, FetchError> {
         let http = reqwest::Client::builder()
             .timeout(settings.fetch_timeout)
             .build()
             .map_err(|e| FetchError::Other(format!("building the HTTP client: {e}")))?;
-        Ok(RegistryFetcher { inner: Arc::new(Inner { settings, accounts, http, state: Mutex::new(State::default()) }) })
+        Ok(RegistryFetcher { inner: Arc::new(Inner { settings, accounts, http, state: Mutex::new(State::default()), check }) })
+    }
+
+    /// `registrectl site-check`: drives the site for `request` one step at a time with an account
+    /// of `accounts`, saving a screenshot and the HTML of every step under `folder`. Stops before
+    /// the submit that opens a document unless `fetch` (which may charge).
+    pub async fn site_check(
+        settings: RegistrySettings,
+        accounts: Arc<dyn AccountProvider>,
+        request: &DocumentRequest,
+        folder: PathBuf,
+        fetch: bool,
+    ) -> Result<check::SiteCheckReport, FetchError> {
+        std::fs::create_dir_all(&folder)
+            .map_err(|e| FetchError::Other(format!("creating the site-check folder {}: {e}", folder.display())))?;
+        let fetcher = RegistryFetcher::build(settings, accounts, Some(check::CheckLog::new(folder.clone(), fetch)))?;
+        let result = fetcher.inner.clone().fetch(request).await;
+        let stopped = matches!(&result, Err(FetchError::Other(text)) if text == check::STOPPED);
+        if let Err(e) = &result {
+            if !stopped {
+                fetcher.inner.check_failed(None, "failed", e.to_string()).await;
+            }
+        }
+        fetcher.shutdown().await;
+        let steps = fetcher.inner.check.as_ref().map(|c| c.steps.lock().unwrap_or_else(|p| p.into_inner()).clone()).unwrap_or_default();
+        Ok(check::SiteCheckReport { steps, folder, stopped_before_document: stopped })
     }
 
     /// Whether a browser session is open right now.

@@ -1,9 +1,11 @@
-//! One document through the registry site (DESIGN §9.1): the search form of the document's kind
-//! (selects chosen by best match, waiting for the page reload a choice triggers; optional fields
-//! skipped when absent); then, in whatever order the site shows them, the error cell, the choice
-//! page (paper-only rows skipped), the fee confirmation, and the document frameset whose menu
-//! frame holds the save control ([`super::download`] fetches its href).
+//! One document through the registry site (docs/design.md §9.1): the search form of the
+//! document's kind (selects chosen by best match, each followed by the reload wait of
+//! [`Inner::after_choice`]; optional fields skipped when absent), submitted with the page's own list
+//! of buttons; then, in whatever order the site shows them, the error cell, the results or choice
+//! rows (paper-only rows never taken; actes: the exact number only), the fee confirmation, and the
+//! document page whose save control [`super::download`] clicks.
 
+use std::path::Path;
 use std::time::Instant;
 
 use fantoccini::Client;
@@ -11,12 +13,11 @@ use serde_json::json;
 
 use super::browser::classify;
 use super::excerpt;
-use super::matching::best_option;
-use super::page::POLL;
+use super::matching::{best_option, fold, ranked_options, SelectOption};
+use super::page::{looked_for, with_find, Matched, POLL};
 use super::session::Inner;
-use super::site::{FieldKind, SearchPage};
+use super::site::{FieldKind, FieldValue, SearchPage};
 use crate::{DocumentRequest, DocumentSource, FetchError, FetchedDocument};
-
 const CHOOSE_OPTION: &str = include_str!("js/choose_option.js");
 const CHOOSE_ROW: &str = include_str!("js/choose_row.js");
 
@@ -25,6 +26,39 @@ pub(super) enum Outcome {
     Document(FetchedDocument),
     /// The site showed its login form mid-flow: log in again and start over.
     SessionExpired,
+    /// The row's cadastre or désignation matches no option well enough: production's fallback
+    /// tries `candidates` (best match first, at most 3).
+    NoMatch { field: FieldValue, wanted: String, candidates: Vec<SelectOption>, message: String, step: String },
+    /// A site check stopped before the submit that opens a document.
+    Stopped,
+}
+
+/// How filling the search form ended.
+enum Fill {
+    Done,
+    SessionExpired,
+    NoMatch { field: FieldValue, wanted: String, candidates: Vec<SelectOption>, message: String },
+}
+
+/// Options forced by a fallback, per field.
+type Forced = Vec<(FieldValue, SelectOption)>;
+
+/// The acte types tried, in production's order (Acte → Acte divers → Radiation), the row's first.
+const ACTE_TYPES: &[&str] = &["Acte", "Acte divers", "Radiation"];
+
+/// How many other options the cadastre / désignation fallback tries.
+const OTHER_OPTIONS: usize = 3;
+
+fn acte_types(request: &DocumentRequest) -> Vec<String> {
+    let first = FieldValue::ActeType.of(request).unwrap_or_else(|| ACTE_TYPES[0].to_string());
+    let mut types = vec![first.clone()];
+    types.extend(ACTE_TYPES.iter().filter(|t| fold(t) != fold(&first)).map(|t| t.to_string()));
+    types
+}
+
+/// The site said the document does not exist ("… est inexistant", "… inexistante").
+fn says_inexistant(error: &FetchError) -> bool {
+    matches!(error, FetchError::Rejected { message, .. } if message.to_lowercase().contains("inexistant"))
 }
 
 /// Digits of a text: "12 345 678" and "12345678" compare equal.
@@ -50,39 +84,125 @@ fn numbers_in(text: &str) -> Vec<String> {
 }
 
 impl Inner {
-    /// One document from its search page to the PDF.
-    pub(super) async fn document(&self, client: &Client, request: &DocumentRequest) -> Result<Outcome, FetchError> {
+    /// One document with production's fallbacks (docs/design.md §9.1), each try logged: an acte
+    /// the site calls "inexistant" is searched again with the other types (Acte → Acte divers →
+    /// Radiation), final only after the last; an index or plan whose cadastre or désignation
+    /// matches no option well enough is tried with up to 3 other options, best match first. A
+    /// cadastre that matched is never swapped for another after the site refused the lot in it.
+    pub(super) async fn document_with_fallbacks(&self, client: &Client, downloads: &Path, request: &DocumentRequest) -> Result<Outcome, FetchError> {
+        if request.document_source == DocumentSource::Acte {
+            let types = acte_types(request);
+            let mut last = None;
+            for (i, kind) in types.iter().enumerate() {
+                let mut attempt = request.clone();
+                attempt.acte_type = Some(kind.clone());
+                if i > 0 {
+                    tracing::info!(document = %request.describe(), "registry: acte fallback {i}/{}: searching again as {kind:?}", types.len() - 1);
+                }
+                match self.document(client, downloads, &attempt, &Vec::new()).await {
+                    Err(e) if says_inexistant(&e) => {
+                        tracing::info!(document = %request.describe(), "registry: acte as {kind:?}: {e}");
+                        last = Some(e);
+                    }
+                    other => return other,
+                }
+            }
+            return Err(match last {
+                Some(FetchError::Rejected { step, message }) => {
+                    FetchError::Rejected { step, message: format!("{message} (types tried: {})", types.join(", ")) }
+                }
+                Some(other) => other,
+                None => FetchError::Other("registry: no acte type to try".into()),
+            });
+        }
+        let (field, wanted, candidates, message, step) = match self.document(client, downloads, request, &Vec::new()).await? {
+            Outcome::NoMatch { field, wanted, candidates, message, step } => (field, wanted, candidates, message, step),
+            done => return Ok(done),
+        };
+        if candidates.is_empty() {
+            return Err(FetchError::Rejected { step, message });
+        }
+        let mut refusals = Vec::new();
+        for (i, option) in candidates.iter().enumerate() {
+            tracing::info!(
+                document = %request.describe(),
+                "registry: {step}: {} {wanted:?} matches no option well enough: fallback {}/{}: option {:?} (value {:?})",
+                field.name(), i + 1, candidates.len(), option.text, option.value
+            );
+            match self.document(client, downloads, request, &vec![(field, option.clone())]).await {
+                Ok(Outcome::NoMatch { message, .. }) => refusals.push(format!("{}: {message}", option.text)),
+                Err(FetchError::Rejected { message, .. }) => refusals.push(format!("{}: {message}", option.text)),
+                other => return other,
+            }
+        }
+        Err(FetchError::Rejected { step, message: format!("{message}; the closest options were refused too ({})", refusals.join("; ")) })
+    }
+
+    /// One document from its search page to the PDF, with the options of `forced` chosen as given.
+    async fn document(&self, client: &Client, downloads: &Path, request: &DocumentRequest, forced: &Forced) -> Result<Outcome, FetchError> {
         let site = self.site();
         let page = site.search_page(request.document_source)?;
         let url = site.url(&page.path)?;
         let search_step = format!("{} search", request.document_source);
         client.goto(url.as_str()).await.map_err(|e| classify(e, &format!("opening {url}")))?;
         tracing::info!(document = %request.describe(), "registry: {search_step}: page {}", page.path);
-        if !self.fill_search(client, request, page, &search_step).await? {
-            return Ok(Outcome::SessionExpired);
+        self.checkpoint(client, &format!("{search_step}: page"), &page.path).await;
+        let mut chosen = Vec::new();
+        match self.fill_search(client, request, page, &search_step, forced, &mut chosen).await? {
+            Fill::Done => {}
+            Fill::SessionExpired => return Ok(Outcome::SessionExpired),
+            Fill::NoMatch { field, wanted, candidates, message } => {
+                return Ok(Outcome::NoMatch { field, wanted, candidates, message, step: search_step });
+            }
         }
-        self.wait_for(client, &page.submit, "the search button").await?;
-        self.act(client, &page.submit, "the search button").await?;
-        tracing::info!(document = %request.describe(), "registry: {search_step}: submitted");
-        self.after_search(client, request, page, search_step).await
+        // "any submit" means a button of the form holding the number field.
+        let anchor: Vec<String> = page.fields.iter().filter(|f| f.value == FieldValue::DocumentNumber).map(|f| f.selector.clone()).collect();
+        if self.stop_before_document() && request.document_source != DocumentSource::Acte {
+            // The index and plan search submit can open the document (and charge): found, not clicked.
+            let (_, matched) = self.pick(client, &page.submit, Some(&anchor), &format!("the {search_step} button")).await?;
+            self.checkpoint(client, &format!("{search_step}: button found, NOT clicked"), &matched.alternative).await;
+            return Ok(Outcome::Stopped);
+        }
+        let matched = self.act(client, &page.submit, Some(&anchor), &format!("the {search_step} button")).await?;
+        tracing::info!(document = %request.describe(), "registry: {search_step}: submitted with {}", matched.describe(page.submit.len()));
+        self.checkpoint(client, &format!("{search_step}: submitted"), &matched.alternative).await;
+        match self.after_search(client, downloads, request, search_step).await? {
+            Outcome::Document(mut doc) => {
+                doc.fetched_as = (!chosen.is_empty()).then(|| chosen.join(", "));
+                Ok(Outcome::Document(doc))
+            }
+            other => Ok(other),
+        }
     }
 
-    /// Fills the search form; false when the site showed its login form instead (session expired).
-    pub(super) async fn fill_search(&self, client: &Client, request: &DocumentRequest, page: &SearchPage, step: &str) -> Result<bool, FetchError> {
+    /// The row's value for a field; a missing circonscription takes REGISTRE_DEFAULT_CIRCONSCRIPTION.
+    fn field_value(&self, request: &DocumentRequest, value: FieldValue) -> Option<String> {
+        value.of(request).or_else(|| match value {
+            FieldValue::Circonscription => self.settings.default_circonscription.clone(),
+            _ => None,
+        })
+    }
+
+    /// Fills the search form, noting in `chosen` the options used (`cadastre=Cadastre du Québec`).
+    async fn fill_search(&self, client: &Client, request: &DocumentRequest, page: &SearchPage, step: &str, forced: &Forced, chosen_options: &mut Vec<String>) -> Result<Fill, FetchError> {
         for field in &page.fields {
             let name = field.value.name();
             // Wait for the page (perhaps reloaded by the previous choice) before looking at the field.
             let state = self.settled_page(client, &format!("the {step} page")).await?;
             if state.login {
-                return Ok(false);
+                return Ok(Fill::SessionExpired);
             }
-            let Some(value) = field.value.of(request) else {
+            let Some(value) = self.field_value(request, field.value) else {
                 if field.optional {
+                    if field.value == FieldValue::Cadastre {
+                        tracing::info!(document = %request.describe(), "registry: {step}: the row has no cadastre: the site's default is kept");
+                    }
                     continue;
                 }
+                let hint = if field.value == FieldValue::Circonscription { " (and REGISTRE_DEFAULT_CIRCONSCRIPTION is not set)" } else { "" };
                 return Err(FetchError::Rejected {
                     step: step.to_string(),
-                    message: format!("the row has no {name}, which the {} search needs", request.document_source),
+                    message: format!("the row has no {name}{hint}, which the {} search needs", request.document_source),
                 });
             };
             if field.may_be_absent && !self.present(client, &field.selector).await? {
@@ -96,41 +216,50 @@ impl Inner {
                     element.clear().await.map_err(|e| classify(e, &format!("clearing {name}")))?;
                     element.send_keys(&typed).await.map_err(|e| classify(e, &format!("typing {name}")))?;
                     tracing::info!(document = %request.describe(), "registry: {step}: {name} typed as {typed:?} ({})", field.selector);
+                    self.checkpoint(client, &format!("{step}: {name}"), &format!("{} = {typed:?}", field.selector)).await;
                 }
                 FieldKind::Select => {
                     self.wait_for(client, &field.selector, &format!("the {name} list")).await?;
                     let options = self.select_options(client, &field.selector).await?;
-                    let Some(chosen) = best_option(&value, &options) else {
+                    let forced_option = forced.iter().find(|(f, _)| *f == field.value).map(|(_, o)| o);
+                    let Some(chosen) = forced_option.or_else(|| best_option(&value, &options)) else {
                         let offered: Vec<&str> = options.iter().filter(|o| !o.value.is_empty()).map(|o| o.text.as_str()).take(12).collect();
-                        return Err(FetchError::Rejected {
-                            step: step.to_string(),
-                            message: format!("{name} {value:?} is not offered by the registry (options: {})", offered.join(", ")),
-                        });
+                        let message = format!("{name} {value:?} is not offered by the registry (options: {})", offered.join(", "));
+                        if matches!(field.value, FieldValue::Cadastre | FieldValue::DesignationSecondaire) && forced.is_empty() {
+                            let candidates = ranked_options(&value, &options, OTHER_OPTIONS).into_iter().cloned().collect();
+                            return Ok(Fill::NoMatch { field: field.value, wanted: value, candidates, message });
+                        }
+                        return Err(FetchError::Rejected { step: step.to_string(), message });
                     };
-                    tracing::info!(
-                        document = %request.describe(),
-                        "registry: {step}: {name} {value:?} → option {:?} (value {:?})",
-                        chosen.text,
-                        chosen.value
-                    );
+                    chosen_options.push(format!("{name}={}", chosen.text));
                     let done = client
-                        .execute(CHOOSE_OPTION, vec![json!(field.selector), json!(chosen.value), json!(field.reloads)])
+                        .execute(CHOOSE_OPTION, vec![json!(field.selector), json!(chosen.value)])
                         .await
                         .map_err(|e| classify(e, &format!("choosing {name}")))?;
                     if done != json!("ok") {
                         return Err(FetchError::Other(format!("choosing {name}: the list {} disappeared", field.selector)));
                     }
+                    let started = Instant::now();
+                    let reloaded = self.after_choice(client, &format!("the {step} page after choosing {name}")).await?;
+                    tracing::info!(
+                        document = %request.describe(),
+                        "registry: {step}: {name} {value:?} → option {:?} (value {:?}), {}",
+                        chosen.text,
+                        chosen.value,
+                        if reloaded { format!("the page reloaded in {} ms", started.elapsed().as_millis()) } else { "no reload".to_string() }
+                    );
+                    let reload = if reloaded { "reloaded" } else { "no reload" };
+                    self.checkpoint(client, &format!("{step}: {name}"), &format!("{} → {:?} ({reload})", field.selector, chosen.text)).await;
                 }
             }
         }
-        // The last choice may have reloaded the page: submit on the settled one.
         let state = self.settled_page(client, &format!("the {step} page")).await?;
-        Ok(!state.login)
+        Ok(if state.login { Fill::SessionExpired } else { Fill::Done })
     }
 
-    /// After the search: the error cell, the choice page, the confirmation, in whatever order and
-    /// number the site shows them, until the document frameset.
-    pub(super) async fn after_search(&self, client: &Client, request: &DocumentRequest, page: &SearchPage, mut step: String) -> Result<Outcome, FetchError> {
+    /// After the search: the error cell, the results or choice rows, the confirmation, in whatever
+    /// order and number the site shows them, until the document page.
+    pub(super) async fn after_search(&self, client: &Client, downloads: &Path, request: &DocumentRequest, mut step: String) -> Result<Outcome, FetchError> {
         let site = self.site();
         let source = request.document_source;
         // The site can take minutes to answer with the document (document_timeout_ms); a page
@@ -138,25 +267,37 @@ impl Inner {
         let document_timeout = site.document_timeout();
         let mut acted_at = Instant::now();
         let mut unknown_since: Option<Instant> = None;
-        let mut frameset_logged = false;
+        let mut document_logged = false;
         loop {
-            let state = self.page_state(client, Some(&page.submit)).await?;
+            let state = self.page_state(client).await?;
             let waited = acted_at.elapsed();
-            if state.frameset {
-                if !frameset_logged {
-                    tracing::info!(document = %request.describe(), "registry: document frameset shown, waiting for its page frame ({}) and the save control", site.document.page_url_contains);
-                    frameset_logged = true;
-                }
-                if state.page_ready && state.page_url.contains(&site.document.page_url_contains) && !state.save_href.is_empty() {
-                    tracing::info!(document = %request.describe(), "registry: document page {} ready after {} ms", state.page_url, waited.as_millis());
-                    return self.download(client, &state.save_href, request).await.map(Outcome::Document);
+            let document_page = state.frameset || state.has_page_frame;
+            let page_frame_ready = !state.has_page_frame || (state.page_ready && state.page_url.contains(&site.document.page_url_contains));
+            if !state.save_in.is_empty() && page_frame_ready && state.ready == "complete" {
+                tracing::info!(
+                    document = %request.describe(),
+                    "registry: document page {} ready after {} ms; save control in the {} document, found by `{}`",
+                    if state.page_url.is_empty() { &state.url } else { &state.page_url },
+                    waited.as_millis(),
+                    state.save_in,
+                    state.save_alternative
+                );
+                self.checkpoint(client, "document page: save control", &format!("{} ({} document)", state.save_alternative, state.save_in)).await;
+                let doc = self.download(client, downloads, &state, request).await?;
+                self.checkpoint(client, "download", &format!("{} bytes, %PDF", doc.bytes.len())).await;
+                return Ok(Outcome::Document(doc));
+            }
+            if document_page {
+                if !document_logged {
+                    tracing::info!(document = %request.describe(), "registry: document page shown, waiting for its page frame ({}) and the save control", site.document.page_url_contains);
+                    document_logged = true;
                 }
                 if waited >= document_timeout {
                     return Err(FetchError::Timeout {
                         after: document_timeout,
                         what: format!(
-                            "{}: the document frameset came but not its page frame ({:?}, URL containing {:?}) with the save control ({}) in the menu frame: the site is slow or changed, see docs/fetchers.md",
-                            request.describe(), site.document.page_frame, site.document.page_url_contains, site.document.save_link
+                            "{}: the document page came but not its page frame ({:?}, URL containing {:?}) with the save control ({}): the site is slow or changed, see docs/fetchers.md",
+                            request.describe(), site.document.page_frame, site.document.page_url_contains, looked_for(&site.document.save_link)
                         ),
                     });
                 }
@@ -181,52 +322,67 @@ impl Inner {
             for ignored in state.errors.iter().filter(|t| site.is_not_an_error(source, t)) {
                 tracing::info!(document = %request.describe(), "registry: {step}: the site says {ignored:?}: not an error for {source}, going on");
             }
-            let similar = errors.iter().any(|t| t.to_lowercase().contains(&site.errors.similar_numbers.to_lowercase()));
-            if similar && source == DocumentSource::Acte {
-                let wanted = digits(&request.document_number);
-                let exact = state.rows.iter().position(|r| !r.paper && !wanted.is_empty() && numbers_in(&r.text).contains(&wanted));
-                let Some(index) = exact else {
-                    let listed: Vec<String> = state.rows.iter().map(|r| excerpt(&r.text)).take(10).collect();
-                    return Err(FetchError::Rejected {
-                        step,
-                        message: format!("{} — {} is not in the list ({})", errors[0], request.document_number, listed.join(" | ")),
-                    });
-                };
-                tracing::info!(document = %request.describe(), "registry: {step}: similar numbers listed, taking the exact one: {:?}", state.rows[index].text);
-                self.choose_row(client, index).await?;
-                step = "choice".into();
-                acted_at = Instant::now();
-                unknown_since = None;
-                continue;
-            }
-            if let Some(text) = errors.first() {
+            let similar = |t: &&&String| t.to_lowercase().contains(&site.errors.similar_numbers.to_lowercase());
+            if let Some(text) = errors.iter().find(|t| !similar(t)) {
                 return Err(FetchError::Rejected { step, message: text.to_string() });
             }
             if !state.rows.is_empty() {
-                // The latest (last listed) row that is not a paper-only copy.
-                let Some(index) = state.rows.iter().rposition(|r| !r.paper) else {
-                    return Err(FetchError::Rejected {
-                        step: "choice".into(),
-                        message: format!("only paper copies (BPD) are offered for {}", request.describe()),
-                    });
+                let index = if source == DocumentSource::Acte {
+                    // Results (or similar numbers) of an acte search: only the exact number, never
+                    // a paper-only row, never another document.
+                    let wanted = digits(&request.document_number);
+                    let exact = state.rows.iter().position(|r| !r.paper && !wanted.is_empty() && numbers_in(&r.text).contains(&wanted));
+                    let Some(index) = exact else {
+                        let listed: Vec<String> = state.rows.iter().map(|r| excerpt(&r.text)).take(10).collect();
+                        let said = errors.first().map(|t| format!("{t} — ")).unwrap_or_default();
+                        return Err(FetchError::Rejected {
+                            step,
+                            message: format!(
+                                "{said}no row carries the number {} (listed: {})",
+                                request.document_number,
+                                listed.join(" | ")
+                            ),
+                        });
+                    };
+                    if self.stop_before_document() {
+                        self.checkpoint(client, &format!("{step}: row {} found, NOT submitted", index + 1), &excerpt(&state.rows[index].text)).await;
+                        return Ok(Outcome::Stopped);
+                    }
+                    index
+                } else {
+                    // The first row that is not a paper-only copy (production took the first).
+                    let Some(index) = state.rows.iter().position(|r| !r.paper) else {
+                        return Err(FetchError::Rejected {
+                            step: "choice".into(),
+                            message: format!("only paper copies (BPD) are offered for {}", request.describe()),
+                        });
+                    };
+                    index
                 };
                 let skipped = state.rows.iter().filter(|r| r.paper).count();
+                let matched = self.choose_row(client, index).await?;
                 tracing::info!(
                     document = %request.describe(),
-                    "registry: choice page: {} row(s), {skipped} paper-only skipped, taking row {}: {:?}",
+                    "registry: {step}: {} row(s), {skipped} paper-only, taking row {}: {:?}; submitted with {}",
                     state.rows.len(),
                     index + 1,
-                    state.rows[index].text
+                    state.rows[index].text,
+                    matched.describe(site.choice.submit.len())
                 );
-                self.choose_row(client, index).await?;
+                self.checkpoint(client, &format!("{step}: row {} submitted", index + 1), &matched.alternative).await;
                 step = "choice".into();
                 acted_at = Instant::now();
                 unknown_since = None;
                 continue;
             }
+            if !state.not_found.is_empty() {
+                return Err(FetchError::Rejected { step, message: state.not_found.clone() });
+            }
             if state.confirm {
-                tracing::info!(document = %request.describe(), "registry: confirmation page: confirming ({})", site.confirmation.button);
-                self.act(client, &site.confirmation.button, "the confirmation button").await?;
+                let button = vec![site.confirmation.button.clone()];
+                self.act(client, &button, None, "the confirmation button").await?;
+                tracing::info!(document = %request.describe(), "registry: confirmation page: confirmed ({})", site.confirmation.button);
+                self.checkpoint(client, "confirmation", &site.confirmation.button).await;
                 step = "confirmation".into();
                 acted_at = Instant::now();
                 unknown_since = None;
@@ -239,9 +395,9 @@ impl Inner {
                 return Err(FetchError::Timeout {
                     after: step_timeout,
                     what: format!(
-                        "{}: {step}: the page {} is none of the known ones (error cell {}, choice {}, confirmation {}, document frames {:?}/{:?}): the site changed? see docs/fetchers.md",
+                        "{}: {step}: the page {} is none of the known ones (error cell {}, choice {}, confirmation {}, save control {}): the site changed? see docs/fetchers.md",
                         request.describe(), state.url, site.errors.cell, site.choice.radio, site.confirmation.button,
-                        site.document.menu_frame, site.document.page_frame
+                        looked_for(&site.document.save_link)
                     ),
                 });
             }
@@ -249,16 +405,22 @@ impl Inner {
         }
     }
 
-    pub(super) async fn choose_row(&self, client: &Client, index: usize) -> Result<(), FetchError> {
+    pub(super) async fn choose_row(&self, client: &Client, index: usize) -> Result<Matched, FetchError> {
         let choice = &self.site().choice;
         let done = client
-            .execute(CHOOSE_ROW, vec![json!(choice.radio), json!(index), json!(choice.submit)])
+            .execute(&with_find(CHOOSE_ROW), vec![json!(choice.radio), json!(index), json!(choice.submit)])
             .await
-            .map_err(|e| classify(e, "choosing a row of the choice page"))?;
-        if done != json!("ok") {
-            return Err(FetchError::Other(format!("choice page: row {} ({}) disappeared", index + 1, choice.radio)));
+            .map_err(|e| classify(e, "choosing a row"))?;
+        if done.is_null() {
+            let url = client.current_url().await.map(|u| u.to_string()).unwrap_or_default();
+            return Err(FetchError::Other(format!(
+                "page {url}: row {} ({}) or its button (looked for {}) is missing: the site changed? see docs/fetchers.md",
+                index + 1,
+                choice.radio,
+                looked_for(&choice.submit)
+            )));
         }
-        Ok(())
+        Ok(serde_json::from_value(done).unwrap_or_default())
     }
 }
 

@@ -20,6 +20,8 @@ pub(super) struct Inner {
     pub(super) accounts: Arc<dyn AccountProvider>,
     pub(super) http: reqwest::Client,
     pub(super) state: Mutex<State>,
+    /// Set for `registrectl site-check`: records every step (see [`super::check`]).
+    pub(super) check: Option<super::check::CheckLog>,
 }
 
 #[derive(Default)]
@@ -50,7 +52,8 @@ impl Inner {
         };
         // A step that failed for a reason other than the row's data: keep what the browser shows
         // for the operator (docs/fetchers.md, "diagnosing a site change") and name the folder.
-        if let Err(e @ (FetchError::Timeout { .. } | FetchError::Other(_))) = &outcome {
+        let stopped = matches!(&outcome, Err(FetchError::Other(text)) if text == super::check::STOPPED);
+        if let (false, Err(e @ (FetchError::Timeout { .. } | FetchError::Other(_)))) = (stopped, &outcome) {
             if let Some(session) = state.session.as_ref() {
                 let text = e.to_string();
                 let saved = tokio::time::timeout(
@@ -74,7 +77,19 @@ impl Inner {
         if let Err(e @ FetchError::Rejected { .. }) = &outcome {
             tracing::info!(document = %request.describe(), "registry: the site rejected the row: {e}");
         }
+        // A timeout while the browser still shows a page of the site (same origin, not an error
+        // page) is the site being slow: the session and its login are kept for the next fetch.
+        let keep_after_timeout = match (&outcome, state.session.as_ref()) {
+            (Err(FetchError::Timeout { .. }), Some(session)) => self.still_on_site(&session.browser.client).await,
+            _ => false,
+        };
         match &outcome {
+            Err(e @ FetchError::Timeout { .. }) if keep_after_timeout => {
+                tracing::info!(error = %e, "registry: timed out on a page of the site: the browser session is kept");
+                if let Some(s) = state.session.as_mut() {
+                    s.last_used = Instant::now();
+                }
+            }
             // The browser is dead, stuck, or its accounts refused: kill it, the next fetch starts afresh.
             Err(e @ (FetchError::BrowserCrashed(_) | FetchError::Timeout { .. } | FetchError::LoginFailed { .. })) => {
                 if let Some(session) = state.session.take() {
@@ -112,11 +127,15 @@ impl Inner {
         };
         session.last_used = Instant::now();
         let client = session.browser.client.clone();
+        let downloads = session.browser.downloads.clone();
         let account = session.account.clone();
         let mut relogins = 0;
         loop {
-            match self.document(&client, request).await? {
+            match self.document_with_fallbacks(&client, &downloads, request).await? {
                 Outcome::Document(doc) => return Ok(doc),
+                // document_with_fallbacks turns it into a refusal; kept readable if it ever comes.
+                Outcome::NoMatch { step, message, .. } => return Err(FetchError::Rejected { step, message }),
+                Outcome::Stopped => return Err(FetchError::Other(super::check::STOPPED.into())),
                 // The site sent us back to its login form: our session expired there. Log in again
                 // from that form and start the document over; the row's attempt is not counted.
                 Outcome::SessionExpired => {
@@ -163,6 +182,7 @@ impl Inner {
                 break Err(FetchError::Other("registry: no browser".into()));
             };
             tracing::info!(account = %account.username, "registry: browser started, logging in");
+            self.checkpoint(&client, "browser", "Chromium fr-CA 1280x720").await;
             match self.login_from_home(&client, &account).await {
                 Ok(()) => break Ok(account),
                 Err(e @ FetchError::LoginFailed { .. }) => {
@@ -191,6 +211,13 @@ impl Inner {
                 Err(e)
             }
         }
+    }
+
+    /// Whether the browser answers and shows a page of the site's origin that is not an error page.
+    async fn still_on_site(&self, client: &fantoccini::Client) -> bool {
+        let Ok(Ok(url)) = tokio::time::timeout(Duration::from_secs(5), client.current_url()).await else { return false };
+        let base = &self.site().base_url;
+        url.origin() == base.origin() && matches!(url.scheme(), "http" | "https")
     }
 
     pub(super) async fn close(&self, session: Session) {

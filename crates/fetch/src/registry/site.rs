@@ -22,6 +22,9 @@ pub struct SiteConfig {
     /// Longest wait for the document frameset (the site can take minutes), within EXTRACTION_TIMEOUT.
     #[serde(default = "default_document_timeout_ms")]
     pub document_timeout_ms: u64,
+    /// After choosing an option: no navigation started within this grace → the choice did not reload.
+    #[serde(default = "default_reload_grace_ms")]
+    pub reload_grace_ms: u64,
     pub entry: Entry,
     pub login: Login,
     pub errors: Errors,
@@ -34,8 +37,16 @@ pub struct SiteConfig {
 }
 
 fn default_step_timeout_ms() -> u64 {
-    20_000
+    30_000
 }
+
+fn default_reload_grace_ms() -> u64 {
+    1_500
+}
+
+/// An ordered list of alternatives for one element of the site (P's first): CSS selectors, or
+/// `label:TEXT`, `link-text:TEXT`, `button-text:TEXT`, `any submit` (js/find.js reads them).
+pub type Alternatives = Vec<String>;
 
 fn default_document_timeout_ms() -> u64 {
     180_000
@@ -46,15 +57,15 @@ fn default_document_timeout_ms() -> u64 {
 pub struct Entry {
     #[serde(default)]
     pub path: String,
-    pub link: String,
+    pub link: Alternatives,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Login {
-    pub username: String,
-    pub password: String,
-    pub submit: String,
+    pub username: Alternatives,
+    pub password: Alternatives,
+    pub submit: Alternatives,
 }
 
 /// The site's error cell and how to read it.
@@ -67,13 +78,16 @@ pub struct Errors {
     pub not_errors: HashMap<String, Vec<String>>,
     /// Text of the cell announcing a list of similar acte numbers.
     pub similar_numbers: String,
+    /// Words of the page body meaning the document does not exist ("inexistante").
+    #[serde(default)]
+    pub not_found_words: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SearchPage {
     pub path: String,
-    pub submit: String,
+    pub submit: Alternatives,
     #[serde(default)]
     pub fields: Vec<Field>,
 }
@@ -91,9 +105,6 @@ pub struct Field {
     /// Skipped when the page does not show it (after the previous choices).
     #[serde(default)]
     pub may_be_absent: bool,
-    /// Choosing an option reloads the page: wait for the new page before the next field.
-    #[serde(default)]
-    pub reloads: bool,
     /// Typed without spaces ("4 866 594" → "4866594").
     #[serde(default)]
     pub strip_spaces: bool,
@@ -147,7 +158,7 @@ pub enum FieldKind {
 pub struct Choice {
     pub radio: String,
     pub paper_only: String,
-    pub submit: String,
+    pub submit: Alternatives,
 }
 
 /// The optional fee confirmation page.
@@ -164,7 +175,7 @@ pub struct DocumentPage {
     pub menu_frame: String,
     pub page_frame: String,
     pub page_url_contains: String,
-    pub save_link: String,
+    pub save_link: Alternatives,
 }
 
 /// Where screenshots and HTML of failed steps go, and how many are kept.
@@ -230,6 +241,20 @@ impl SiteConfig {
                 "{origin}: [search.{extra}] is not a document source (acte, index, plan_cadastraux)"
             )));
         }
+        let lists: [(&str, &Alternatives); 6] = [
+            ("entry.link", &site.entry.link),
+            ("login.username", &site.login.username),
+            ("login.password", &site.login.password),
+            ("login.submit", &site.login.submit),
+            ("choice.submit", &site.choice.submit),
+            ("document.save_link", &site.document.save_link),
+        ];
+        let searches = site.search.iter().map(|(k, p)| (k.as_str(), &p.submit));
+        for (name, list) in lists.into_iter().chain(searches) {
+            if list.iter().all(|a| a.trim().is_empty()) {
+                return Err(FetchError::Other(format!("{origin}: {name} needs at least one alternative")));
+            }
+        }
         if !matches!(site.base_url.scheme(), "http" | "https") {
             return Err(FetchError::Other(format!("{origin}: base_url must be an http(s) URL")));
         }
@@ -248,6 +273,21 @@ impl SiteConfig {
 
     pub fn step_timeout(&self) -> Duration {
         Duration::from_millis(self.step_timeout_ms.max(1))
+    }
+
+    pub fn reload_grace(&self) -> Duration {
+        Duration::from_millis(self.reload_grace_ms)
+    }
+
+    /// REGISTRE_STEP_TIMEOUT_MS / REGISTRE_DOCUMENT_TIMEOUT_MS, when set, replace the file's values.
+    pub fn with_timeouts(mut self, step: Option<Duration>, document: Option<Duration>) -> SiteConfig {
+        if let Some(step) = step {
+            self.step_timeout_ms = step.as_millis() as u64;
+        }
+        if let Some(document) = document {
+            self.document_timeout_ms = document.as_millis() as u64;
+        }
+        self
     }
 
     pub fn document_timeout(&self) -> Duration {
@@ -291,8 +331,13 @@ mod tests {
         );
         assert!(site.search_page(DocumentSource::Acte).unwrap().path.ends_with("pf_13_01_11_08_reqst.asp"));
         assert!(site.search_page(DocumentSource::PlanCadastraux).unwrap().path.ends_with("pf_13_01_11_10_plan_cadst.asp"));
-        assert_eq!(site.login.username, "input[name='code_utilisateur']");
-        assert!(site.entry.link.contains("13_01_01") && site.entry.link.contains("Consultez le Registre foncier"));
+        assert_eq!(site.login.username, ["label:Code d'utilisateur", "input[name='code_utilisateur']"]);
+        assert!(site.entry.link[0].contains("pf_14_06_01_reglr") && site.entry.link[3].contains("13_01_01"));
+        let acte = site.search_page(DocumentSource::Acte).unwrap();
+        assert!(acte.submit[0].contains("Rechercher") && acte.submit.last().unwrap() == "any submit");
+        assert_eq!(site.step_timeout(), Duration::from_secs(30));
+        let overridden = site.clone().with_timeouts(Some(Duration::from_millis(5)), None);
+        assert_eq!((overridden.step_timeout(), overridden.document_timeout()), (Duration::from_millis(5), Duration::from_secs(180)));
         assert!(site.is_not_an_error(DocumentSource::PlanCadastraux, "Le plan 1234 est inactif."));
         assert!(!site.is_not_an_error(DocumentSource::Index, "Le plan 1234 est inactif."));
         assert_eq!(site.document_timeout(), Duration::from_secs(180));

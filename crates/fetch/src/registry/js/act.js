@@ -1,7 +1,10 @@
-// Marks the page (window.__registreStep, see page_state.js) then clicks the first element of the
-// selector arguments[0]: a submit or confirmation button. Returns 'missing' when there is none.
-const el = document.querySelector(arguments[0]);
-if (!el) return 'missing';
+// Marks the page (window.__registreStep, see page_state.js) then clicks the element found by the
+// alternatives arguments[0] (a submit or confirmation button; arguments[1] scopes "any submit" to
+// the form of that anchor). Returns the alternative that matched, or null when none did (nothing
+// clicked, the page is not marked).
+const [alternatives, anchor] = arguments;
+const found = registreFind(document, alternatives, registreFormOf(document, anchor));
+if (!found) return null;
 window.__registreStep = 1;
-el.click();
-return 'ok';
+found.element.click();
+return { index: found.index, alternative: found.alternative };
