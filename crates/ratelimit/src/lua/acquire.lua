@@ -5,9 +5,9 @@
 -- interleaving of any number of processes can push any rolling window above either limit.
 -- While a cooldown (after an HTTP 429) runs, nothing is admitted.
 -- Reservation ids never repeat, even after an idle limiter's keys expired (see below).
--- Cost: a grant runs at most 6 commands when nothing has to be rebuilt or refreshed (TIME, HMGET
--- of the state, the prune's ZRANGEBYSCORE + ZREMRANGEBYSCORE only when a grant left the window,
--- ZADD, HSET of the state); the sums and the count come from the state hash, not from reads.
+-- Cost: a grant runs 4 commands (TIME, HMGET of the state, ZADD, HSET of the state): the count and
+-- the sums come from the state hash, not from reads; the prune's ZRANGEBYSCORE + ZREMRANGEBYSCORE
+-- run in batches (see prune() in the prelude), PEXPIREs about once a window.
 -- Returns {1, reservation id, grant ms, requests in window, tokens in window}
 --      or {0, wait ms, 'cooldown'|'requests'|'tokens', now ms}
 --      or {-1, tpm} when the estimate alone exceeds the whole tokens budget (it would never fit).
@@ -23,10 +23,14 @@ if st.cool > now then
   if until_ms > now then
     return {0, until_ms - now, 'cooldown', now}
   end
-  st.cool = 0
+  st.cool, st.cdirty = 0, true
 end
 
-prune(st)
+-- A lazy prune first (see prune()); an exact one only if the request would not fit otherwise.
+prune(st, math.min(math.floor(window / 8), 1000))
+if st.n + 1 > rpm or st.ug + st.ux + estimate > tpm then
+  prune(st, 0)
+end
 local count = st.n
 local wait, reason = 0, ''
 if count + 1 > rpm then
@@ -36,7 +40,7 @@ if count + 1 > rpm then
 end
 if st.ug + st.ux + estimate > tpm and st.ux ~= 0 and redis.call('EXISTS', charges_key) == 0 then
   -- No extra charge is kept at all: that sum drifted (keys edited or lost by hand); it is 0.
-  st.ux, st.xmin, st.xmax, st.dirty = 0, 0, 0, true
+  st.ux, st.xmin, st.xmax, st.dirty, st.xdirty = 0, 0, 0, true, true
   redis.call('DEL', tokens_key)
 end
 if st.ug + st.ux + estimate > tpm then
@@ -57,7 +61,10 @@ end
 -- then restarts from the clock, above every id handed out before (fewer than 1000 grants per ms
 -- are possible, so the last id never ran ahead of its grant time x 1000 by a whole second's
 -- worth); a counter restarting at 1 would reuse ids whose late settles are still to come.
-local id = string.format('%.0f', math.max((tonumber(st.seq) or 0) + 1, now * 1000))
+local id = now .. '000'
+if (tonumber(st.seq) or 0) >= now * 1000 then
+  id = string.format('%.0f', tonumber(st.seq) + 1)
+end
 -- The member carries its tokens (ARGV[4] as sent: no float formatting), so pruning needs no lookup.
 redis.call('ZADD', requests_key, now, id .. ':' .. ARGV[4])
 if count == 0 then

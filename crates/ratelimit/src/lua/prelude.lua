@@ -24,15 +24,17 @@ local function tokens_of(member)
   return tonumber(string.match(member, ':(%d+)$')) or 0
 end
 
--- Lua would print large numbers as 1.2e+15: every number written back goes through this.
+-- Redis prints a Lua number with 14 significant digits (1.2345678901234e+15 beyond): every number
+-- written back goes through this. Below 1e14 (times in ms, counts, usual sums) it is passed as is,
+-- since string.format costs a script more than the command it feeds.
 local function int(x)
+  if x < 1e14 and x > -1e14 then return x end
   return string.format('%.0f', x)
 end
 
--- state fields: n, ug, ux (see above), seq (last reservation id, a string), rmin / rmax (bounds of
+-- state fields (HMGET in load_state): n, ug, ux (see above), seq (last reservation id, a string), rmin / rmax (bounds of
 -- the grant times), xmin / xmax (bounds of the extra charge times, 0 when there is none), cool
 -- (end of the cooldown, mirrored from the cooldown key), kept (every key lives at least until then).
-local FIELDS = {'n', 'ug', 'ux', 'seq', 'rmin', 'rmax', 'xmin', 'xmax', 'cool', 'kept'}
 
 -- Recomputes the counters from the keys (a missing or incomplete state hash).
 local function rebuild(st)
@@ -56,27 +58,31 @@ local function rebuild(st)
   st.fresh = true
 end
 
+-- The state, in one table built by one constructor (a script's allocations are most of its cost).
 local function load_state()
-  local v = redis.call('HMGET', state_key, unpack(FIELDS))
-  local st = {seq = v[4] or '0', cool = tonumber(v[9] or '0') or 0}
-  local n = tonumber(v[1] or '')
-  if n == nil or n < 0 then
+  local v = redis.call('HMGET', state_key, 'n', 'ug', 'ux', 'seq', 'rmin', 'rmax', 'xmin', 'xmax', 'cool', 'kept')
+  local st = {
+    n = tonumber(v[1] or ''), ug = tonumber(v[2] or '0') or 0, ux = tonumber(v[3] or '0') or 0, seq = v[4] or '0',
+    rmin = tonumber(v[5] or '0') or 0, rmax = tonumber(v[6] or '0') or 0, xmin = tonumber(v[7] or '0') or 0,
+    xmax = tonumber(v[8] or '0') or 0, cool = tonumber(v[9] or '0') or 0, kept = tonumber(v[10] or '0') or 0,
+    fresh = false, dirty = false, xdirty = false, cdirty = false, state_ttl = false,
+  }
+  if st.n == nil or st.n < 0 then
     rebuild(st)
-  else
-    st.n, st.ug, st.ux = n, tonumber(v[2] or '0') or 0, tonumber(v[3] or '0') or 0
-    st.rmin, st.rmax = tonumber(v[5] or '0') or 0, tonumber(v[6] or '0') or 0
-    st.xmin, st.xmax = tonumber(v[7] or '0') or 0, tonumber(v[8] or '0') or 0
-    st.kept = tonumber(v[10] or '0') or 0
   end
   return st
 end
 
--- One HSET of every field (and the state's expiry when keep() ran: the hash may have been created
--- by this very HSET).
+-- One HSET: the fields every grant changes, plus the others when they changed (`xdirty`: the
+-- extra charges' sum or bounds, `cdirty`: the cooldown) or when the hash is new (`fresh`); and the
+-- state's expiry when keep() ran (the hash may have been created by this very HSET).
 local function save_state(st)
-  redis.call('HSET', state_key, 'n', int(st.n), 'ug', int(st.ug), 'ux', int(st.ux), 'seq', st.seq,
-    'rmin', int(st.rmin), 'rmax', int(st.rmax), 'xmin', int(st.xmin), 'xmax', int(st.xmax),
-    'cool', int(st.cool), 'kept', int(st.kept))
+  if st.fresh or st.xdirty or st.cdirty or st.state_ttl then
+    redis.call('HSET', state_key, 'n', st.n, 'ug', int(st.ug), 'ux', int(st.ux), 'seq', st.seq,
+      'rmin', st.rmin, 'rmax', st.rmax, 'xmin', st.xmin, 'xmax', st.xmax, 'cool', st.cool, 'kept', st.kept)
+  else
+    redis.call('HSET', state_key, 'n', st.n, 'ug', int(st.ug), 'seq', st.seq, 'rmin', st.rmin, 'rmax', st.rmax)
+  end
   if st.state_ttl then
     redis.call('PEXPIRE', state_key, st.state_ttl)
   end
@@ -85,9 +91,14 @@ end
 -- Drops everything that left the window (time <= now - window) and updates the counters (`dirty`
 -- when the keys changed: the caller must then save the state, even if it decides nothing).
 -- Nothing is read when the bounds say nothing left; a key is deleted whole when all of it left.
-local function prune(st)
+-- `slack` > 0 (acquire's first look) prunes only once the oldest entry is `slack` ms past the
+-- window: until then the counters include a few entries that already left, which can only make
+-- them larger, so a request that fits them fits the exact window too; acquire prunes exactly
+-- (slack 0) before refusing anything. Entries are then removed in batches instead of a few per
+-- call, and at most window + slack of grants are kept (see the memory bound in docs/rate-limiter.md).
+local function prune(st, slack)
   local horizon = now - window
-  if st.n > 0 and st.rmin <= horizon then
+  if st.n > 0 and st.rmin <= horizon - slack then
     if st.rmax <= horizon then
       redis.call('DEL', requests_key)
       st.n, st.ug, st.dirty = 0, 0, true
@@ -108,10 +119,10 @@ local function prune(st)
       st.ug = 0
     end
   end
-  if st.xmax > 0 and st.xmin <= horizon then
+  if st.xmax > 0 and st.xmin <= horizon - slack then
     if st.xmax <= horizon then
       redis.call('DEL', charges_key, tokens_key)
-      st.ux, st.xmin, st.xmax, st.dirty = 0, 0, 0, true
+      st.ux, st.xmin, st.xmax, st.dirty, st.xdirty = 0, 0, 0, true, true
     else
       local gone = redis.call('ZRANGEBYSCORE', charges_key, '-inf', horizon)
       for _, id in ipairs(gone) do
@@ -122,7 +133,7 @@ local function prune(st)
         redis.call('ZREMRANGEBYSCORE', charges_key, '-inf', horizon)
         st.dirty = true
       end
-      st.xmin = horizon + 1
+      st.xmin, st.xdirty = horizon + 1, true
       if st.ux < 0 then st.ux = 0 end
     end
   end
@@ -130,6 +141,7 @@ end
 
 -- Records an extra charge placed at `at` in the bounds.
 local function extra_added(st, at)
+  st.xdirty = true
   if st.xmax == 0 then
     st.xmin, st.xmax = at, at
   else

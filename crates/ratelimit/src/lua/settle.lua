@@ -18,7 +18,8 @@
 --      or {2, 0, tokens charged late, their charge ms or -1} (late).
 local id, actual, granted_at = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
 local st = load_state()
-prune(st)
+st.xdirty = true -- settle writes every field back (it is not the hot path)
+prune(st, 0)
 local extra_id = id .. ':x'
 
 -- The grant's member, found among the (few) grants of its millisecond.

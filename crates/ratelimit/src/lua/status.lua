@@ -3,7 +3,7 @@
 -- (which every other script would do anyway) and the state hash that mirrors them.
 -- Returns {requests in window, tokens in window, cooldown remaining ms (0 if none), now ms}.
 local st = load_state()
-prune(st)
+prune(st, 0)
 keep(st)
 save_state(st)
 local until_ms = tonumber(redis.call('GET', cooldown_key) or '0') or 0
