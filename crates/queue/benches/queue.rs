@@ -1,16 +1,15 @@
-//! Queue throughput: jobs per second through claim → complete on local PostgreSQL with 1, 4 and 16
-//! workers, ours (the MultiQueue every worker uses) against pgbench (PostgreSQL's own C client)
-//! running the same SQL functions on the same table and rows, in the same run.
-//! - ours, fused: a busy worker hands in its completion and claims its next row in one round trip
-//!   (`queue_complete_extraction_and_claim` through `MultiQueue::complete_extraction_and_claim`);
-//! - ours, 2 calls: `queue_claim_extraction` then `queue_complete_extraction`, one round trip each;
-//! - pgbench, 2 statements: the same two functions, prepared (`-M prepared`), one job per
-//!   transaction of the script: the issue's reference (what a plain client does);
-//! - pgbench, fused: pgbench calling the fused function, for the client cost alone.
+//! Queue throughput: jobs per second through the workers' path on local PostgreSQL with 1, 4 and
+//! 16 workers, ours against pgbench (PostgreSQL's own C client) running the same SQL functions on
+//! the same table and rows, in the same run.
+//! - ours, the workers' path: `MultiQueue::claim_extraction` then `MultiQueue::complete_extraction`
+//!   (`queue_claim_extraction`, `queue_complete_extraction`), one round trip each, exactly what the
+//!   registre worker (crates/registre) and the OCR worker (crates/pool, with the OCR pair) run;
+//! - pgbench, the same 2 statements: the same two functions, prepared (`-M prepared`), one job per
+//!   transaction of the script: the reference (what a plain client does).
 //! pgbench gets as many threads as our runtime (2) and one connection per worker, as ours.
 //! Client CPU per job is getrusage of this process (ours) or of the pgbench child, divided by the
 //! jobs: what the client itself costs; the rest of the time is the server and the round trips.
-//! Each figure is the best of BENCH_REPEAT runs (default 2), the modes alternating.
+//! Each figure is the median of BENCH_REPEAT runs (default 3), ours and pgbench alternating.
 //!
 //! Run: cargo bench -p registre-queue --bench queue   (BENCH_ROWS rows per run, default 3200)
 
@@ -26,21 +25,13 @@ use sqlx::{Connection, PgConnection};
 
 #[derive(Clone, Copy, PartialEq)]
 enum Mode {
-    OursFused,
-    OursTwoCalls,
-    PgbenchTwo,
-    PgbenchFused,
+    Ours,
+    Pgbench,
 }
 
 const CLAIM_THEN_COMPLETE: &str = "\
 SELECT id AS job_id, claim_token AS job_token FROM queue_claim_extraction('pgbench', 60000, gen_random_uuid()) \\gset
 SELECT queue_complete_extraction(:job_id, :job_token, 'index/x.pdf');
-";
-
-/// job_id / job_token start as a row nobody holds (-D): the first completion is refused, the claim
-/// goes ahead; every later transaction completes the job the previous one claimed.
-const FUSED: &str = "\
-SELECT id AS job_id, claim_token AS job_token FROM queue_complete_extraction_and_claim(:job_id, :job_token, 'index/x.pdf', 'pgbench', 60000, gen_random_uuid()) \\gset
 ";
 
 async fn refill(pool: &PgPool, rows: usize) {
@@ -70,7 +61,7 @@ struct Run {
     client_cpu_us_per_job: f64,
 }
 
-async fn ours(queue: &Arc<MultiQueue>, fused: bool, workers: usize, rows: usize) -> Run {
+async fn ours(queue: &Arc<MultiQueue>, workers: usize, rows: usize) -> Run {
     let cpu = cpu_seconds(libc::RUSAGE_SELF);
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -81,18 +72,8 @@ async fn ours(queue: &Arc<MultiQueue>, fused: bool, workers: usize, rows: usize)
             let mut done = 0usize;
             let mut next = queue.claim_extraction(&worker).await;
             while let Some(job) = next {
-                if fused {
-                    let (completed, claimed) = queue.complete_extraction_and_claim(&job, "index/x.pdf", &worker).await;
-                    assert_eq!(completed.expect("complete"), Transition::Applied);
-                    next = claimed;
-                    // Nothing left in the fused claim: one plain round to be sure (it is the end).
-                    if next.is_none() {
-                        next = queue.claim_extraction(&worker).await;
-                    }
-                } else {
-                    assert_eq!(queue.complete_extraction(&job, "index/x.pdf").await.expect("complete"), Transition::Applied);
-                    next = queue.claim_extraction(&worker).await;
-                }
+                assert_eq!(queue.complete_extraction(&job, "index/x.pdf").await.expect("complete"), Transition::Applied);
+                next = queue.claim_extraction(&worker).await;
                 done += 1;
             }
             done
@@ -137,10 +118,15 @@ async fn processed(pool: &PgPool) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM extraction_queue WHERE status_id IN (2, 3)").fetch_one(pool).await.expect("count")
 }
 
+fn median(mut runs: Vec<Run>) -> Run {
+    runs.sort_by(|a, b| a.jobs_per_s.total_cmp(&b.jobs_per_s));
+    runs.swap_remove(runs.len() / 2)
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let rows: usize = std::env::var("BENCH_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(3200);
-    let repeat: usize = std::env::var("BENCH_REPEAT").ok().and_then(|v| v.parse().ok()).unwrap_or(2);
+    let repeat: usize = std::env::var("BENCH_REPEAT").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
     let db = TestDatabase::create();
     let mut conn = PgConnection::connect(db.url()).await.expect("connect");
     migrate(&mut conn, EnvName::Prod).await.expect("migrate");
@@ -148,46 +134,40 @@ async fn main() {
     let admin = PgPoolOptions::new().max_connections(1).connect(db.url()).await.expect("pool");
     let config = Config::from_vars([("DATABASE_URL", db.url())]).expect("config");
 
-    println!("{rows} rows per run, best of {repeat}; client CPU = this process (ours) or the pgbench process, per job");
+    println!("{rows} rows per run, median of {repeat} runs (ours and pgbench alternating); client CPU = this process (ours) or the pgbench process, per job");
     println!();
-    println!("| workers | ours, fused (jobs/s) | ours, 2 calls | pgbench, 2 statements | pgbench, fused | ours fused / pgbench 2 statements | ours fused / pgbench fused | client CPU / job: ours fused, ours 2 calls, pgbench 2, pgbench fused |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|---|");
+    println!("| workers | ours, the workers' path: claim then complete (jobs/s) | pgbench, same 2 statements (jobs/s) | ratio | client CPU / job: ours | pgbench | ratio |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
     for workers in [1usize, 4, 16] {
         let rows = rows / workers * workers;
         let queue = Arc::new(MultiQueue::connect(&config.environments, &config.queue, workers as u32).expect("queue"));
         // Warm up: connections, prepared statements, plans.
         refill(&admin, rows / 10).await;
-        ours(&queue, true, workers, rows / 10).await;
-        let modes = [Mode::OursFused, Mode::OursTwoCalls, Mode::PgbenchTwo, Mode::PgbenchFused];
-        let mut best: Vec<Option<Run>> = modes.iter().map(|_| None).collect();
+        ours(&queue, workers, rows / 10).await;
+        let (mut mine, mut theirs) = (Vec::new(), Vec::new());
         for _ in 0..repeat {
-            for (i, mode) in modes.iter().enumerate() {
+            for mode in [Mode::Ours, Mode::Pgbench] {
                 refill(&admin, rows).await;
                 let run = match mode {
-                    Mode::OursFused => ours(&queue, true, workers, rows).await,
-                    Mode::OursTwoCalls => ours(&queue, false, workers, rows).await,
-                    Mode::PgbenchTwo => pgbench(db.url(), CLAIM_THEN_COMPLETE, workers, rows),
-                    Mode::PgbenchFused => pgbench(db.url(), FUSED, workers, rows),
+                    Mode::Ours => ours(&queue, workers, rows).await,
+                    Mode::Pgbench => pgbench(db.url(), CLAIM_THEN_COMPLETE, workers, rows),
                 };
                 assert_eq!(processed(&admin).await, rows as i64, "every row claimed once");
-                if best[i].as_ref().is_none_or(|b| run.jobs_per_s > b.jobs_per_s) {
-                    best[i] = Some(run);
+                match mode {
+                    Mode::Ours => mine.push(run),
+                    Mode::Pgbench => theirs.push(run),
                 }
             }
         }
-        let b: Vec<Run> = best.into_iter().map(|r| r.expect("ran")).collect();
+        let (o, p) = (median(mine), median(theirs));
         println!(
-            "| {workers} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} | {:.0} µs, {:.0} µs, {:.0} µs, {:.0} µs |",
-            b[0].jobs_per_s,
-            b[1].jobs_per_s,
-            b[2].jobs_per_s,
-            b[3].jobs_per_s,
-            b[0].jobs_per_s / b[2].jobs_per_s,
-            b[0].jobs_per_s / b[3].jobs_per_s,
-            b[0].client_cpu_us_per_job,
-            b[1].client_cpu_us_per_job,
-            b[2].client_cpu_us_per_job,
-            b[3].client_cpu_us_per_job,
+            "| {workers} | {:.0} | {:.0} | {:.2} | {:.0} µs | {:.0} µs | {:.2} |",
+            o.jobs_per_s,
+            p.jobs_per_s,
+            o.jobs_per_s / p.jobs_per_s,
+            o.client_cpu_us_per_job,
+            p.client_cpu_us_per_job,
+            o.client_cpu_us_per_job / p.client_cpu_us_per_job,
         );
     }
     admin.close().await;

@@ -31,8 +31,6 @@ BEGIN
         'queue_renew_account(uuid, text, integer)',
         'queue_release_account(uuid, text)',
         'queue_report_account_login(uuid, boolean)',
-        'queue_complete_extraction_and_claim(uuid, uuid, text, text, integer, uuid)',
-        'queue_complete_ocr_and_claim(uuid, uuid, text, text, text, text, integer, uuid)',
         'queue_fail_extraction_final(uuid, uuid, text)',
         'ops_enqueue(text, text, text, text, text, text, text)',
         'ops_retry(uuid)',

@@ -274,53 +274,6 @@ impl AccountRow {
     }
 }
 
-/// What the fused complete-and-claim functions return: the completion, then a claimed row or NULLs.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub(crate) struct FusedRow {
-    completed: bool,
-    id: Option<Uuid>,
-    claim_token: Option<Uuid>,
-    document_source: Option<String>,
-    document_number: Option<String>,
-    document_number_normalized: Option<String>,
-    circonscription_fonciere: Option<String>,
-    cadastre: Option<String>,
-    designation_secondaire: Option<String>,
-    acte_type: Option<String>,
-    supabase_path: Option<String>,
-    attempts: Option<i32>,
-    max_attempts: Option<i32>,
-    lease_expires_at: Option<DateTime<Utc>>,
-}
-
-impl FusedRow {
-    pub(crate) fn split(self, env: EnvName, stage: Stage) -> (Transition, Option<Job>) {
-        let done = Transition::from_bool(self.completed);
-        let next = match (self.id, self.claim_token, self.document_source, self.lease_expires_at) {
-            (Some(id), Some(claim_token), Some(document_source), Some(lease_expires_at)) => Some(
-                ClaimedRow {
-                    id,
-                    claim_token,
-                    document_source,
-                    document_number: self.document_number,
-                    document_number_normalized: self.document_number_normalized,
-                    circonscription_fonciere: self.circonscription_fonciere,
-                    cadastre: self.cadastre,
-                    designation_secondaire: self.designation_secondaire,
-                    acte_type: self.acte_type,
-                    supabase_path: self.supabase_path,
-                    attempts: self.attempts.unwrap_or(0),
-                    max_attempts: self.max_attempts,
-                    lease_expires_at,
-                }
-                .into_job(env, stage),
-            ),
-            _ => None,
-        };
-        (done, next)
-    }
-}
-
 /// A row of queue_release_after_crash.
 #[derive(Debug, Clone, sqlx::FromRow, serde::Deserialize)]
 pub(crate) struct CrashRow {
@@ -413,43 +366,6 @@ pub trait Queue: Send + Sync {
         file_content: &str,
         boosted_file_content: &str,
     ) -> impl Future<Output = Result<Transition, QueueError>> + Send;
-
-    /// [`Queue::complete_extraction`], then [`Queue::claim_extraction`] for `worker_id` under
-    /// `next_claim_token`. The Postgres backend does both in one round trip and one commit
-    /// (`queue_complete_extraction_and_claim`); this default makes the two calls.
-    fn complete_extraction_and_claim(
-        &self,
-        job: &Job,
-        supabase_path: &str,
-        worker_id: &str,
-        next_claim_token: Uuid,
-    ) -> impl Future<Output = Result<(Transition, Option<Job>), QueueError>> + Send {
-        async move {
-            let done = self.complete_extraction(job, supabase_path).await?;
-            let next = self.claim_extraction(worker_id, next_claim_token).await?;
-            Ok((done, next))
-        }
-    }
-
-    /// [`Queue::complete_ocr`], then [`Queue::claim_ocr`] of the job's source (one round trip on
-    /// Postgres: `queue_complete_ocr_and_claim`).
-    fn complete_ocr_and_claim(
-        &self,
-        job: &Job,
-        file_content: &str,
-        boosted_file_content: &str,
-        worker_id: &str,
-        next_claim_token: Uuid,
-    ) -> impl Future<Output = Result<(Transition, Option<Job>), QueueError>> + Send {
-        async move {
-            let done = self.complete_ocr(job, file_content, boosted_file_content).await?;
-            let next = match job.source() {
-                Some(source) => self.claim_ocr(worker_id, source, next_claim_token).await?,
-                None => None,
-            };
-            Ok((done, next))
-        }
-    }
 
     /// Counts an attempt of the job's stage: retry later with backoff, or status 4 at max attempts.
     fn fail(&self, job: &Job, error: &str) -> impl Future<Output = Result<FailOutcome, QueueError>> + Send;

@@ -43,10 +43,9 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0027_release_account", include_str!("../migrations/0027_release_account.sql")),
     ("0028_report_account_login", include_str!("../migrations/0028_report_account_login.sql")),
     ("0029_indexes_concurrently", include_str!("../migrations/0029_indexes_concurrently.sql")),
-    // 0030-0039: pickup by LISTEN/NOTIFY and the fused complete-and-claim functions.
+    // 0030-0039: pickup by LISTEN/NOTIFY; the fused complete-and-claim functions (0031, 0032) dropped.
     ("0030_notify_claimable", include_str!("../migrations/0030_notify_claimable.sql")),
-    ("0031_complete_extraction_and_claim", include_str!("../migrations/0031_complete_extraction_and_claim.sql")),
-    ("0032_complete_ocr_and_claim", include_str!("../migrations/0032_complete_ocr_and_claim.sql")),
+    ("0033_drop_complete_and_claim", include_str!("../migrations/0033_drop_complete_and_claim.sql")),
     ("0040_fail_extraction_final", include_str!("../migrations/0040_fail_extraction_final.sql")),
     // 0050-0069: the operators' indexes and functions (crates/ops, registre-api).
     ("0050_ops_indexes", include_str!("../migrations/0050_ops_indexes.sql")),

@@ -13,8 +13,7 @@
 //! reap expired leases, at most once per QUEUE_HEARTBEAT_MS per environment.
 //! Idle workers wait for a LISTEN/NOTIFY announcement of a claimable row (see [`crate::notify`]:
 //! one listening connection per Postgres environment, one worker woken per row) or for the next
-//! poll, whichever comes first; a busy worker can hand in its completion and claim its next row in
-//! one round trip ([`MultiQueue::complete_extraction_and_claim`]).
+//! poll, whichever comes first.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -96,25 +95,6 @@ impl Queue for EnvQueue {
     }
     async fn complete_ocr(&self, job: &Job, file_content: &str, boosted_file_content: &str) -> Result<Transition, QueueError> {
         delegate!(self, q => q.complete_ocr(job, file_content, boosted_file_content).await)
-    }
-    async fn complete_extraction_and_claim(
-        &self,
-        job: &Job,
-        supabase_path: &str,
-        worker_id: &str,
-        next_claim_token: Uuid,
-    ) -> Result<(Transition, Option<Job>), QueueError> {
-        delegate!(self, q => q.complete_extraction_and_claim(job, supabase_path, worker_id, next_claim_token).await)
-    }
-    async fn complete_ocr_and_claim(
-        &self,
-        job: &Job,
-        file_content: &str,
-        boosted_file_content: &str,
-        worker_id: &str,
-        next_claim_token: Uuid,
-    ) -> Result<(Transition, Option<Job>), QueueError> {
-        delegate!(self, q => q.complete_ocr_and_claim(job, file_content, boosted_file_content, worker_id, next_claim_token).await)
     }
     async fn fail(&self, job: &Job, error: &str) -> Result<FailOutcome, QueueError> {
         delegate!(self, q => q.fail(job, error).await)
@@ -484,76 +464,6 @@ impl MultiQueue {
                 _ = stop.cancelled() => return None,
                 _ = &mut notified, if self.notify => {}
                 _ = tokio::time::sleep(self.config.poll_interval) => {}
-            }
-        }
-    }
-
-    /// Whether the job's environment is the first one claims would go to now (so a claim from
-    /// it, fused with the completion, keeps the prod → staging → dev order) and no reap is due.
-    fn may_fuse(&self, slot: &Arc<Slot>) -> bool {
-        let first = self.slots.iter().find(|s| s.ready());
-        first.is_some_and(|f| Arc::ptr_eq(f, slot))
-            && slot.health().last_reap.is_some_and(|at| at.elapsed() < self.config.heartbeat)
-    }
-
-    /// Completes `job` and claims the worker's next row in ONE round trip when the job's
-    /// environment is the first claims would go to (else completes, and the next row comes from
-    /// [`MultiQueue::next_extraction`]). The completion's result is what
-    /// [`MultiQueue::complete_extraction`] would return; the claimed row, if any, is the worker's.
-    pub async fn complete_extraction_and_claim(
-        &self,
-        job: &Job,
-        supabase_path: &str,
-        worker_id: &str,
-    ) -> (Result<Transition, QueueError>, Option<Job>) {
-        let slot = match self.slot(job.env) {
-            Ok(slot) => slot,
-            Err(e) => return (Err(e), None),
-        };
-        if !self.may_fuse(slot) {
-            return (self.complete_extraction(job, supabase_path).await, None);
-        }
-        let token = Uuid::new_v4();
-        self.claim_calls.fetch_add(1, Ordering::Relaxed);
-        let call = slot.queue.complete_extraction_and_claim(job, supabase_path, worker_id, token);
-        self.settle_fused(slot, token, slot.guarded("complete extraction and claim", call).await)
-    }
-
-    /// [`MultiQueue::complete_extraction_and_claim`] for OCR: the next row is of the job's source.
-    pub async fn complete_ocr_and_claim(
-        &self,
-        job: &Job,
-        file_content: &str,
-        boosted_file_content: &str,
-        worker_id: &str,
-    ) -> (Result<Transition, QueueError>, Option<Job>) {
-        let slot = match self.slot(job.env) {
-            Ok(slot) => slot,
-            Err(e) => return (Err(e), None),
-        };
-        if !self.may_fuse(slot) || job.source().is_none() {
-            return (self.complete_ocr(job, file_content, boosted_file_content).await, None);
-        }
-        let token = Uuid::new_v4();
-        self.claim_calls.fetch_add(1, Ordering::Relaxed);
-        let call = slot.queue.complete_ocr_and_claim(job, file_content, boosted_file_content, worker_id, token);
-        self.settle_fused(slot, token, slot.guarded("complete OCR and claim", call).await)
-    }
-
-    fn settle_fused(
-        &self,
-        slot: &Arc<Slot>,
-        token: Uuid,
-        result: Result<(Transition, Option<Job>), QueueError>,
-    ) -> (Result<Transition, QueueError>, Option<Job>) {
-        match result {
-            Ok((done, next)) => (Ok(done), next),
-            Err(e) => {
-                // The claim half may have committed without us hearing of it: undo it, as claim() does.
-                if !matches!(e, QueueError::Busy { .. } | QueueError::NotMigrated { .. } | QueueError::Setup { .. }) {
-                    slot.spawn_release_claim(token, self.config.lease_ttl);
-                }
-                (Err(e), None)
             }
         }
     }

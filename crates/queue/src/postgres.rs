@@ -45,6 +45,11 @@ impl PgQueue {
             .max_connections(max_connections.max(1))
             .min_connections(0)
             .acquire_timeout(acquire_timeout)
+            // sqlx pings every idle connection it hands out by default: one more round trip per
+            // call, which doubled the cost of claim and complete. A connection that broke while
+            // idle fails its call instead, which the callers already handle (the environment is
+            // marked down and probed, a claim whose answer was lost is released by its token).
+            .test_before_acquire(false)
             .connect_lazy_with(options);
         Ok(PgQueue { env, pool, settings, acquire_timeout })
     }
@@ -158,53 +163,6 @@ impl Queue for PgQueue {
             .await
             .map_err(self.error("complete OCR"))?;
         Ok(Transition::from_bool(applied))
-    }
-
-    async fn complete_extraction_and_claim(
-        &self,
-        job: &Job,
-        supabase_path: &str,
-        worker_id: &str,
-        next_claim_token: Uuid,
-    ) -> Result<(Transition, Option<Job>), QueueError> {
-        let operation = "complete extraction and claim";
-        let mut conn = self.conn(operation).await?;
-        let row: FusedRow = sqlx::query_as("SELECT * FROM queue_complete_extraction_and_claim($1, $2, $3, $4, $5, $6)")
-            .bind(job.id)
-            .bind(job.claim_token)
-            .bind(supabase_path)
-            .bind(worker_id)
-            .bind(self.settings.lease_ttl_ms)
-            .bind(next_claim_token)
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(self.error(operation))?;
-        Ok(row.split(self.env, Stage::Extraction))
-    }
-
-    async fn complete_ocr_and_claim(
-        &self,
-        job: &Job,
-        file_content: &str,
-        boosted_file_content: &str,
-        worker_id: &str,
-        next_claim_token: Uuid,
-    ) -> Result<(Transition, Option<Job>), QueueError> {
-        let operation = "complete OCR and claim";
-        let mut conn = self.conn(operation).await?;
-        let row: FusedRow = sqlx::query_as("SELECT * FROM queue_complete_ocr_and_claim($1, $2, $3, $4, $5, $6, $7, $8)")
-            .bind(job.id)
-            .bind(job.claim_token)
-            .bind(file_content)
-            .bind(boosted_file_content)
-            .bind(worker_id)
-            .bind(job.document_source.as_str())
-            .bind(self.settings.lease_ttl_ms)
-            .bind(next_claim_token)
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(self.error(operation))?;
-        Ok(row.split(self.env, Stage::Ocr))
     }
 
     async fn fail(&self, job: &Job, error: &str) -> Result<FailOutcome, QueueError> {

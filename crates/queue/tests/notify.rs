@@ -1,4 +1,4 @@
-//! Pickup by LISTEN/NOTIFY and the fused complete-and-claim functions, on real PostgreSQL.
+//! Pickup by LISTEN/NOTIFY, and many workers claiming and completing at once, on real PostgreSQL.
 //! The poll interval is set to 10 minutes in the pickup tests, so a row claimed within the
 //! (generous, 60 s) deadline can only have been announced; no timed assertion.
 
@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use registre_config::Config;
-use registre_queue::{DocumentSource, MultiQueue, Queue, Transition};
+use registre_queue::{DocumentSource, MultiQueue, Transition};
 use registre_testkit::postgres::TestDatabase;
 use sqlx::PgPool;
 use tokio::sync::mpsc;
@@ -201,45 +201,8 @@ async fn a_lost_listen_connection_comes_back_and_wakes_the_workers() {
     f.stop().await;
 }
 
-#[tokio::test]
-async fn complete_and_claim_keeps_fencing_and_claims_the_oldest_row() {
-    let (db, queue) = common::queue(common::SETTINGS, 2).await;
-    let pool = queue.pool().clone();
-    let a = common::insert(&pool, "index", "A").await;
-    let b = common::insert(&pool, "index", "B").await;
-    let first = queue.claim_extraction("w", Uuid::new_v4()).await.unwrap().unwrap();
-    assert_eq!(first.id, a);
-    let (done, next) = queue.complete_extraction_and_claim(&first, "index/a.pdf", "w", Uuid::new_v4()).await.unwrap();
-    assert_eq!(done, Transition::Applied);
-    let next = next.expect("B claimed in the same call");
-    assert_eq!((next.id, next.document_number.as_str()), (b, "B"));
-    assert_eq!(common::row(&pool, a).await.0, 3);
-    assert_eq!(common::row(&pool, b).await.0, 2);
-
-    // A stale claim (its token no longer the row's) completes nothing, and the claim still runs.
-    let c = common::insert(&pool, "acte", "C").await;
-    let (done, claimed) = queue.complete_extraction_and_claim(&first, "index/stale.pdf", "w", Uuid::new_v4()).await.unwrap();
-    assert_eq!(done, Transition::NotOwner);
-    assert_eq!(claimed.map(|j| j.id), Some(c));
-    let stored: Option<String> = sqlx::query_scalar("SELECT supabase_path FROM extraction_queue WHERE id = $1").bind(a).fetch_one(&pool).await.unwrap();
-    assert_eq!(stored.as_deref(), Some("index/a.pdf"), "the stale completion changed nothing");
-
-    // Nothing left: completed, and no row.
-    let (done, none) = queue.complete_extraction_and_claim(&next, "index/b.pdf", "w", Uuid::new_v4()).await.unwrap();
-    assert_eq!((done, none), (Transition::Applied, None));
-
-    // OCR: the next row is of the job's own source.
-    let ocr = queue.claim_ocr("o", DocumentSource::Index, Uuid::new_v4()).await.unwrap().expect("A is waiting for OCR");
-    assert_eq!(ocr.id, a);
-    let (done, next_ocr) = queue.complete_ocr_and_claim(&ocr, "brut", "corrigé", "o", Uuid::new_v4()).await.unwrap();
-    assert_eq!(done, Transition::Applied);
-    assert_eq!(next_ocr.map(|j| j.id), Some(b), "B (index, status 3) is next; C is an acte still in extraction");
-    assert_eq!(common::row(&pool, a).await.0, 5);
-    drop(db);
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sixteen_workers_chaining_completions_and_claims_process_every_row_once() {
+async fn sixteen_workers_claiming_and_completing_process_every_row_once() {
     let f = Fixture::new(16).await;
     sqlx::query(
         "INSERT INTO extraction_queue (document_source, document_number, created_at)
@@ -257,12 +220,9 @@ async fn sixteen_workers_chaining_completions_and_claims_process_every_row_once(
             let mut next = queue.claim_extraction(&worker).await;
             while let Some(job) = next {
                 mine.push(job.id);
-                let (done, claimed) = queue.complete_extraction_and_claim(&job, "index/x.pdf", &worker).await;
-                assert_eq!(done.unwrap(), Transition::Applied);
-                next = match claimed {
-                    Some(j) => Some(j),
-                    None => queue.claim_extraction(&worker).await,
-                };
+                // The workers' path: complete, then claim the next row (two calls).
+                assert_eq!(queue.complete_extraction(&job, "index/x.pdf").await.unwrap(), Transition::Applied);
+                next = queue.claim_extraction(&worker).await;
             }
             mine
         }));

@@ -64,11 +64,9 @@ async fn only_service_role_may_call_the_queue_and_ops_functions() {
     .await
     .expect("list the functions");
     let names: Vec<&str> = functions.iter().map(|(f, ..)| f.as_str()).collect();
-    // The ones the review found set apart (fused, final fail, the operators' repairs) are among
-    // them, so the checks below are not vacuous.
+    // The ones the review found set apart (final fail, the operators' repairs) are among them, so
+    // the checks below are not vacuous.
     for f in [
-        "queue_complete_extraction_and_claim(uuid,uuid,text,text,integer,uuid)",
-        "queue_complete_ocr_and_claim(uuid,uuid,text,text,text,text,integer,uuid)",
         "queue_fail_extraction_final(uuid,uuid,text)",
         "ops_enqueue(text,text,text,text,text,text,text)",
         "ops_retry(uuid)",
@@ -88,7 +86,7 @@ async fn only_service_role_may_call_the_queue_and_ops_functions() {
     // And a real call as anon is refused (SQLSTATE 42501), where service_role's goes through.
     for (call, expect_refused) in [
         ("SET LOCAL ROLE anon; SELECT ops_requeue_stuck(1000, 3, 'privileges-test')", true),
-        ("SET LOCAL ROLE anon; SELECT * FROM queue_complete_extraction_and_claim(gen_random_uuid(), gen_random_uuid(), 'x', 'w', 1000, gen_random_uuid())", true),
+        ("SET LOCAL ROLE anon; SELECT * FROM queue_claim_extraction('w', 1000, gen_random_uuid())", true),
         ("SET LOCAL ROLE service_role; SELECT queue_count_waiting()", false),
     ] {
         let mut tx = conn.begin().await.expect("begin");

@@ -1,21 +1,28 @@
-//! Decisions per second of the shared rate limiter from one process, and Redis round trips per
-//! decision measured for real: a private redis-server (testkit::RedisServer) that only this
-//! benchmark talks to, `INFO commandstats` read before and after each run.
-//! The outside reference runs in the same process: redis-benchmark's PING rate on the same server
-//! with as many connections as requests in flight, measured before each row; the `/ PING` column
-//! is decisions per second over it (target at 32 in flight: >= 50 %).
+//! Decisions per second of the shared rate limiter from one process, against the outside
+//! reference run in the same process on the same private redis-server (testkit::RedisServer, only
+//! this benchmark talks to it): the older production system's check+record pair, sent from Rust
+//! as that code sends it: ZREMRANGEBYSCORE, ZCARD, GET pipelined (the check), then, when the check
+//! passed, ZADD, INCRBY, EXPIRE pipelined (the record). That pair is not atomic (concurrent
+//! checks all pass before any record: it overshoots its limits); ours is one atomic script.
+//! Both run through the same kind of connection (one multiplexed ConnectionManager) with the same
+//! number of requests in flight. Commands run inside Redis per decision (and per granted decision)
+//! are counted from `INFO commandstats` deltas around each run.
+//! Each row is the median of 3 runs, ours and the pair alternating.
 //! `cargo bench -p registre-ratelimit` prints a markdown table.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use redis::aio::ConnectionManager;
 use registre_ratelimit::{Decision, RateLimitSettings, RateLimiter};
 use registre_testkit::RedisServer;
 
-const RUN: Duration = Duration::from_secs(2);
+const RUN: Duration = Duration::from_millis(1500);
+const RUNS: usize = 3;
 
+#[derive(Clone, Copy)]
 struct Scenario {
     label: &'static str,
     in_flight: usize,
@@ -23,6 +30,21 @@ struct Scenario {
     tpm: u64,
     window_ms: u64,
     estimate: u64,
+}
+
+#[derive(Clone, Copy)]
+enum Who {
+    Ours,
+    Pair,
+}
+
+#[derive(Clone, Copy, Default)]
+struct Measure {
+    per_sec: f64,
+    granted: f64,
+    round_trips: f64,
+    commands: f64,
+    commands_per_grant: f64,
 }
 
 fn commandstats(conn: &mut redis::Connection) -> HashMap<String, u64> {
@@ -37,72 +59,121 @@ fn commandstats(conn: &mut redis::Connection) -> HashMap<String, u64> {
         .collect()
 }
 
-/// Commands a client sends (one round trip each) versus commands the scripts run inside Redis.
-fn is_client_command(name: &str) -> bool {
+/// Scripts are one round trip each; every other command the client sends is one too (the pair's).
+fn is_script_call(name: &str) -> bool {
     name.starts_with("eval") || name.starts_with("script")
 }
 
-async fn run(url: &str, s: &Scenario, ping: f64) -> String {
-    let conn = redis::Client::open(url).expect("client").get_connection_manager().await.expect("connection");
-    let settings = RateLimitSettings {
-        name: format!("bench-{}", s.label.replace(' ', "-")),
-        requests_per_window: s.rpm,
-        tokens_per_window: s.tpm,
-        window: Duration::from_millis(s.window_ms),
-        arrival_margin: Duration::ZERO,
-    };
-    let limiter = RateLimiter::new(conn, settings).expect("settings");
-    // Warm up: loads the scripts (EVALSHA → NOSCRIPT → EVAL once), fills a saturated limiter.
-    for _ in 0..(s.rpm.min(5_000)) {
-        let _ = limiter.acquire(s.estimate).await;
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// The production pair's keys for one scenario: the requests zset and the tokens counter.
+struct PairKeys {
+    requests: String,
+    tokens: String,
+}
+
+/// One decision of the production pair: the check pipeline, then the record pipeline if it passed.
+async fn pair_decision(conn: &mut ConnectionManager, keys: &PairKeys, s: &Scenario, member: u64) -> bool {
+    let now = now_ms();
+    let (count, used): (u64, Option<u64>) = redis::pipe()
+        .cmd("ZREMRANGEBYSCORE")
+        .arg(&keys.requests)
+        .arg(0)
+        .arg(now.saturating_sub(s.window_ms))
+        .ignore()
+        .cmd("ZCARD")
+        .arg(&keys.requests)
+        .cmd("GET")
+        .arg(&keys.tokens)
+        .query_async(conn)
+        .await
+        .expect("pair check");
+    if count >= s.rpm || used.unwrap_or(0) + s.estimate > s.tpm {
+        return false;
     }
+    let () = redis::pipe()
+        .cmd("ZADD")
+        .arg(&keys.requests)
+        .arg(now)
+        .arg(member)
+        .ignore()
+        .cmd("INCRBY")
+        .arg(&keys.tokens)
+        .arg(s.estimate)
+        .ignore()
+        .cmd("EXPIRE")
+        .arg(&keys.requests)
+        .arg(s.window_ms.div_ceil(1000))
+        .ignore()
+        .query_async(conn)
+        .await
+        .expect("pair record");
+    true
+}
+
+async fn run(url: &str, s: &Scenario, who: Who, limiter: &RateLimiter, pair: &Arc<PairKeys>) -> Measure {
+    let conn = redis::Client::open(url).expect("client").get_connection_manager().await.expect("connection");
     let mut sync = redis::Client::open(url).and_then(|c| c.get_connection()).expect("sync connection");
     let before = commandstats(&mut sync);
-    let (decisions, grants) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let (decisions, grants, members) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..s.in_flight {
-        let (limiter, decisions, grants, estimate) = (limiter.clone(), decisions.clone(), grants.clone(), s.estimate);
+        let (limiter, decisions, grants, members, pair, estimate) =
+            (limiter.clone(), decisions.clone(), grants.clone(), members.clone(), pair.clone(), s.estimate);
+        let mut conn = conn.clone();
+        let s = *s;
         tasks.push(tokio::spawn(async move {
             while start.elapsed() < RUN {
-                match limiter.acquire(estimate).await {
-                    Ok(Decision::Granted(_)) => {
-                        grants.fetch_add(1, Ordering::Relaxed);
-                        decisions.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Ok(Decision::Wait { .. }) => {
-                        decisions.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(e) => panic!("acquire: {e}"),
+                let granted = match who {
+                    Who::Ours => match limiter.acquire(estimate).await {
+                        Ok(Decision::Granted(_)) => true,
+                        Ok(Decision::Wait { .. }) => false,
+                        Err(e) => panic!("acquire: {e}"),
+                    },
+                    Who::Pair => pair_decision(&mut conn, &pair, &s, members.fetch_add(1, Ordering::Relaxed)).await,
+                };
+                decisions.fetch_add(1, Ordering::Relaxed);
+                if granted {
+                    grants.fetch_add(1, Ordering::Relaxed);
                 }
             }
         }));
     }
     for t in tasks {
-        let _ = t.await;
+        t.await.expect("bench task");
     }
     let elapsed = start.elapsed();
     let after = commandstats(&mut sync);
-    let delta = |client: bool| -> u64 {
+    let delta = |scripts: bool| -> u64 {
         after
             .iter()
-            .filter(|(name, _)| is_client_command(name) == client && !name.starts_with("info"))
+            .filter(|(name, _)| !name.starts_with("info"))
+            .filter(|(name, _)| matches!(who, Who::Pair) || is_script_call(name) == scripts)
             .map(|(name, calls)| calls - before.get(name).copied().unwrap_or(0))
             .sum()
     };
-    let (n, g) = (decisions.load(Ordering::Relaxed), grants.load(Ordering::Relaxed));
-    let per_sec = n as f64 / elapsed.as_secs_f64();
-    format!(
-        "| {} | {} | {:.0} | {ping:.0} | {:.0} % | {:.0} % | {:.3} | {:.1} | {:.0} µs |",
-        s.label,
-        s.in_flight,
-        per_sec,
-        100.0 * per_sec / ping,
-        g as f64 * 100.0 / n.max(1) as f64,
-        delta(true) as f64 / n.max(1) as f64,
-        delta(false) as f64 / n.max(1) as f64,
-        elapsed.as_micros() as f64 * s.in_flight as f64 / n.max(1) as f64,
-    )
+    let (n, g) = (decisions.load(Ordering::Relaxed).max(1) as f64, grants.load(Ordering::Relaxed) as f64);
+    let inside = delta(false) as f64;
+    let round_trips = match who {
+        Who::Ours => delta(true) as f64,
+        // Two pipelines per granted decision, one per refused one.
+        Who::Pair => n + g,
+    };
+    Measure {
+        per_sec: n / elapsed.as_secs_f64(),
+        granted: g / n,
+        round_trips: round_trips / n,
+        commands: inside / n,
+        commands_per_grant: if g > 0.0 { inside / g } else { f64::NAN },
+    }
+}
+
+fn median(mut v: Vec<Measure>) -> Measure {
+    v.sort_by(|a, b| a.per_sec.total_cmp(&b.per_sec));
+    v[v.len() / 2]
 }
 
 fn main() {
@@ -112,15 +183,58 @@ fn main() {
     let scenarios = [
         Scenario { label: "granting (1 s window, limits never reached)", in_flight: 1, rpm: 1 << 40, tpm: 1 << 50, window_ms: 1000, estimate: 1000 },
         Scenario { label: "granting (1 s window, limits never reached)", in_flight: 32, rpm: 1 << 40, tpm: 1 << 50, window_ms: 1000, estimate: 1000 },
-        Scenario { label: "saturated on requests (1600 / 60 s, full)", in_flight: 1, rpm: 1600, tpm: 6_400_000, window_ms: 60_000, estimate: 1000 },
         Scenario { label: "saturated on requests (1600 / 60 s, full)", in_flight: 32, rpm: 1600, tpm: 6_400_000, window_ms: 60_000, estimate: 1000 },
         Scenario { label: "saturated on tokens (1600 charges of 4000 in 60 s)", in_flight: 32, rpm: 1_000_000, tpm: 6_400_000, window_ms: 60_000, estimate: 4000 },
     ];
-    println!("| scenario | in flight | decisions/s | redis-benchmark PING/s | decisions / PING | granted | Redis round trips / decision | commands run inside Redis / decision | mean latency |");
-    println!("|---|---|---|---|---|---|---|---|---|");
-    for s in &scenarios {
-        let ping = registre_testkit::reference::redis_ping_rate(server.port, s.in_flight, if s.in_flight == 1 { 50_000 } else { 300_000 });
-        println!("{}", rt.block_on(run(&url, s, ping)));
+    println!("Median of {RUNS} runs of {} ms each, ours and the pair alternating; commands = run inside Redis (INFO commandstats).", RUN.as_millis());
+    println!();
+    println!("| scenario | in flight | ours, decisions/s | check+record pair, decisions/s | ours / pair | granted (ours, pair) | commands / decision (ours, pair) | commands / granted decision (ours) | round trips / decision (ours, pair) |");
+    println!("|---|---:|---:|---:|---:|---|---|---:|---|");
+    for (i, s) in scenarios.iter().enumerate() {
+        let ours_limiter = rt.block_on(async {
+            let conn = redis::Client::open(url.as_str()).expect("client").get_connection_manager().await.expect("connection");
+            let settings = RateLimitSettings {
+                name: format!("bench-{i}"),
+                requests_per_window: s.rpm,
+                tokens_per_window: s.tpm,
+                window: Duration::from_millis(s.window_ms),
+                arrival_margin: Duration::ZERO,
+            };
+            let limiter = RateLimiter::new(conn, settings).expect("settings");
+            // Warm up: loads the script (EVALSHA → NOSCRIPT → EVAL once), fills a saturated limiter.
+            for _ in 0..(s.rpm.min(5_000)) {
+                let _ = limiter.acquire(s.estimate).await;
+            }
+            limiter
+        });
+        let pair = Arc::new(PairKeys { requests: format!("pair:{{bench-{i}}}:requests"), tokens: format!("pair:{{bench-{i}}}:tokens") });
+        rt.block_on(async {
+            let mut conn = redis::Client::open(url.as_str()).expect("client").get_connection_manager().await.expect("connection");
+            for m in 0..(s.rpm.min(5_000)) {
+                pair_decision(&mut conn, &pair, s, u64::MAX - m).await;
+            }
+        });
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        for _ in 0..RUNS {
+            ours.push(rt.block_on(run(&url, s, Who::Ours, &ours_limiter, &pair)));
+            theirs.push(rt.block_on(run(&url, s, Who::Pair, &ours_limiter, &pair)));
+        }
+        let (o, p) = (median(ours), median(theirs));
+        println!(
+            "| {} | {} | {:.0} | {:.0} | {:.2}× | {:.0} %, {:.0} % | {:.2}, {:.2} | {} | {:.2}, {:.2} |",
+            s.label,
+            s.in_flight,
+            o.per_sec,
+            p.per_sec,
+            o.per_sec / p.per_sec,
+            o.granted * 100.0,
+            p.granted * 100.0,
+            o.commands,
+            p.commands,
+            if o.commands_per_grant.is_nan() { "—".to_string() } else { format!("{:.2}", o.commands_per_grant) },
+            o.round_trips,
+            p.round_trips,
+        );
     }
     drop(server);
 }

@@ -1,20 +1,21 @@
-//! Where one limiter's state lives in Redis: six keys under `ratelimit:{<name>}:`. The braces are
-//! literal, a Redis Cluster hash tag, so the six keys share one slot as the atomic scripts require.
+//! Where one limiter's state lives in Redis: five keys under `ratelimit:{<name>}:`. The braces are
+//! literal, a Redis Cluster hash tag, so the five keys share one slot as the atomic scripts require.
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RateLimitKeys {
-    /// Sorted set: reservation id → grant time (ms, Redis clock). At most RPM live members.
+    /// Sorted set: `<reservation id>:<tokens charged at the grant>` → grant time (ms, Redis clock).
+    /// At most RPM live members.
     pub requests: String,
-    /// Sorted set: charge id (`<reservation id>` or `<reservation id>:x`) → charge time (ms).
+    /// Sorted set: extra charge id (`<reservation id>:x`: an under-estimate's excess or a late
+    /// settle) → charge time (ms).
     pub charges: String,
-    /// Hash: charge id → tokens.
+    /// Hash: extra charge id → tokens.
     pub tokens: String,
-    /// String: the sum of `tokens` (tokens charged in the current window).
-    pub used: String,
+    /// Hash: the counters and bounds the scripts keep (requests and tokens in the window, the last
+    /// reservation id, ...), see lua/prelude.lua.
+    pub state: String,
     /// String: the end of the current cooldown (ms); expires by itself when the cooldown ends.
     pub cooldown: String,
-    /// String: the last reservation id handed out.
-    pub seq: String,
 }
 
 impl RateLimitKeys {
@@ -24,15 +25,14 @@ impl RateLimitKeys {
             requests: format!("{prefix}:requests"),
             charges: format!("{prefix}:charges"),
             tokens: format!("{prefix}:tokens"),
-            used: format!("{prefix}:used"),
+            state: format!("{prefix}:state"),
             cooldown: format!("{prefix}:cooldown"),
-            seq: format!("{prefix}:seq"),
         }
     }
 
-    /// In the order the scripts expect them as KEYS[1..6].
-    pub(crate) fn as_array(&self) -> [&str; 6] {
-        [&self.requests, &self.charges, &self.tokens, &self.used, &self.cooldown, &self.seq]
+    /// In the order the scripts expect them as KEYS[1..5].
+    pub(crate) fn as_array(&self) -> [&str; 5] {
+        [&self.requests, &self.charges, &self.tokens, &self.state, &self.cooldown]
     }
 }
 
@@ -49,9 +49,8 @@ mod tests {
                 "ratelimit:{gemini}:requests",
                 "ratelimit:{gemini}:charges",
                 "ratelimit:{gemini}:tokens",
-                "ratelimit:{gemini}:used",
+                "ratelimit:{gemini}:state",
                 "ratelimit:{gemini}:cooldown",
-                "ratelimit:{gemini}:seq",
             ]
         );
     }

@@ -17,9 +17,10 @@
 //! rolling window admitted requests ≤ RPM and charged tokens ≤ TPM under any concurrency, and
 //! servers with skewed clocks agree. Keys ([`RateLimitKeys`]) live under `ratelimit:{<name>}:`
 //! (a Redis Cluster hash tag: one limiter's keys share a slot). State kept: one sorted-set entry
-//! per request granted in the last window (at most RPM), one charge per reservation plus at most
-//! one extra charge per under-estimated reservation; everything expires one window after its
-//! time. See docs/rate-limiter.md for the operator's view.
+//! per request granted in the last window (at most RPM), named after its reservation and the
+//! tokens charged at its grant, at most one extra charge per under-estimated reservation, and a
+//! small hash of counters (count, sums, last id) so a grant reads nothing else; everything expires
+//! one window after its time. See docs/rate-limiter.md for the operator's view.
 
 mod keys;
 mod limiter;

@@ -300,7 +300,7 @@ impl RateLimiter {
             return Ok(Settlement::Unknown);
         }
         let mut inv = self.invocation(&SETTLE);
-        inv.arg(reservation.id).arg(actual_tokens);
+        inv.arg(reservation.id).arg(actual_tokens).arg(reservation.granted_at_ms);
         let reply: Vec<Value> = inv
             .invoke_async(&mut self.conn.clone())
             .await

@@ -503,7 +503,8 @@ async fn status_reports_the_window_and_the_keys_expire_when_idle() {
     let mut conn = registre_testkit::redis_sync(&url);
     let pattern = format!("ratelimit:{{{name}}}:*");
     let keys: Vec<String> = redis::cmd("KEYS").arg(&pattern).query(&mut conn).expect("KEYS");
-    assert!(keys.len() >= 4, "{keys:?}");
+    // The grants' set and the state hash (extra charges and a cooldown add their own keys).
+    assert!(keys.len() >= 2, "{keys:?}");
     // One window (+1 s margin) after the last entry, nothing is left: polled, deadline 30 s.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
