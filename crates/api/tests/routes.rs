@@ -307,7 +307,7 @@ async fn every_answer_carries_the_security_headers() {
 async fn open_stream(addr: &str) -> (u16, Option<tokio::io::Lines<BufReader<tokio::net::TcpStream>>>, String) {
     let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
     socket
-        .write_all(format!("GET /api/stream HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\n\r\n").as_bytes())
+        .write_all(format!("GET /api/stream HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n").as_bytes())
         .await
         .unwrap();
     let mut lines = BufReader::new(socket).lines();
