@@ -3,8 +3,8 @@
 //!
 //! 1. Reads must not starve writes: p50/p95 of a cancel (DELETE /api/extractions/{id}, one waiting
 //!    row each) on an idle API, and the same cancel while 50 streams are open (/api/stream, each
-//!    reading every event) and 8 pollers ask GET /api/overview back to back, in alternating
-//!    rounds of the same run. Target: loaded p95 ≤ 2 × idle p95.
+//!    reading every event) and 8 pollers ask GET /api/overview (every 100 ms, then back to back),
+//!    in alternating rounds of the same run. Target: loaded p95 ≤ 2 × idle p95.
 //! 2. Latency of GET /api/overview and GET /metrics (served from the stream's latest overview), and
 //!    what computing one overview costs (what every request cost before), with and without the
 //!    indexes of migration 0050. Outside references in the same run: pgbench (PostgreSQL's own
@@ -69,9 +69,10 @@ async fn cancels(client: &reqwest::Client, base: &str, ids: &[uuid::Uuid]) -> Ve
     times
 }
 
-/// 50 open streams reading every event and 8 pollers of /api/overview back to back, until `stop`.
+/// 50 open streams reading every event and 8 pollers of /api/overview (`pause` between two polls
+/// of one poller; zero: back to back), until `stop`.
 /// Returns once every stream has had its first event.
-async fn load(client: &reqwest::Client, base: &str, stop: tokio_util::sync::CancellationToken) -> Arc<std::sync::atomic::AtomicU64> {
+async fn load(client: &reqwest::Client, base: &str, pause: Duration, stop: tokio_util::sync::CancellationToken) -> Arc<std::sync::atomic::AtomicU64> {
     let polls = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let (opened, mut open) = tokio::sync::mpsc::channel::<()>(STREAMS);
     for _ in 0..STREAMS {
@@ -99,6 +100,9 @@ async fn load(client: &reqwest::Client, base: &str, stop: tokio_util::sync::Canc
                 assert_eq!(r.status(), 200, "overview");
                 r.bytes().await.expect("body");
                 polls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if !pause.is_zero() {
+                    tokio::time::sleep(pause).await;
+                }
             }
         });
     }
@@ -226,26 +230,32 @@ async fn main() {
     // 1. A cancel, idle and loaded, in alternating rounds.
     let per_round = env_number("BENCH_CANCELS", 100) / 2;
     let ids: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT id FROM extraction_queue WHERE status_id = 1 ORDER BY created_at LIMIT $1")
-        .bind((per_round * 4) as i64)
+        .bind((per_round * 6) as i64)
         .fetch_all(&pool)
         .await
         .expect("waiting rows");
-    assert_eq!(ids.len(), per_round * 4, "not enough waiting rows");
-    let (mut idle, mut loaded) = (Vec::new(), Vec::new());
-    let mut polled = 0;
-    let mut loaded_for = Duration::ZERO;
-    for round in ids.chunks(per_round * 2) {
-        let (a, b) = round.split_at(per_round);
-        idle.extend(cancels(&client, &base, a).await);
-        let stop = tokio_util::sync::CancellationToken::new();
-        let polls = load(&client, &base, stop.clone()).await;
-        let (from, t0) = (polls.load(std::sync::atomic::Ordering::Relaxed), Instant::now());
-        loaded.extend(cancels(&client, &base, b).await);
-        loaded_for += t0.elapsed();
-        polled += polls.load(std::sync::atomic::Ordering::Relaxed) - from;
-        stop.cancel();
+    assert_eq!(ids.len(), per_round * 6, "not enough waiting rows");
+    // Pollers every 100 ms (80 polls/s: ten busy dashboards' worth), and back to back (as fast as
+    // the 2 cores answer: the worst case, CPU-bound, not database-bound).
+    let paces = [Duration::from_millis(100), Duration::ZERO];
+    let mut idle = Vec::new();
+    let mut loaded: Vec<(Vec<Duration>, u64, Duration)> = paces.iter().map(|_| (Vec::new(), 0, Duration::ZERO)).collect();
+    for round in ids.chunks(per_round * 3) {
+        let mut parts = round.chunks(per_round);
+        idle.extend(cancels(&client, &base, parts.next().expect("idle part")).await);
+        for (pace, slot) in paces.iter().zip(loaded.iter_mut()) {
+            let stop = tokio_util::sync::CancellationToken::new();
+            let polls = load(&client, &base, *pace, stop.clone()).await;
+            let (from, t0) = (polls.load(std::sync::atomic::Ordering::Relaxed), Instant::now());
+            slot.0.extend(cancels(&client, &base, parts.next().expect("loaded part")).await);
+            slot.2 += t0.elapsed();
+            slot.1 += polls.load(std::sync::atomic::Ordering::Relaxed) - from;
+            stop.cancel();
+        }
     }
-    let (idle, loaded) = (p50_p95(idle), p50_p95(loaded));
+    let idle = p50_p95(idle);
+    let loaded: Vec<((Duration, Duration), f64)> =
+        loaded.into_iter().map(|(times, polls, span)| (p50_p95(times), polls as f64 / span.as_secs_f64().max(1e-9))).collect();
 
     // 2. The read routes, then one overview computed directly (each request's cost before).
     let health = measure(&client, &format!("{base}/health"), n).await;
@@ -276,14 +286,21 @@ async fn main() {
     let before_cache = pgbench(db.url(), BEFORE_CACHE_SQL, n);
     shutdown.trigger();
 
-    let polls_per_s = polled as f64 / loaded_for.as_secs_f64().max(1e-9);
     println!("\nregistre-api: a cancel while the API is read, {rows} rows in extraction_queue, {} cancels each, alternating rounds (2-core machine)\n", per_round * 2);
-    println!("| DELETE /api/extractions/{{id}} (cancel of a waiting row) | p50 ms | p95 ms |");
-    println!("|---|---:|---:|");
-    println!("| idle API (reference) | {} | {} |", ms(idle.0), ms(idle.1));
-    println!("| {STREAMS} open streams + {POLLERS} pollers of GET /api/overview back to back ({polls_per_s:.0} polls/s) | {} | {} |", ms(loaded.0), ms(loaded.1));
-    let ratio = loaded.1.as_secs_f64() / idle.1.as_secs_f64().max(1e-9);
-    println!("\ntarget (loaded p95 ≤ 2 × idle p95): {} (loaded / idle p95 = {ratio:.2})", if ratio <= 2.0 { "met" } else { "NOT met" });
+    println!("| DELETE /api/extractions/{{id}} (cancel of a waiting row) | p50 ms | p95 ms | p95 / idle p95 |");
+    println!("|---|---:|---:|---:|");
+    println!("| idle API (reference) | {} | {} | 1.00 |", ms(idle.0), ms(idle.1));
+    let mut ratios = Vec::new();
+    for ((p50, p95), rate) in &loaded {
+        let ratio = p95.as_secs_f64() / idle.1.as_secs_f64().max(1e-9);
+        ratios.push(ratio);
+        println!("| {STREAMS} open streams + {POLLERS} pollers of GET /api/overview ({rate:.0} polls/s) | {} | {} | {ratio:.2} |", ms(*p50), ms(*p95));
+    }
+    println!(
+        "\ntarget (loaded p95 ≤ 2 × idle p95): pollers every 100 ms {}, back to back {}",
+        if ratios[0] <= 2.0 { "met" } else { "NOT met" },
+        if ratios[1] <= 2.0 { "met" } else { "NOT met" }
+    );
 
     println!("\nregistre-api read latency, {rows} rows in extraction_queue, {n} sequential requests each (2-core machine)\n");
     println!("| request | p50 ms | p95 ms |");
