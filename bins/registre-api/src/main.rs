@@ -4,5 +4,7 @@
 //! configuration.
 
 fn main() -> std::process::ExitCode {
-    registre_runtime::run_binary("registre-api", registre_api_lib::run)
+    // It serves its own /metrics on API_PORT, so METRICS_ADDR (the workers' address, often in the
+    // same shared .env) is not served from here: two processes would fight for that port.
+    registre_runtime::run_binary_serving_metrics("registre-api", registre_api_lib::run)
 }

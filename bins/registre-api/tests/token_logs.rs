@@ -3,6 +3,8 @@
 //! json); authorised calls (enqueue, cancel, a retry of an unknown row) and refused ones (wrong
 //! token that starts with the real one, no token, malformed header) are made, the process is
 //! stopped, and the token must be absent from everything it wrote on stdout and stderr.
+//! Also: registre-api ignores METRICS_ADDR (it serves /metrics on API_PORT), so the one shared
+//! `.env` that gives the workers METRICS_ADDR cannot make it take their port.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -33,9 +35,12 @@ fn call(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &st
     Some((code, text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()))
 }
 
-fn run_and_call(db_url: &str, log_format: &str) -> String {
+/// Starts registre-api on a free API_PORT with `extra` variables; returns the child and its port
+/// once /health answers.
+fn start_api(db_url: &str, log_format: &str, extra: &[(&str, String)]) -> (std::process::Child, u16) {
     let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_registre-api"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_registre-api"));
+    command
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("REDIS_URL", shared_redis_url())
@@ -48,14 +53,40 @@ fn run_and_call(db_url: &str, log_format: &str) -> String {
         .env("RUST_LOG", "trace")
         .current_dir(std::env::temp_dir())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("registre-api starts");
+        .stderr(Stdio::piped());
+    for (k, v) in extra {
+        command.env(k, v);
+    }
+    let child = command.spawn().expect("registre-api starts");
     let deadline = Instant::now() + Duration::from_secs(60);
     while call(port, "GET", "/health", &[], "").map(|r| r.0) != Some(200) {
         assert!(Instant::now() < deadline, "registre-api did not answer /health within 60 s");
         std::thread::sleep(Duration::from_millis(100));
     }
+    (child, port)
+}
+
+/// SIGTERM, wait for the exit (0), and everything it wrote on stdout and stderr.
+fn stop_api(mut child: std::process::Child) -> String {
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if child.try_wait().expect("wait").is_some() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "registre-api did not stop within 60 s of SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().expect("output");
+    let mut all = String::from_utf8_lossy(&output.stdout).into_owned();
+    all.push_str(&String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "{}\n{all}", output.status);
+    all
+}
+
+fn run_and_call(db_url: &str, log_format: &str) -> String {
+    let (child, port) = start_api(db_url, log_format, &[]);
     let bearer = format!("Bearer {TOKEN}");
     let wrong = format!("Bearer {TOKEN}-but-longer");
     let json = ("Content-Type", "application/json");
@@ -81,21 +112,7 @@ fn run_and_call(db_url: &str, log_format: &str) -> String {
         assert_eq!(call(port, "GET", path, &[("Authorization", &bearer)], "").map(|r| r.0), Some(200), "{path}");
     }
 
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if child.try_wait().expect("wait").is_some() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "registre-api did not stop within 60 s of SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let output = child.wait_with_output().expect("output");
-    let mut all = String::from_utf8_lossy(&output.stdout).into_owned();
-    all.push_str(&String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success(), "{}\n{all}", output.status);
-    all
+    stop_api(child)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -124,5 +141,42 @@ async fn the_token_never_appears_in_any_log_line() {
         }
         // Not even a fragment long enough to guess from.
         assert!(!logs.contains(&TOKEN[4..24]), "{format}: a fragment of the token was logged");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_addr_is_ignored_registre_api_serves_its_own_metrics() {
+    let db = TestDatabase::create();
+    let mut conn = PgConnection::connect(db.url()).await.expect("connect");
+    registre_queue::migrate(&mut conn, EnvName::Prod).await.expect("migrate");
+    conn.close().await.expect("close");
+    let url = db.url().to_string();
+    // One address free (a worker's, not started yet) and one taken (a worker already on it).
+    let free = free_port();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let taken_port = taken.local_addr().expect("addr").port();
+    let logs = tokio::task::spawn_blocking(move || {
+        let mut all = String::new();
+        for metrics_port in [free, taken_port] {
+            let extra = [("METRICS_ADDR", format!("127.0.0.1:{metrics_port}")), ("RUST_LOG", "debug".to_string())];
+            let (child, port) = start_api(&url, "text", &extra);
+            let (code, text) = call(port, "GET", "/metrics", &[], "").expect("/metrics on API_PORT");
+            assert_eq!(code, 200, "{text}");
+            assert!(text.contains("registre_queue_rows"), "{text}");
+            if metrics_port == free {
+                // Serving, yet nothing listens on METRICS_ADDR: the port stays the workers'.
+                assert!(call(metrics_port, "GET", "/metrics", &[], "").is_none(), "registre-api answered on METRICS_ADDR");
+            }
+            all.push_str(&stop_api(child));
+        }
+        all
+    })
+    .await
+    .expect("run");
+    drop(taken);
+    assert!(logs.contains("registre-api listening"), "{logs}");
+    assert!(!logs.contains("cannot listen"), "registre-api tried METRICS_ADDR: {logs}");
+    for port in [free, taken_port] {
+        assert!(!logs.contains(&format!("METRICS_ADDR=127.0.0.1:{port}")), "{logs}");
     }
 }

@@ -96,17 +96,20 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     }
 }
 
-pub async fn metrics(State(state): State<AppState>) -> Response {
-    let overview = crate::overview(&state.ops).await;
-    (
+/// From the stream's latest overview (crate::stream): a scrape never queries by itself.
+pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let snapshot = state.stream.latest().await.ok_or_else(crate::stream::unavailable)?;
+    Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        crate::metrics::render(&overview),
+        crate::metrics::render(&snapshot.overview),
     )
-        .into_response()
+        .into_response())
 }
 
-pub async fn overview(State(state): State<AppState>) -> Response {
-    Json(crate::overview(&state.ops).await).into_response()
+/// The stream's latest overview (crate::stream), as JSON.
+pub async fn overview(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let snapshot = state.stream.latest().await.ok_or_else(crate::stream::unavailable)?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], snapshot.json.to_string()).into_response())
 }
 
 pub async fn workers(State(state): State<AppState>) -> Result<Response, ApiError> {

@@ -1,7 +1,9 @@
 //! The dashboard in a real headless Chromium (chromedriver + fantoccini, as the registry fetcher
-//! drives it): the page loads from the binary alone, a row inserted directly into the database
-//! appears without a reload (SSE), and Retry on an Erreur row (token typed once into the dialog)
-//! turns it En attente. Saves a screenshot to target/registre-api-dashboard.png for people to look at.
+//! drives it), used as an operator uses it: the page loads from the binary alone and asks for the
+//! token once (nothing of the queue shows before), then a row inserted directly into the database
+//! appears without a reload (SSE over the session cookie), Retry on an Erreur row turns it En
+//! attente without asking again, and the open row's detail is re-read only when that row changes.
+//! Saves a screenshot to target/registre-api-dashboard.png for people to look at.
 
 mod common;
 
@@ -115,7 +117,14 @@ async fn dashboard_shows_live_changes_and_retries_an_erreur_row() {
 
     let (client, _driver) = browser().await;
     client.goto(&api.url("/")).await.expect("open the dashboard");
+    // The token is asked once, before any row data is read.
+    until(&client, "the token dialog", "document.getElementById('token-dialog').open").await;
+    assert_eq!(client.execute("return document.querySelectorAll('#jobs tbody tr').length;", vec![]).await.unwrap(), json!(0));
+    client.find(Locator::Css("#token-input")).await.unwrap().send_keys(TOKEN).await.unwrap();
+    client.find(Locator::Css("#token-ok")).await.unwrap().click().await.unwrap();
     until(&client, "the stream is live", "document.getElementById('live').textContent === 'en direct'").await;
+    // The session cookie is HttpOnly: the page's scripts cannot read it; the token is never in a URL.
+    assert_eq!(client.execute("return document.cookie;", vec![]).await.unwrap(), json!(""));
     until(&client, "the jobs table", "document.querySelectorAll('#jobs tbody tr').length === 6").await;
     until(&client, "French labels", "document.body.innerText.includes('Extraction complété') && document.body.innerText.includes('OCR en traitement')").await;
     // Marks this page instance: a reload would lose it.
@@ -126,21 +135,45 @@ async fn dashboard_shows_live_changes_and_retries_an_erreur_row() {
     until(&client, "the new row", "document.getElementById('jobs').innerText.includes('NOUVEAU-123')").await;
     until(&client, "the counts", "document.querySelector('tr[data-env=prod] td[data-status=\"1\"]').textContent.trim() === '2'").await;
 
-    // Retry on the Erreur row: the token is asked once, then the row is En attente.
+    // Retry on the Erreur row: sent with the token kept for the tab, not asked again.
     let row = format!("tr[data-id='{failed}']");
     client.find(Locator::Css(&format!("{row} button.retry"))).await.expect("a Retry button on the Erreur row").click().await.unwrap();
-    until(&client, "the token dialog", "document.getElementById('token-dialog').open").await;
-    client.find(Locator::Css("#token-input")).await.unwrap().send_keys(TOKEN).await.unwrap();
-    client.find(Locator::Css("#token-ok")).await.unwrap().click().await.unwrap();
     until(&client, "the retried row En attente", &format!("document.querySelector(\"{row} .status\").textContent === 'En attente'")).await;
+    assert_eq!(client.execute("return document.getElementById('token-dialog').open;", vec![]).await.unwrap(), json!(false));
     let status: i32 = sqlx::query_scalar("SELECT status_id FROM extraction_queue WHERE id = $1").bind(failed).fetch_one(&api.pool).await.unwrap();
     assert_eq!(status, 1);
     assert_eq!(client.execute("return window.__sameDocument;", vec![]).await.unwrap(), json!("yes"), "the page was never reloaded");
     assert_eq!(client.execute("return sessionStorage.getItem('registre-api-token');", vec![]).await.unwrap(), json!(TOKEN));
 
-    // Row detail with the OCR text, then a screenshot for people to look at.
+    // Row detail with the OCR text.
     client.find(Locator::Css(&format!("tr[data-id='{done}']"))).await.unwrap().click().await.unwrap();
     until(&client, "the detail", "document.getElementById('detail').innerText.includes('INDEX DES IMMEUBLES')").await;
+    // Count the detail reads from now on.
+    client
+        .execute(
+            &format!(
+                "window.__detailReads = 0; const f = window.fetch; window.fetch = (url, o) => {{ \
+                   if (String(url).startsWith('/api/extractions/{done}')) window.__detailReads++; return f(url, o); }};"
+            ),
+            vec![],
+        )
+        .await
+        .unwrap();
+    // Another row changes: the list follows, the open detail is not re-read.
+    insert(&api.pool, "acte", "AUTRE-456", 1).await;
+    until(&client, "the other new row", "document.getElementById('jobs').innerText.includes('AUTRE-456')").await;
+    until(&client, "the counts after it", "document.querySelector('tr[data-env=prod] td[data-status=\"1\"]').textContent.trim() === '4'").await;
+    assert_eq!(client.execute("return window.__detailReads;", vec![]).await.unwrap(), json!(0), "the unchanged detail was re-read");
+    // The open row changes: its detail is re-read, once.
+    sqlx::query("UPDATE extraction_queue SET boosted_file_content = 'INDEX CORRIGÉ', updated_at = now() WHERE id = $1")
+        .bind(done)
+        .execute(&api.pool)
+        .await
+        .unwrap();
+    until(&client, "the detail re-read", "document.getElementById('detail').innerText.includes('INDEX CORRIGÉ')").await;
+    let reads = client.execute("return window.__detailReads;", vec![]).await.unwrap();
+    assert_eq!(reads, json!(1), "one read per change of the open row");
+    // Then a screenshot for people to look at.
     let png = client.screenshot().await.expect("screenshot");
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/registre-api-dashboard.png");
     std::fs::write(&path, &png).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));

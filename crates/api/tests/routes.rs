@@ -1,7 +1,10 @@
 //! Every route of registre-api against a real PostgreSQL and Redis: success, each validation error,
 //! 401 / 403 / 404 / 409, pagination across pages with rows inserted meanwhile, cancel fencing
 //! through the queue API, /ready naming what is down, /metrics parsed as Prometheus text, the SSE
-//! stream delivering a change, and bad input of every kind answered 4xx with a JSON error.
+//! stream delivering a change, and bad input of every kind answered 4xx with a JSON error. The
+//! guards: a foreign Host gets 403, every /api/* route (reads included) needs the token, the
+//! session cookie reads and streams but never writes, the security headers are on every answer,
+//! and the stream and request caps answer 503 with a reason.
 
 mod common;
 
@@ -64,13 +67,14 @@ async fn data_changing_routes_need_the_token() {
     let api = start(Some(TOKEN), &[]).await;
     let id = insert(&api.pool, "index", "1", 4).await;
     let routes = [
-        api.client.post(api.url("/api/extractions")).json(&index_body("1")),
-        api.client.post(api.url(&format!("/api/extractions/{id}/retry"))),
-        api.client.delete(api.url(&format!("/api/extractions/{id}"))),
+        api.bare.post(api.url("/api/extractions")).json(&index_body("1")),
+        api.bare.post(api.url(&format!("/api/extractions/{id}/retry"))),
+        api.bare.delete(api.url(&format!("/api/extractions/{id}"))),
     ];
     for r in routes {
         let missing = r.try_clone().unwrap();
-        let (s, v) = json_of(missing.send().await.unwrap()).await;
+        let missing = { let req = missing.build().unwrap(); api.bare.execute(req) };
+        let (s, v) = json_of(missing.await.unwrap()).await;
         assert_eq!(s, 401, "{v}");
         assert!(v["error"].as_str().unwrap().contains("missing"));
         let wrong = r.try_clone().unwrap().bearer_auth("test-token-0123456789abcdeX");
@@ -91,8 +95,291 @@ async fn data_changing_routes_need_the_token() {
     let (s, v) = json_of(open.client.post(open.url("/api/extractions")).bearer_auth(TOKEN).json(&index_body("1")).send().await.unwrap()).await;
     assert_eq!(s, 403);
     assert!(v["error"].as_str().unwrap().contains("API_TOKEN is not set"), "{v}");
-    // Reading needs no token.
-    assert_eq!(open.client.get(open.url("/api/extractions")).send().await.unwrap().status(), 200);
+    // Reading too: every /api/* route is closed until API_TOKEN is set.
+    for path in ["/api/extractions", "/api/overview", "/api/workers", "/api/stream", &format!("/api/extractions/{id}"), "/api/login"] {
+        let (s, v) = json_of(open.bare.get(open.url(path)).bearer_auth(TOKEN).send().await.unwrap()).await;
+        let method_ok = if path == "/api/login" { 405 } else { 403 };
+        assert_eq!(s, method_ok, "{path}: {v}");
+        if s == 403 {
+            assert_eq!(v["error"].as_str(), Some(registre_api_lib::TOKEN_UNSET), "{path}");
+        }
+    }
+    let (s, v) = json_of(open.bare.post(open.url("/api/login")).bearer_auth(TOKEN).send().await.unwrap()).await;
+    assert_eq!((s, v["error"].as_str()), (403, Some(registre_api_lib::TOKEN_UNSET)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_api_route_needs_the_token_reads_included_and_the_page_stays_open() {
+    let api = start(Some(TOKEN), &[]).await;
+    let id = insert(&api.pool, "index", "1", 5).await;
+    sqlx::query("UPDATE extraction_queue SET file_content = 'TEXTE OCR SECRET', error_message = 'chemin/secret' WHERE id = $1")
+        .bind(id)
+        .execute(&api.pool)
+        .await
+        .unwrap();
+    for path in ["/api/extractions", "/api/overview", "/api/workers", "/api/stream", &format!("/api/extractions/{id}")] {
+        let resp = api.bare.get(api.url(path)).send().await.unwrap();
+        let (s, v) = json_of(resp).await;
+        assert_eq!((s, v["error"].as_str()), (401, Some("missing Authorization: Bearer <API_TOKEN> header")), "{path}");
+        let (s, v) = json_of(api.bare.get(api.url(path)).bearer_auth("test-token-0123456789abcdeX").send().await.unwrap()).await;
+        assert_eq!((s, v["error"].as_str()), (401, Some("wrong token")), "{path}");
+        assert!(!v.to_string().contains("SECRET"), "{path}: {v}");
+    }
+    // With the token, the same reads answer.
+    let (s, v) = json_of(api.client.get(api.url(&format!("/api/extractions/{id}"))).send().await.unwrap()).await;
+    assert_eq!((s, v["file_content_excerpt"].as_str()), (200, Some("TEXTE OCR SECRET")));
+    // The page, its assets and the probes hold no row data and stay open.
+    for path in ["/", "/assets/dashboard.js", "/assets/dashboard.css", "/health", "/ready", "/metrics"] {
+        let resp = api.bare.get(api.url(path)).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        let text = resp.text().await.unwrap();
+        assert!(!text.contains("SECRET"), "{path}");
+    }
+}
+
+/// The status line, the headers (name: value, lower-case names, sorted, `date` left out) and the
+/// body of a raw HTTP answer.
+fn split_answer(answer: &str) -> (String, Vec<String>, String) {
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no head: {answer}"));
+    let mut lines = head.split("\r\n");
+    let status = lines.next().unwrap().to_string();
+    let mut headers: Vec<String> = lines.map(|l| l.to_ascii_lowercase()).filter(|l| !l.starts_with("date:")).collect();
+    headers.sort();
+    (status, headers, body.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_foreign_host_gets_403_with_a_json_reason_whatever_the_route() {
+    let api = start(Some(TOKEN), &[("API_ALLOWED_HOSTS", "registre.example.com, 10.0.0.5".to_string())]).await;
+    insert(&api.pool, "index", "1", 1).await;
+    let expected_body = format!(r#"{{"error":"{}","reason":"host_not_allowed"}}"#, registre_api_lib::HOST_REFUSED);
+    let request = |path: &str, host: &str| {
+        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n")
+    };
+    let answer = common::raw_http(api.addr(), &request("/api/extractions", "evil.example")).await;
+    eprintln!("answer to a foreign Host:\n{answer}");
+    let (status, headers, body) = split_answer(&answer);
+    assert_eq!(status, "HTTP/1.1 403 Forbidden");
+    assert_eq!(
+        headers,
+        vec![
+            "connection: close".to_string(),
+            format!("content-length: {}", expected_body.len()),
+            "content-security-policy: frame-ancestors 'none'".to_string(),
+            "content-type: application/json".to_string(),
+            "x-content-type-options: nosniff".to_string(),
+        ]
+    );
+    assert_eq!(body, expected_body);
+    // A rebinding page's name, with or without port, on every kind of route, even with the token.
+    let port = api.addr().rsplit(':').next().unwrap().to_string();
+    for host in ["evil.example", &format!("evil.example:{port}"), "localhost.evil.example", "127.0.0.1.nip.io:3000", "[::2]", "localhost:x"] {
+        for path in ["/api/extractions", "/api/overview", "/", "/health", "/metrics", "/api/login", "/nothing"] {
+            let (status, _, body) = split_answer(&common::raw_http(api.addr(), &request(path, host)).await);
+            assert_eq!((status.as_str(), body.as_str()), ("HTTP/1.1 403 Forbidden", expected_body.as_str()), "Host {host}, {path}");
+        }
+    }
+    // No Host at all (HTTP/1.0): refused too.
+    let (status, _, _) = split_answer(&common::raw_http(api.addr(), "GET /health HTTP/1.0\r\n\r\n").await);
+    assert_eq!(status, "HTTP/1.0 403 Forbidden");
+    // The names an operator uses, with or without port, in any case.
+    for host in ["localhost", &format!("localhost:{port}"), "LocalHost", "127.0.0.1", &format!("127.0.0.1:{port}"), "[::1]", &format!("[::1]:{port}"), "registre.example.com", "REGISTRE.example.com:443", "10.0.0.5:3000"] {
+        let (status, _, body) = split_answer(&common::raw_http(api.addr(), &request("/api/extractions", host)).await);
+        assert!(status.ends_with("200 OK"), "Host {host}: {status} {body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_session_cookie_reads_and_streams_but_never_writes() {
+    let api = start(Some(TOKEN), &[]).await;
+    let waiting = insert(&api.pool, "index", "1", 1).await;
+    let failed = insert(&api.pool, "acte", "2", 4).await;
+    // A wrong token gets no cookie.
+    let resp = api.bare.post(api.url("/api/login")).bearer_auth("test-token-0123456789abcdeX").send().await.unwrap();
+    assert!(resp.headers().get("set-cookie").is_none());
+    assert_eq!(json_of(resp).await.0, 401);
+    assert_eq!(json_of(api.bare.post(api.url("/api/login")).send().await.unwrap()).await.0, 401);
+
+    let resp = api.bare.post(api.url("/api/login")).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let set_cookie = resp.headers()["set-cookie"].to_str().unwrap().to_string();
+    let attributes: HashSet<&str> = set_cookie.split(';').skip(1).map(str::trim).collect();
+    assert_eq!(attributes, HashSet::from(["Path=/api", "HttpOnly", "SameSite=Strict"]), "{set_cookie}");
+    let cookie = set_cookie.split(';').next().unwrap().to_string();
+    assert!(cookie.starts_with(&format!("{}=", registre_api_lib::SESSION_COOKIE)));
+    assert!(!cookie.contains(TOKEN), "the cookie is not the token");
+
+    // Reads with the cookie alone.
+    let (s, v) = json_of(api.bare.get(api.url("/api/extractions")).header("cookie", &cookie).send().await.unwrap()).await;
+    assert_eq!((s, v["rows"].as_array().map(Vec::len)), (200, Some(2)), "{v}");
+    let (s, _) = json_of(api.bare.get(api.url(&format!("/api/extractions/{waiting}"))).header("cookie", &cookie).send().await.unwrap()).await;
+    assert_eq!(s, 200);
+    // The stream with the cookie alone: its first event.
+    let request = format!("GET /api/stream HTTP/1.1\r\nHost: {}\r\nCookie: theme=dark; {cookie}\r\nAccept: text/event-stream\r\n\r\n", api.addr());
+    let mut socket = tokio::net::TcpStream::connect(api.addr()).await.unwrap();
+    socket.write_all(request.as_bytes()).await.unwrap();
+    let mut lines = BufReader::new(socket).lines();
+    let status = lines.next_line().await.unwrap().unwrap();
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let line = tokio::time::timeout_at(deadline.into(), lines.next_line()).await.expect("an event in time").unwrap().expect("open");
+        if let Some(data) = line.strip_prefix("data: ") {
+            let v: Value = serde_json::from_str(data).unwrap();
+            assert!(v["environments"][0]["overview"]["counts"].is_array(), "{v}");
+            break;
+        }
+    }
+    // Writes with the cookie: refused, nothing changed.
+    let writes = [
+        api.bare.delete(api.url(&format!("/api/extractions/{waiting}"))),
+        api.bare.post(api.url(&format!("/api/extractions/{failed}/retry"))),
+        api.bare.post(api.url("/api/extractions")).json(&index_body("3")),
+    ];
+    for w in writes {
+        let (s, v) = json_of(w.header("cookie", &cookie).send().await.unwrap()).await;
+        assert_eq!(s, 401, "{v}");
+        assert!(v["error"].as_str().unwrap().contains("only reads"), "{v}");
+    }
+    let statuses: Vec<i32> = sqlx::query_scalar("SELECT status_id FROM extraction_queue ORDER BY status_id").fetch_all(&api.pool).await.unwrap();
+    assert_eq!(statuses, vec![1, 4]);
+    // Another process's session (a restart) is no session here.
+    let other = start(Some(TOKEN), &[]).await;
+    let other_cookie = other.bare.post(other.url("/api/login")).bearer_auth(TOKEN).send().await.unwrap().headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    assert_ne!(other_cookie, cookie);
+    assert_eq!(json_of(api.bare.get(api.url("/api/extractions")).header("cookie", &other_cookie).send().await.unwrap()).await.0, 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_answer_carries_the_security_headers() {
+    let api = start(Some(TOKEN), &[]).await;
+    let id = insert(&api.pool, "index", "1", 4).await;
+    let requests = [
+        api.bare.get(api.url("/")),
+        api.bare.get(api.url("/assets/dashboard.js")),
+        api.bare.get(api.url("/health")),
+        api.bare.get(api.url("/ready")),
+        api.bare.get(api.url("/metrics")),
+        api.bare.get(api.url("/nothing")),
+        api.bare.get(api.url("/api/extractions")),
+        api.client.get(api.url("/api/extractions")),
+        api.client.get(api.url(&format!("/api/extractions/{id}"))),
+        api.client.post(api.url(&format!("/api/extractions/{id}/retry"))),
+        api.client.post(api.url("/api/extractions")).header("content-type", "application/json").body(vec![b' '; 20_000]),
+        api.bare.post(api.url("/api/login")).bearer_auth(TOKEN),
+        api.bare.patch(api.url("/health")),
+    ];
+    for r in requests {
+        let req = r.build().unwrap();
+        let shown = format!("{} {}", req.method(), req.url());
+        let resp = api.bare.execute(req).await.unwrap();
+        assert_eq!(resp.headers().get("x-content-type-options").map(|v| v.to_str().unwrap()), Some("nosniff"), "{shown}");
+        assert_eq!(
+            resp.headers().get("content-security-policy").map(|v| v.to_str().unwrap()),
+            Some("frame-ancestors 'none'"),
+            "{shown}"
+        );
+    }
+    // The stream's answer too (read its head only).
+    let mut socket = tokio::net::TcpStream::connect(api.addr()).await.unwrap();
+    socket.write_all(format!("GET /api/stream HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {TOKEN}\r\n\r\n").as_bytes()).await.unwrap();
+    let mut lines = BufReader::new(socket).lines();
+    let mut head = Vec::new();
+    loop {
+        let line = lines.next_line().await.unwrap().unwrap();
+        if line.is_empty() {
+            break;
+        }
+        head.push(line.to_ascii_lowercase());
+    }
+    assert!(head.contains(&"x-content-type-options: nosniff".to_string()), "{head:?}");
+    assert!(head.contains(&"content-security-policy: frame-ancestors 'none'".to_string()), "{head:?}");
+    assert!(head.contains(&"content-type: text/event-stream".to_string()), "{head:?}");
+}
+
+/// Opens a stream with the token; returns the status and, on 200, the reader (kept open).
+async fn open_stream(addr: &str) -> (u16, Option<tokio::io::Lines<BufReader<tokio::net::TcpStream>>>, String) {
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    socket
+        .write_all(format!("GET /api/stream HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut lines = BufReader::new(socket).lines();
+    let status: u16 = lines.next_line().await.unwrap().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    if status == 200 {
+        return (status, Some(lines), String::new());
+    }
+    let mut rest = String::new();
+    while let Ok(Some(line)) = lines.next_line().await {
+        rest.push_str(&line);
+        rest.push('\n');
+    }
+    (status, None, rest)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn streams_over_api_max_streams_get_503_and_a_closed_one_frees_its_place() {
+    let api = start(Some(TOKEN), &[("API_MAX_STREAMS", "2".to_string())]).await;
+    let (s1, first, _) = open_stream(api.addr()).await;
+    let (s2, _second, _) = open_stream(api.addr()).await;
+    assert_eq!((s1, s2), (200, 200));
+    let (s3, none, body) = open_stream(api.addr()).await;
+    assert_eq!(s3, 503, "{body}");
+    assert!(none.is_none());
+    assert!(body.contains(r#""reason":"too_many_streams""#) && body.contains("API_MAX_STREAMS"), "{body}");
+    // The capped streams still get their events; a closed stream frees its place (the server sees
+    // the close when it next writes, so poll until a new stream is accepted).
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (s, _keep, body) = open_stream(api.addr()).await;
+        if s == 200 {
+            break;
+        }
+        assert_eq!(s, 503, "{body}");
+        assert!(Instant::now() < deadline, "the closed stream's place was never freed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn over_api_max_concurrent_a_read_gets_503_and_a_write_waits_its_turn() {
+    let api = start(Some(TOKEN), &[("API_MAX_CONCURRENT", "1".to_string())]).await;
+    let id = insert(&api.pool, "index", "1", 1).await;
+    // Hold the table so the one request in progress (a list) stays in progress.
+    let mut lock = api.pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE extraction_queue IN ACCESS EXCLUSIVE MODE").execute(&mut *lock).await.unwrap();
+    let slow = tokio::spawn(api.client.get(api.url("/api/extractions")).send());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let waiting: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'SELECT id, document_source%'")
+            .fetch_one(&api.pool)
+            .await
+            .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the list never reached the database");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (s, v) = json_of(api.client.get(api.url("/api/workers")).send().await.unwrap()).await;
+    assert_eq!((s, v["reason"].as_str()), (503, Some("too_many_requests_in_progress")), "{v}");
+    // /health is not counted.
+    assert_eq!(api.bare.get(api.url("/health")).send().await.unwrap().status(), 200);
+    // A write waits for the place instead of being refused.
+    let cancel = tokio::spawn(api.client.delete(api.url(&format!("/api/extractions/{id}"))).send());
+    // Still full: reads are still refused while the write waits.
+    assert_eq!(json_of(api.client.get(api.url("/api/overview")).send().await.unwrap()).await.0, 503);
+    lock.rollback().await.unwrap();
+    assert_eq!(slow.await.unwrap().unwrap().status(), 200);
+    let (s, v) = json_of(cancel.await.unwrap().unwrap()).await;
+    assert_eq!((s, v["extraction"]["status_id"].as_i64()), (200, Some(4)), "{v}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -327,7 +614,10 @@ async fn the_stream_delivers_a_change_without_polling_the_api() {
     let api = start(Some(TOKEN), &[]).await;
     let addr = api.base.trim_start_matches("http://").to_string();
     let mut socket = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    socket.write_all(format!("GET /api/stream HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n").as_bytes()).await.unwrap();
+    socket
+        .write_all(format!("GET /api/stream HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\nAccept: text/event-stream\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
     let mut lines = BufReader::new(socket).lines();
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut next_overview = async || -> Value {

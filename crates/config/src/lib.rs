@@ -85,8 +85,15 @@ pub struct ApiConfig {
     pub host: String,
     /// API_PORT
     pub port: u16,
-    /// API_TOKEN: bearer token of every data-changing route; None → those routes answer 403.
+    /// API_TOKEN: bearer token of every `/api/*` route, reads included; None → those routes answer 403.
     pub token: Option<Secret>,
+    /// API_ALLOWED_HOSTS: Host header names accepted besides localhost, 127.0.0.1, [::1] and
+    /// API_HOST (lower-case, IPv6 addresses in brackets, no port). Any other Host gets 403.
+    pub allowed_hosts: Vec<String>,
+    /// API_MAX_STREAMS: open `/api/stream` clients at most (over it: 503).
+    pub max_streams: u32,
+    /// API_MAX_CONCURRENT: requests handled at once at most (streams counted by API_MAX_STREAMS).
+    pub max_concurrent: u32,
 }
 
 /// The server whose CPU/RAM budget the workers of this process share.

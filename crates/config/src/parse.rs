@@ -323,7 +323,10 @@ pub(crate) fn build(mut raw: RawEnv) -> Result<Config, ConfigError> {
         registre.worker_count.saturating_add(ocr_pool.pool_size),
     )?;
 
-    let api = api(raw.api_host.take(), raw.api_port.take(), raw.api_token.take())?;
+    let mut api = api(raw.api_host.take(), raw.api_port.take(), raw.api_token.take())?;
+    api.allowed_hosts = allowed_hosts(raw.api_allowed_hosts.take())?;
+    api.max_streams = positive_u32("API_MAX_STREAMS", raw.api_max_streams.take(), 64)?;
+    api.max_concurrent = positive_u32("API_MAX_CONCURRENT", raw.api_max_concurrent.take(), 64)?;
     let metrics_addr = metrics_addr(raw.metrics_addr.take())?;
 
     let monitor = crate::monitor::parse(
@@ -609,7 +612,31 @@ fn api(host: Option<String>, port: Option<String>, token: Option<String>) -> Res
         }
         Some(t) => Some(Secret::new(t)),
     };
-    Ok(ApiConfig { host, port, token })
+    Ok(ApiConfig { host, port, token, allowed_hosts: Vec::new(), max_streams: 64, max_concurrent: 64 })
+}
+
+/// API_ALLOWED_HOSTS: comma-separated host names or IP addresses, without port (the Host header's
+/// port is ignored when it is checked). IPv6 addresses are kept in brackets, as a Host header
+/// writes them.
+fn allowed_hosts(value: Option<String>) -> Result<Vec<String>, ConfigError> {
+    let Some(value) = value else { return Ok(Vec::new()) };
+    let mut hosts = Vec::new();
+    for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let bare = entry.strip_prefix('[').and_then(|e| e.strip_suffix(']')).unwrap_or(entry);
+        let host = if let Ok(v6) = bare.parse::<std::net::Ipv6Addr>() {
+            format!("[{v6}]")
+        } else if entry.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') && !entry.starts_with('.') {
+            entry.to_ascii_lowercase()
+        } else {
+            return Err(invalid(
+                "API_ALLOWED_HOSTS",
+                entry,
+                "comma-separated host names or IP addresses without port, such as registre.example.com,10.0.0.5",
+            ));
+        };
+        hosts.push(host);
+    }
+    Ok(hosts)
 }
 
 /// REDIS_URL and REDIS_CLUSTER (DESIGN §13). In cluster mode REDIS_URL lists the seed nodes,

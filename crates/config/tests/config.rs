@@ -299,3 +299,23 @@ fn monitor_variables_have_their_defaults_and_bad_values_name_the_variable() {
     assert_eq!(c.monitor.webhook_shown.as_deref(), Some("https://hooks.example/[redacted]"));
     assert!(!format!("{c:?}").contains("SECRETPART"));
 }
+
+#[test]
+fn api_allowed_hosts_and_caps() {
+    let c = load_with_db(&[]).unwrap();
+    assert_eq!((c.api.allowed_hosts.len(), c.api.max_streams, c.api.max_concurrent), (0, 64, 64));
+    let c = load_with_db(&[
+        ("API_ALLOWED_HOSTS", " Registre.Example.com, 10.0.0.5,,::1 ,[fd00::2]"),
+        ("API_MAX_STREAMS", "8"),
+        ("API_MAX_CONCURRENT", "16"),
+    ])
+    .unwrap();
+    assert_eq!(c.api.allowed_hosts, ["registre.example.com", "10.0.0.5", "[::1]", "[fd00::2]"]);
+    assert_eq!((c.api.max_streams, c.api.max_concurrent), (8, 16));
+    for bad in ["registre.example.com:443", "http://x", "a b", ".example.com"] {
+        let line = error_line(&[("API_ALLOWED_HOSTS", bad)]);
+        assert!(line.starts_with("API_ALLOWED_HOSTS="), "{line}");
+    }
+    assert!(error_line(&[("API_MAX_STREAMS", "0")]).starts_with("API_MAX_STREAMS=0"));
+    assert!(error_line(&[("API_MAX_CONCURRENT", "lots")]).starts_with("API_MAX_CONCURRENT=lots"));
+}

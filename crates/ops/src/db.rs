@@ -167,7 +167,7 @@ fn labelled(mut row: ExtractionRow) -> ExtractionRow {
 impl Ops {
     /// Answers when the environment's database answers `SELECT 1` (for /ready).
     pub async fn ping(&self, env: EnvName) -> Result<(), OpsError> {
-        let pool = self.pool(env, "the readiness check")?;
+        let pool = self.read_pool(env, "the readiness check")?;
         timed(env, "SELECT 1", sqlx::query("SELECT 1").execute(pool)).await.map(|_| ())
     }
 
@@ -178,7 +178,7 @@ impl Ops {
     /// the closed minutes are kept by [`crate::completions`]). Statuses 1-6 are those of the
     /// extraction_status table.
     pub async fn overview(&self, env: EnvName) -> Result<EnvOverview, OpsError> {
-        let pool = self.pool(env, "the overview")?;
+        let pool = self.read_pool(env, "the overview")?;
         let counts: Vec<(i32, Option<String>, i64)> = timed(
             env,
             "counting rows per status and source",
@@ -224,7 +224,7 @@ impl Ops {
 
     /// A page of rows, newest first (created_at, id descending), filtered by status and source.
     pub async fn list(&self, env: EnvName, filter: &ListFilter) -> Result<Page, OpsError> {
-        let pool = self.pool(env, "the jobs list")?;
+        let pool = self.read_pool(env, "the jobs list")?;
         let limit = filter.limit.clamp(1, MAX_LIMIT);
         let mut q = QueryBuilder::new(format!("SELECT {ROW_COLUMNS} FROM extraction_queue WHERE true"));
         if let Some(status) = filter.status_id {
@@ -251,7 +251,7 @@ impl Ops {
 
     /// One row with its details, or NotFound.
     pub async fn get(&self, env: EnvName, id: Uuid) -> Result<ExtractionDetail, OpsError> {
-        let pool = self.pool(env, "reading a row")?;
+        let pool = self.read_pool(env, "reading a row")?;
         fetch_detail(pool, env, id).await?.ok_or(OpsError::NotFound { env, id })
     }
 
@@ -437,4 +437,29 @@ async fn fetch_detail(pool: &PgPool, env: EnvName, id: Uuid) -> Result<Option<Ex
         boosted_file_content_excerpt: extra.boosted_file_content_excerpt,
         boosted_file_content_chars: extra.boosted_file_content_chars,
     }))
+}
+
+/// A row that changed (inserted, or its status or content updated) and when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct ChangedRow {
+    pub id: Uuid,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Ops {
+    /// The rows updated at or after `since`, newest first, at most `limit` (served by the
+    /// updated_at index of migration 0050). The dashboard compares them with the rows it shows, so
+    /// it re-reads a row's detail only when that row changed.
+    pub async fn changed_since(&self, env: EnvName, since: DateTime<Utc>, limit: u32) -> Result<Vec<ChangedRow>, OpsError> {
+        let pool = self.read_pool(env, "the changed rows")?;
+        timed(
+            env,
+            "reading the changed rows",
+            sqlx::query_as("SELECT id, updated_at FROM extraction_queue WHERE updated_at >= $1 ORDER BY updated_at DESC LIMIT $2")
+                .bind(since)
+                .bind(i64::from(limit))
+                .fetch_all(pool),
+        )
+        .await
+    }
 }

@@ -29,7 +29,7 @@ pub use cursor::Cursor;
 pub use db::{
     EnvOverview, ExtractionDetail, ExtractionRow, ListFilter, MinuteCount, OldestWaiting, Page, StatusCount,
 };
-pub use db::Requeued;
+pub use db::{ChangedRow, Requeued};
 pub use live::{CapacityView, LeaseRelease, LiveView, LiveWorker, PoolView, RateLimitView};
 pub use validate::{FieldError, NewExtraction, ValidExtraction};
 
@@ -94,8 +94,11 @@ pub enum OpsError {
 /// One environment as the operations see it.
 pub struct EnvHandle {
     pub name: EnvName,
-    /// None for a REST-only environment.
+    /// The pool of the changes (enqueue, retry, cancel, repairs); None for a REST-only environment.
     pool: Option<PgPool>,
+    /// The pool of the reads (overview, list, one row, ping): separate, so however many reads are
+    /// waiting, a change never waits for a connection a read holds (docs/operations.md).
+    reads: Option<PgPool>,
 }
 
 impl std::fmt::Debug for EnvHandle {
@@ -104,6 +107,11 @@ impl std::fmt::Debug for EnvHandle {
         f.debug_struct("EnvHandle").field("name", &self.name).field("direct", &self.pool.is_some()).finish()
     }
 }
+
+/// Connections of an environment's read pool (overview, list, detail, ping).
+pub const READ_CONNECTIONS: u32 = 3;
+/// Connections kept for the changes, which reads never take.
+pub const WRITE_CONNECTIONS: u32 = 2;
 
 /// Longest time of one operations query (the API answers 503/partial data instead of hanging).
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -132,26 +140,29 @@ impl Ops {
                 Backend::Database { url } => {
                     let options = PgConnectOptions::from_str(url.expose())
                         .map_err(|_| format!("{}: the database URL {} is not a usable Postgres URL", env.name, url.redacted()))?;
-                    Some(
+                    let pool = |max: u32| {
                         PgPoolOptions::new()
-                            .max_connections(4)
+                            .max_connections(max)
                             .min_connections(0)
                             .acquire_timeout(Duration::from_secs(5))
-                            .connect_lazy_with(options),
-                    )
+                            .connect_lazy_with(options.clone())
+                    };
+                    Some((pool(WRITE_CONNECTIONS), pool(READ_CONNECTIONS)))
                 }
                 Backend::Supabase { .. } => None,
             };
-            envs.push(EnvHandle { name: env.name, pool });
+            let (pool, reads) = pool.unzip();
+            envs.push(EnvHandle { name: env.name, pool, reads });
         }
         let live = live::Live::from_config(config).map_err(|e| e.to_string())?;
         Ok(Ops { envs, live, completions: Default::default() })
     }
 
-    /// For tests and benchmarks: explicit pools and a Redis view.
+    /// For tests and benchmarks: explicit pools (one per environment, reads and changes share it)
+    /// and a Redis view.
     pub fn new(envs: Vec<(EnvName, Option<PgPool>)>, live: live::Live) -> Ops {
         Ops {
-            envs: envs.into_iter().map(|(name, pool)| EnvHandle { name, pool }).collect(),
+            envs: envs.into_iter().map(|(name, pool)| EnvHandle { name, reads: pool.clone(), pool }).collect(),
             live,
             completions: Default::default(),
         }
@@ -178,17 +189,21 @@ impl Ops {
             })
     }
 
-    /// The direct pool of an environment, or why there is none.
+    /// The direct pool of an environment's changes, or why there is none.
     fn pool(&self, env: EnvName, what: &'static str) -> Result<&PgPool, OpsError> {
-        let handle = self
-            .envs
-            .iter()
-            .find(|e| e.name == env)
-            .ok_or_else(|| OpsError::UnknownEnvironment(env.to_string(), String::new()))?;
-        handle.pool.as_ref().ok_or_else(|| OpsError::RestUnsupported {
-            env,
-            what,
-            var: format!("{}_DATABASE_URL", env.as_str().to_ascii_uppercase()),
-        })
+        self.handle(env)?.pool.as_ref().ok_or_else(|| rest_only(env, what))
     }
+
+    /// The direct pool of an environment's reads, or why there is none.
+    fn read_pool(&self, env: EnvName, what: &'static str) -> Result<&PgPool, OpsError> {
+        self.handle(env)?.reads.as_ref().ok_or_else(|| rest_only(env, what))
+    }
+
+    fn handle(&self, env: EnvName) -> Result<&EnvHandle, OpsError> {
+        self.envs.iter().find(|e| e.name == env).ok_or_else(|| OpsError::UnknownEnvironment(env.to_string(), String::new()))
+    }
+}
+
+fn rest_only(env: EnvName, what: &'static str) -> OpsError {
+    OpsError::RestUnsupported { env, what, var: format!("{}_DATABASE_URL", env.as_str().to_ascii_uppercase()) }
 }

@@ -1,6 +1,9 @@
 // registre-api dashboard: renders the overview pushed by /api/stream (SSE) and the jobs list of
-// /api/extractions, with Retry / Cancel behind the API token (asked once, kept in sessionStorage
-// for this tab only). No framework: the page must work offline from the binary alone.
+// /api/extractions, with Retry / Cancel. Every /api/* route needs API_TOKEN: it is asked once and
+// kept in sessionStorage for this tab only; reads and writes send it as the bearer header, and
+// POST /api/login trades it for the HttpOnly session cookie the stream uses (an EventSource cannot
+// send a header; the token never goes in a URL). A row's detail is re-read only when the stream
+// says that row changed. No framework: the page must work offline from the binary alone.
 "use strict";
 
 const LABELS = {1: "En attente", 2: "En traitement", 3: "Complété", 4: "Erreur", 5: "Extraction complété", 6: "OCR en traitement"};
@@ -18,7 +21,10 @@ const fmtAge = (s) => s == null ? "—" : s < 60 ? `${Math.round(s)} s` : s < 36
 const num = (n) => Number(n).toLocaleString("fr-CA");
 const badge = (id) => `<span class="status s${id}">${esc(LABELS[id] || id)}</span>`;
 
+const TOKEN_KEY = "registre-api-token";
 let env = null, fingerprint = null, nextCursor = null, selected = null, lastOverview = null;
+// updated_at of the detail on screen: the stream's changes are compared with it.
+let shownUpdatedAt = null;
 
 function renderCounts(o) {
   let html = `<table><thead><tr><th>Environnement</th>`;
@@ -101,6 +107,15 @@ function onOverview(o) {
   $("updated").textContent = "Mis à jour " + fmtTime(o.generated_at);
   const fp = e && e.overview ? JSON.stringify([e.overview.counts, e.overview.last_change]) : null;
   if (fp !== fingerprint) { fingerprint = fp; loadJobs(); }
+  if (selected && e && e.overview && detailChanged(e.changes)) showDetail(selected, true);
+}
+
+// Whether the stream's changes say the row on screen changed. No changes listed (the first event,
+// or more rows changed than listed): the row may have changed.
+function detailChanged(changes) {
+  if (!changes || changes.truncated) return true;
+  const hit = changes.rows.find((r) => r.id === selected);
+  return !!hit && hit.updated_at !== shownUpdatedAt;
 }
 
 function query(extra) {
@@ -122,7 +137,7 @@ function jobRow(r) {
 async function loadJobs(append) {
   if (!env) return;
   try {
-    const res = await fetch("/api/extractions?" + query(append ? nextCursor : null));
+    const res = await apiFetch("/api/extractions?" + query(append ? nextCursor : null));
     const body = await res.json();
     if (!res.ok) { $("jobs-msg").textContent = body.error; return; }
     $("jobs-msg").textContent = "";
@@ -132,16 +147,17 @@ async function loadJobs(append) {
     if (append) { document.querySelector("#jobs tbody").insertAdjacentHTML("beforeend", rows); return; }
     $("jobs").innerHTML = `<table><thead><tr><th>Statut</th><th>Source</th><th>Numéro</th><th class="num">Essais</th>
       <th>Mis à jour</th><th>Erreur</th><th></th></tr></thead><tbody>${rows}</tbody></table>`;
-    if (selected) showDetail(selected, true);
   } catch (err) { $("jobs-msg").textContent = "Liste indisponible : " + err; }
 }
 
 async function showDetail(id, quiet) {
   selected = id;
   document.querySelectorAll("#jobs tbody tr").forEach((tr) => tr.classList.toggle("sel", tr.dataset.id === id));
-  const res = await fetch(`/api/extractions/${encodeURIComponent(id)}?environment=${encodeURIComponent(env)}`);
+  const res = await apiFetch(`/api/extractions/${encodeURIComponent(id)}?environment=${encodeURIComponent(env)}`);
   const d = await res.json();
   if (!res.ok) { if (!quiet) $("detail").innerHTML = `<span class="error">${esc(d.error)}</span>`; return; }
+  if (id !== selected) return;
+  shownUpdatedAt = d.updated_at;
   const text = d.boosted_file_content_excerpt || d.file_content_excerpt;
   $("detail").className = "";
   $("detail").innerHTML = `<h3>${esc(d.document_source)} ${esc(d.document_number)} ${badge(d.status_id)}</h3>
@@ -160,7 +176,7 @@ async function showDetail(id, quiet) {
 }
 
 function askToken() {
-  const saved = sessionStorage.getItem("registre-api-token");
+  const saved = sessionStorage.getItem(TOKEN_KEY);
   if (saved) return Promise.resolve(saved);
   return new Promise((resolve) => {
     const dialog = $("token-dialog");
@@ -170,7 +186,7 @@ function askToken() {
       ev.preventDefault();
       const t = $("token-input").value.trim();
       dialog.close();
-      if (t) sessionStorage.setItem("registre-api-token", t);
+      if (t) sessionStorage.setItem(TOKEN_KEY, t);
       resolve(t || null);
     };
     dialog.showModal();
@@ -178,14 +194,21 @@ function askToken() {
   });
 }
 
+// fetch with the bearer token (reads and writes alike); a 401 forgets it, so it is asked again.
+async function apiFetch(url, options) {
+  const token = sessionStorage.getItem(TOKEN_KEY) || "";
+  const res = await fetch(url, {...(options || {}), headers: {Authorization: "Bearer " + token}});
+  if (res.status === 401) sessionStorage.removeItem(TOKEN_KEY);
+  return res;
+}
+
 async function act(kind, id) {
   const token = await askToken();
   if (!token) return;
   const url = kind === "retry" ? `/api/extractions/${encodeURIComponent(id)}/retry?environment=${encodeURIComponent(env)}`
                                : `/api/extractions/${encodeURIComponent(id)}?environment=${encodeURIComponent(env)}&by=dashboard`;
-  const res = await fetch(url, {method: kind === "retry" ? "POST" : "DELETE", headers: {Authorization: "Bearer " + token}});
+  const res = await apiFetch(url, {method: kind === "retry" ? "POST" : "DELETE"});
   const body = await res.json().catch(() => ({}));
-  if (res.status === 401) sessionStorage.removeItem("registre-api-token");
   $("jobs-msg").innerHTML = res.ok ? (kind === "retry" ? "Remis en attente." : "Annulé.") : `<span class="error">${esc(body.error || res.status)}</span>`;
   await loadJobs();
   if (res.ok) showDetail(id, true);
@@ -198,16 +221,46 @@ $("jobs").addEventListener("click", (ev) => {
   if (button) { act(button.dataset.act, tr.dataset.id); return; }
   showDetail(tr.dataset.id);
 });
-$("env").onchange = () => { env = $("env").value; selected = null; fingerprint = null; if (lastOverview) onOverview(lastOverview); };
+$("env").onchange = () => { env = $("env").value; selected = null; shownUpdatedAt = null; fingerprint = null; if (lastOverview) onOverview(lastOverview); };
 $("f-status").onchange = $("f-source").onchange = () => loadJobs();
 $("more").onclick = () => loadJobs(true);
 
-function connect() {
-  const source = new EventSource("/api/stream");
+function offline(text) { $("live").className = "pill off"; $("live").textContent = text; }
+
+// Asks the token (once per tab) and trades it for the stream's session cookie: "ok", "cancelled"
+// (the operator closed the dialog: the button asks again) or "retry" (server unreachable or refusing).
+async function login() {
+  for (;;) {
+    const token = await askToken();
+    if (!token) { offline("jeton requis"); $("login").hidden = false; return "cancelled"; }
+    let res;
+    try { res = await fetch("/api/login", {method: "POST", headers: {Authorization: "Bearer " + token}}); }
+    catch (err) { offline("hors ligne"); return "retry"; }
+    if (res.ok) { $("login").hidden = true; return "ok"; }
+    const body = await res.json().catch(() => ({}));
+    $("jobs-msg").textContent = body.error || String(res.status);
+    if (res.status !== 401) { offline("refusé"); return "retry"; }
+    sessionStorage.removeItem(TOKEN_KEY);
+  }
+}
+
+let source = null;
+async function connect() {
+  if (source) { source.close(); source = null; }
+  const session = await login();
+  if (session === "retry") setTimeout(connect, 5000);
+  if (session !== "ok") return;
+  source = new EventSource("/api/stream");
   source.addEventListener("overview", (ev) => {
     $("live").className = "pill on"; $("live").textContent = "en direct";
     try { onOverview(JSON.parse(ev.data)); } catch (err) { console.error(err); }
   });
-  source.onerror = () => { $("live").className = "pill off"; $("live").textContent = "reconnexion…"; };
+  source.onerror = () => {
+    offline("reconnexion…");
+    // Closed: the server refused the stream (a restart ended the session, or too many streams):
+    // log in again, then reconnect. Otherwise the browser reconnects by itself.
+    if (source && source.readyState === EventSource.CLOSED) { source = null; setTimeout(connect, 2000); }
+  };
 }
+$("login").onclick = () => { $("login").hidden = true; connect(); };
 connect();

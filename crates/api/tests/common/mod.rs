@@ -16,7 +16,10 @@ pub struct Api {
     pub db: TestDatabase,
     pub pool: PgPool,
     pub config: Config,
+    /// Sends `Authorization: Bearer <token>` on every request when the API has a token.
     pub client: reqwest::Client,
+    /// Sends no credentials.
+    pub bare: reqwest::Client,
     shutdown: Shutdown,
 }
 
@@ -61,13 +64,34 @@ pub async fn start(token: Option<&str>, extra: &[(&str, String)]) -> Api {
             panic!("registre-api stopped: {e}");
         }
     });
-    Api { base, db, pool, config, client: reqwest::Client::new(), shutdown }
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(t) = token {
+        headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {t}").parse().expect("header"));
+    }
+    let client = reqwest::Client::builder().default_headers(headers).build().expect("client");
+    Api { base, db, pool, config, client, bare: reqwest::Client::new(), shutdown }
 }
 
 impl Api {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
+
+    /// host:port the API listens on.
+    pub fn addr(&self) -> &str {
+        self.base.trim_start_matches("http://")
+    }
+}
+
+/// One HTTP/1.1 request written by hand (Host and every header exactly as given, which reqwest
+/// would not allow): the whole answer, head and body, as text.
+pub async fn raw_http(addr: &str, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    socket.write_all(request.as_bytes()).await.expect("write");
+    let mut answer = Vec::new();
+    socket.read_to_end(&mut answer).await.expect("read");
+    String::from_utf8_lossy(&answer).into_owned()
 }
 
 pub async fn insert(pool: &PgPool, source: &str, number: &str, status: i32) -> Uuid {
