@@ -16,6 +16,9 @@ pub struct EnvEntry {
     pub overview: Option<EnvOverview>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Reached through Supabase REST only: not read here, and not down (`registre_env_rest_only`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub rest_only: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -38,8 +41,13 @@ pub async fn overview(ops: &Ops) -> Overview {
         .iter()
         .zip(results)
         .map(|(env, r)| match r {
-            Ok(o) => EnvEntry { env: env.as_str(), overview: Some(o), error: None },
-            Err(e) => EnvEntry { env: env.as_str(), overview: None, error: Some(e.to_string()) },
+            Ok(o) => EnvEntry { env: env.as_str(), overview: Some(o), error: None, rest_only: false },
+            Err(e) => EnvEntry {
+                env: env.as_str(),
+                overview: None,
+                rest_only: matches!(e, registre_ops::OpsError::RestUnsupported { .. }),
+                error: Some(e.to_string()),
+            },
         })
         .collect();
     let (live, live_error) = match live {

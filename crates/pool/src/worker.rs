@@ -207,7 +207,10 @@ async fn process(services: &PoolServices, id: &str, job: &Job, parallelism: Para
                     registre_telemetry::job("ocr", "completed", claimed.elapsed());
                     tracing::info!(worker = id, job = %job.id, env = %job.env, "📝 {} {} read: {} page(s), {} characters", job.document_source, job.document_number, output.pages.len(), output.raw.len());
                 }
-                Settled::Done(_) => tracing::warn!(worker = id, job = %job.id, "row was taken over meanwhile: text not written"),
+                Settled::Done(_) => {
+                    registre_telemetry::job("ocr", "lost", claimed.elapsed());
+                    tracing::warn!(worker = id, job = %job.id, "row was taken over meanwhile: text not written")
+                }
                 // The database refused this row's text: the row fails with the reason.
                 Settled::RowError(e) => fail(format!("the queue refused the OCR text: {e}")).await,
                 Settled::GaveUp => {}

@@ -12,9 +12,11 @@
 //! - [`pg_server`]: a private PostgreSQL (initdb + pg_ctl on a free port) a test can restart;
 //! - [`proxy`]: a TCP fault proxy that cuts or stalls the connections through it;
 //! - [`moto`]: a private moto S3 server with its signature checks on;
+//! - [`binary`]: HTTP calls to a spawned binary, waiting until it answers, stopping it with SIGTERM;
 //! - [`gemini`]: a stand-in for the Gemini generateContent API that checks every request, answers
 //!   as the API documents (or holds, drops, never answers, as scripted) and records each call.
 
+pub mod binary;
 pub mod child;
 pub mod cluster;
 pub mod gemini;
