@@ -86,6 +86,7 @@ pub struct Monitor {
     /// Whether the incidents saved by a previous run were looked for (at the first round).
     restored: bool,
     incidents_ttl: Duration,
+    incidents_key: String,
 }
 
 fn host_name() -> String {
@@ -123,6 +124,7 @@ impl Monitor {
             redis,
             restored: false,
             incidents_ttl: store::ttl(config.monitor.interval),
+            incidents_key: store::key(config.server.id.as_deref()),
         }
     }
 
@@ -222,7 +224,7 @@ impl Monitor {
         }
         if let Some(conn) = &self.redis {
             let open: Vec<_> = self.incidents.open().map(|i| i.saved()).collect();
-            if let Err(e) = store::save(conn, &open, self.incidents_ttl).await {
+            if let Err(e) = store::save(conn, &self.incidents_key, &open, self.incidents_ttl).await {
                 tracing::warn!("saving the open incidents in Redis failed ({e}): a restart now would forget them");
             }
         }
@@ -241,7 +243,7 @@ impl Monitor {
     async fn restore(&mut self) {
         self.restored = true;
         let Some(conn) = &self.redis else { return };
-        match store::load(conn).await {
+        match store::load(conn, &self.incidents_key).await {
             Ok(saved) if saved.is_empty() => {}
             Ok(saved) => {
                 tracing::info!(
