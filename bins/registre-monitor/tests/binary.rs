@@ -105,3 +105,53 @@ fn bad_configuration_is_one_line_and_exit_2() {
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert!(stderr.trim().ends_with("MONITOR_INTERVAL_MS=soon: expected a whole number of milliseconds greater than 0"), "{stderr}");
 }
+
+/// A taken METRICS_ADDR (usually a second monitor on the server) ends the monitor with exit 1 and
+/// a line naming the address, as its help says, instead of running unseen.
+#[test]
+fn a_taken_metrics_addr_exits_1() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr");
+    let db = TestDatabase::create();
+    let out = Command::new(env!("CARGO_BIN_EXE_registre-monitor"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("REDIS_URL", shared_redis_url())
+        .env("SERVER_ID", unique("monitor-taken"))
+        .env("PROD_DATABASE_URL", db.url())
+        .env("METRICS_ADDR", addr.to_string())
+        .current_dir(std::env::temp_dir())
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("METRICS_ADDR={addr}: cannot listen")), "{stderr}");
+    drop(taken);
+}
+
+/// One `.env` shared by every PM2 app: sections the monitor does not read (REGISTRE_FETCHER=directory
+/// without REGISTRE_SOURCE_DIR, a bad OCR_WORKER_POOL_SIZE or API_PORT) do not stop it.
+#[test]
+fn sections_it_does_not_read_do_not_stop_it() {
+    let db = TestDatabase::create();
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_registre-monitor"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("REDIS_URL", shared_redis_url())
+        .env("SERVER_ID", unique("monitor-shared-env"))
+        .env("OCR_RATE_LIMIT_NAME", unique("monitor-shared-rl"))
+        .env("PROD_DATABASE_URL", db.url())
+        .env("METRICS_ADDR", format!("127.0.0.1:{port}"))
+        .env("REGISTRE_FETCHER", "directory")
+        .env("OCR_WORKER_POOL_SIZE", "abc")
+        .env("API_PORT", "not-a-port")
+        .current_dir(std::env::temp_dir())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("registre-monitor starts");
+    registre_testkit::binary::wait_for_200(&mut child, port, "/health", Duration::from_secs(60), "registre-monitor");
+    let (status, logs) = registre_testkit::binary::stop_with_sigterm(child);
+    assert!(status.success(), "{status}: {logs}");
+}

@@ -17,8 +17,8 @@ fn main() {
         println!("{text}");
         return;
     }
-    // Bad configuration: one line on stderr, exit 2.
-    let config = registre_config::load_or_exit();
+    // Bad configuration of a section registrectl reads: one line on stderr, exit 2.
+    let config = registre_config::load_or_exit_for(registre_config::Sections::for_binary("registrectl"));
     registre_runtime::logging::init(&config.log);
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,

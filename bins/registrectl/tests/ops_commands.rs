@@ -216,6 +216,48 @@ async fn retry_errors_with_source_and_since_touches_only_those_rows() {
     assert_eq!((status_of(&ctl.pool, index_recent).await, status_of(&ctl.pool, index_old).await), (1, 4));
 }
 
+/// Durations too large for a date (`--since 100000000d` is 273,000 years back, past chrono's range)
+/// or for u64 are bad arguments: exit 2 with a line naming the argument and the limit, never a panic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overflowing_durations_are_bad_arguments_not_a_panic() {
+    let ctl = setup(&[]).await;
+    for args in [
+        &["retry", "--errors", "--since", "100000000d"][..],
+        &["retry", "--errors", "--since", "99999999999999999999999s"][..],
+        &["requeue-stuck", "--older-than", "100000000d"][..],
+        &["requeue-stuck", "--older-than", "18446744073709551615d"][..],
+    ] {
+        let out = ctl.run(args).await;
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stdout}{stderr}");
+        let first = stderr.lines().next().unwrap_or_default();
+        assert!(first.starts_with("registrectl: --") && first.contains("at most 36500d"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+/// A Supabase REST-only environment is not down: `status` and `requeue-stuck` skip it with a note
+/// and exit 0 (the prod environment beside it is still read and repaired).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_only_environments_are_skipped_with_a_note_not_failed() {
+    let rest = format!("http://127.0.0.1:{}", registre_testkit::free_port());
+    let ctl = setup(&[("STAGING_SUPABASE_URL", &rest), ("STAGING_SUPABASE_SERVICE_KEY", "service-key-for-the-test")]).await;
+    row(&ctl.pool, "index", 1, "").await;
+    for args in [&["status"][..], &["status", "--json"][..], &["requeue-stuck"][..]] {
+        let out = ctl.run(args).await;
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stdout}{stderr}");
+        assert!(stdout.contains("skipped: staging is reached through Supabase REST only"), "{args:?}: {stdout}");
+        assert!(!stdout.contains("service-key-for-the-test") && !stderr.contains("service-key-for-the-test"));
+    }
+    let out = ctl.run(&["status", "--json"]).await;
+    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let staging = v["environments"].as_array().unwrap().iter().find(|e| e["env"] == "staging").cloned().unwrap();
+    assert!(staging.get("error").is_none() && staging["note"].is_string(), "{staging}");
+    let out = ctl.run(&["requeue-stuck"]).await;
+    assert!(text(&out).0.contains("prod: 0 expired lease(s) reaped"), "{:?}", text(&out));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn show_retry_cancel_their_exit_codes_and_help_on_each_subcommand() {
     let ctl = setup(&[]).await;

@@ -61,7 +61,11 @@ impl From<OpsError> for ApiError {
             OpsError::NotMigrated { .. }
             | OpsError::Database { .. }
             | OpsError::Timeout { .. }
+            | OpsError::WriteTimedOut { .. }
+            | OpsError::BulkStopped { .. }
             | OpsError::Redis { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            // The write may have committed: not a failure to retry blindly (reason outcome_unknown).
+            OpsError::OutcomeUnknown { .. } => StatusCode::GATEWAY_TIMEOUT,
         };
         if status == StatusCode::SERVICE_UNAVAILABLE {
             tracing::warn!("registre-api: {e}");
@@ -71,6 +75,7 @@ impl From<OpsError> for ApiError {
             // 501, not 503: nothing is down; this registre-api cannot do it for a REST-only
             // environment (docs/operations.md, "Supabase REST-only environments").
             OpsError::RestUnsupported { var, .. } => (Some("supabase_rest_only"), Some(var.clone())),
+            OpsError::OutcomeUnknown { .. } => (Some("outcome_unknown"), None),
             _ => (None, None),
         };
         let fields = match e {

@@ -39,8 +39,13 @@ pub fn render(o: &Overview) -> String {
 
     out.family("registre_up", "1 when the dependency answered this scrape (redis or an environment), else 0.");
     out.sample("registre_up", &[("dependency", "redis")], if o.live.is_some() { 1.0 } else { 0.0 });
-    for e in &o.environments {
+    // A REST-only environment is not read here and not down: left out of registre_up.
+    for e in o.environments.iter().filter(|e| !e.rest_only) {
         out.sample("registre_up", &[("dependency", e.env)], if e.overview.is_some() { 1.0 } else { 0.0 });
+    }
+    out.family("registre_env_rest_only", "1 for an environment reached through Supabase REST only: not read here (no registre_up), not down.");
+    for e in o.environments.iter().filter(|e| e.rest_only) {
+        out.sample("registre_env_rest_only", &[("env", e.env)], 1.0);
     }
 
     out.family("registre_queue_rows", "Rows of extraction_queue per environment, status and document source.");
@@ -87,17 +92,22 @@ pub fn render(o: &Overview) -> String {
         for c in &live.capacity {
             out.sample("registre_capacity_cpu_allocated_vcpus", &[("server", c.server.as_deref().unwrap_or(""))], c.cpu_allocated);
         }
-        out.family("registre_capacity_cpu_usable_vcpus", "Usable vCPUs of a server (max minus the OS reserve).");
+        out.family("registre_capacity_cpu_usable_vcpus", "Usable vCPUs a server published (its max minus the OS reserve); absent when it published none.");
         for c in &live.capacity {
-            out.sample("registre_capacity_cpu_usable_vcpus", &[("server", c.server.as_deref().unwrap_or(""))], c.cpu_usable);
+            // Only servers that published their budget (crates/capacity budget.rs).
+            if let Some(usable) = c.cpu_usable {
+                out.sample("registre_capacity_cpu_usable_vcpus", &[("server", c.server.as_deref().unwrap_or(""))], usable);
+            }
         }
         out.family("registre_capacity_ram_allocated_bytes", "RAM held by live capacity leases on a server.");
         for c in &live.capacity {
             out.sample("registre_capacity_ram_allocated_bytes", &[("server", c.server.as_deref().unwrap_or(""))], c.ram_allocated * BYTES_PER_GB);
         }
-        out.family("registre_capacity_ram_usable_bytes", "Usable RAM of a server (max minus the OS reserve).");
+        out.family("registre_capacity_ram_usable_bytes", "Usable RAM a server published (its max minus the OS reserve); absent when it published none.");
         for c in &live.capacity {
-            out.sample("registre_capacity_ram_usable_bytes", &[("server", c.server.as_deref().unwrap_or(""))], c.ram_usable * BYTES_PER_GB);
+            if let Some(usable) = c.ram_usable {
+                out.sample("registre_capacity_ram_usable_bytes", &[("server", c.server.as_deref().unwrap_or(""))], usable * BYTES_PER_GB);
+            }
         }
         out.family("registre_workers", "Live workers (capacity leases) per server and worker type.");
         for c in &live.capacity {

@@ -21,6 +21,9 @@ pub struct EnvEntry {
     /// Rows changed since the previous overview; None on the first one (nothing to compare with).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub changes: Option<Changes>,
+    /// Reached through Supabase REST only: not read here, and not down (`registre_env_rest_only`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub rest_only: bool,
 }
 
 /// Rows updated since the previous overview's last change (less [`LATE_COMMIT_MARGIN`]), newest
@@ -61,8 +64,14 @@ pub async fn overview(ops: &Ops) -> Overview {
         .iter()
         .zip(results)
         .map(|(env, r)| match r {
-            Ok(o) => EnvEntry { env: env.as_str(), overview: Some(o), error: None, changes: None },
-            Err(e) => EnvEntry { env: env.as_str(), overview: None, error: Some(e.to_string()), changes: None },
+            Ok(o) => EnvEntry { env: env.as_str(), overview: Some(o), error: None, changes: None, rest_only: false },
+            Err(e) => EnvEntry {
+                env: env.as_str(),
+                overview: None,
+                rest_only: matches!(e, registre_ops::OpsError::RestUnsupported { .. }),
+                error: Some(e.to_string()),
+                changes: None,
+            },
         })
         .collect();
     let (live, live_error) = match live {

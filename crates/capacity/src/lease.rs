@@ -1,6 +1,7 @@
 //! A held capacity lease and its heartbeat. The heartbeat renews every `heartbeat` period; if
 //! the lease was lost (Redis restarted and forgot it, or the process stalled past the TTL) it
 //! allocates again through the checked path; Redis errors are logged and retried, never fatal.
+//! Each heartbeat also refreshes the server's published budget (crate::budget).
 //! Dropping a Lease stops its heartbeat (the lease then expires after the TTL); `release` gives
 //! the capacity back at once; `switch` moves the lease to another worker type in one script.
 //! The heartbeat and `switch` take the same lock, so a re-allocation by the heartbeat can never
@@ -83,6 +84,7 @@ impl Lease {
 async fn heartbeat(manager: CapacityManager, worker_id: String, kind: Arc<Mutex<WorkerType>>, held: Arc<AtomicBool>, stop: CancellationToken) {
     let period = manager.settings().costs.heartbeat;
     let mut delay = period;
+    publish(&manager, &worker_id).await;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -96,6 +98,7 @@ async fn heartbeat(manager: CapacityManager, worker_id: String, kind: Arc<Mutex<
                 if !held.swap(true, Ordering::SeqCst) {
                     tracing::info!(worker = %worker_id, "✅ capacity lease held again");
                 }
+                publish(&manager, &worker_id).await;
             }
             Ok(Renewal::Lost) => match manager.allocate(&worker_id, kind).await {
                 Ok(Allocation::Granted { .. }) => {
@@ -116,6 +119,14 @@ async fn heartbeat(manager: CapacityManager, worker_id: String, kind: Arc<Mutex<
                 delay = retry_delay(period);
             }
         }
+    }
+}
+
+/// Refreshes the server's published budget and registry entry (crate::budget) with the lease, so a
+/// server with a live worker is always listed with its own budget. A failure only delays that.
+async fn publish(manager: &CapacityManager, worker_id: &str) {
+    if let Err(e) = manager.publish_budget().await {
+        tracing::warn!(worker = %worker_id, "publishing the server's budget failed (retried at the next heartbeat): {e}");
     }
 }
 

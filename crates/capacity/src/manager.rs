@@ -129,6 +129,11 @@ impl CapacityManager {
         &self.settings
     }
 
+    /// The shared connection (clones share it).
+    pub(crate) fn connection(&self) -> RedisConn {
+        self.conn.clone()
+    }
+
     /// Takes (or replaces) the lease of `worker_id` if its type's cost fits. One round trip.
     pub async fn allocate(&self, worker_id: &str, kind: WorkerType) -> Result<Allocation, CapacityError> {
         self.take(&ALLOCATE, "allocate", worker_id, kind).await

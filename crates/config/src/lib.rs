@@ -371,21 +371,111 @@ pub struct LogConfig {
     pub filter: String,
 }
 
+/// The sections of the configuration a binary uses: those are validated (a bad value stops it with
+/// exit 2); the others fall back to their defaults when their variables are wrong, so one `.env`
+/// shared by every PM2 app (the checklist's way) cannot stop an app over a section it never reads
+/// (e.g. REGISTRE_FETCHER=directory without REGISTRE_SOURCE_DIR stops registre-workers only).
+/// REDIS_URL / REDIS_CLUSTER, the environments, QUEUE_* and LOG_* are used by every binary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sections {
+    /// SERVER_* (SERVER_ID, the budget and its reserve).
+    pub server: bool,
+    /// CAPACITY_* and the *_WORKER_CPU / _RAM costs.
+    pub capacity: bool,
+    /// WORKER_COUNT, WORKER_ID, REGISTRE_*, EXTRACTION_TIMEOUT, CHROMIUM_PATH, CHROMEDRIVER_PATH.
+    pub registre: bool,
+    /// OCR_WORKER_POOL_SIZE, OCR_MIN_*, OCR_REBALANCE_INTERVAL_MS, OCR_STATUS/SHUTDOWN_*, OCR_PROD/STAGING/DEV.
+    pub ocr_pool: bool,
+    /// OCR_ENGINE, GEMINI_*, OCR_*_MODEL_GEMINI, OCR_GEMINI_TEMPERATURE, OCR_TESSERACT_*.
+    pub ocr_engine: bool,
+    /// OCR_RATE_LIMIT_*.
+    pub rate_limit: bool,
+    /// STORAGE_*, AWS_*, S3_ENDPOINT.
+    pub storage: bool,
+    /// API_HOST, API_PORT, API_TOKEN.
+    pub api: bool,
+    /// METRICS_ADDR.
+    pub metrics: bool,
+    /// MONITOR_* and ALERT_WEBHOOK_URL.
+    pub monitor: bool,
+}
+
+impl Sections {
+    /// Every section: what tests and [`Config::from_vars`] validate.
+    pub const ALL: Sections = Sections {
+        server: true,
+        capacity: true,
+        registre: true,
+        ocr_pool: true,
+        ocr_engine: true,
+        rate_limit: true,
+        storage: true,
+        api: true,
+        metrics: true,
+        monitor: true,
+    };
+    const NONE: Sections = Sections {
+        server: false,
+        capacity: false,
+        registre: false,
+        ocr_pool: false,
+        ocr_engine: false,
+        rate_limit: false,
+        storage: false,
+        api: false,
+        metrics: false,
+        monitor: false,
+    };
+
+    /// What the binary `name` reads. An unknown name validates everything.
+    pub fn for_binary(name: &str) -> Sections {
+        let worker = Sections { server: true, capacity: true, storage: true, metrics: true, ..Sections::NONE };
+        match name {
+            "registre-workers" => Sections { registre: true, ..worker },
+            "ocr-pool" => Sections { ocr_pool: true, ocr_engine: true, rate_limit: true, ..worker },
+            "start-all-workers" => Sections { api: false, monitor: false, ..Sections::ALL },
+            // The dashboard reads each server's capacity and the shared rate limit's window.
+            "registre-api" => Sections { server: true, capacity: true, rate_limit: true, api: true, ..Sections::NONE },
+            "registre-monitor" => {
+                Sections { server: true, capacity: true, rate_limit: true, metrics: true, monitor: true, ..Sections::NONE }
+            }
+            // status, requeue-stuck (MONITOR_STUCK_AFTER_MS), release-lease (CAPACITY_HEARTBEAT_MS).
+            "registrectl" => Sections { server: true, capacity: true, rate_limit: true, monitor: true, ..Sections::NONE },
+            _ => Sections::ALL,
+        }
+    }
+}
+
 impl Config {
     /// Loads `.env` from the working directory if there is one (variables already set in the
-    /// process win), then reads the process environment.
+    /// process win), then reads the process environment, validating every section.
     pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_env_for(Sections::ALL)
+    }
+
+    /// [`Config::from_env`] validating only the sections `uses` (see [`Sections`]).
+    pub fn from_env_for(uses: Sections) -> Result<Config, ConfigError> {
         match dotenvy::dotenv() {
             Ok(_) => {}
             Err(e) if e.not_found() => {}
             Err(e) => return Err(ConfigError::DotEnv(e.to_string())),
         }
-        Config::from_vars(std::env::vars())
+        Config::from_vars_for(uses, std::env::vars())
     }
 
     /// Builds the configuration from explicit variables, ignoring the process environment:
-    /// what tests use, so they can run in parallel.
+    /// what tests use, so they can run in parallel. Every section is validated.
     pub fn from_vars<I, K, V>(vars: I) -> Result<Config, ConfigError>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        Config::from_vars_for(Sections::ALL, vars)
+    }
+
+    /// [`Config::from_vars`] validating only the sections `uses`.
+    pub fn from_vars_for<I, K, V>(uses: Sections, vars: I) -> Result<Config, ConfigError>
     where
         I: IntoIterator<Item = (K, V)>,
         K: Into<String>,
@@ -398,13 +488,19 @@ impl Config {
             .filter(|(_, v): &(String, String)| !v.trim().is_empty());
         let raw: raw::RawEnv =
             envy::from_iter(vars).map_err(|e| ConfigError::Inconsistent(e.to_string()))?;
-        parse::build(raw)
+        parse::build(raw, uses)
     }
 }
 
 /// What every binary's `main` calls first: the configuration, or one line on stderr and exit 2.
+/// Validates every section; binaries call [`load_or_exit_for`] with what they use.
 pub fn load_or_exit() -> Config {
-    match Config::from_env() {
+    load_or_exit_for(Sections::ALL)
+}
+
+/// [`load_or_exit`] validating only the sections `uses` (see [`Sections::for_binary`]).
+pub fn load_or_exit_for(uses: Sections) -> Config {
+    match Config::from_env_for(uses) {
         Ok(config) => config,
         Err(err) => {
             eprintln!("configuration error: {err}");

@@ -25,6 +25,9 @@ pub struct MonitorConfig {
     pub webhook: Option<Secret>,
     /// `scheme://host/[redacted]` of the webhook, for logs.
     pub webhook_shown: Option<String>,
+    /// MONITOR_RESOLVE_AFTER_ROUNDS: an incident resolves after this many rounds in a row without
+    /// its condition (so a condition that comes and goes does not flap).
+    pub resolve_after_rounds: u32,
 }
 
 
@@ -48,7 +51,15 @@ pub(crate) fn parse(
     oldest_waiting: Option<String>,
     errors_per_minute: Option<String>,
     webhook: Option<String>,
+    resolve_after_rounds: Option<String>,
 ) -> Result<MonitorConfig, ConfigError> {
+    let resolve_after_rounds = match resolve_after_rounds.map(|v| v.trim().to_string()) {
+        None => 2,
+        Some(v) => match v.parse::<u32>() {
+            Ok(n) if (1..=1000).contains(&n) => n,
+            _ => return Err(invalid("MONITOR_RESOLVE_AFTER_ROUNDS", &v, "a whole number of rounds from 1 to 1000")),
+        },
+    };
     let errors_per_minute_alert = match errors_per_minute.map(|v| v.trim().to_string()) {
         None => 10.0,
         Some(v) => match v.parse::<f64>() {
@@ -79,5 +90,6 @@ pub(crate) fn parse(
         errors_per_minute_alert,
         webhook,
         webhook_shown,
+        resolve_after_rounds,
     })
 }

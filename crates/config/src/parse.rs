@@ -297,16 +297,31 @@ fn queue(
     })
 }
 
-pub(crate) fn build(mut raw: RawEnv) -> Result<Config, ConfigError> {
+/// A section the binary uses is validated (its error stops the start, exit 2); a section it does
+/// not use falls back to its defaults when its variables are wrong, so one shared `.env` for every
+/// app (the checklist's way) cannot stop an app over a section it never reads.
+fn section<T>(
+    used: bool,
+    raw: &mut RawEnv,
+    parse: impl Fn(&mut RawEnv) -> Result<T, ConfigError>,
+) -> Result<T, ConfigError> {
+    let parsed = parse(raw);
+    if used {
+        return parsed;
+    }
+    parsed.or_else(|_| parse(&mut RawEnv::default()))
+}
+
+pub(crate) fn build(mut raw: RawEnv, uses: Sections) -> Result<Config, ConfigError> {
     // One part at a time, in the order their errors are reported; each takes its variables out of `raw`.
-    let (storage_url, storage) = storage(&raw)?;
+    let (storage_url, storage) = section(uses.storage, &mut raw, |raw| storage(raw))?;
     let redis_url = redis(raw.redis_url.take(), raw.redis_cluster.take(), raw.server_id.as_deref())?;
-    let server = server(&mut raw)?;
-    let capacity = capacity(&mut raw)?;
-    let registre = registre(&mut raw)?;
-    let ocr_pool = ocr_pool(&mut raw)?;
-    let ocr_engine = ocr_engine(&mut raw)?;
-    let rate_limit = rate_limit(&mut raw)?;
+    let server = section(uses.server, &mut raw, server)?;
+    let capacity = section(uses.capacity, &mut raw, capacity)?;
+    let registre = section(uses.registre, &mut raw, registre)?;
+    let ocr_pool = section(uses.ocr_pool, &mut raw, ocr_pool)?;
+    let ocr_engine = section(uses.ocr_engine, &mut raw, ocr_engine)?;
+    let rate_limit = section(uses.rate_limit, &mut raw, rate_limit)?;
     let environments = environments(&mut raw)?;
     let log = log(&mut raw)?;
     let queue = queue(
@@ -323,19 +338,24 @@ pub(crate) fn build(mut raw: RawEnv) -> Result<Config, ConfigError> {
         registre.worker_count.saturating_add(ocr_pool.pool_size),
     )?;
 
-    let mut api = api(raw.api_host.take(), raw.api_port.take(), raw.api_token.take())?;
-    api.allowed_hosts = allowed_hosts(raw.api_allowed_hosts.take())?;
-    api.max_streams = positive_u32("API_MAX_STREAMS", raw.api_max_streams.take(), 64)?;
-    api.max_concurrent = positive_u32("API_MAX_CONCURRENT", raw.api_max_concurrent.take(), 64)?;
-    let metrics_addr = metrics_addr(raw.metrics_addr.take())?;
-
-    let monitor = crate::monitor::parse(
-        raw.monitor_interval_ms,
-        raw.monitor_stuck_after_ms,
-        raw.monitor_oldest_waiting_alert_ms,
-        raw.monitor_errors_per_minute_alert,
-        raw.alert_webhook_url,
-    )?;
+    let api = section(uses.api, &mut raw, |raw| {
+        let mut api = api(raw.api_host.take(), raw.api_port.take(), raw.api_token.take())?;
+        api.allowed_hosts = allowed_hosts(raw.api_allowed_hosts.take())?;
+        api.max_streams = positive_u32("API_MAX_STREAMS", raw.api_max_streams.take(), 64)?;
+        api.max_concurrent = positive_u32("API_MAX_CONCURRENT", raw.api_max_concurrent.take(), 64)?;
+        Ok(api)
+    })?;
+    let metrics_addr = section(uses.metrics, &mut raw, |raw| metrics_addr(raw.metrics_addr.take()))?;
+    let monitor = section(uses.monitor, &mut raw, |raw| {
+        crate::monitor::parse(
+            raw.monitor_interval_ms.take(),
+            raw.monitor_stuck_after_ms.take(),
+            raw.monitor_oldest_waiting_alert_ms.take(),
+            raw.monitor_errors_per_minute_alert.take(),
+            raw.alert_webhook_url.take(),
+            raw.monitor_resolve_after_rounds.take(),
+        )
+    })?;
 
     Ok(Config {
         redis_url,

@@ -104,6 +104,7 @@ pub const VARIABLES: &[&str] = &[
     "MONITOR_OLDEST_WAITING_ALERT_MS",
     "MONITOR_ERRORS_PER_MINUTE_ALERT",
     "ALERT_WEBHOOK_URL",
+    "MONITOR_RESOLVE_AFTER_ROUNDS",
 ];
 
 /// envy lower-cases variable names before matching, hence the lower-case fields.
@@ -208,4 +209,5 @@ pub(crate) struct RawEnv {
     pub monitor_oldest_waiting_alert_ms: Option<String>,
     pub monitor_errors_per_minute_alert: Option<String>,
     pub alert_webhook_url: Option<String>,
+    pub monitor_resolve_after_rounds: Option<String>,
 }

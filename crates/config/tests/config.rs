@@ -319,3 +319,48 @@ fn api_allowed_hosts_and_caps() {
     assert!(error_line(&[("API_MAX_STREAMS", "0")]).starts_with("API_MAX_STREAMS=0"));
     assert!(error_line(&[("API_MAX_CONCURRENT", "lots")]).starts_with("API_MAX_CONCURRENT=lots"));
 }
+
+/// Each binary validates only the sections it reads (one `.env` for every PM2 app): a directory
+/// fetcher without its folder stops registre-workers and start-all-workers only; a bad value of a
+/// section a binary reads still stops it with the usual line.
+#[test]
+fn each_binary_validates_only_the_sections_it_reads() {
+    use registre_config::Sections;
+    let shared = [
+        ("PROD_DATABASE_URL", "postgres://postgres:pw@127.0.0.1:5432/registre"),
+        ("REGISTRE_FETCHER", "directory"),
+        ("OCR_WORKER_POOL_SIZE", "abc"),
+        ("API_PORT", "99999"),
+        ("MONITOR_INTERVAL_MS", "soon"),
+        ("METRICS_ADDR", "nowhere"),
+    ];
+    let for_binary = |name: &str| {
+        Config::from_vars_for(Sections::for_binary(name), shared.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    };
+    let missing = "REGISTRE_SOURCE_DIR is required when REGISTRE_FETCHER=directory";
+    assert_eq!(for_binary("registre-workers").unwrap_err().to_string(), missing);
+    assert_eq!(for_binary("start-all-workers").unwrap_err().to_string(), missing);
+    // Each stops only on the section it reads (METRICS_ADDR for the pool and the monitor, API_PORT
+    // for the API); registrectl reads none of those.
+    assert_eq!(for_binary("ocr-pool").unwrap_err().to_string(), "OCR_WORKER_POOL_SIZE=abc: expected a whole number");
+    assert_eq!(for_binary("registre-api").unwrap_err().to_string(), "API_PORT=99999: expected a port from 1 to 65535");
+    assert_eq!(
+        for_binary("registre-monitor").unwrap_err().to_string(),
+        "METRICS_ADDR=nowhere: expected an address and port such as 127.0.0.1:9464"
+    );
+    let ctl = for_binary("registrectl").unwrap_err().to_string();
+    assert_eq!(ctl, "MONITOR_INTERVAL_MS=soon: expected a whole number of milliseconds greater than 0");
+    // The unread sections fall back to their defaults.
+    let only = |name: &str, keep: &[&str]| {
+        let vars = shared.iter().filter(|(k, _)| *k == "PROD_DATABASE_URL" || *k == "REGISTRE_FETCHER" || keep.contains(k));
+        Config::from_vars_for(Sections::for_binary(name), vars.map(|(k, v)| (k.to_string(), v.to_string())))
+    };
+    let pool = only("ocr-pool", &["API_PORT", "MONITOR_INTERVAL_MS"]).expect("ocr-pool ignores the registre, API and monitor sections");
+    assert_eq!((pool.api.port, pool.registre.fetcher), (3000, FetcherKind::Registry));
+    let api = only("registre-api", &["OCR_WORKER_POOL_SIZE", "MONITOR_INTERVAL_MS", "METRICS_ADDR"]).expect("registre-api");
+    assert_eq!((api.ocr_pool.pool_size, api.metrics_addr), (2, None));
+    only("registre-monitor", &["OCR_WORKER_POOL_SIZE", "API_PORT"]).expect("registre-monitor");
+    only("registrectl", &["OCR_WORKER_POOL_SIZE", "API_PORT", "METRICS_ADDR"]).expect("registrectl");
+    // Config::from_vars still validates everything.
+    assert!(load(&shared).is_err());
+}

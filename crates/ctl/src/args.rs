@@ -211,7 +211,12 @@ fn no_more(p: &Parsed, expected: usize, usage: &'static str) -> Result<(), ArgEr
     Ok(())
 }
 
-/// `90s`, `30m`, `2h`, `1d`.
+/// Longest duration an argument accepts (100 years): beyond it a date before it cannot be written
+/// (chrono and Postgres timestamps end), and no queue row is that old.
+pub const MAX_DURATION_DAYS: u64 = 36_500;
+
+/// `90s`, `30m`, `2h`, `1d`, from 1 s to [`MAX_DURATION_DAYS`] days; None for anything else
+/// (overflowing numbers included).
 pub fn parse_duration(raw: &str) -> Option<std::time::Duration> {
     let raw = raw.trim();
     let (number, unit) = raw.split_at(raw.find(|c: char| !c.is_ascii_digit())?);
@@ -223,7 +228,7 @@ pub fn parse_duration(raw: &str) -> Option<std::time::Duration> {
         "d" => n.checked_mul(86_400)?,
         _ => return None,
     };
-    (seconds > 0).then(|| std::time::Duration::from_secs(seconds))
+    (seconds > 0 && seconds <= MAX_DURATION_DAYS * 86_400).then(|| std::time::Duration::from_secs(seconds))
 }
 
 /// An RFC 3339 time, or an age (`2h`) before `now`.
@@ -232,7 +237,7 @@ pub fn parse_since(raw: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         return Some(t.with_timezone(&Utc));
     }
     let age = parse_duration(raw)?;
-    Some(now - chrono::Duration::from_std(age).ok()?)
+    now.checked_sub_signed(chrono::Duration::from_std(age).ok()?)
 }
 
 pub fn parse_args(args: &[String]) -> Result<Command, ArgError> {
@@ -319,7 +324,7 @@ pub fn parse_args(args: &[String]) -> Result<Command, ArgError> {
                 let since = match p.value("since") {
                     None => None,
                     Some(s) => Some(parse_since(&s, Utc::now()).ok_or_else(|| {
-                        err(format!("--since {s:?}: expected an RFC 3339 time (2026-12-01T04:00:00Z) or an age (90m, 2h, 1d)"))
+                        err(format!("--since {s:?}: expected an RFC 3339 time (2026-12-01T04:00:00Z) or an age (90m, 2h, 1d) of at most {MAX_DURATION_DAYS}d"))
                     })?),
                 };
                 RetryTarget::Errors { source, since }
@@ -348,7 +353,7 @@ pub fn parse_args(args: &[String]) -> Result<Command, ArgError> {
             no_more(&p, 0, usage)?;
             let older_than = match p.value("older-than") {
                 None => None,
-                Some(s) => Some(parse_duration(&s).ok_or_else(|| err(format!("--older-than {s:?}: expected a duration such as 30m, 2h, 1d")))?),
+                Some(s) => Some(parse_duration(&s).ok_or_else(|| err(format!("--older-than {s:?}: expected a duration such as 30m, 2h, 1d, at most {MAX_DURATION_DAYS}d")))?),
             };
             Ok(Command::RequeueStuck { environment: p.value("environment"), older_than })
         }
@@ -413,5 +418,11 @@ mod tests {
         }
         assert_eq!(parse_duration("90m"), Some(std::time::Duration::from_secs(5400)));
         assert_eq!(parse_duration("0s"), None);
+        // Overflowing or absurd ages are refused, never a panic.
+        for absurd in ["100000000d", "36501d", "99999999999999999999s", "18446744073709551615d"] {
+            assert_eq!(parse_duration(absurd), None, "{absurd}");
+            assert_eq!(parse_since(absurd, Utc::now()), None, "{absurd}");
+        }
+        assert!(parse_since("36500d", Utc::now()).is_some());
     }
 }

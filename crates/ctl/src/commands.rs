@@ -221,7 +221,7 @@ async fn retry(ops: &Ops, environment: Option<&str>, target: RetryTarget) -> Res
             println!("{env}: {id} retried: now {} {}", d.row.status_id, d.row.status);
         }
         RetryTarget::Errors { source, since } => {
-            let n = ops.retry_errors(env, source.as_deref(), since).await?;
+            let done = ops.retry_errors(env, source.as_deref(), since, registre_ops::RETRY_BATCH).await?;
             let mut scope = String::new();
             if let Some(s) = &source {
                 scope.push_str(&format!(" of source {s}"));
@@ -229,7 +229,7 @@ async fn retry(ops: &Ops, environment: Option<&str>, target: RetryTarget) -> Res
             if let Some(t) = since {
                 scope.push_str(&format!(" failed since {}", t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)));
             }
-            println!("{env}: {n} Erreur row(s){scope} retried");
+            println!("{env}: {} Erreur row(s){scope} retried ({} batch(es) of at most {})", done.retried, done.batches, registre_ops::RETRY_BATCH);
         }
     }
     Ok(())
@@ -265,6 +265,8 @@ async fn requeue(ops: &Ops, config: &Config, environment: Option<&str>, older_th
                 r.stuck_ocr,
                 older_than.as_secs()
             ),
+            // Not a failure: nothing this registrectl can do there, said as a note (exit 0).
+            Err(e @ OpsError::RestUnsupported { .. }) => println!("{env}: skipped: {e}"),
             Err(e) => {
                 eprintln!("registrectl: {e}");
                 code = code.max(exit_code(&e));

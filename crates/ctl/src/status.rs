@@ -21,6 +21,9 @@ struct EnvStatus {
     completed_last_hour: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+    /// Why it was skipped without failing (a Supabase REST-only environment: not down, not read).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -67,10 +70,20 @@ pub async fn status(ops: &Ops, environment: Option<&str>, json: bool) -> i32 {
                 oldest_waiting_seconds: Some(o.oldest_waiting_seconds),
                 counts: Some(o.counts),
                 error: None,
+                note: None,
+            },
+            // Not down: this registrectl has no SQL access there (docs/operations.md). Skipped with a note.
+            Err(e @ registre_ops::OpsError::RestUnsupported { .. }) => EnvStatus {
+                env: env.as_str(),
+                counts: None,
+                oldest_waiting_seconds: None,
+                completed_last_hour: None,
+                error: None,
+                note: Some(format!("skipped: {e}")),
             },
             Err(e) => {
                 failed = true;
-                EnvStatus { env: env.as_str(), counts: None, oldest_waiting_seconds: None, completed_last_hour: None, error: Some(e.to_string()) }
+                EnvStatus { env: env.as_str(), counts: None, oldest_waiting_seconds: None, completed_last_hour: None, error: Some(e.to_string()), note: None }
             }
         })
         .collect();
@@ -135,7 +148,7 @@ fn render(s: &Status) -> String {
         let _ = write!(o, "{label:<24}");
         for e in &s.environments {
             let v = e.oldest_waiting_seconds.map(|w| if pick == 0 { w.extraction } else { w.ocr }).unwrap_or(None);
-            let _ = write!(o, "{:>34}", if e.error.is_some() { "—".into() } else { age(v) });
+            let _ = write!(o, "{:>34}", if e.counts.is_none() { "—".into() } else { age(v) });
         }
         let _ = writeln!(o);
     }
@@ -147,6 +160,9 @@ fn render(s: &Status) -> String {
     for e in &s.environments {
         if let Some(err) = &e.error {
             let _ = writeln!(o, "  ⚠ {}: {err}", e.env);
+        }
+        if let Some(note) = &e.note {
+            let _ = writeln!(o, "  ℹ {}: {note}", e.env);
         }
     }
     let _ = writeln!(o);
@@ -174,16 +190,23 @@ fn render(s: &Status) -> String {
             let _ = writeln!(o);
             let _ = writeln!(o, "CAPACITY");
             for c in &live.capacity {
+                // Each server against the budget it published itself; one that published none
+                // (no live worker there) is shown, not judged.
+                let usable = |v: Option<f64>| v.map(|v| format!("{v:<6.2}")).unwrap_or_else(|| "?     ".into());
                 let _ = writeln!(
                     o,
-                    "  {:<18} cpu {:>6.2} / {:<6.2} vCPU   ram {:>6.2} / {:<6.2} GB   {} lease(s){}",
+                    "  {:<18} cpu {:>6.2} / {} vCPU   ram {:>6.2} / {} GB   {} lease(s){}",
                     c.server.as_deref().unwrap_or("(default)"),
                     c.cpu_allocated,
-                    c.cpu_usable,
+                    usable(c.cpu_usable),
                     c.ram_allocated,
-                    c.ram_usable,
+                    usable(c.ram_usable),
                     c.workers,
-                    if c.cpu_allocated > c.cpu_usable || c.ram_allocated > c.ram_usable { "   ⚠ ABOVE USABLE" } else { "" }
+                    match c.above_budget() {
+                        Some(true) => "   ⚠ ABOVE USABLE",
+                        Some(false) => "",
+                        None => "   (no budget published: not judged)",
+                    }
                 );
             }
             let r = &live.rate_limit;

@@ -5,7 +5,8 @@
 //! - runs the reaper (rows whose lease expired come back even with every worker of a stage stopped)
 //!   and requeues rows in status 2 or 6 with NO lease (claimed by an older system) untouched for
 //!   MONITOR_STUCK_AFTER_MS, the attempt counted and said in error_message (registre-ops, SQL 0055);
-//! - raises alerts, each once per incident and resolved when it clears ([`alerts`]): rows waiting
+//! - raises alerts, each once per incident and resolved after MONITOR_RESOLVE_AFTER_ROUNDS clean
+//!   rounds ([`alerts`]; open incidents are kept in Redis, [`store`], across restarts): rows waiting
 //!   with no live worker for their stage, the oldest waiting row older than
 //!   MONITOR_OLDEST_WAITING_ALERT_MS, Erreur rows growing faster than
 //!   MONITOR_ERRORS_PER_MINUTE_ALERT, the rate limiter in cooldown, an environment or Redis
@@ -18,6 +19,7 @@
 
 pub mod alerts;
 mod server;
+pub mod store;
 pub mod webhook;
 
 use std::collections::HashMap;
@@ -29,6 +31,7 @@ use registre_ops::{EnvOverview, LiveView, Ops, OpsError};
 use registre_runtime::{BinaryError, Shutdown};
 
 pub use alerts::Severity;
+pub use server::render_stats;
 use alerts::{Alert, Change, Incidents, Scope};
 use webhook::Webhook;
 
@@ -56,6 +59,8 @@ pub struct Stats {
     pub open: Vec<(String, Severity)>,
     /// What the last round could not reach (empty: all answered). None before the first round.
     pub unreachable: Option<Vec<String>>,
+    /// The webhook's delivery counts (None without ALERT_WEBHOOK_URL).
+    pub webhook: Option<Arc<webhook::WebhookStats>>,
 }
 
 /// What one round did, for tests and the log.
@@ -76,6 +81,12 @@ pub struct Monitor {
     webhook: Option<Webhook>,
     host: String,
     stats: Arc<Mutex<Stats>>,
+    /// Where the open incidents are kept across restarts (None: Redis URL unusable).
+    redis: Option<registre_runtime::RedisConn>,
+    /// Whether the incidents saved by a previous run were looked for (at the first round).
+    restored: bool,
+    incidents_ttl: Duration,
+    incidents_key: String,
 }
 
 fn host_name() -> String {
@@ -93,15 +104,27 @@ impl Monitor {
             (Some(url), Some(shown)) => Some(Webhook::start(url.clone(), shown.clone(), stop)),
             _ => None,
         };
+        let redis = match registre_runtime::redis_connection(&config.redis_url) {
+            Ok(conn) => Some(conn),
+            Err(e) => {
+                tracing::warn!("Redis connection for the incidents failed ({e}): they are kept in memory only");
+                None
+            }
+        };
+        let stats = Stats { webhook: webhook.as_ref().map(|w| w.stats.clone()), ..Stats::default() };
         Monitor {
             ops,
             settings: config.monitor.clone(),
             max_attempts: config.queue.max_attempts,
-            incidents: Incidents::default(),
+            incidents: Incidents::new(config.monitor.resolve_after_rounds),
             errors_seen: HashMap::new(),
             webhook,
             host: host_name(),
-            stats: Arc::new(Mutex::new(Stats::default())),
+            stats: Arc::new(Mutex::new(stats)),
+            redis,
+            restored: false,
+            incidents_ttl: store::ttl(config.monitor.interval),
+            incidents_key: store::key(config.server.id.as_deref()),
         }
     }
 
@@ -127,6 +150,9 @@ impl Monitor {
 
     /// One round of repairs and checks over every environment.
     pub async fn round(&mut self) -> RoundReport {
+        if !self.restored {
+            self.restore().await;
+        }
         let mut report = RoundReport::default();
         let mut seen: Vec<Alert> = Vec::new();
         let mut env_ok: Vec<&'static str> = Vec::new();
@@ -196,6 +222,12 @@ impl Monitor {
         for change in &changes {
             self.announce(change);
         }
+        if let Some(conn) = &self.redis {
+            let open: Vec<_> = self.incidents.open().map(|i| i.saved()).collect();
+            if let Err(e) = store::save(conn, &self.incidents_key, &open, self.incidents_ttl).await {
+                tracing::warn!("saving the open incidents in Redis failed ({e}): a restart now would forget them");
+            }
+        }
         if let Ok(mut s) = self.stats.lock() {
             s.rounds += 1;
             s.alerts_fired += changes.iter().filter(|c| c.state == "firing").count() as u64;
@@ -204,6 +236,25 @@ impl Monitor {
         }
         report.changes = changes;
         report
+    }
+
+    /// Opens again, without firing, the incidents a previous run left open (store.rs). Once: if
+    /// Redis does not answer at the first round, this run starts with none.
+    async fn restore(&mut self) {
+        self.restored = true;
+        let Some(conn) = &self.redis else { return };
+        match store::load(conn, &self.incidents_key).await {
+            Ok(saved) if saved.is_empty() => {}
+            Ok(saved) => {
+                tracing::info!(
+                    "🩺 {} incident(s) still open from the previous run: {}",
+                    saved.len(),
+                    saved.iter().map(|i| i.alert.key.as_str()).collect::<Vec<_>>().join(", ")
+                );
+                self.incidents.restore(saved);
+            }
+            Err(e) => tracing::warn!("reading the open incidents from Redis failed ({e}): starting with none"),
+        }
     }
 
     fn queue_alerts(&mut self, env: EnvName, o: &EnvOverview, live: Option<&LiveView>, seen: &mut Vec<Alert>) {
@@ -294,16 +345,16 @@ fn live_alerts(live: &LiveView, seen: &mut Vec<Alert>) {
         });
     }
     for c in &live.capacity {
-        // Milli-unit sums: compare with a thousandth of slack for the f64 conversion.
-        if c.cpu_allocated > c.cpu_usable + 0.0005 || c.ram_allocated > c.ram_usable + 0.0005 {
+        // Each server against the budget it published itself; none published: not judged.
+        if let (Some(true), Some(cpu_usable), Some(ram_usable)) = (c.above_budget(), c.cpu_usable, c.ram_usable) {
             let server = c.server.as_deref().unwrap_or("(default)");
             seen.push(Alert {
                 key: format!("capacity_over:{server}"),
                 severity: Severity::Error,
                 message: format!(
-                    "server {server}: capacity allocated above usable ({:.2} / {:.2} vCPU, {:.2} / {:.2} GB): must never happen; \
-                     check that every process of this server has the same SERVER_MAX_* / reserve settings",
-                    c.cpu_allocated, c.cpu_usable, c.ram_allocated, c.ram_usable
+                    "server {server}: capacity allocated above its published usable budget ({:.2} / {:.2} vCPU, {:.2} / {:.2} GB): \
+                     must never happen; check that every process of this server has the same SERVER_MAX_* / reserve settings",
+                    c.cpu_allocated, cpu_usable, c.ram_allocated, ram_usable
                 ),
                 scope: Scope::Live,
             });
@@ -317,10 +368,9 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), MonitorError>
     let ops = Arc::new(Ops::from_config(&config).map_err(MonitorError::Setup)?);
     let mut monitor = Monitor::new(&config, ops.clone(), shutdown.token());
     if let Some(addr) = config.metrics_addr {
-        // Not fatal, as for the workers' metrics: the repairs and alerts matter more than /metrics.
-        if let Err(e) = server::spawn(addr, ops.clone(), monitor.stats(), shutdown.token()).await {
-            tracing::error!("{e}; /metrics is not served");
-        }
+        // A taken METRICS_ADDR usually means a second monitor on this server: exit 1 (PM2 shows it)
+        // rather than run unseen, as the binary's help says.
+        server::spawn(addr, ops.clone(), monitor.stats(), shutdown.token()).await.map_err(MonitorError::Setup)?;
     }
     let envs: Vec<&str> = config.environments.iter().map(|e| e.name.as_str()).collect();
     tracing::info!(

@@ -43,6 +43,20 @@ pub fn render_stats(s: &Stats) -> String {
     let _ = writeln!(o, "# HELP registre_monitor_alerts_fired_total Alerts that started (each incident once).");
     let _ = writeln!(o, "# TYPE registre_monitor_alerts_fired_total counter");
     let _ = writeln!(o, "registre_monitor_alerts_fired_total {}", s.alerts_fired);
+    let _ = writeln!(
+        o,
+        "# HELP registre_monitor_webhook_deliveries_total Alert messages for ALERT_WEBHOOK_URL by outcome: delivered, failed (every attempt failed), dropped (queue full)."
+    );
+    let _ = writeln!(o, "# TYPE registre_monitor_webhook_deliveries_total counter");
+    let count = |n: Option<&std::sync::atomic::AtomicU64>| n.map(|n| n.load(std::sync::atomic::Ordering::SeqCst)).unwrap_or(0);
+    let w = s.webhook.as_deref();
+    for (outcome, n) in [
+        ("delivered", count(w.map(|w| &w.delivered))),
+        ("failed", count(w.map(|w| &w.failures))),
+        ("dropped", count(w.map(|w| &w.dropped))),
+    ] {
+        let _ = writeln!(o, "registre_monitor_webhook_deliveries_total{{outcome=\"{outcome}\"}} {n}");
+    }
     let _ = writeln!(o, "# HELP registre_monitor_alert_active 1 for each open incident, by alert key and severity.");
     let _ = writeln!(o, "# TYPE registre_monitor_alert_active gauge");
     for (key, severity) in &s.open {

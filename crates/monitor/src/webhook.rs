@@ -2,7 +2,9 @@
 //! field (plus the structured fields for other receivers), from a task of its own, so a slow or
 //! failing webhook never delays or stops a round. Each message is retried with exponential backoff
 //! ([`ATTEMPTS`] tries, [`FIRST_RETRY`] doubling); a message that still fails is logged (the alert
-//! itself was already logged) and counted in `registre_monitor_webhook_failures_total`.
+//! itself was already logged). Every message is counted once in
+//! `registre_monitor_webhook_deliveries_total{outcome}`: `delivered`, `failed` (every attempt
+//! failed) or `dropped` (the queue was full).
 //! The URL is a secret (a Slack webhook's path is its credential): logs show its host only.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -29,7 +31,10 @@ const QUEUE_LIMIT: usize = 1000;
 #[derive(Debug, Default)]
 pub struct WebhookStats {
     pub delivered: AtomicU64,
+    /// Messages given up after every attempt.
     pub failures: AtomicU64,
+    /// Messages dropped because [`QUEUE_LIMIT`] were already waiting.
+    pub dropped: AtomicU64,
     pending: AtomicUsize,
     idle: Notify,
 }
@@ -104,7 +109,7 @@ impl Webhook {
         self.stats.pending.fetch_add(1, Ordering::SeqCst);
         if self.tx.try_send(body).is_err() {
             self.stats.pending.fetch_sub(1, Ordering::SeqCst);
-            self.stats.failures.fetch_add(1, Ordering::SeqCst);
+            self.stats.dropped.fetch_add(1, Ordering::SeqCst);
             self.stats.idle.notify_waiters();
             tracing::warn!("alert webhook: {QUEUE_LIMIT} messages already waiting; this one is dropped (it is in the log)");
         }

@@ -159,6 +159,65 @@ pub(crate) async fn timed<T>(
     }
 }
 
+/// The server-side bound of every operator write (`SET LOCAL statement_timeout`, in the write's own
+/// transaction): shorter than the client's [`QUERY_TIMEOUT`], so the server gives up and rolls back
+/// before the client stops waiting, and "failed" always means nothing changed.
+pub const WRITE_STATEMENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(8);
+
+/// A write's statement, run on the connection of its transaction.
+pub(crate) type WriteFuture<'c, T> = std::pin::Pin<Box<dyn Future<Output = Result<T, sqlx::Error>> + Send + 'c>>;
+
+/// Where a write was when it went wrong: before COMMIT was sent nothing can have changed; once it
+/// was sent, a lost answer leaves the outcome unknown.
+enum WriteError {
+    Before(sqlx::Error),
+    Commit(sqlx::Error),
+}
+
+/// Runs one operator write in its own transaction bounded by [`WRITE_STATEMENT_TIMEOUT`] on the
+/// server and [`QUERY_TIMEOUT`] on the client. An error before COMMIT is a failure (rolled back); a
+/// COMMIT whose answer is lost (connection cut, client timeout) is [`OpsError::OutcomeUnknown`],
+/// telling the operator to look (`check`) instead of saying "failed".
+pub(crate) async fn write<T, F>(pool: &PgPool, env: EnvName, operation: &'static str, check: String, f: F) -> Result<T, OpsError>
+where
+    T: Send,
+    F: for<'c> FnOnce(&'c mut sqlx::PgConnection) -> WriteFuture<'c, T> + Send,
+{
+    let committing = std::sync::atomic::AtomicBool::new(false);
+    let run = async {
+        let mut tx = pool.begin().await.map_err(WriteError::Before)?;
+        let timeout = format!("SET LOCAL statement_timeout = {}", WRITE_STATEMENT_TIMEOUT.as_millis());
+        sqlx::query(&timeout).execute(&mut *tx).await.map_err(WriteError::Before)?;
+        let value = f(&mut tx).await.map_err(WriteError::Before)?;
+        committing.store(true, std::sync::atomic::Ordering::SeqCst);
+        tx.commit().await.map_err(WriteError::Commit)?;
+        Ok(value)
+    };
+    let unknown = |detail: String| OpsError::OutcomeUnknown { env, operation, detail, check: check.clone() };
+    match tokio::time::timeout(QUERY_TIMEOUT, run).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(WriteError::Before(e))) => Err(write_error(env, operation, e)),
+        // The server answered the COMMIT with an error: it did not commit.
+        Ok(Err(WriteError::Commit(e @ sqlx::Error::Database(_)))) => Err(write_error(env, operation, e)),
+        Ok(Err(WriteError::Commit(e))) => Err(unknown(format!("the answer to COMMIT was lost ({e})"))),
+        Err(_) if committing.load(std::sync::atomic::Ordering::SeqCst) => {
+            Err(unknown(format!("no answer to COMMIT within {} s", QUERY_TIMEOUT.as_secs())))
+        }
+        // No COMMIT was sent: the dropped transaction rolls back.
+        Err(_) => Err(OpsError::Timeout { env, operation, seconds: QUERY_TIMEOUT.as_secs() }),
+    }
+}
+
+fn write_error(env: EnvName, operation: &'static str, e: sqlx::Error) -> OpsError {
+    if let sqlx::Error::Database(db) = &e {
+        // query_canceled: the statement_timeout fired; the transaction was rolled back.
+        if db.code().as_deref() == Some("57014") {
+            return OpsError::WriteTimedOut { env, operation, seconds: WRITE_STATEMENT_TIMEOUT.as_secs() };
+        }
+    }
+    db_error(env, operation)(e)
+}
+
 fn labelled(mut row: ExtractionRow) -> ExtractionRow {
     row.status = status_label(row.status_id);
     row
@@ -260,19 +319,20 @@ impl Ops {
     pub async fn enqueue(&self, env: EnvName, request: &NewExtraction) -> Result<Enqueued, OpsError> {
         let valid = request.validate().map_err(OpsError::Invalid)?;
         let pool = self.pool(env, "enqueue")?;
-        let (id, duplicate): (Uuid, bool) = timed(
-            env,
-            "ops_enqueue",
-            sqlx::query_as("SELECT id, duplicate FROM ops_enqueue($1, $2, $3, $4, $5, $6, $7)")
-                .bind(valid.source.as_str())
-                .bind(&valid.document_number)
-                .bind(&valid.document_number_normalized)
-                .bind(&valid.circonscription_fonciere)
-                .bind(&valid.cadastre)
-                .bind(&valid.designation_secondaire)
-                .bind(&valid.acte_type)
-                .fetch_one(pool),
-        )
+        let check = format!("check with registrectl status, or the list of {env}, before queuing it again");
+        let (id, duplicate): (Uuid, bool) = write(pool, env, "ops_enqueue", check, |conn| {
+            Box::pin(
+                sqlx::query_as("SELECT id, duplicate FROM ops_enqueue($1, $2, $3, $4, $5, $6, $7)")
+                    .bind(valid.source.as_str())
+                    .bind(valid.document_number.clone())
+                    .bind(valid.document_number_normalized.clone())
+                    .bind(valid.circonscription_fonciere.clone())
+                    .bind(valid.cadastre.clone())
+                    .bind(valid.designation_secondaire.clone())
+                    .bind(valid.acte_type.clone())
+                    .fetch_one(conn),
+            )
+        })
         .await?;
         let row = fetch_detail(pool, env, id).await?.ok_or(OpsError::NotFound { env, id })?;
         Ok(Enqueued { row, duplicate })
@@ -282,11 +342,9 @@ impl Ops {
     /// Any other status: Conflict with the reason.
     pub async fn retry(&self, env: EnvName, id: Uuid) -> Result<ExtractionDetail, OpsError> {
         let pool = self.pool(env, "retry")?;
-        let (outcome, status): (String, Option<i32>) = timed(
-            env,
-            "ops_retry",
-            sqlx::query_as("SELECT outcome, status_id FROM ops_retry($1)").bind(id).fetch_one(pool),
-        )
+        let (outcome, status): (String, Option<i32>) = write(pool, env, "ops_retry", show_check(env, id), |conn| {
+            Box::pin(sqlx::query_as("SELECT outcome, status_id FROM ops_retry($1)").bind(id).fetch_one(conn))
+        })
         .await?;
         self.after_change(pool, env, id, &outcome, status, |s| {
             format!("only a row in Erreur (4) can be retried; this one is {s} ({})", status_label(s))
@@ -298,11 +356,10 @@ impl Ops {
     /// token is cleared so the worker holding the row cannot complete it. Final rows: Conflict.
     pub async fn cancel(&self, env: EnvName, id: Uuid, reason: &str) -> Result<ExtractionDetail, OpsError> {
         let pool = self.pool(env, "cancel")?;
-        let (outcome, status): (String, Option<i32>) = timed(
-            env,
-            "ops_cancel",
-            sqlx::query_as("SELECT outcome, status_id FROM ops_cancel($1, $2)").bind(id).bind(reason).fetch_one(pool),
-        )
+        let reason = reason.to_string();
+        let (outcome, status): (String, Option<i32>) = write(pool, env, "ops_cancel", show_check(env, id), |conn| {
+            Box::pin(sqlx::query_as("SELECT outcome, status_id FROM ops_cancel($1, $2)").bind(id).bind(reason).fetch_one(conn))
+        })
         .await?;
         self.after_change(pool, env, id, &outcome, status, |s| {
             format!("row is final ({s}, {}): only waiting or in-progress rows can be cancelled", status_label(s))
@@ -351,43 +408,72 @@ impl Ops {
     ) -> Result<Requeued, OpsError> {
         let pool = self.pool(env, "requeuing stuck rows")?;
         let max = i32::try_from(default_max_attempts).unwrap_or(i32::MAX);
-        let reaped: i32 = timed(
-            env,
-            "queue_reap_expired",
-            sqlx::query_scalar("SELECT queue_reap_expired($1)").bind(max).fetch_one(pool),
-        )
+        let check = || format!("check with registrectl status --environment {env}; a second run repeats nothing already done");
+        let reaped: i32 = write(pool, env, "queue_reap_expired", check(), |conn| {
+            Box::pin(sqlx::query_scalar("SELECT queue_reap_expired($1)").bind(max).fetch_one(conn))
+        })
         .await?;
         let older_ms = i64::try_from(older_than.as_millis()).unwrap_or(i64::MAX);
-        let (extraction, ocr): (i32, i32) = timed(
-            env,
-            "ops_requeue_stuck",
-            sqlx::query_as("SELECT extraction, ocr FROM ops_requeue_stuck($1, $2, $3)")
-                .bind(older_ms)
-                .bind(max)
-                .bind(by)
-                .fetch_one(pool),
-        )
+        let by = by.to_string();
+        let (extraction, ocr): (i32, i32) = write(pool, env, "ops_requeue_stuck", check(), |conn| {
+            Box::pin(
+                sqlx::query_as("SELECT extraction, ocr FROM ops_requeue_stuck($1, $2, $3)")
+                    .bind(older_ms)
+                    .bind(max)
+                    .bind(by)
+                    .fetch_one(conn),
+            )
+        })
         .await?;
         let n = |v: i32| u64::try_from(v).unwrap_or(0);
         Ok(Requeued { reaped: n(reaped), stuck_extraction: n(extraction), stuck_ocr: n(ocr) })
     }
 
-    /// Retries every Erreur row (optionally of one source, failed since a time); returns how many.
+    /// Retries every Erreur row (optionally of one source, failed since a time), in batches of
+    /// `batch` rows, each its own bounded transaction (ops_retry_errors with a LIMIT), until a batch
+    /// retries fewer than `batch`. Returns what was done; a batch that fails or whose outcome is
+    /// unknown stops the run with [`OpsError::BulkStopped`], saying how many were retried before.
     pub async fn retry_errors(
         &self,
         env: EnvName,
         source: Option<&str>,
         since: Option<DateTime<Utc>>,
-    ) -> Result<u64, OpsError> {
+        batch: u32,
+    ) -> Result<BulkRetry, OpsError> {
         let pool = self.pool(env, "retry --errors")?;
-        let n: i32 = timed(
-            env,
-            "ops_retry_errors",
-            sqlx::query_scalar("SELECT ops_retry_errors($1, $2)").bind(source).bind(since).fetch_one(pool),
-        )
-        .await?;
-        Ok(u64::try_from(n).unwrap_or(0))
+        let limit = i32::try_from(batch.max(1)).unwrap_or(i32::MAX);
+        let mut done = BulkRetry::default();
+        loop {
+            let source = source.map(str::to_string);
+            let check = format!("check with registrectl status --environment {env} (the rows retried so far are in status 1 or 3)");
+            let n: i32 = write(pool, env, "ops_retry_errors", check, |conn| {
+                Box::pin(sqlx::query_scalar("SELECT ops_retry_errors($1, $2, $3)").bind(source).bind(since).bind(limit).fetch_one(conn))
+            })
+            .await
+            .map_err(|e| OpsError::BulkStopped { retried: done.retried, batches: done.batches, source: Box::new(e) })?;
+            done.batches += 1;
+            done.retried += u64::try_from(n).unwrap_or(0);
+            if n < limit {
+                return Ok(done);
+            }
+        }
     }
+}
+
+/// Rows retried per batch by `registrectl retry --errors` (each batch one short transaction).
+pub const RETRY_BATCH: u32 = 500;
+
+/// What a bulk retry did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct BulkRetry {
+    pub retried: u64,
+    /// Transactions committed (the last one retried fewer than the batch size).
+    pub batches: u32,
+}
+
+/// "Check with registrectl show <id>": what an operator runs when a write's outcome is unknown.
+fn show_check(env: EnvName, id: Uuid) -> String {
+    format!("check with registrectl show {id} --environment {env}")
 }
 
 #[derive(sqlx::FromRow)]

@@ -29,7 +29,7 @@ pub use cursor::Cursor;
 pub use db::{
     EnvOverview, ExtractionDetail, ExtractionRow, ListFilter, MinuteCount, OldestWaiting, Page, StatusCount,
 };
-pub use db::{ChangedRow, Requeued};
+pub use db::{BulkRetry, ChangedRow, Requeued, RETRY_BATCH, WRITE_STATEMENT_TIMEOUT};
 pub use live::{CapacityView, LeaseRelease, LiveView, LiveWorker, PoolView, RateLimitView};
 pub use validate::{FieldError, NewExtraction, ValidExtraction};
 
@@ -67,8 +67,23 @@ pub enum OpsError {
         #[source]
         source: sqlx::Error,
     },
-    #[error("{env}: {operation} did not answer within {seconds} s")]
+    /// No COMMIT was sent within the client's bound: the transaction rolled back, nothing changed.
+    #[error("{env}: {operation} did not answer within {seconds} s; nothing was changed")]
     Timeout { env: EnvName, operation: &'static str, seconds: u64 },
+    /// The server's statement_timeout stopped the write: rolled back, nothing changed.
+    #[error("{env}: {operation} did not finish within {seconds} s (statement_timeout); nothing was changed")]
+    WriteTimedOut { env: EnvName, operation: &'static str, seconds: u64 },
+    /// The COMMIT was sent but its answer never came: the change may or may not have happened.
+    #[error("{env}: {operation}: outcome unknown ({detail}): {check}")]
+    OutcomeUnknown { env: EnvName, operation: &'static str, detail: String, check: String },
+    /// A bulk operation stopped at a batch; the batches before it are committed.
+    #[error("{retried} row(s) retried in {batches} committed batch(es) before it stopped; {source}")]
+    BulkStopped {
+        retried: u64,
+        batches: u32,
+        #[source]
+        source: Box<OpsError>,
+    },
     #[error("Redis: {operation} failed: {detail}")]
     Redis { operation: &'static str, detail: String },
     #[error("the cursor is not one this API handed out")]

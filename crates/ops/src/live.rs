@@ -1,8 +1,11 @@
 //! What Redis says right now: the live workers (capacity leases of every server, joined with the
 //! OCR pool assignments), capacity per server, the shared rate limit's current rolling window and
-//! the pool allocation. Servers are discovered from their keys (`server:workers` for the default
-//! server, `server:{x}:workers` for SERVER_ID=x; `worker_pool:...` likewise), so one registre-api
-//! sees every server sharing its Redis. Reads go through the owning crates' status scripts.
+//! the pool allocation. Servers are found in the registry every server refreshes (`servers`, a
+//! sorted set scored by expiry, crates/capacity budget.rs), never by SCAN, so one registre-api
+//! sees every server sharing its Redis at a cost that does not grow with the keyspace. Each
+//! server's capacity is judged against the budget it published itself (`server:budget` /
+//! `server:{x}:budget`); a server that published none has no usable figure (None) and is not
+//! judged. Reads go through the owning crates' status scripts.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -40,11 +43,23 @@ pub struct CapacityView {
     pub server: Option<String>,
     pub cpu_allocated: f64,
     pub ram_allocated: f64,
-    /// The usable budget as configured for this registre-api (SERVER_MAX_* × (1 − reserve)); the
-    /// other servers' own settings are not in Redis, so the same budget is assumed for them.
-    pub cpu_usable: f64,
-    pub ram_usable: f64,
+    /// The usable budget the server published itself (its SERVER_MAX_* × (1 − reserve)); None
+    /// when it published none (no live worker there, or an older version): not judged then.
+    pub cpu_usable: Option<f64>,
+    pub ram_usable: Option<f64>,
     pub workers: usize,
+}
+
+impl CapacityView {
+    /// Whether the server holds more than the budget it published itself (must never happen);
+    /// None when it published no budget: it is then not judged. Milli-unit sums: a thousandth of
+    /// slack covers the f64 conversion.
+    pub fn above_budget(&self) -> Option<bool> {
+        match (self.cpu_usable, self.ram_usable) {
+            (Some(cpu), Some(ram)) => Some(self.cpu_allocated > cpu + 0.0005 || self.ram_allocated > ram + 0.0005),
+            _ => None,
+        }
+    }
 }
 
 /// The shared OCR API limit, current rolling window.
@@ -88,15 +103,6 @@ fn redis_err(operation: &'static str) -> impl FnOnce(redis::RedisError) -> OpsEr
     move |e| OpsError::Redis { operation, detail: e.to_string() }
 }
 
-/// The server a key belongs to: `server:workers` → Some(None), `server:{x}:workers` → Some(Some(x)).
-fn server_of(key: &str, prefix: &str, suffix: &str) -> Option<Option<String>> {
-    if key == format!("{prefix}:{suffix}") {
-        return Some(None);
-    }
-    let inner = key.strip_prefix(&format!("{prefix}:{{"))?.strip_suffix(&format!("}}:{suffix}"))?;
-    (!inner.is_empty() && !inner.contains('}')).then(|| Some(inner.to_string()))
-}
-
 impl Live {
     pub fn from_config(config: &Config) -> Result<Live, registre_runtime::RedisConnectError> {
         let conn = registre_runtime::redis_connection(&config.redis_url)?;
@@ -122,25 +128,15 @@ impl Live {
         }
     }
 
-    /// Keys matching `pattern` (SCAN, never KEYS: it does not block Redis; every master of a cluster).
-    async fn scan(&self, pattern: &str) -> Result<Vec<String>, OpsError> {
-        self.conn.scan_keys(pattern, 100_000).await.map_err(redis_err("SCAN"))
-    }
-
-    /// Servers with capacity or pool keys in Redis, plus this process's own.
+    /// The live servers of the registry (`servers`, refreshed by every server's lease heartbeats),
+    /// plus this process's own.
     async fn servers(&self) -> Result<BTreeSet<Option<String>>, OpsError> {
         let mut servers = BTreeSet::new();
         servers.insert(self.own_server.clone());
-        for key in self.scan("server:*workers").await? {
-            if let Some(s) = server_of(&key, "server", "workers") {
-                servers.insert(s);
-            }
-        }
-        for key in self.scan("worker_pool:*allocation").await? {
-            if let Some(s) = server_of(&key, "worker_pool", "allocation") {
-                servers.insert(s);
-            }
-        }
+        let live = registre_capacity::live_servers(&self.conn)
+            .await
+            .map_err(|e| OpsError::Redis { operation: "listing the servers", detail: e.to_string() })?;
+        servers.extend(live);
         Ok(servers)
     }
 
@@ -175,12 +171,15 @@ impl Live {
             if let Some(record) = allocation.and_then(|json| serde_json::from_str::<AllocationRecord>(&json).ok()) {
                 pools.push(PoolView { server: server.clone(), allocation: record });
             }
+            let budget = registre_capacity::published_budget(&self.conn, server.as_deref())
+                .await
+                .map_err(|e| OpsError::Redis { operation: "reading a budget", detail: e.to_string() })?;
             capacity.push(CapacityView {
                 server: server.clone(),
                 cpu_allocated: status.cpu_allocated.0 as f64 / 1000.0,
                 ram_allocated: status.ram_allocated.0 as f64 / 1000.0,
-                cpu_usable: status.usable_cpu.0 as f64 / 1000.0,
-                ram_usable: status.usable_ram.0 as f64 / 1000.0,
+                cpu_usable: budget.map(|b| b.cpu.0 as f64 / 1000.0),
+                ram_usable: budget.map(|b| b.ram.0 as f64 / 1000.0),
                 workers: status.workers.len(),
             });
             for w in status.workers {
@@ -319,19 +318,5 @@ impl Live {
         let _: i64 =
             redis::cmd("HDEL").arg(&pool_keys.assignments).arg(worker_id).query_async(&mut conn).await.map_err(redis_err("HDEL"))?;
         Ok(LeaseRelease { server, worker_id: worker_id.to_string(), kind, was })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn servers_are_read_from_both_key_shapes() {
-        assert_eq!(server_of("server:workers", "server", "workers"), Some(None));
-        assert_eq!(server_of("server:{vps-2}:workers", "server", "workers"), Some(Some("vps-2".into())));
-        assert_eq!(server_of("server:{}:workers", "server", "workers"), None);
-        assert_eq!(server_of("server:cpu:allocated", "server", "workers"), None);
-        assert_eq!(server_of("server:{a}:b}:workers", "server", "workers"), None);
     }
 }

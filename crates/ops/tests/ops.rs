@@ -235,6 +235,77 @@ async fn enqueue_validates_and_never_queues_an_identical_document_twice_even_con
     assert_ne!(again.row.row.id, id);
 }
 
+/// Duplicates are judged on the normalized number: "4866594" and "4 866 594" sent at once by many
+/// callers are one document; an index's identity includes its cadastre and désignation secondaire
+/// (not an acte type), an acte's its acte type (not a cadastre); and a row an older system wrote
+/// with no normalized number is matched too, before and after migration 0057 normalizes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn duplicates_are_judged_on_the_normalized_number_and_the_identity_of_each_source() {
+    let f = fixture().await;
+    let ops = Arc::new(Ops::new(vec![(EnvName::Prod, Some(f.pool.clone()))], Live::from_config(&f.config).expect("redis")));
+    let tasks: Vec<_> = (0..16)
+        .map(|n| {
+            let ops = ops.clone();
+            let number = if n % 2 == 0 { "4866594" } else { "4 866 594" };
+            tokio::spawn(async move { ops.enqueue(EnvName::Prod, &index_request(number)).await.expect("enqueue") })
+        })
+        .collect();
+    let mut ids = HashSet::new();
+    for t in tasks {
+        ids.insert(t.await.unwrap().row.row.id);
+    }
+    assert_eq!(ids.len(), 1, "both spellings, concurrently: one row");
+    // An index: another désignation secondaire is another document; an acte type is not part of it.
+    let mut lot = index_request("4866594");
+    lot.designation_secondaire = Some("Lot 12".into());
+    assert!(!ops.enqueue(EnvName::Prod, &lot).await.unwrap().duplicate);
+    let mut typed = index_request("4 866 594");
+    typed.acte_type = Some("Vente".into());
+    assert!(ops.enqueue(EnvName::Prod, &typed).await.unwrap().duplicate, "an acte type does not make another index");
+    // An acte: its acte type is part of its identity, a cadastre is not.
+    let acte = |number: &str, acte_type: &str, cadastre: Option<&str>| NewExtraction {
+        document_source: Some("acte".into()),
+        document_number: Some(number.into()),
+        circonscription_fonciere: Some("Montréal".into()),
+        acte_type: Some(acte_type.into()),
+        cadastre: cadastre.map(str::to_string),
+        ..Default::default()
+    };
+    assert!(!ops.enqueue(EnvName::Prod, &acte("12 345 678", "Vente", None)).await.unwrap().duplicate);
+    assert!(ops.enqueue(EnvName::Prod, &acte("12345678", "Vente", Some("Cadastre du Québec"))).await.unwrap().duplicate);
+    assert!(!ops.enqueue(EnvName::Prod, &acte("12345678", "Hypothèque", None)).await.unwrap().duplicate);
+
+    // Rows of an older system: no normalized number. Matched as they are, then normalized in
+    // batches when migration 0057 runs again (here: its record removed), then matched the same way.
+    sqlx::query(
+        "INSERT INTO extraction_queue (document_source, document_number, circonscription_fonciere, cadastre, status_id)
+         SELECT 'index', '7 000 ' || n, 'Québec', 'Cadastre du Québec', 1 FROM generate_series(1, 2500) n",
+    )
+    .execute(&f.pool)
+    .await
+    .unwrap();
+    let legacy = |n: u32| NewExtraction {
+        circonscription_fonciere: Some("Québec".into()),
+        ..index_request(&format!("7000{n}"))
+    };
+    assert!(ops.enqueue(EnvName::Prod, &legacy(17)).await.unwrap().duplicate, "a NULL-normalized row is matched");
+    sqlx::query("DELETE FROM registre_schema_migrations WHERE name = '0057_ops_identity_normalized'").execute(&f.pool).await.unwrap();
+    let mut conn = f.pool.acquire().await.unwrap();
+    let report = migrate(&mut conn, EnvName::Prod).await.expect("migrate");
+    assert_eq!(report.applied, ["0057_ops_identity_normalized"]);
+    drop(conn);
+    let (left, normalized): (i64, Option<String>) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM extraction_queue WHERE document_number_normalized IS NULL),
+                (SELECT document_number_normalized FROM extraction_queue WHERE document_number = '7 000 2500')",
+    )
+    .fetch_one(&f.pool)
+    .await
+    .unwrap();
+    assert_eq!((left, normalized.as_deref()), (0, Some("70002500")));
+    assert!(ops.enqueue(EnvName::Prod, &legacy(2500)).await.unwrap().duplicate);
+    assert!(!ops.enqueue(EnvName::Prod, &legacy(2501)).await.unwrap().duplicate);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn retry_goes_back_to_the_failed_stage_and_refuses_other_statuses() {
     let f = fixture().await;
@@ -348,6 +419,8 @@ async fn live_view_joins_capacity_leases_pool_assignments_and_the_rate_limit() {
     }
     limiter.cooldown(std::time::Duration::from_secs(30)).await.unwrap();
 
+    // The server's own budget (what every lease heartbeat publishes), found through the registry.
+    capacity.publish_budget().await.unwrap();
     let view = f.ops.live().view().await.expect("live view");
     let server = f.config.server.id.clone();
     let mine: Vec<_> = view.workers.iter().filter(|w| w.server == server).collect();
@@ -355,7 +428,7 @@ async fn live_view_joins_capacity_leases_pool_assignments_and_the_rate_limit() {
     let ocr = mine.iter().find(|w| w.worker_id == "ocr-worker-1").unwrap();
     assert_eq!((ocr.kind.as_str(), ocr.assigned_mode.as_deref(), ocr.cpu), ("index-ocr", Some("index"), 1.5));
     let cap = view.capacity.iter().find(|c| c.server == server).unwrap();
-    assert_eq!((cap.cpu_allocated, cap.ram_allocated, cap.cpu_usable, cap.workers), (4.5, 1.75, 6.4, 2));
+    assert_eq!((cap.cpu_allocated, cap.ram_allocated, cap.cpu_usable, cap.workers), (4.5, 1.75, Some(6.4), 2));
     let p = view.pools.iter().find(|p| p.server == server).unwrap();
     assert_eq!((p.allocation.index_workers, p.allocation.queue.index), (1, 4));
     assert_eq!((view.rate_limit.requests, view.rate_limit.tokens, view.rate_limit.requests_limit), (3, 3000, 1600));

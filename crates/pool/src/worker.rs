@@ -207,7 +207,10 @@ async fn process(services: &PoolServices, id: &str, job: &Job, parallelism: Para
                     registre_telemetry::job("ocr", "completed", claimed.elapsed());
                     tracing::info!(worker = id, job = %job.id, env = %job.env, "📝 {} {} read: {} page(s) ({} by OCR, {} by text layer), {} characters", job.document_source, job.document_number, output.pages.len(), output.pages.len() - output.text_layer_pages, output.text_layer_pages, output.raw.len());
                 }
-                Settled::Done(_) => tracing::warn!(worker = id, job = %job.id, "row was taken over meanwhile: text not written"),
+                Settled::Done(_) => {
+                    registre_telemetry::job("ocr", "lost", claimed.elapsed());
+                    tracing::warn!(worker = id, job = %job.id, "row was taken over meanwhile: text not written")
+                }
                 // The database refused this row's text: the row fails with the reason.
                 Settled::RowError(e) => fail(format!("the queue refused the OCR text: {e}")).await,
                 Settled::GaveUp => {}

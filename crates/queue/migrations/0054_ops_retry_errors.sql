@@ -1,11 +1,17 @@
--- ops_retry_errors(source, since): an operator retries every row in Erreur (4), optionally only of
--- one document_source and only those that failed (updated_at) at or after `since`
--- (registrectl retry --errors [--source S] [--since T]).
+-- ops_retry_errors(source, since, limit): an operator retries the rows in Erreur (4), optionally
+-- only of one document_source and only those that failed (updated_at) at or after `since`, at most
+-- `limit` of them, oldest failure first (registrectl retry --errors [--source S] [--since T] calls
+-- it in batches until a batch retries fewer than its limit, so no single transaction holds
+-- thousands of row locks or outlives the write's statement_timeout).
 -- Invariant: each row goes through ops_retry (0052), so a bulk retry means exactly what one retry
 -- means (3 when only OCR failed and the PDF is stored, else 1; attempts reset); rows locked by a
--- running transition are skipped (SKIP LOCKED) rather than waited for, and nothing but status-4
--- rows matching the filters changes. Returns how many rows were retried.
-CREATE OR REPLACE FUNCTION ops_retry_errors(p_source text, p_since timestamptz)
+-- running transition are skipped (SKIP LOCKED) rather than waited for, nothing but status-4 rows
+-- matching the filters changes, and never more than `limit` rows per call. Returns how many rows
+-- were retried.
+-- The two-argument version (no limit) of an earlier release is dropped: it could retry a whole
+-- table in one transaction.
+DROP FUNCTION IF EXISTS ops_retry_errors(text, timestamptz);
+CREATE OR REPLACE FUNCTION ops_retry_errors(p_source text, p_since timestamptz, p_limit integer)
 RETURNS integer
 LANGUAGE plpgsql VOLATILE AS $$
 #variable_conflict use_column
@@ -21,6 +27,7 @@ BEGIN
            AND (p_source IS NULL OR q.document_source::text = p_source)
            AND (p_since IS NULL OR q.updated_at >= p_since)
          ORDER BY q.updated_at
+         LIMIT greatest(p_limit, 1)
            FOR UPDATE SKIP LOCKED
     LOOP
         SELECT * INTO result FROM ops_retry(r.id);

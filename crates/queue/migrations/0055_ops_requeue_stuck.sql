@@ -1,6 +1,7 @@
 -- ops_requeue_stuck(older_than_ms, default_max_attempts, by): rows in a working status (2 or 6)
 -- WITHOUT a lease, i.e. claimed by an older system that never set one, and untouched for longer than
--- `older_than_ms`, go back to waiting (2 → 1, 6 → 3), the attempt counted and error_message saying
+-- `older_than_ms` (measured from the row's last update, updated_at, not from its claim: a row an
+-- older system claimed long ago but still writes to is not stuck), go back to waiting (2 → 1, 6 → 3), the attempt counted and error_message saying
 -- who requeued them and why; a row that has used its last attempt goes to Erreur (4) instead.
 -- (Rows WITH an expired lease are queue_reap_expired's, 0018.)
 -- Invariant: a row holding a lease is never touched (its worker is alive or the reaper handles
@@ -22,7 +23,7 @@ BEGIN
           FROM extraction_queue q
          WHERE q.status_id = 2
            AND q.lease_expires_at IS NULL
-           AND coalesce(q.processing_started_at, q.updated_at, q.created_at) < cutoff
+           AND coalesce(q.updated_at, q.processing_started_at, q.created_at) < cutoff
            FOR UPDATE SKIP LOCKED
     ), requeued AS (
         UPDATE extraction_queue q
@@ -32,7 +33,7 @@ BEGIN
                    ELSE 1 END,
                error_message = 'requeued by ' || p_by || ': in En traitement without a lease (claimed by '
                                || coalesce(q.worker_id, 'an older system') || ') since '
-                               || to_char(coalesce(q.processing_started_at, q.updated_at, q.created_at) AT TIME ZONE 'UTC',
+                               || to_char(coalesce(q.updated_at, q.processing_started_at, q.created_at) AT TIME ZONE 'UTC',
                                           'YYYY-MM-DD HH24:MI:SS') || ' UTC (attempt ' || (coalesce(q.attemtps, 0) + 1) || ')',
                worker_id = NULL,
                claim_token = NULL,
@@ -48,7 +49,7 @@ BEGIN
           FROM extraction_queue q
          WHERE q.status_id = 6
            AND q.ocr_lease_expires_at IS NULL
-           AND coalesce(q.ocr_started_at, q.updated_at, q.created_at) < cutoff
+           AND coalesce(q.updated_at, q.ocr_started_at, q.created_at) < cutoff
            FOR UPDATE SKIP LOCKED
     ), requeued AS (
         UPDATE extraction_queue q
@@ -61,7 +62,7 @@ BEGIN
                ocr_last_error_at = now(),
                error_message = 'requeued by ' || p_by || ': in OCR en traitement without a lease (claimed by '
                                || coalesce(q.ocr_worker_id, 'an older system') || ') since '
-                               || to_char(coalesce(q.ocr_started_at, q.updated_at, q.created_at) AT TIME ZONE 'UTC',
+                               || to_char(coalesce(q.updated_at, q.ocr_started_at, q.created_at) AT TIME ZONE 'UTC',
                                           'YYYY-MM-DD HH24:MI:SS') || ' UTC (OCR attempt ' || (coalesce(q.ocr_attempts, 0) + 1) || ')',
                ocr_worker_id = NULL,
                claim_token = NULL,

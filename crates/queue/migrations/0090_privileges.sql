@@ -35,8 +35,9 @@ BEGIN
         'ops_enqueue(text, text, text, text, text, text, text)',
         'ops_retry(uuid)',
         'ops_cancel(uuid, text)',
-        'ops_retry_errors(text, timestamptz)',
-        'ops_requeue_stuck(bigint, integer, text)'
+        'ops_retry_errors(text, timestamptz, integer)',
+        'ops_requeue_stuck(bigint, integer, text)',
+        'ops_normalize_document_numbers(integer)'
     ] LOOP
         EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', f);
         IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'anon') THEN

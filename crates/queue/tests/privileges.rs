@@ -71,7 +71,7 @@ async fn only_service_role_may_call_the_queue_and_ops_functions() {
         "ops_enqueue(text,text,text,text,text,text,text)",
         "ops_retry(uuid)",
         "ops_cancel(uuid,text)",
-        "ops_retry_errors(text,timestamp with time zone)",
+        "ops_retry_errors(text,timestamp with time zone,integer)",
         "ops_requeue_stuck(bigint,integer,text)",
         "queue_claim_extraction(text,integer,uuid)",
     ] {

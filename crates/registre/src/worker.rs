@@ -99,7 +99,9 @@ enum Ended {
     Failed,
     /// Released without an attempt because of the fetcher (crash, no account): pause before claiming again.
     ReleasedFetcher,
-    /// Released for the shutdown, lost to the reaper, or the transition could not be recorded.
+    /// The row's lease was lost (reaped or taken over): counted `lost` in registre_jobs_total.
+    Lost,
+    /// Released for the shutdown, or the transition could not be recorded.
     Other,
 }
 
@@ -162,7 +164,7 @@ impl Worker {
                         break;
                     }
                 }
-                Ended::Other => {}
+                Ended::Other | Ended::Lost => {}
             }
         }
         board.set_state(&self.id, WorkerState::Stopping);
@@ -226,7 +228,7 @@ impl Worker {
             }
             Step::Lost => {
                 tracing::warn!(worker = %self.id, job = %job.id, "⚠️ {document}: the row's lease was lost (reaped or taken over): work dropped");
-                Ended::Other
+                Ended::Lost
             }
             Step::GraceOver => {
                 tracing::warn!(worker = %self.id, job = %job.id, "⏹️ {document} did not finish within the shutdown grace period");
@@ -239,6 +241,7 @@ impl Worker {
             Ended::Completed => "completed",
             Ended::Failed => "failed",
             Ended::ReleasedFetcher | Ended::Other => "released",
+            Ended::Lost => "lost",
         };
         registre_telemetry::job("extraction", outcome, claimed.elapsed());
         ended
@@ -292,7 +295,7 @@ impl Worker {
             }
             Settled::Done(Transition::NotOwner) => {
                 tracing::warn!(worker = %self.id, job = %job.id, "⚠️ {document}: stored as {supabase_path} but the row was no longer ours (reaped or taken over): not completed");
-                Ended::Other
+                Ended::Lost
             }
             Settled::GaveUp => Ended::Other,
         }
@@ -314,7 +317,7 @@ impl Worker {
                 tracing::error!(worker = %self.id, job = %job.id, "❌ {document}: the browser crashed {crashes} times on it: status 4 (Erreur): {message}");
                 Ended::ReleasedFetcher
             }
-            Settled::Done(CrashOutcome::NotOwner) => Ended::Other,
+            Settled::Done(CrashOutcome::NotOwner) => Ended::Lost,
             Settled::RowError(e) => self.fail(job, document, &format!("{message} (and the crash could not be recorded: {e})")).await,
             Settled::GaveUp => Ended::Other,
         }
@@ -334,7 +337,7 @@ impl Worker {
             }
             Settled::Done(FailOutcome::NotOwner) => {
                 tracing::warn!(worker = %self.id, job = %job.id, "⚠️ {document} failed ({message}) but the row was no longer ours: nothing recorded");
-                Ended::Other
+                Ended::Lost
             }
             Settled::RowError(e) => {
                 tracing::error!(worker = %self.id, job = %job.id, "❌ {document} failed ({message}) and the failure could not be recorded ({e}): the row returns to the queue when its lease expires");
@@ -350,7 +353,7 @@ impl Worker {
         match self.settle("fail", || self.services.queue.fail_final(job, &message)).await {
             Settled::Done(FailOutcome::NotOwner) => {
                 tracing::warn!(worker = %self.id, job = %job.id, "⚠️ {document} rejected ({message}) but the row was no longer ours: nothing recorded");
-                Ended::Other
+                Ended::Lost
             }
             Settled::Done(_) => {
                 self.services.board.count_failed(&self.id);

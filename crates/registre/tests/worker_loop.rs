@@ -4,7 +4,8 @@
 //! (Erreur) after MAX_BROWSER_CRASHES with that reason (directly and through Supabase REST),
 //! EXTRACTION_TIMEOUT fails it with a readable message, a completion the database refuses for the
 //! row's data fails that row while the environment stays up, and on shutdown a job that finishes
-//! within the grace period completes while one that does not is released.
+//! within the grace period completes while one that does not is released; a row lost while fetched
+//! counts `lost`.
 //! Real Redis (unique SERVER_ID) and PostgreSQL (fresh database).
 
 mod common;
@@ -234,6 +235,42 @@ async fn a_completion_refused_for_the_rows_data_fails_that_row_and_the_environme
     })
     .await;
     assert!(services.queue.is_available(EnvName::Prod), "a row's error never takes the environment down");
+    shutdown.trigger();
+    assert!(shutdown.wait(Duration::from_secs(60)).await, "workers stop");
+    let _ = std::fs::remove_dir_all(&setup.storage_dir);
+}
+
+/// A row taken away from its worker while the document is fetched (an operator cancels it: the
+/// claim token is cleared) is counted `lost` in registre_jobs_total, not `released` (before the
+/// fix it was `released`, so the line below never appeared): nothing was given back by this worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_lost_while_fetching_counts_as_lost_not_released() {
+    let setup = setup("rw-lost").await;
+    let pool = sqlx::PgPool::connect(setup.db.url()).await.expect("connect");
+    let lost = insert(&pool, "gated-lost").await;
+    let fetcher = Arc::new(Scripted::default());
+    let services = services(&setup, fetcher.clone()).await;
+    let shutdown = Shutdown::new();
+    let workers = start_workers(&services, &WorkerSettings::from_config(&setup.config.registre), &shutdown).await;
+    workers.begin();
+    wait_until("the row claimed", Duration::from_secs(60), || {
+        let conn = pool.clone();
+        async move { row(&conn, lost).await.0 == 2 }
+    })
+    .await;
+    let outcome: String = sqlx::query_scalar("SELECT outcome FROM ops_cancel($1, 'cancelled by the test')")
+        .bind(lost)
+        .fetch_one(&pool)
+        .await
+        .expect("cancel");
+    assert_eq!(outcome, "cancelled");
+    let lost_line = "registre_jobs_total{stage=\"extraction\",outcome=\"lost\"} 1";
+    let before = registre_telemetry::render();
+    assert!(!before.contains(lost_line), "{before}");
+    fetcher.gate_open.store(true, Ordering::SeqCst);
+    fetcher.gate.notify_waiters();
+    wait_until("the lost job counted", Duration::from_secs(60), || async { registre_telemetry::render().contains(lost_line) }).await;
+    assert_eq!(row(&pool, lost).await.0, 4, "the cancelled row stays cancelled");
     shutdown.trigger();
     assert!(shutdown.wait(Duration::from_secs(60)).await, "workers stop");
     let _ = std::fs::remove_dir_all(&setup.storage_dir);

@@ -48,7 +48,8 @@ where
     Fut: Future<Output = Result<(), E>>,
     E: BinaryError,
 {
-    let config = registre_config::load_or_exit();
+    // Only the sections this binary reads are validated (registre_config::Sections::for_binary).
+    let config = registre_config::load_or_exit_for(registre_config::Sections::for_binary(name));
     crate::logging::init(&config.log);
     // A budget larger than the machine makes leases promise what is not there: say so once.
     for warning in registre_telemetry::host::budget_warnings(&config.server, registre_telemetry::host::machine()) {

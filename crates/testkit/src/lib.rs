@@ -14,11 +14,13 @@
 //! - [`pg_server`]: a private PostgreSQL (initdb + pg_ctl on a free port) a test can restart;
 //! - [`proxy`]: a TCP fault proxy that cuts or stalls the connections through it;
 //! - [`moto`]: a private moto S3 server with its signature checks on;
+//! - [`binary`]: HTTP calls to a spawned binary, waiting until it answers, stopping it with SIGTERM;
 //! - [`gemini`]: a stand-in for the Gemini generateContent API that checks every request, answers
 //!   as the API documents (or holds, drops, never answers, as scripted) and records each call;
 //! - [`registry_site`]: a stand-in for the Registre foncier website in the two shapes of the
 //!   evidence (P, S), also served by the `registry-site-sim` binary for scripts.
 
+pub mod binary;
 pub mod child;
 pub mod cluster;
 pub mod gemini;

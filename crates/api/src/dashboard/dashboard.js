@@ -59,7 +59,8 @@ function renderLive(o) {
     return;
   }
   $("capacity").innerHTML = live.capacity.map((c) => `<div><b>${esc(c.server || "serveur par défaut")}</b> <span class="muted">(${c.workers} worker(s))</span>
-      ${bar(c.cpu_allocated, c.cpu_usable, "vCPU")}${bar(c.ram_allocated, c.ram_usable, "RAM (Go)")}</div>`).join("") || `<span class="muted">Aucun serveur</span>`;
+      ${c.cpu_usable == null ? `<div class="muted">Budget non publié : ${c.cpu_allocated} vCPU, ${c.ram_allocated} Go alloués</div>`
+        : bar(c.cpu_allocated, c.cpu_usable, "vCPU") + bar(c.ram_allocated, c.ram_usable, "RAM (Go)")}</div>`).join("") || `<span class="muted">Aucun serveur</span>`;
   const r = live.rate_limit;
   $("ratelimit").innerHTML = `${bar(r.requests, r.requests_limit, `Requêtes / ${r.window_seconds} s`)}${bar(r.tokens, r.tokens_limit, "Jetons")}
       <div>${r.cooldown_seconds > 0 ? `<span class="cool">Pause après 429 : encore ${r.cooldown_seconds.toFixed(0)} s</span>` : `<span class="muted">Aucune pause en cours</span>`}</div>`;
