@@ -8,6 +8,8 @@
 //! - [`postgrest`]: a local stand-in for Supabase's PostgREST `/rest/v1/rpc/<function>` that
 //!   runs each call on a real PostgreSQL database;
 //! - [`pdf`]: PDFs drawn by the tests themselves (registry-index-like pages), with the drawn text;
+//! - [`scan`]: scanned-looking, image-only index des immeubles pages (200 dpi, skew, noise) with
+//!   their truth in the `index_data` JSON shape;
 //! - [`cluster`]: a real Redis Cluster (3 masters + 3 replicas) whose masters a test can kill;
 //! - [`pg_server`]: a private PostgreSQL (initdb + pg_ctl on a free port) a test can restart;
 //! - [`proxy`]: a TCP fault proxy that cuts or stalls the connections through it;
@@ -25,6 +27,7 @@ pub mod pdf;
 pub mod postgres;
 pub mod redis6;
 pub mod reference;
+pub mod scan;
 pub mod postgrest;
 
 use std::net::TcpListener;

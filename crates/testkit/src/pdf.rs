@@ -8,33 +8,120 @@ const LEADING: f32 = 24.0;
 
 /// A PDF (US Letter pages) with each page's lines drawn top-down in Helvetica.
 pub fn pdf(pages: &[Vec<String>]) -> Vec<u8> {
-    // Objects: 1 catalog, 2 page tree, 3 font, then for page i: 4 + 2i page, 5 + 2i content.
+    let contents: Vec<Vec<u8>> = pages
+        .iter()
+        .map(|lines| {
+            let mut content = format!("BT /F1 {FONT_SIZE} Tf {LEADING} TL 54 738 Td\n").into_bytes();
+            for line in lines {
+                content.push(b'(');
+                content.extend(win_ansi(line));
+                content.extend_from_slice(b") Tj T*\n");
+            }
+            content.extend_from_slice(b"ET");
+            content
+        })
+        .collect();
+    write_pdf(612.0, 792.0, &contents)
+}
+
+/// One piece of text placed at `(x, y)` (points from the bottom-left corner, baseline start).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Text {
+    pub x: f32,
+    pub y: f32,
+    pub size: f32,
+    pub bold: bool,
+    pub text: String,
+}
+
+/// A straight rule from `(x1, y1)` to `(x2, y2)`, `width` points thick.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rule {
+    pub x1: f32,
+    pub y1: f32,
+    pub x2: f32,
+    pub y2: f32,
+    pub width: f32,
+}
+
+/// A page of positioned text and rules (tables, forms).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Drawing {
+    pub texts: Vec<Text>,
+    pub rules: Vec<Rule>,
+}
+
+/// A PDF whose pages (`width` × `height` points) carry positioned Helvetica / Helvetica-Bold text.
+pub fn pdf_drawn(width: f32, height: f32, pages: &[Drawing]) -> Vec<u8> {
+    let contents: Vec<Vec<u8>> = pages
+        .iter()
+        .map(|page| {
+            let mut content = Vec::new();
+            for r in &page.rules {
+                content.extend(format!("{} w {} {} m {} {} l S\n", r.width, r.x1, r.y1, r.x2, r.y2).into_bytes());
+            }
+            for t in &page.texts {
+                let font = if t.bold { "F2" } else { "F1" };
+                content.extend(format!("BT /{font} {} Tf {} {} Td (", t.size, t.x, t.y).into_bytes());
+                content.extend(win_ansi(&t.text));
+                content.extend_from_slice(b") Tj ET\n");
+            }
+            content
+        })
+        .collect();
+    write_pdf(width, height, &contents)
+}
+
+/// Approximate width of `text` in Helvetica at `size` points (per-glyph classes, rounded up so a
+/// layout that fits by this measure fits on paper).
+pub fn text_width(text: &str, size: f32, bold: bool) -> f32 {
+    let em: f32 = text
+        .chars()
+        .map(|c| match c {
+            ' ' => 0.28,
+            'M' | 'W' | 'm' | 'w' => 0.95,
+            'i' | 'l' | 'j' | 'I' | '\'' | '’' | '.' | ',' | ':' | ';' | '!' | '|' => 0.28,
+            'f' | 't' | 'r' | '(' | ')' | '/' | '-' => 0.36,
+            c if c.is_uppercase() => 0.74,
+            c if c.is_ascii_digit() => 0.56,
+            _ => 0.57,
+        })
+        .sum();
+    em * size * if bold { 1.06 } else { 1.0 }
+}
+
+/// Serializes pages whose content streams are given: 1 catalog, 2 page tree, 3 Helvetica,
+/// 4 Helvetica-Bold, then for page i: 5 + 2i page, 6 + 2i content. Exact xref offsets.
+fn write_pdf(width: f32, height: f32, contents: &[Vec<u8>]) -> Vec<u8> {
     let mut objects: Vec<Vec<u8>> = Vec::new();
     objects.push(b"<< /Type /Catalog /Pages 2 0 R >>".to_vec());
-    let kids: Vec<String> = (0..pages.len()).map(|i| format!("{} 0 R", 4 + 2 * i)).collect();
-    objects.push(format!("<< /Type /Pages /Kids [{}] /Count {} >>", kids.join(" "), pages.len()).into_bytes());
+    let kids: Vec<String> = (0..contents.len()).map(|i| format!("{} 0 R", 5 + 2 * i)).collect();
+    objects.push(format!("<< /Type /Pages /Kids [{}] /Count {} >>", kids.join(" "), contents.len()).into_bytes());
     objects.push(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>".to_vec());
-    for (i, lines) in pages.iter().enumerate() {
+    objects.push(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica-Bold /Encoding /WinAnsiEncoding >>".to_vec());
+    for (i, content) in contents.iter().enumerate() {
         objects.push(
             format!(
-                "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> /Contents {} 0 R >>",
-                5 + 2 * i
+                "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 {width} {height}] /Resources << /Font << /F1 3 0 R /F2 4 0 R >> >> /Contents {} 0 R >>",
+                6 + 2 * i
             )
             .into_bytes(),
         );
-        let mut content = format!("BT /F1 {FONT_SIZE} Tf {LEADING} TL 54 738 Td\n").into_bytes();
-        for line in lines {
-            content.push(b'(');
-            content.extend(win_ansi(line));
-            content.extend_from_slice(b") Tj T*\n");
-        }
-        content.extend_from_slice(b"ET");
-        let mut stream = format!("<< /Length {} >>\nstream\n", content.len()).into_bytes();
-        stream.extend(content);
-        stream.extend_from_slice(b"\nendstream");
-        objects.push(stream);
+        objects.push(stream_object("", content));
     }
+    serialize(&objects)
+}
 
+/// `<< /Length n extra >> stream … endstream`.
+pub(crate) fn stream_object(extra_dict: &str, data: &[u8]) -> Vec<u8> {
+    let mut stream = format!("<< /Length {} {extra_dict} >>\nstream\n", data.len()).into_bytes();
+    stream.extend_from_slice(data);
+    stream.extend_from_slice(b"\nendstream");
+    stream
+}
+
+/// Objects numbered from 1 in order, the xref table with exact offsets, the trailer (root = 1).
+pub(crate) fn serialize(objects: &[Vec<u8>]) -> Vec<u8> {
     let mut out = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n".to_vec();
     let mut offsets = Vec::new();
     for (i, body) in objects.iter().enumerate() {
