@@ -3,7 +3,9 @@
 //! parallel, never more at once than the caller's [`Parallelism`]; each tesseract run gets
 //! OMP_THREAD_LIMIT=1 (unthrottled OpenMP makes parallel runs many times slower). Everything lives
 //! in a per-job temporary directory removed afterwards, also on error or cancellation; child
-//! processes are killed if the job is dropped.
+//! processes are killed if the job is dropped. For an index des immeubles the same tesseract run
+//! also writes its words' positions (TSV), from which [`crate::index_table`] rebuilds the table:
+//! no second OCR pass.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -61,7 +63,7 @@ impl TesseractEngine {
         &self.settings
     }
 
-    async fn run(&self, pdf: &[u8], parallelism: Parallelism) -> Result<OcrOutput, OcrError> {
+    async fn run(&self, pdf: &[u8], parallelism: Parallelism, index: bool) -> Result<OcrOutput, OcrError> {
         let job = JobDir::create(&self.settings.temp_root)?;
         let input = job.path().join("input.pdf");
         tokio::fs::write(&input, pdf)
@@ -71,13 +73,25 @@ impl TesseractEngine {
         if pages == 0 {
             return Err(OcrError::NoPages);
         }
-        let texts: Vec<String> = futures_util::stream::iter(1..=pages)
-            .map(|page| self.read_page(job.path(), &input, page))
+        let read: Vec<(String, Option<String>)> = futures_util::stream::iter(1..=pages)
+            .map(|page| self.read_page(job.path(), &input, page, index))
             .buffered(parallelism.get())
             .try_collect()
             .await?;
-        tracing::debug!(pages, parallelism = parallelism.get(), "tesseract read the document");
-        Ok(OcrOutput::from_pages("tesseract", texts))
+        tracing::debug!(pages, parallelism = parallelism.get(), index, "tesseract read the document");
+        let mut tsvs = Vec::new();
+        let texts = read
+            .into_iter()
+            .map(|(text, tsv)| {
+                tsvs.push(tsv.unwrap_or_default());
+                text
+            })
+            .collect();
+        let mut output = OcrOutput::from_pages("tesseract", texts);
+        if index {
+            output.index_data = Some(crate::index_table::read_document(&tsvs));
+        }
+        Ok(output)
         // `job` is dropped here (and on every early return above): the directory is removed.
     }
 
@@ -97,8 +111,9 @@ impl TesseractEngine {
             .ok_or_else(|| OcrError::Unrenderable { detail: format!("pdfinfo reported no page count ({})", excerpt(&stdout, 200)) })
     }
 
-    /// Renders then reads one page (1-based). The PNG is deleted as soon as it has been read.
-    async fn read_page(&self, dir: &Path, input: &Path, page: usize) -> Result<String, OcrError> {
+    /// Renders then reads one page (1-based): its text, and with `index` its words' positions
+    /// (tesseract's TSV, written by the same run). The PNG is deleted as soon as it has been read.
+    async fn read_page(&self, dir: &Path, input: &Path, page: usize, index: bool) -> Result<(String, Option<String>), OcrError> {
         let stem = dir.join(format!("page-{page}"));
         let png = dir.join(format!("page-{page}.png"));
         let n = page.to_string();
@@ -115,15 +130,33 @@ impl TesseractEngine {
         }
 
         let mut read = Command::new("tesseract");
-        read.arg(&png).arg("stdout").args(["-l", &self.settings.lang, "--psm", &self.settings.psm.to_string()]).env("OMP_THREAD_LIMIT", "1");
+        let base = dir.join(format!("page-{page}-read"));
+        if index {
+            read.arg(&png).arg(&base);
+        } else {
+            read.arg(&png).arg("stdout");
+        }
+        read.args(["-l", &self.settings.lang, "--psm", &self.settings.psm.to_string()]).env("OMP_THREAD_LIMIT", "1");
+        if index {
+            // Config files of tesseract's own tessdata/configs: one run writes base.txt and base.tsv.
+            read.args(["txt", "tsv"]);
+        }
         let out = run(read, "tesseract", "tesseract-ocr and tesseract-ocr-fra", &format!("reading page {page}"), self.settings.page_timeout).await?;
         // Best effort: the whole directory goes at the end of the job anyway.
         let _ = tokio::fs::remove_file(&png).await;
         if !out.status.success() {
             return Err(OcrError::Tesseract { page, detail: excerpt(&String::from_utf8_lossy(&out.stderr), 300) });
         }
-        let text = String::from_utf8_lossy(&out.stdout);
-        Ok(text.trim_end_matches(['\u{c}', '\n', ' ', '\r', '\t']).to_string())
+        let (text, tsv) = if index {
+            let read_file = |ext: &str| {
+                let path = base.with_extension(ext);
+                std::fs::read(&path).map_err(|source| OcrError::TempFiles { path: path.display().to_string(), source })
+            };
+            (String::from_utf8_lossy(&read_file("txt")?).into_owned(), Some(String::from_utf8_lossy(&read_file("tsv")?).into_owned()))
+        } else {
+            (String::from_utf8_lossy(&out.stdout).into_owned(), None)
+        };
+        Ok((text.trim_end_matches(['\u{c}', '\n', ' ', '\r', '\t']).to_string(), tsv))
     }
 }
 
@@ -151,6 +184,10 @@ impl OcrEngine for TesseractEngine {
     }
 
     fn extract<'a>(&'a self, pdf: &'a [u8], parallelism: Parallelism) -> BoxFuture<'a, Result<OcrOutput, OcrError>> {
-        Box::pin(self.run(pdf, parallelism))
+        Box::pin(self.run(pdf, parallelism, false))
+    }
+
+    fn extract_index<'a>(&'a self, pdf: &'a [u8], parallelism: Parallelism) -> BoxFuture<'a, Result<OcrOutput, OcrError>> {
+        Box::pin(self.run(pdf, parallelism, true))
     }
 }
