@@ -55,6 +55,8 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0053_ops_cancel", include_str!("../migrations/0053_ops_cancel.sql")),
     ("0054_ops_retry_errors", include_str!("../migrations/0054_ops_retry_errors.sql")),
     ("0055_ops_requeue_stuck", include_str!("../migrations/0055_ops_requeue_stuck.sql")),
+    // 0070-0079: the index des immeubles as data (index_data).
+    ("0070_index_data", include_str!("../migrations/0070_index_data.sql")),
     // 0090: the privileges of every queue and ops function above, in one list; runs last.
     ("0090_privileges", include_str!("../migrations/0090_privileges.sql")),
 ];
