@@ -6,7 +6,8 @@ use axum::response::IntoResponse;
 
 const PAGE: &str = include_str!("dashboard/index.html");
 const CSS: &str = include_str!("dashboard/dashboard.css");
-const JS: &str = include_str!("dashboard/dashboard.js");
+// The detail pane's index table lives in its own file (index_data.js), served in the same script.
+const JS: &str = concat!(include_str!("dashboard/dashboard.js"), "\n", include_str!("dashboard/index_data.js"));
 
 pub async fn page() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")], PAGE)

@@ -3,7 +3,8 @@
 //! token once (nothing of the queue shows before), then a row inserted directly into the database
 //! appears without a reload (SSE over the session cookie), Retry on an Erreur row turns it En
 //! attente without asking again, and the open row's detail is re-read only when that row changes.
-//! Saves a screenshot to target/registre-api-dashboard.png for people to look at.
+//! The detail pane shows a row's index_data as a table, its values
+//! escaped, and GET /api/extractions/{id} carries it. Saves a screenshot to target/registre-api-dashboard.png for people to look at.
 
 mod common;
 
@@ -99,6 +100,14 @@ async fn dashboard_shows_live_changes_and_retries_an_erreur_row() {
         .execute(&api.pool)
         .await
         .unwrap();
+    // The index des immeubles as data, with a name that would be markup if it were not escaped.
+    let index_data = json!({"engine": "tesseract", "pages": [{"page": 1, "format": "modern-inscription", "circonscription": "Montréal",
+        "cadastre": "Cadastre du Québec", "lot": "3 333 333", "inscriptions": [{"date_presentation": "1995-06-06", "numero": "8 173 504",
+        "nature": "Vente", "parties": [{"nom": "OUELLET, <b>JEAN</b>", "qualite": "Vendeur"}, {"nom": "LEBLANC, NATHALIE", "qualite": "Acheteur"}],
+        "remarques": "Montant : 563 000,00 $", "avis_adresse": null, "radiations": ["20 619 536"]}]}], "warnings": ["page 1: exemple d'avertissement"]});
+    sqlx::query("UPDATE extraction_queue SET index_data = $2 WHERE id = $1").bind(done).bind(&index_data).execute(&api.pool).await.unwrap();
+    let detail: serde_json::Value = api.client.get(api.url(&format!("/api/extractions/{done}"))).bearer_auth(TOKEN).send().await.unwrap().json().await.unwrap();
+    assert_eq!(detail["index_data"], index_data, "GET /api/extractions/{{id}} carries index_data");
     let failed = insert(&api.pool, "acte", "9 999 999", 4).await;
     sqlx::query("UPDATE extraction_queue SET attemtps = 3, error_message = 'Le document demandé est introuvable' WHERE id = $1")
         .bind(failed)
@@ -148,6 +157,15 @@ async fn dashboard_shows_live_changes_and_retries_an_erreur_row() {
     // Row detail with the OCR text.
     client.find(Locator::Css(&format!("tr[data-id='{done}']"))).await.unwrap().click().await.unwrap();
     until(&client, "the detail", "document.getElementById('detail').innerText.includes('INDEX DES IMMEUBLES')").await;
+    until(&client, "the inscriptions table", "document.querySelectorAll('#detail table.index-data tbody tr').length === 1").await;
+    let table = client.execute("return document.querySelector('#detail table.index-data').innerText;", vec![]).await.unwrap();
+    let table = table.as_str().unwrap_or_default().to_string();
+    for text in ["1995-06-06", "8 173 504", "Vente", "Vendeur", "OUELLET, <b>JEAN</b>", "LEBLANC, NATHALIE", "Montant : 563 000,00 $", "20 619 536"] {
+        assert!(table.contains(text), "{text:?} missing from the inscriptions table: {table}");
+    }
+    let injected = client.execute("return document.querySelectorAll('#detail table.index-data b').length;", vec![]).await.unwrap();
+    assert_eq!(injected, json!(0), "a value from the document became markup");
+    until(&client, "the warnings", "document.getElementById('detail').innerText.includes(\"exemple d'avertissement\")").await;
     // Count the detail reads from now on.
     client
         .execute(

@@ -19,6 +19,8 @@ commands:
   requeue-stuck                reap expired leases and requeue lease-less rows stuck in 2 or 6
   release-lease <worker id>    give back the capacity of a dead worker (refused while renewed, unless --force)
   site-check                   drive the registry site one step at a time for one document (before deploying)
+  export-index                 the index des immeubles read as data, as CSV (one line per party)
+  index-backfill               compute index_data for index rows read before it existed
   help                         this help
 
 exit codes: 0 done, 1 the operation failed (printed), 2 bad arguments or configuration";
@@ -122,6 +124,8 @@ pub enum Command {
     Cancel { id: Uuid, environment: Option<String>, by: Option<String> },
     RequeueStuck { environment: Option<String>, older_than: Option<std::time::Duration> },
     ReleaseLease { worker_id: String, server: Option<String>, force: bool },
+    ExportIndex(crate::export_index::ExportArgs),
+    IndexBackfill(crate::export_index::BackfillArgs),
     SiteCheck(SiteCheckArgs),
 }
 
@@ -257,6 +261,8 @@ pub fn parse_args(args: &[String]) -> Result<Command, ArgError> {
         "requeue-stuck" => REQUEUE_HELP,
         "release-lease" => RELEASE_HELP,
         "site-check" => SITE_CHECK_HELP,
+        "export-index" => crate::export_index::EXPORT_HELP,
+        "index-backfill" => crate::export_index::BACKFILL_HELP,
         other => return Err(ArgError { message: format!("unknown command {other:?}"), usage: USAGE }),
     };
     if help_asked {
@@ -302,6 +308,18 @@ pub fn parse_args(args: &[String]) -> Result<Command, ArgError> {
                 }
             };
             Ok(Command::Enqueue { environment: p.value("environment"), input })
+        }
+        "export-index" => {
+            let p = split(rest, &["environment", "since", "lot"], &[], usage)?;
+            no_more(&p, 0, usage)?;
+            let (since, lot) = (crate::export_index::since_arg(p.value("since"), usage)?, crate::export_index::lot_arg(p.value("lot"), usage)?);
+            Ok(Command::ExportIndex(crate::export_index::ExportArgs { environment: p.value("environment"), since, lot }))
+        }
+        "index-backfill" => {
+            let p = split(rest, &["environment", "since"], &[], usage)?;
+            no_more(&p, 0, usage)?;
+            let since = crate::export_index::since_arg(p.value("since"), usage)?;
+            Ok(Command::IndexBackfill(crate::export_index::BackfillArgs { environment: p.value("environment"), since }))
         }
         "show" => {
             let p = split(rest, &["environment"], &["json"], usage)?;

@@ -23,7 +23,7 @@ fn fail(e: OpsError) -> i32 {
 }
 
 /// The environment named, or prod (the first configured) by default.
-fn environment(ops: &Ops, name: Option<&str>) -> Result<EnvName, OpsError> {
+pub(crate) fn environment(ops: &Ops, name: Option<&str>) -> Result<EnvName, OpsError> {
     match name {
         Some(n) => ops.env(n),
         None => ops
@@ -55,6 +55,8 @@ pub async fn run(config: &Config, command: Command) -> i32 {
             let watch = config.capacity.heartbeat + Duration::from_secs(1);
             release(&ops, &worker_id, server, force, watch).await
         }
+        Command::ExportIndex(args) => return crate::export_index::export(&ops, args).await,
+        Command::IndexBackfill(args) => return crate::export_index::backfill(config, &ops, args).await,
         Command::Help(_) | Command::Migrate | Command::SiteCheck(_) => Ok(()),
     };
     match result {

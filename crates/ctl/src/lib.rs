@@ -1,6 +1,6 @@
 //! `registrectl`, the operators' shell command (DESIGN §10, §12): `migrate` over the queue crate's
 //! migrations, and `status`, `enqueue`, `show`, `retry`, `cancel`, `requeue-stuck`,
-//! `release-lease` over the operations library, and `site-check` (the registry site step by step) (registre-ops), the same queries and repairs as
+//! `release-lease`, `export-index`, `index-backfill`, and `site-check` (the registry site step by step) over the operations library (registre-ops), the same queries and repairs as
 //! registre-api and registre-monitor. The binary (bins/registrectl) parses the command line with
 //! [`parse_args`], loads the configuration and calls [`run`], which prints and returns the exit
 //! code: 0 done, 1 the operation failed (said on stderr), 2 bad arguments or configuration.
@@ -8,6 +8,7 @@
 mod args;
 mod commands;
 mod csv;
+pub mod export_index;
 mod migrate;
 mod site_check;
 mod status;

@@ -2,7 +2,9 @@
 //! document a queue row asks for (the `document_source` column of `extraction_queue`). The queue
 //! claims by it, the fetchers search by it, the OCR pool splits its workers by it. And [`text`]:
 //! the one rule for turning row data into a stored name, and remote text into an error excerpt.
+//! And [`index_data`]: the index des immeubles as structured data, with the registry's natures.
 
+pub mod index_data;
 pub mod text;
 
 use std::fmt;

@@ -13,6 +13,12 @@
 //! [`GeminiSettings::default_cooldown`]) then retry; 5xx, timeouts and connection errors → retry
 //! with capped exponential backoff; any other 4xx → [`OcrError::ApiRejected`] with the API's message.
 //! The whole document is one call, so the caller's [`Parallelism`] does not apply here.
+//!
+//! An index des immeubles ([`OcrEngine::extract_index`]) gets one more call, on the boosted text
+//! (not the PDF), to the extraction model with structured output (`responseMimeType:
+//! application/json` and [`index_response_schema`]); the answer is checked in Rust against the same
+//! shape and rules ([`IndexData::sanitize`]). An answer that is not that JSON is asked for once
+//! more, then kept as a warning (with its text) instead of data: the row still gets its text.
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -27,6 +33,7 @@ use serde_json::json;
 
 use crate::limiter::ApiLimiter;
 use crate::{boost, excerpt, OcrEngine, OcrError, OcrOutput, Parallelism, PAGE_SEPARATOR};
+use registre_domain::index_data::{natures, IndexData, IndexPage, FORMAT_MODERN, FORMAT_UNKNOWN};
 
 const API: &str = "Gemini API";
 
@@ -41,6 +48,14 @@ pub const BOOST_PROMPT: &str = "Voici le texte extrait par OCR d'un document du 
 uniquement les erreurs de reconnaissance de caractères (lettres prises pour des chiffres dans les numéros de lots, \
 d'inscription et les dates, accents perdus, mots coupés en fin de ligne). Ne reformule rien, n'ajoute et ne retire \
 aucune information, garde les lignes `=== PAGE n ===` et la disposition des lignes. Réponds uniquement par le texte corrigé.";
+
+/// Prompt of the index call; the boosted text (with its page markers) follows it.
+pub const INDEX_PROMPT: &str = "Voici le texte d'un index des immeubles du Registre foncier du Québec (pages marquées \
+`=== PAGE n ===`). Rends-le en JSON selon le schéma donné : pour chaque page, la circonscription foncière, le cadastre, \
+le lot et les inscriptions du tableau (date de présentation AAAA-MM-JJ, numéro d'inscription groupé par milliers comme \
+imprimé, nature de l'acte parmi la liste du schéma, parties avec leur qualité telle qu'écrite, remarques, avis d'adresse, \
+numéros de radiation). Une page qui n'a pas le tableau imprimé moderne a le format `unknown` et aucune inscription. \
+N'invente rien : un champ illisible ou absent est null, et chaque doute va dans `warnings`.";
 
 /// Gemini bills each PDF page as 258 tokens of input.
 const TOKENS_PER_PDF_PAGE: u64 = 258;
@@ -209,7 +224,7 @@ impl<L: ApiLimiter> GeminiEngine<L> {
         &self.settings
     }
 
-    async fn run(&self, pdf: &[u8]) -> Result<OcrOutput, OcrError> {
+    async fn run(&self, pdf: &[u8], index: bool) -> Result<OcrOutput, OcrError> {
         if !pdf.starts_with(b"%PDF") && !pdf.windows(5).take(1024).any(|w| w == b"%PDF-") {
             return Err(OcrError::Unrenderable { detail: "not a PDF (no %PDF header)".into() });
         }
@@ -239,8 +254,53 @@ impl<L: ApiLimiter> GeminiEngine<L> {
 
         let raw = pages.join(PAGE_SEPARATOR);
         let boosted = corrected_pages.iter().map(|p| boost::boost(p)).collect::<Vec<_>>().join(PAGE_SEPARATOR);
-        let tokens_used = extracted.total_tokens + corrected.total_tokens;
-        Ok(OcrOutput { pages, raw, boosted, engine: "gemini", tokens_used, text_layer_pages: 0 })
+        let mut tokens_used = extracted.total_tokens + corrected.total_tokens;
+        let index_data = if index {
+            let boosted_pages: Vec<String> = corrected_pages.iter().map(|p| boost::boost(p)).collect();
+            let (data, tokens) = self.index_data(&with_markers(&boosted_pages)).await;
+            tokens_used += tokens;
+            Some(data)
+        } else {
+            None
+        };
+        Ok(OcrOutput { pages, raw, boosted, engine: "gemini", tokens_used, text_layer_pages: 0, index_data })
+    }
+
+    /// The index call (asked twice at most when the answer is not the JSON asked for), and the
+    /// tokens it used. Never fails the document: what could not be had is a warning.
+    async fn index_data(&self, marked_text: &str) -> (IndexData, u64) {
+        let body = json!({
+            "contents": [{"role": "user", "parts": [{"text": format!("{INDEX_PROMPT}\n\n{marked_text}")}]}],
+            "generationConfig": {
+                "temperature": self.settings.temperature,
+                "responseMimeType": "application/json",
+                "responseSchema": index_response_schema(),
+            },
+        });
+        let estimated_tokens = 2 * (marked_text.chars().count() as u64 / 3) + PROMPT_TOKENS + 1500;
+        let mut tokens = 0;
+        let mut last_problem = String::new();
+        for _ in 0..2 {
+            let call = Call { name: "index", model: &self.settings.extract_model, body: body.to_string().into_bytes(), estimated_tokens };
+            match self.call(call).await {
+                Ok(answer) => {
+                    tokens += answer.total_tokens;
+                    match read_index_answer(&answer.text) {
+                        Ok(data) => return (data, tokens),
+                        Err(problem) => {
+                            tracing::warn!("{API} index answer is not the JSON asked for ({problem})");
+                            last_problem = format!("{problem}; the answer was: {}", excerpt(&answer.text, 2000));
+                        }
+                    }
+                }
+                Err(e) => {
+                    let data = IndexData { engine: "gemini".into(), pages: Vec::new(), warnings: vec![format!("index data not read: {e}")] };
+                    return (data, tokens);
+                }
+            }
+        }
+        let warning = format!("index data not read: the model's answer was not the JSON asked for, twice ({last_problem})");
+        (IndexData { engine: "gemini".into(), pages: Vec::new(), warnings: vec![warning] }, tokens)
     }
 
     fn body(&self, parts: Vec<serde_json::Value>) -> Vec<u8> {
@@ -341,8 +401,75 @@ impl<L: ApiLimiter + 'static> OcrEngine for GeminiEngine<L> {
     }
 
     fn extract<'a>(&'a self, pdf: &'a [u8], _parallelism: Parallelism) -> BoxFuture<'a, Result<OcrOutput, OcrError>> {
-        Box::pin(self.run(pdf))
+        Box::pin(self.run(pdf, false))
     }
+
+    fn extract_index<'a>(&'a self, pdf: &'a [u8], _parallelism: Parallelism) -> BoxFuture<'a, Result<OcrOutput, OcrError>> {
+        Box::pin(self.run(pdf, true))
+    }
+}
+
+/// What the index call must answer: `{"pages": [...], "warnings": [...]}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IndexAnswer {
+    pages: Vec<IndexPage>,
+    #[serde(default)]
+    warnings: Vec<String>,
+}
+
+/// The model's JSON checked against the schema (shape: serde, unknown fields refused) and the
+/// rules (dates, numbers, natures, formats: [`IndexData::sanitize`]); Err says why it is not.
+fn read_index_answer(text: &str) -> Result<IndexData, String> {
+    let answer: IndexAnswer = serde_json::from_str(text.trim()).map_err(|e| format!("not the index JSON: {e}"))?;
+    let mut data = IndexData { engine: "gemini".into(), pages: answer.pages, warnings: answer.warnings };
+    data.sanitize();
+    Ok(data)
+}
+
+/// The `responseSchema` of the index call, in the API's Schema form (an OpenAPI 3.0 subset:
+/// `type` in upper case, `nullable`, `enum` with `format: "enum"`, `propertyOrdering`).
+pub fn index_response_schema() -> serde_json::Value {
+    let text = |nullable: bool| json!({"type": "STRING", "nullable": nullable});
+    let party = json!({
+        "type": "OBJECT",
+        "properties": {"nom": text(false), "qualite": text(true)},
+        "required": ["nom", "qualite"],
+        "propertyOrdering": ["nom", "qualite"],
+    });
+    let inscription = json!({
+        "type": "OBJECT",
+        "properties": {
+            "date_presentation": {"type": "STRING", "nullable": true, "description": "AAAA-MM-JJ"},
+            "numero": {"type": "STRING", "nullable": true, "description": "groupé par milliers : 8 173 504"},
+            "nature": {"type": "STRING", "format": "enum", "enum": natures(), "nullable": true},
+            "parties": {"type": "ARRAY", "items": party},
+            "remarques": text(true),
+            "avis_adresse": text(true),
+            "radiations": {"type": "ARRAY", "items": text(false)},
+        },
+        "required": ["date_presentation", "numero", "nature", "parties", "remarques", "avis_adresse", "radiations"],
+        "propertyOrdering": ["date_presentation", "numero", "nature", "parties", "remarques", "avis_adresse", "radiations"],
+    });
+    let page = json!({
+        "type": "OBJECT",
+        "properties": {
+            "page": {"type": "INTEGER"},
+            "format": {"type": "STRING", "format": "enum", "enum": [FORMAT_MODERN, FORMAT_UNKNOWN]},
+            "circonscription": text(true),
+            "cadastre": text(true),
+            "lot": text(true),
+            "inscriptions": {"type": "ARRAY", "items": inscription},
+        },
+        "required": ["page", "format", "circonscription", "cadastre", "lot", "inscriptions"],
+        "propertyOrdering": ["page", "format", "circonscription", "cadastre", "lot", "inscriptions"],
+    });
+    json!({
+        "type": "OBJECT",
+        "properties": {"pages": {"type": "ARRAY", "items": page}, "warnings": {"type": "ARRAY", "items": text(false)}},
+        "required": ["pages", "warnings"],
+        "propertyOrdering": ["pages", "warnings"],
+    })
 }
 
 /// Pages of a PDF without parsing it: the page objects (`/Type /Page`, not `/Pages`), at least 1.

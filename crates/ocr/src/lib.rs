@@ -18,6 +18,7 @@
 
 pub mod boost;
 mod gemini;
+pub mod index_table;
 mod limiter;
 mod tempdir;
 mod tesseract;
@@ -26,8 +27,9 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use registre_config::{Milli, OcrEngineConfig, OcrEngineKind};
+pub use registre_domain::index_data::IndexData;
 
-pub use gemini::{GeminiEngine, GeminiSettings};
+pub use gemini::{index_response_schema, GeminiEngine, GeminiSettings};
 pub use limiter::{ApiLimiter, LimiterError, Unlimited};
 pub use tesseract::{TesseractEngine, TesseractSettings};
 
@@ -52,6 +54,8 @@ pub struct OcrOutput {
     /// How many of `pages` were born-digital and taken from the PDF's text layer instead of being
     /// OCR'd (the row's log line says so).
     pub text_layer_pages: usize,
+    /// The index des immeubles as data (`index_data`), when asked for with [`OcrEngine::extract_index`].
+    pub index_data: Option<IndexData>,
 }
 
 impl OcrOutput {
@@ -59,7 +63,7 @@ impl OcrOutput {
     pub fn from_pages(engine: &'static str, pages: Vec<String>) -> OcrOutput {
         let raw = pages.join(PAGE_SEPARATOR);
         let boosted = pages.iter().map(|p| boost::boost(p)).collect::<Vec<_>>().join(PAGE_SEPARATOR);
-        OcrOutput { pages, raw, boosted, engine, tokens_used: 0, text_layer_pages: 0 }
+        OcrOutput { pages, raw, boosted, engine, tokens_used: 0, text_layer_pages: 0, index_data: None }
     }
 }
 
@@ -148,6 +152,13 @@ pub trait OcrEngine: Send + Sync {
 
     /// Reads `pdf`, working on at most `parallelism` pages at once where the engine works page by page.
     fn extract<'a>(&'a self, pdf: &'a [u8], parallelism: Parallelism) -> BoxFuture<'a, Result<OcrOutput, OcrError>>;
+
+    /// [`OcrEngine::extract`] of an index des immeubles, with [`OcrOutput::index_data`] filled
+    /// (docs/ocr.md, Structured index). Engines that cannot read tables keep this default: the
+    /// text only.
+    fn extract_index<'a>(&'a self, pdf: &'a [u8], parallelism: Parallelism) -> BoxFuture<'a, Result<OcrOutput, OcrError>> {
+        self.extract(pdf, parallelism)
+    }
 }
 
 /// The engine OCR_ENGINE selects. `limiter` admits the Gemini calls (the shared Redis limiter in

@@ -17,6 +17,10 @@
 //!
 //! Everything lives in a per-job temporary directory removed afterwards, also on error or
 //! cancellation; child processes are killed if the job is dropped.
+//!
+//! For an index des immeubles the same tesseract run also writes its words' positions (TSV), from
+//! which [`crate::index_table`] rebuilds the table: no second OCR pass. A page taken from its text
+//! layer has no TSV (its table is not rebuilt; the page gets a warning).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -222,7 +226,7 @@ impl TesseractEngine {
         &self.settings
     }
 
-    async fn run(&self, pdf: &[u8], parallelism: Parallelism) -> Result<OcrOutput, OcrError> {
+    async fn run(&self, pdf: &[u8], parallelism: Parallelism, index: bool) -> Result<OcrOutput, OcrError> {
         let job = JobDir::create(&self.settings.temp_root)?;
         let input = job.path().join("input.pdf");
         tokio::fs::write(&input, pdf)
@@ -264,18 +268,31 @@ impl TesseractEngine {
         let read = prepared
             .map(|prepared| async move {
                 match prepared? {
-                    Prepared::Text(text) => Ok::<_, OcrError>((text, true)),
-                    Prepared::Image { page, path, ppi } => self.read_image(page, &path, ppi).await.map(|text| (text, false)),
+                    Prepared::Text(text) => Ok::<_, OcrError>((text, None, true)),
+                    Prepared::Image { page, path, ppi } => {
+                        self.read_image(dir, page, &path, ppi, index).await.map(|(text, tsv)| (text, tsv, false))
+                    }
                 }
             })
             .buffered(parallelism.get())
-            .try_collect::<Vec<(String, bool)>>();
+            .try_collect::<Vec<(String, Option<String>, bool)>>();
         let ((), read) = futures_util::try_join!(prepare, read)?;
 
-        let text_layer_pages = read.iter().filter(|(_, by_text_layer)| *by_text_layer).count();
-        tracing::debug!(pages, text_layer_pages, parallelism = parallelism.get(), "tesseract engine read the document");
-        let mut output = OcrOutput::from_pages("tesseract", read.into_iter().map(|(text, _)| text).collect());
+        let text_layer_pages = read.iter().filter(|(_, _, by_text_layer)| *by_text_layer).count();
+        tracing::debug!(pages, text_layer_pages, parallelism = parallelism.get(), index, "tesseract engine read the document");
+        let mut tsvs = Vec::new();
+        let texts = read
+            .into_iter()
+            .map(|(text, tsv, _)| {
+                tsvs.push(tsv.unwrap_or_default());
+                text
+            })
+            .collect();
+        let mut output = OcrOutput::from_pages("tesseract", texts);
         output.text_layer_pages = text_layer_pages;
+        if index {
+            output.index_data = Some(crate::index_table::read_document(&tsvs));
+        }
         Ok(output)
         // `job` is dropped here (and on every early return above): the directory is removed.
     }
@@ -364,21 +381,39 @@ impl TesseractEngine {
         Ok(Prepared::Image { page, path: pgm, ppi: self.settings.dpi })
     }
 
-    /// tesseract on one image; the image is deleted once read.
-    async fn read_image(&self, page: usize, image: &Path, ppi: u32) -> Result<String, OcrError> {
+    /// tesseract on one image: its text, and with `index` its words' positions (tesseract's TSV,
+    /// written by the same run). The image is deleted once read.
+    async fn read_image(&self, dir: &Path, page: usize, image: &Path, ppi: u32, index: bool) -> Result<(String, Option<String>), OcrError> {
         let mut read = Command::new("tesseract");
-        read.arg(image)
-            .arg("stdout")
-            .args(["-l", &self.settings.lang, "--psm", &self.settings.psm.to_string(), "--dpi", &ppi.to_string()])
+        let base = dir.join(format!("page-{page}-read"));
+        read.arg(image);
+        if index {
+            read.arg(&base);
+        } else {
+            read.arg("stdout");
+        }
+        read.args(["-l", &self.settings.lang, "--psm", &self.settings.psm.to_string(), "--dpi", &ppi.to_string()])
             .env("OMP_THREAD_LIMIT", "1");
+        if index {
+            // Config files of tesseract's own tessdata/configs: one run writes base.txt and base.tsv.
+            read.args(["txt", "tsv"]);
+        }
         let out = run(read, "tesseract", "tesseract-ocr and tesseract-ocr-fra", &format!("reading page {page}"), self.settings.page_timeout).await?;
         // Best effort: the whole directory goes at the end of the job anyway.
         let _ = tokio::fs::remove_file(image).await;
         if !out.status.success() {
             return Err(OcrError::Tesseract { page, detail: excerpt(&String::from_utf8_lossy(&out.stderr), 300) });
         }
-        let text = String::from_utf8_lossy(&out.stdout);
-        Ok(text.trim_end_matches(['\u{c}', '\n', ' ', '\r', '\t']).to_string())
+        let (text, tsv) = if index {
+            let read_file = |ext: &str| {
+                let path = base.with_extension(ext);
+                std::fs::read(&path).map_err(|source| OcrError::TempFiles { path: path.display().to_string(), source })
+            };
+            (String::from_utf8_lossy(&read_file("txt")?).into_owned(), Some(String::from_utf8_lossy(&read_file("tsv")?).into_owned()))
+        } else {
+            (String::from_utf8_lossy(&out.stdout).into_owned(), None)
+        };
+        Ok((text.trim_end_matches(['\u{c}', '\n', ' ', '\r', '\t']).to_string(), tsv))
     }
 }
 
@@ -406,7 +441,11 @@ impl OcrEngine for TesseractEngine {
     }
 
     fn extract<'a>(&'a self, pdf: &'a [u8], parallelism: Parallelism) -> BoxFuture<'a, Result<OcrOutput, OcrError>> {
-        Box::pin(self.run(pdf, parallelism))
+        Box::pin(self.run(pdf, parallelism, false))
+    }
+
+    fn extract_index<'a>(&'a self, pdf: &'a [u8], parallelism: Parallelism) -> BoxFuture<'a, Result<OcrOutput, OcrError>> {
+        Box::pin(self.run(pdf, parallelism, true))
     }
 }
 

@@ -98,6 +98,9 @@ pub struct ExtractionDetail {
     /// The first [`EXCERPT_CHARS`] characters of boosted_file_content (corrected text).
     pub boosted_file_content_excerpt: Option<String>,
     pub boosted_file_content_chars: Option<i32>,
+    /// The index des immeubles as data (`index` rows read since index_data exists; docs/ocr.md,
+    /// Structured index), whole: it is the structured form of the text, a few KB a page.
+    pub index_data: Option<serde_json::Value>,
 }
 
 /// Length of the OCR text excerpts of a detail (the full text can be megabytes).
@@ -490,6 +493,7 @@ struct DetailExtra {
     file_content_chars: Option<i32>,
     boosted_file_content_excerpt: Option<String>,
     boosted_file_content_chars: Option<i32>,
+    index_data: Option<serde_json::Value>,
 }
 
 async fn fetch_detail(pool: &PgPool, env: EnvName, id: Uuid) -> Result<Option<ExtractionDetail>, OpsError> {
@@ -500,7 +504,8 @@ async fn fetch_detail(pool: &PgPool, env: EnvName, id: Uuid) -> Result<Option<Ex
                 left(file_content, {EXCERPT_CHARS}) AS file_content_excerpt,
                 length(file_content)::int AS file_content_chars,
                 left(boosted_file_content, {EXCERPT_CHARS}) AS boosted_file_content_excerpt,
-                length(boosted_file_content)::int AS boosted_file_content_chars
+                length(boosted_file_content)::int AS boosted_file_content_chars,
+                index_data
            FROM extraction_queue WHERE id = $1"
     );
     let row = timed(env, "reading a row", sqlx::query(&sql).bind(id).fetch_optional(pool)).await?;
@@ -522,6 +527,7 @@ async fn fetch_detail(pool: &PgPool, env: EnvName, id: Uuid) -> Result<Option<Ex
         file_content_chars: extra.file_content_chars,
         boosted_file_content_excerpt: extra.boosted_file_content_excerpt,
         boosted_file_content_chars: extra.boosted_file_content_chars,
+        index_data: extra.index_data,
     }))
 }
 

@@ -16,6 +16,7 @@
 pub mod completions;
 pub mod cursor;
 pub mod db;
+pub mod index_rows;
 pub mod live;
 pub mod validate;
 

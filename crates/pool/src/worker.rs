@@ -168,7 +168,13 @@ async fn process(services: &PoolServices, id: &str, job: &Job, parallelism: Para
         let path = job.supabase_path.as_deref().filter(|p| !p.trim().is_empty()).ok_or_else(|| "row has no supabase_path: nothing to read".to_string())?;
         let object = ObjectPath::parse(path).map_err(|e| format!("supabase_path {path:?}: {e}"))?;
         let pdf = services.storage.get(&object).await.map_err(|e| format!("PDF could not be downloaded: {e}"))?;
-        services.engine.extract(&pdf, parallelism).await.map_err(|e| e.to_string())
+        // An index des immeubles is also read as data (index_data), by the same OCR run.
+        let read = if job.source() == Some(registre_queue::DocumentSource::Index) {
+            services.engine.extract_index(&pdf, parallelism).await
+        } else {
+            services.engine.extract(&pdf, parallelism).await
+        };
+        read.map_err(|e| e.to_string())
     };
     tokio::pin!(work);
     let lost = heartbeat.lost();
@@ -199,7 +205,13 @@ async fn process(services: &PoolServices, id: &str, job: &Job, parallelism: Para
     };
     match outcome {
         Some(Ok(output)) => {
-            let written = settle(id, "complete OCR", lease_ttl, stop, || services.queue.complete_ocr(job, &output.raw, &output.boosted)).await;
+            // The row reaches 5 with its text even when index_data cannot be serialized (it always
+            // can: plain strings and lists); nothing of the text is lost for the data's sake.
+            let index_data = output.index_data.as_ref().and_then(|d| serde_json::to_value(d).ok());
+            let written = settle(id, "complete OCR", lease_ttl, stop, || {
+                services.queue.complete_ocr_with_index(job, &output.raw, &output.boosted, index_data.as_ref())
+            })
+            .await;
             match written {
                 Settled::Done(t) if t.applied() => {
                     state.done.fetch_add(1, Ordering::SeqCst);

@@ -365,6 +365,18 @@ pub trait Queue: Send + Sync {
         job: &Job,
         file_content: &str,
         boosted_file_content: &str,
+    ) -> impl Future<Output = Result<Transition, QueueError>> + Send {
+        self.complete_ocr_with_index(job, file_content, boosted_file_content, None)
+    }
+
+    /// [`Queue::complete_ocr`] that also writes `index_data` (the index des immeubles as data) in
+    /// the same transition; None leaves the column as it is.
+    fn complete_ocr_with_index(
+        &self,
+        job: &Job,
+        file_content: &str,
+        boosted_file_content: &str,
+        index_data: Option<&serde_json::Value>,
     ) -> impl Future<Output = Result<Transition, QueueError>> + Send;
 
     /// Counts an attempt of the job's stage: retry later with backoff, or status 4 at max attempts.

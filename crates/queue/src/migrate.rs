@@ -56,6 +56,8 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0055_ops_requeue_stuck", include_str!("../migrations/0055_ops_requeue_stuck.sql")),
     ("0056_ops_normalize_numbers", include_str!("../migrations/0056_ops_normalize_numbers.sql")),
     ("0057_ops_identity_normalized", include_str!("../migrations/0057_ops_identity_normalized.sql")),
+    // 0070-0079: the index des immeubles as data (index_data).
+    ("0070_index_data", include_str!("../migrations/0070_index_data.sql")),
     // 0090: the privileges of every queue and ops function above, in one list; runs last.
     ("0090_privileges", include_str!("../migrations/0090_privileges.sql")),
 ];

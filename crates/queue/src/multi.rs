@@ -93,8 +93,14 @@ impl Queue for EnvQueue {
     async fn complete_extraction(&self, job: &Job, supabase_path: &str) -> Result<Transition, QueueError> {
         delegate!(self, q => q.complete_extraction(job, supabase_path).await)
     }
-    async fn complete_ocr(&self, job: &Job, file_content: &str, boosted_file_content: &str) -> Result<Transition, QueueError> {
-        delegate!(self, q => q.complete_ocr(job, file_content, boosted_file_content).await)
+    async fn complete_ocr_with_index(
+        &self,
+        job: &Job,
+        file_content: &str,
+        boosted_file_content: &str,
+        index_data: Option<&serde_json::Value>,
+    ) -> Result<Transition, QueueError> {
+        delegate!(self, q => q.complete_ocr_with_index(job, file_content, boosted_file_content, index_data).await)
     }
     async fn fail(&self, job: &Job, error: &str) -> Result<FailOutcome, QueueError> {
         delegate!(self, q => q.fail(job, error).await)
@@ -481,6 +487,18 @@ impl MultiQueue {
     pub async fn complete_ocr(&self, job: &Job, file_content: &str, boosted_file_content: &str) -> Result<Transition, QueueError> {
         let slot = self.slot(job.env)?;
         slot.guarded("complete OCR", slot.queue.complete_ocr(job, file_content, boosted_file_content)).await
+    }
+
+    /// [`MultiQueue::complete_ocr`] writing `index_data` in the same transition.
+    pub async fn complete_ocr_with_index(
+        &self,
+        job: &Job,
+        file_content: &str,
+        boosted_file_content: &str,
+        index_data: Option<&serde_json::Value>,
+    ) -> Result<Transition, QueueError> {
+        let slot = self.slot(job.env)?;
+        slot.guarded("complete OCR", slot.queue.complete_ocr_with_index(job, file_content, boosted_file_content, index_data)).await
     }
 
     pub async fn fail(&self, job: &Job, error: &str) -> Result<FailOutcome, QueueError> {

@@ -152,13 +152,20 @@ impl Queue for PgQueue {
         Ok(Transition::from_bool(applied))
     }
 
-    async fn complete_ocr(&self, job: &Job, file_content: &str, boosted_file_content: &str) -> Result<Transition, QueueError> {
+    async fn complete_ocr_with_index(
+        &self,
+        job: &Job,
+        file_content: &str,
+        boosted_file_content: &str,
+        index_data: Option<&serde_json::Value>,
+    ) -> Result<Transition, QueueError> {
         let mut conn = self.conn("complete OCR").await?;
-        let applied: bool = sqlx::query_scalar("SELECT queue_complete_ocr($1, $2, $3, $4)")
+        let applied: bool = sqlx::query_scalar("SELECT queue_complete_ocr($1, $2, $3, $4, $5)")
             .bind(job.id)
             .bind(job.claim_token)
             .bind(file_content)
             .bind(boosted_file_content)
+            .bind(index_data)
             .fetch_one(&mut *conn)
             .await
             .map_err(self.error("complete OCR"))?;

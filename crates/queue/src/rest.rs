@@ -142,19 +142,24 @@ impl Queue for RestQueue {
         Ok(Transition::from_bool(applied))
     }
 
-    async fn complete_ocr(&self, job: &Job, file_content: &str, boosted_file_content: &str) -> Result<Transition, QueueError> {
-        let applied: bool = self
-            .rpc(
-                "complete OCR",
-                "queue_complete_ocr",
-                json!({
-                    "p_id": job.id,
-                    "p_claim_token": job.claim_token,
-                    "p_file_content": file_content,
-                    "p_boosted_file_content": boosted_file_content,
-                }),
-            )
-            .await?;
+    async fn complete_ocr_with_index(
+        &self,
+        job: &Job,
+        file_content: &str,
+        boosted_file_content: &str,
+        index_data: Option<&serde_json::Value>,
+    ) -> Result<Transition, QueueError> {
+        let mut args = json!({
+            "p_id": job.id,
+            "p_claim_token": job.claim_token,
+            "p_file_content": file_content,
+            "p_boosted_file_content": boosted_file_content,
+        });
+        // Only when there is data: a call without it is the four-argument call of before 0070.
+        if let (Some(data), Some(map)) = (index_data, args.as_object_mut()) {
+            map.insert("p_index_data".into(), data.clone());
+        }
+        let applied: bool = self.rpc("complete OCR", "queue_complete_ocr", args).await?;
         Ok(Transition::from_bool(applied))
     }
 

@@ -4,7 +4,12 @@
 //! candidates + thoughts tokens) and checks the exact request the engine must send: `POST
 //! /v1beta/models/{model}:generateContent HTTP/1.1`, one of the accepted keys in
 //! `x-goog-api-key`, `content-type: application/json`, a body whose `contents[0]` is the user's
-//! non-empty parts, and, for the extraction model, the PDF inline first. A request the real API
+//! non-empty parts, and, for the extraction model, the PDF inline first (unless the call asks for
+//! structured output: the index call sends text). A `generationConfig.responseSchema` is checked
+//! as the API documents its Schema object (an OpenAPI 3.0 subset: known fields only, `type` one of
+//! the Type enum, OBJECT with non-empty `properties`, `required` and `propertyOrdering` naming
+//! properties, ARRAY with `items`, `enum` on STRING) and requires `responseMimeType:
+//! application/json`. A request the real API
 //! would refuse is recorded as a violation (tests assert there are none) and still answered, so
 //! one bad request does not hang the code under test.
 //!
@@ -267,11 +272,100 @@ impl State {
         if json["contents"][0]["role"] != "user" || parts.is_empty() {
             self.violation(format!("{model}: body is not a generateContent request: {json}"));
         }
-        if model == EXTRACT_MODEL && parts.first().map(|p| &p["inline_data"]["mime_type"]) != Some(&json!("application/pdf")) {
+        let config = &json["generationConfig"];
+        let structured = !config["responseSchema"].is_null();
+        if model == EXTRACT_MODEL && !structured && parts.first().map(|p| &p["inline_data"]["mime_type"]) != Some(&json!("application/pdf")) {
             self.violation(format!("{model}: extraction call without the inline PDF"));
+        }
+        if let Some(fields) = config.as_object() {
+            for key in fields.keys() {
+                if !GENERATION_CONFIG_FIELDS.contains(&key.as_str()) {
+                    self.violation(format!("{model}: unknown generationConfig field {key:?}"));
+                }
+            }
+        }
+        if structured {
+            if config["responseMimeType"] != "application/json" {
+                self.violation(format!("{model}: responseSchema without responseMimeType application/json ({})", config["responseMimeType"]));
+            }
+            for problem in schema_problems(&config["responseSchema"], "responseSchema") {
+                self.violation(format!("{model}: {problem}"));
+            }
         }
         Call { at: self.start.elapsed(), key, model, body: json }
     }
+}
+
+/// Fields of `generationConfig` (GenerationConfig of the API reference).
+const GENERATION_CONFIG_FIELDS: &[&str] = &[
+    "stopSequences", "responseMimeType", "responseSchema", "responseJsonSchema", "responseModalities", "candidateCount", "maxOutputTokens",
+    "temperature", "topP", "topK", "seed", "presencePenalty", "frequencyPenalty", "responseLogprobs", "logprobs", "enableEnhancedCivicAnswers",
+    "speechConfig", "thinkingConfig", "mediaResolution",
+];
+
+/// Fields of the API's Schema object.
+const SCHEMA_FIELDS: &[&str] = &[
+    "type", "format", "title", "description", "nullable", "enum", "maxItems", "minItems", "properties", "required", "minProperties",
+    "maxProperties", "minLength", "maxLength", "pattern", "example", "anyOf", "propertyOrdering", "default", "items", "minimum", "maximum",
+];
+
+/// Values of the Schema's `type` (the Type enum).
+const SCHEMA_TYPES: &[&str] = &["TYPE_UNSPECIFIED", "STRING", "NUMBER", "INTEGER", "BOOLEAN", "ARRAY", "OBJECT", "NULL"];
+
+/// What the API would refuse in a Schema object, one line each, with the path to it.
+pub fn schema_problems(schema: &Value, path: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let Some(fields) = schema.as_object() else {
+        return vec![format!("{path}: a Schema must be an object, got {schema}")];
+    };
+    for key in fields.keys() {
+        if !SCHEMA_FIELDS.contains(&key.as_str()) {
+            out.push(format!("{path}: unknown Schema field {key:?}"));
+        }
+    }
+    let kind = schema["type"].as_str().unwrap_or("");
+    if !SCHEMA_TYPES.contains(&kind) && schema["anyOf"].is_null() {
+        out.push(format!("{path}.type: {} is not a Type (STRING, NUMBER, INTEGER, BOOLEAN, ARRAY, OBJECT, NULL)", schema["type"]));
+    }
+    if !schema["nullable"].is_null() && !schema["nullable"].is_boolean() {
+        out.push(format!("{path}.nullable: must be a boolean"));
+    }
+    let names: Vec<&str> = schema["properties"].as_object().map(|p| p.keys().map(String::as_str).collect()).unwrap_or_default();
+    if kind == "OBJECT" {
+        match schema["properties"].as_object() {
+            Some(props) if !props.is_empty() => {
+                for (name, sub) in props {
+                    out.extend(schema_problems(sub, &format!("{path}.properties.{name}")));
+                }
+            }
+            _ => out.push(format!("{path}.properties: should be non-empty for OBJECT type")),
+        }
+    }
+    for list in ["required", "propertyOrdering"] {
+        if let Some(items) = schema[list].as_array() {
+            for item in items {
+                if !item.as_str().is_some_and(|n| names.contains(&n)) {
+                    out.push(format!("{path}.{list}: {item} is not one of the properties"));
+                }
+            }
+        } else if !schema[list].is_null() {
+            out.push(format!("{path}.{list}: must be a list of property names"));
+        }
+    }
+    if kind == "ARRAY" {
+        if schema["items"].is_null() {
+            out.push(format!("{path}.items: missing field for ARRAY type"));
+        } else {
+            out.extend(schema_problems(&schema["items"], &format!("{path}.items")));
+        }
+    }
+    if !schema["enum"].is_null() {
+        let strings = schema["enum"].as_array().is_some_and(|e| !e.is_empty() && e.iter().all(Value::is_string));
+        if !strings || !matches!(kind, "STRING" | "INTEGER") {
+            out.push(format!("{path}.enum: only a non-empty list of strings on a STRING (or INTEGER) type"));
+        }
+    }
+    out
 }
 
 /// Reads one HTTP/1.1 request: (request line, headers lower-cased, body); None once the client

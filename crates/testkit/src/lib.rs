@@ -8,6 +8,7 @@
 //! - [`postgrest`]: a local stand-in for Supabase's PostgREST `/rest/v1/rpc/<function>` that
 //!   runs each call on a real PostgreSQL database;
 //! - [`pdf`]: PDFs drawn by the tests themselves (registry-index-like pages), with the drawn text;
+//! - [`index_score`]: precision / recall / F1 of an `index_data` JSON against a [`scan`] truth;
 //! - [`scan`]: scanned-looking, image-only index des immeubles pages (200 dpi, skew, noise) with
 //!   their truth in the `index_data` JSON shape;
 //! - [`cluster`]: a real Redis Cluster (3 masters + 3 replicas) whose masters a test can kill;
@@ -32,6 +33,7 @@ pub mod postgres;
 pub mod redis6;
 pub mod registry_site;
 pub mod reference;
+pub mod index_score;
 pub mod scan;
 pub mod postgrest;
 

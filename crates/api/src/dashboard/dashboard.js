@@ -169,6 +169,7 @@ async function showDetail(id, quiet) {
     <dt>PDF</dt><dd>${esc(d.supabase_path || "—")}</dd><dt>Créé</dt><dd>${fmtTime(d.created_at)}</dd><dt>Mis à jour</dt><dd>${fmtTime(d.updated_at)}</dd>
     <dt>Erreur</dt><dd class="error" id="detail-error">${esc(d.error_message || "—")}</dd>
     ${d.ocr_error ? `<dt>Erreur OCR</dt><dd class="error">${esc(d.ocr_error)}</dd>` : ""}</dl>
+    ${indexDataTable(d.index_data)}
     ${text ? `<div class="muted">Texte OCR (${num(d.boosted_file_content_chars || d.file_content_chars || 0)} caractères) :</div><pre>${esc(text)}</pre>` : ""}
     <div>${d.status_id === 4 ? `<button class="retry" id="btn-retry">Réessayer</button>` : ""}
     ${[1, 2, 3, 6].includes(d.status_id) ? `<button class="cancel" id="btn-cancel">Annuler</button>` : ""}</div>`;

@@ -1,0 +1,68 @@
+//! index_data (0070) on a real PostgreSQL: written by the same transition that takes an index row
+//! from 6 to 5, fenced like the text (a worker that lost the row writes nothing), left alone by a
+//! completion without data (actes, the four-argument call of older workers), and the fused
+//! complete-and-claim function still completes through the new signature.
+
+mod common;
+
+use common::{insert_with_status, SETTINGS};
+use registre_queue::{status, DocumentSource, Queue, Transition};
+use serde_json::json;
+use uuid::Uuid;
+
+#[tokio::test]
+async fn index_data_is_written_with_the_text_in_the_transition_to_5_and_fenced() {
+    let (_db, queue) = common::queue(SETTINGS, 4).await;
+    let pool = queue.pool().clone();
+    let index = insert_with_status(&pool, "index", "3 142 828", status::DOWNLOADED).await;
+    let data = json!({"engine": "tesseract", "pages": [{"page": 1, "format": "modern-inscription", "circonscription": "Laval",
+        "cadastre": "Cadastre du Québec", "lot": "3 142 828", "inscriptions": []}], "warnings": ["page 1: exemple"]});
+
+    let job = queue.claim_ocr("ocr-1", DocumentSource::Index, Uuid::new_v4()).await.unwrap().unwrap();
+    // A stale owner (another claim token) writes neither the text nor the data.
+    let mut stale = job.clone();
+    stale.claim_token = Uuid::new_v4();
+    assert_eq!(queue.complete_ocr_with_index(&stale, "x", "x", Some(&json!({"engine": "faux"}))).await.unwrap(), Transition::NotOwner);
+    let before: Option<serde_json::Value> = sqlx::query_scalar("SELECT index_data FROM extraction_queue WHERE id = $1").bind(index).fetch_one(&pool).await.unwrap();
+    assert_eq!(before, None);
+
+    assert_eq!(queue.complete_ocr_with_index(&job, "brut", "corrigé", Some(&data)).await.unwrap(), Transition::Applied);
+    let (st, text, stored): (i32, String, Option<serde_json::Value>) =
+        sqlx::query_as("SELECT status_id, file_content, index_data FROM extraction_queue WHERE id = $1").bind(index).fetch_one(&pool).await.unwrap();
+    assert_eq!((st, text.as_str()), (status::DONE, "brut"));
+    assert_eq!(stored, Some(data.clone()));
+}
+
+#[tokio::test]
+async fn a_completion_without_data_leaves_the_column_and_the_four_argument_call_still_works() {
+    let (_db, queue) = common::queue(SETTINGS, 4).await;
+    let pool = queue.pool().clone();
+    let acte = insert_with_status(&pool, "acte", "A-1", status::DOWNLOADED).await;
+    let index = insert_with_status(&pool, "index", "1 234 567", status::DOWNLOADED).await;
+    let job = queue.claim_ocr("ocr-1", DocumentSource::Acte, Uuid::new_v4()).await.unwrap().unwrap();
+    assert_eq!(queue.complete_ocr(&job, "acte", "acte").await.unwrap(), Transition::Applied);
+    let stored: Option<serde_json::Value> = sqlx::query_scalar("SELECT index_data FROM extraction_queue WHERE id = $1").bind(acte).fetch_one(&pool).await.unwrap();
+    assert_eq!(stored, None);
+
+    // An older worker's call: four arguments, by SQL directly.
+    let token = Uuid::new_v4();
+    let job = queue.claim_ocr("ocr-2", DocumentSource::Index, token).await.unwrap().unwrap();
+    let applied: bool = sqlx::query_scalar("SELECT queue_complete_ocr($1, $2, $3, $4)")
+        .bind(job.id)
+        .bind(job.claim_token)
+        .bind("t")
+        .bind("t")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(applied);
+    assert_eq!(common::row(&pool, index).await.0, status::DONE);
+
+    // The fused completion (0032) calls queue_complete_ocr with four arguments: still resolves.
+    let other = insert_with_status(&pool, "index", "7 654 321", status::DOWNLOADED).await;
+    let job = queue.claim_ocr("ocr-3", DocumentSource::Index, Uuid::new_v4()).await.unwrap().unwrap();
+    assert_eq!(job.id, other);
+    let (done, next) = queue.complete_ocr_and_claim(&job, "t", "t", "ocr-3", Uuid::new_v4()).await.unwrap();
+    assert_eq!(done, Transition::Applied);
+    assert!(next.is_none());
+}
