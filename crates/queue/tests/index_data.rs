@@ -57,12 +57,4 @@ async fn a_completion_without_data_leaves_the_column_and_the_four_argument_call_
         .unwrap();
     assert!(applied);
     assert_eq!(common::row(&pool, index).await.0, status::DONE);
-
-    // The fused completion (0032) calls queue_complete_ocr with four arguments: still resolves.
-    let other = insert_with_status(&pool, "index", "7 654 321", status::DOWNLOADED).await;
-    let job = queue.claim_ocr("ocr-3", DocumentSource::Index, Uuid::new_v4()).await.unwrap().unwrap();
-    assert_eq!(job.id, other);
-    let (done, next) = queue.complete_ocr_and_claim(&job, "t", "t", "ocr-3", Uuid::new_v4()).await.unwrap();
-    assert_eq!(done, Transition::Applied);
-    assert!(next.is_none());
 }
