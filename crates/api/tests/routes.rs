@@ -208,7 +208,7 @@ async fn show_retry_and_cancel_with_their_conflicts_and_the_fencing_of_a_late_wo
     let (s, v) = json_of(cancel(failed.to_string()).send().await.unwrap()).await;
     assert_eq!((s, v["extraction"]["status_id"].as_i64()), (200, Some(4)), "{v}");
     assert!(v["extraction"]["error_message"].as_str().unwrap().starts_with("cancelled by alice through registre-api at "), "{v}");
-    assert_eq!(queue.complete_extraction(&job, "index/1.pdf").await.unwrap(), Transition::NotOwner);
+    assert_eq!(queue.complete_extraction(&job, "index/1.pdf", None).await.unwrap(), Transition::NotOwner);
     let (_, v) = json_of(api.client.get(api.url(&format!("/api/extractions/{failed}"))).send().await.unwrap()).await;
     assert_eq!((v["status_id"].as_i64(), v["supabase_path"].as_str()), (Some(4), None));
     // Final rows: 409.

@@ -35,7 +35,7 @@ async fn thirty_two_workers_drain_five_thousand_rows_exactly_once() {
             while let Some(job) = queue.claim_extraction(&worker_id, uuid::Uuid::new_v4()).await.unwrap() {
                 *seen.lock().unwrap().entry(job.id).or_default() += 1;
                 let path = format!("{}/{}.pdf", job.document_source, job.document_number);
-                assert_eq!(queue.complete_extraction(&job, &path).await.unwrap(), Transition::Applied);
+                assert_eq!(queue.complete_extraction(&job, &path, None).await.unwrap(), Transition::Applied);
                 done += 1;
             }
             done
@@ -99,10 +99,10 @@ async fn a_worker_that_stops_heartbeating_loses_its_row_and_its_late_complete_is
     assert_eq!(fresh.id, id);
     assert_ne!(fresh.claim_token, stalled.claim_token);
     assert_eq!(queue.renew(&stalled).await.unwrap(), Transition::NotOwner);
-    assert_eq!(queue.complete_extraction(&stalled, "index/stale.pdf").await.unwrap(), Transition::NotOwner);
+    assert_eq!(queue.complete_extraction(&stalled, "index/stale.pdf", None).await.unwrap(), Transition::NotOwner);
     assert_eq!(queue.fail(&stalled, "late").await.unwrap(), FailOutcome::NotOwner);
     assert_eq!(queue.release(&stalled).await.unwrap(), Transition::NotOwner);
-    assert_eq!(queue.complete_extraction(&fresh, "index/fresh.pdf").await.unwrap(), Transition::Applied);
+    assert_eq!(queue.complete_extraction(&fresh, "index/fresh.pdf", None).await.unwrap(), Transition::Applied);
     let path: String = sqlx::query_scalar("SELECT supabase_path FROM extraction_queue WHERE id = $1")
         .bind(id)
         .fetch_one(queue.pool())
@@ -231,7 +231,7 @@ async fn release_gives_the_row_back_without_counting_an_attempt() {
     assert_eq!(queue.release(&job).await.unwrap(), Transition::NotOwner, "released once");
     let again = queue.claim_extraction("w2", uuid::Uuid::new_v4()).await.unwrap().expect("claimable at once");
     assert_eq!((again.id, again.attempts), (id, 0));
-    assert!(queue.complete_extraction(&again, "index/R-1.pdf").await.unwrap().applied());
+    assert!(queue.complete_extraction(&again, "index/R-1.pdf", None).await.unwrap().applied());
 
     let ocr = queue.claim_ocr("ocr", DocumentSource::Index, uuid::Uuid::new_v4()).await.unwrap().unwrap();
     assert_eq!(ocr.stage, Stage::Ocr);

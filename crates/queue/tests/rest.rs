@@ -126,8 +126,8 @@ async fn every_function_is_called_through_rpc_with_the_service_key_and_named_arg
     assert_eq!(job.lease_expires_at.to_rfc3339(), "2030-01-01T00:00:30.123456+00:00");
     assert!(queue.claim_extraction("registre-worker-1-abcd1234", claim()).await.unwrap().is_none(), "[] is no row");
     assert_eq!(queue.renew(&job).await.unwrap(), Transition::Applied);
-    assert_eq!(queue.complete_extraction(&job, "index/1_234_567.pdf").await.unwrap(), Transition::Applied);
-    assert_eq!(queue.complete_extraction(&job, "index/1_234_567.pdf").await.unwrap(), Transition::NotOwner);
+    assert_eq!(queue.complete_extraction(&job, "index/1_234_567.pdf", None).await.unwrap(), Transition::Applied);
+    assert_eq!(queue.complete_extraction(&job, "index/1_234_567.pdf", None).await.unwrap(), Transition::NotOwner);
     match queue.fail(&job, "délai dépassé").await.unwrap() {
         FailOutcome::Retry { attempts: 1, not_before } => assert_eq!(not_before.to_rfc3339(), "2030-01-01T00:00:00.500+00:00"),
         other => panic!("{other:?}"),
