@@ -285,3 +285,47 @@ async fn ocr_stage_claims_by_source_completes_and_fails_with_its_own_counters() 
     assert_eq!(row(&pool, acte).await, (status::ERROR, 0, 2, Some("illisible".into())));
     assert!(queue.count_waiting().await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn complete_extraction_records_fetched_as_and_a_three_argument_call_still_works() {
+    let (_db, queue) = common::queue(SETTINGS, 4).await;
+    let pool = queue.pool();
+    let fetched_as = |id: Uuid| async move {
+        sqlx::query_scalar::<_, Option<String>>("SELECT fetched_as FROM extraction_queue WHERE id = $1")
+            .bind(id)
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    };
+    let acte = insert(pool, "acte", "5 123 456").await;
+    let job = queue.claim_extraction("registre-worker-1", uuid::Uuid::new_v4()).await.unwrap().unwrap();
+    assert_eq!(job.id, acte);
+    let delivered = "circonscription_fonciere=Montréal, acte_type=Acte divers";
+    assert_eq!(queue.complete_extraction(&job, "actes/5123456.pdf", Some(delivered)).await.unwrap(), Transition::Applied);
+    assert_eq!(fetched_as(acte).await.as_deref(), Some(delivered));
+    // A late call with another value changes nothing: the row is no longer held.
+    assert_eq!(queue.complete_extraction(&job, "actes/other.pdf", Some("acte_type=Radiation")).await.unwrap(), Transition::NotOwner);
+    assert_eq!(fetched_as(acte).await.as_deref(), Some(delivered));
+
+    // A caller that knows only the three arguments (a worker built before 0041) still completes,
+    // and the column stays NULL: one function, no ambiguous overload.
+    let index = insert(pool, "index", "1234").await;
+    let job = queue.claim_extraction("registre-worker-1", uuid::Uuid::new_v4()).await.unwrap().unwrap();
+    assert_eq!(job.id, index);
+    let applied: bool = sqlx::query_scalar("SELECT queue_complete_extraction($1, $2, $3)")
+        .bind(job.id)
+        .bind(job.claim_token)
+        .bind("index/1234.pdf")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert!(applied);
+    let (st, _, _, _) = row(pool, index).await;
+    assert_eq!(st, status::DOWNLOADED);
+    assert_eq!(fetched_as(index).await, None);
+    let overloads: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_proc WHERE proname = 'queue_complete_extraction'")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(overloads, 1);
+}
