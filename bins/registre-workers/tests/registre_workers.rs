@@ -567,6 +567,10 @@ async fn the_registry_fetcher_claims_fetches_and_stores_through_the_site() {
     assert!(path.starts_with("actes/22_000_000-Montr_al-"), "{path}");
     let stored = std::fs::read(storage.0.join(&path)).expect("stored object");
     assert_eq!(stored, registry_site::pdf_for("acte-22000000"), "{path}");
+    // The row records what delivered the document: the options the worker chose on the site.
+    let fetched_as: Option<String> =
+        sqlx::query_scalar("SELECT fetched_as FROM extraction_queue WHERE id = $1").bind(acte).fetch_one(&mut conn).await.expect("read row");
+    assert_eq!(fetched_as.as_deref(), Some("circonscription_fonciere=Montréal, acte_type=Acte"), "{}", workers.dump());
     let (status, message): (i32, Option<String>) = sqlx::query_as("SELECT status_id, error_message FROM extraction_queue WHERE id = $1")
         .bind(unknown)
         .fetch_one(&mut conn)

@@ -266,9 +266,20 @@ async fn show_retry_cancel_their_exit_codes_and_help_on_each_subcommand() {
     let out = ctl.run(&["show", &id]).await;
     assert_eq!(out.status.code(), Some(0));
     assert!(text(&out).0.contains("status            1 En attente"), "{:?}", text(&out));
+    assert!(text(&out).0.contains("fetched as        —"), "{:?}", text(&out));
     let out = ctl.run(&["show", &id, "--json"]).await;
     let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(v["id"], id.as_str());
+    assert!(v.get("fetched_as").is_some_and(|f| f.is_null()), "{v}");
+    // What delivered a completed row's document after the fetcher's fallbacks (0041 fetched_as).
+    let delivered = "circonscription_fonciere=Montréal, acte_type=Acte divers";
+    let fetched = row(&ctl.pool, "acte", 3, &format!("supabase_path = 'actes/x.pdf', fetched_as = '{delivered}'")).await.to_string();
+    let out = ctl.run(&["show", &fetched]).await;
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out).0.contains(&format!("fetched as        {delivered}")), "{:?}", text(&out));
+    let out = ctl.run(&["show", &fetched, "--json"]).await;
+    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v["fetched_as"], delivered);
     let out = ctl.run(&["show", &Uuid::new_v4().to_string()]).await;
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).1.contains("no extraction"));

@@ -495,7 +495,7 @@ async fn show_retry_and_cancel_with_their_conflicts_and_the_fencing_of_a_late_wo
     let (s, v) = json_of(cancel(failed.to_string()).send().await.unwrap()).await;
     assert_eq!((s, v["extraction"]["status_id"].as_i64()), (200, Some(4)), "{v}");
     assert!(v["extraction"]["error_message"].as_str().unwrap().starts_with("cancelled by alice through registre-api at "), "{v}");
-    assert_eq!(queue.complete_extraction(&job, "index/1.pdf").await.unwrap(), Transition::NotOwner);
+    assert_eq!(queue.complete_extraction(&job, "index/1.pdf", None).await.unwrap(), Transition::NotOwner);
     let (_, v) = json_of(api.client.get(api.url(&format!("/api/extractions/{failed}"))).send().await.unwrap()).await;
     assert_eq!((v["status_id"].as_i64(), v["supabase_path"].as_str()), (Some(4), None));
     // Final rows: 409.
@@ -506,6 +506,17 @@ async fn show_retry_and_cancel_with_their_conflicts_and_the_fencing_of_a_late_wo
     assert_eq!(json_of(cancel(uuid::Uuid::new_v4().to_string()).send().await.unwrap()).await.0, 404);
     let bad_by = api.client.delete(api.url(&format!("/api/extractions/{done}?by=%3Cscript%3E"))).bearer_auth(TOKEN);
     assert_eq!(json_of(bad_by.send().await.unwrap()).await.0, 400);
+
+    // What delivered a completed row's document after the fetcher's fallbacks is in its detail.
+    let fetched = insert(&api.pool, "acte", "3", 1).await;
+    let (_, v) = json_of(api.client.get(api.url(&format!("/api/extractions/{fetched}"))).send().await.unwrap()).await;
+    assert!(v.get("fetched_as").is_some_and(|f| f.is_null()), "{v}");
+    let job = queue.claim_extraction("registre-worker-1", uuid::Uuid::new_v4()).await.unwrap().expect("claimed");
+    assert_eq!(job.id, fetched);
+    let delivered = "circonscription_fonciere=Montréal, acte_type=Acte divers";
+    assert_eq!(queue.complete_extraction(&job, "actes/3.pdf", Some(delivered)).await.unwrap(), Transition::Applied);
+    let (s, v) = json_of(api.client.get(api.url(&format!("/api/extractions/{fetched}"))).send().await.unwrap()).await;
+    assert_eq!((s, v["status_id"].as_i64(), v["fetched_as"].as_str()), (200, Some(3), Some(delivered)), "{v}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

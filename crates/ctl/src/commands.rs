@@ -204,6 +204,7 @@ async fn show(ops: &Ops, environment: Option<&str>, id: uuid::Uuid, json: bool) 
     println!("  lease expires     {} (OCR {})", opt(&d.lease_expires_at), opt(&d.ocr_lease_expires_at));
     println!("  next attempt      {}", opt(&d.next_attempt_at));
     println!("  stored PDF        {}", opt(&r.supabase_path));
+    println!("  fetched as        {}", opt(&d.fetched_as));
     println!("  error_message     {}", opt(&r.error_message));
     println!("  ocr_error         {}", opt(&r.ocr_error));
     println!("  created / updated {} / {}", r.created_at, r.updated_at);

@@ -85,6 +85,9 @@ pub struct ExtractionDetail {
     #[serde(flatten)]
     pub row: ExtractionRow,
     pub document_number_normalized: Option<String>,
+    /// What delivered the document after the fetcher's fallbacks (e.g. "circonscription_fonciere=
+    /// Montréal, acte_type=Acte divers"); None before completion or without fallback information.
+    pub fetched_as: Option<String>,
     pub processing_started_at: Option<DateTime<Utc>>,
     pub lease_expires_at: Option<DateTime<Utc>>,
     pub next_attempt_at: Option<DateTime<Utc>>,
@@ -482,6 +485,7 @@ fn show_check(env: EnvName, id: Uuid) -> String {
 #[derive(sqlx::FromRow)]
 struct DetailExtra {
     document_number_normalized: Option<String>,
+    fetched_as: Option<String>,
     processing_started_at: Option<DateTime<Utc>>,
     lease_expires_at: Option<DateTime<Utc>>,
     next_attempt_at: Option<DateTime<Utc>>,
@@ -498,7 +502,7 @@ struct DetailExtra {
 
 async fn fetch_detail(pool: &PgPool, env: EnvName, id: Uuid) -> Result<Option<ExtractionDetail>, OpsError> {
     let sql = format!(
-        "SELECT {ROW_COLUMNS}, document_number_normalized::text AS document_number_normalized, processing_started_at,
+        "SELECT {ROW_COLUMNS}, document_number_normalized::text AS document_number_normalized, fetched_as, processing_started_at,
                 lease_expires_at, next_attempt_at, ocr_started_at, ocr_completed_at, ocr_lease_expires_at,
                 ocr_last_error_at,
                 left(file_content, {EXCERPT_CHARS}) AS file_content_excerpt,
@@ -516,6 +520,7 @@ async fn fetch_detail(pool: &PgPool, env: EnvName, id: Uuid) -> Result<Option<Ex
     Ok(Some(ExtractionDetail {
         row: labelled(base),
         document_number_normalized: extra.document_number_normalized,
+        fetched_as: extra.fetched_as,
         processing_started_at: extra.processing_started_at,
         lease_expires_at: extra.lease_expires_at,
         next_attempt_at: extra.next_attempt_at,

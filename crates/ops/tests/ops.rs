@@ -355,7 +355,7 @@ async fn cancel_fences_off_the_worker_holding_the_row() {
     assert_eq!(d.row.status_id, 4);
     assert_eq!(d.row.error_message.as_deref(), Some("cancelled by alice through registre-api"));
     assert_eq!(queue.renew(&job).await.unwrap(), Transition::NotOwner);
-    assert_eq!(queue.complete_extraction(&job, "index/111.pdf").await.unwrap(), Transition::NotOwner);
+    assert_eq!(queue.complete_extraction(&job, "index/111.pdf", None).await.unwrap(), Transition::NotOwner);
     assert_eq!(queue.release(&job).await.unwrap(), Transition::NotOwner);
     assert_eq!(queue.fail(&job, "late").await.unwrap(), registre_queue::FailOutcome::NotOwner);
     let after = f.ops.get(EnvName::Prod, id).await.unwrap();

@@ -67,7 +67,7 @@ async fn scenario(db: &TestDatabase, admin: &PgPool, pickup: Pickup, notify: boo
                 // Claim calls counted at the claim itself, before this worker makes any more.
                 let _ = tx.send((job.id, Instant::now(), queue.claim_calls()));
                 let done = match pickup {
-                    Pickup::Insert => queue.complete_extraction(&job, "index/x.pdf").await,
+                    Pickup::Insert => queue.complete_extraction(&job, "index/x.pdf", None).await,
                     Pickup::Completion => queue.complete_ocr(&job, "texte", "texte").await,
                 };
                 assert!(done.expect("complete").applied());
@@ -108,7 +108,7 @@ async fn scenario(db: &TestDatabase, admin: &PgPool, pickup: Pickup, notify: boo
                 let job = producer.claim_extraction("registre", Uuid::new_v4()).await.expect("claim").expect("a row");
                 let calls = queue.claim_calls();
                 let started = Instant::now();
-                assert!(producer.complete_extraction(&job, "index/x.pdf").await.expect("complete").applied());
+                assert!(producer.complete_extraction(&job, "index/x.pdf", None).await.expect("complete").applied());
                 (job.id, started, calls)
             }
         };

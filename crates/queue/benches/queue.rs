@@ -72,7 +72,7 @@ async fn ours(queue: &Arc<MultiQueue>, workers: usize, rows: usize) -> Run {
             let mut done = 0usize;
             let mut next = queue.claim_extraction(&worker).await;
             while let Some(job) = next {
-                assert_eq!(queue.complete_extraction(&job, "index/x.pdf").await.expect("complete"), Transition::Applied);
+                assert_eq!(queue.complete_extraction(&job, "index/x.pdf", None).await.expect("complete"), Transition::Applied);
                 next = queue.claim_extraction(&worker).await;
                 done += 1;
             }

@@ -16,7 +16,7 @@ BEGIN
         'queue_claim_extraction(text, integer)',
         'queue_claim_ocr(text, text, integer)',
         'queue_renew_lease(uuid, uuid, integer)',
-        'queue_complete_extraction(uuid, uuid, text)',
+        'queue_complete_extraction(uuid, uuid, text, text)',
         'queue_complete_ocr(uuid, uuid, text, text, jsonb)',
         'queue_fail_extraction(uuid, uuid, text, integer, integer, integer)',
         'queue_fail_ocr(uuid, uuid, text, integer, integer, integer)',

@@ -352,11 +352,14 @@ pub trait Queue: Send + Sync {
     /// Extends the lease of a claimed row (either stage).
     fn renew(&self, job: &Job) -> impl Future<Output = Result<Transition, QueueError>> + Send;
 
-    /// 2 → 3 (2 → 5 for plan_cadastraux), recording where the PDF is.
+    /// 2 → 3 (2 → 5 for plan_cadastraux), recording where the PDF is and, in `fetched_as`, what
+    /// delivered it after the fetcher's fallbacks (`FetchedDocument::fetched_as`; None: no fallback
+    /// information, the column stays NULL).
     fn complete_extraction(
         &self,
         job: &Job,
         supabase_path: &str,
+        fetched_as: Option<&str>,
     ) -> impl Future<Output = Result<Transition, QueueError>> + Send;
 
     /// 6 → 5 with the raw and the boosted text.

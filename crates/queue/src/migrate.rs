@@ -47,6 +47,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0030_notify_claimable", include_str!("../migrations/0030_notify_claimable.sql")),
     ("0033_drop_complete_and_claim", include_str!("../migrations/0033_drop_complete_and_claim.sql")),
     ("0040_fail_extraction_final", include_str!("../migrations/0040_fail_extraction_final.sql")),
+    ("0041_fetched_as", include_str!("../migrations/0041_fetched_as.sql")),
     // 0050-0069: the operators' indexes and functions (crates/ops, registre-api).
     ("0050_ops_indexes", include_str!("../migrations/0050_ops_indexes.sql")),
     ("0051_ops_enqueue", include_str!("../migrations/0051_ops_enqueue.sql")),

@@ -90,8 +90,8 @@ impl Queue for EnvQueue {
     async fn renew(&self, job: &Job) -> Result<Transition, QueueError> {
         delegate!(self, q => q.renew(job).await)
     }
-    async fn complete_extraction(&self, job: &Job, supabase_path: &str) -> Result<Transition, QueueError> {
-        delegate!(self, q => q.complete_extraction(job, supabase_path).await)
+    async fn complete_extraction(&self, job: &Job, supabase_path: &str, fetched_as: Option<&str>) -> Result<Transition, QueueError> {
+        delegate!(self, q => q.complete_extraction(job, supabase_path, fetched_as).await)
     }
     async fn complete_ocr_with_index(
         &self,
@@ -479,9 +479,9 @@ impl MultiQueue {
         slot.guarded("renew lease", slot.queue.renew(job)).await
     }
 
-    pub async fn complete_extraction(&self, job: &Job, supabase_path: &str) -> Result<Transition, QueueError> {
+    pub async fn complete_extraction(&self, job: &Job, supabase_path: &str, fetched_as: Option<&str>) -> Result<Transition, QueueError> {
         let slot = self.slot(job.env)?;
-        slot.guarded("complete extraction", slot.queue.complete_extraction(job, supabase_path)).await
+        slot.guarded("complete extraction", slot.queue.complete_extraction(job, supabase_path, fetched_as)).await
     }
 
     pub async fn complete_ocr(&self, job: &Job, file_content: &str, boosted_file_content: &str) -> Result<Transition, QueueError> {

@@ -140,12 +140,13 @@ impl Queue for PgQueue {
         Ok(Transition::from_bool(applied))
     }
 
-    async fn complete_extraction(&self, job: &Job, supabase_path: &str) -> Result<Transition, QueueError> {
+    async fn complete_extraction(&self, job: &Job, supabase_path: &str, fetched_as: Option<&str>) -> Result<Transition, QueueError> {
         let mut conn = self.conn("complete extraction").await?;
-        let applied: bool = sqlx::query_scalar("SELECT queue_complete_extraction($1, $2, $3)")
+        let applied: bool = sqlx::query_scalar("SELECT queue_complete_extraction($1, $2, $3, $4)")
             .bind(job.id)
             .bind(job.claim_token)
             .bind(supabase_path)
+            .bind(fetched_as)
             .fetch_one(&mut *conn)
             .await
             .map_err(self.error("complete extraction"))?;

@@ -131,12 +131,17 @@ impl Queue for RestQueue {
         Ok(Transition::from_bool(applied))
     }
 
-    async fn complete_extraction(&self, job: &Job, supabase_path: &str) -> Result<Transition, QueueError> {
+    async fn complete_extraction(&self, job: &Job, supabase_path: &str, fetched_as: Option<&str>) -> Result<Transition, QueueError> {
         let applied: bool = self
             .rpc(
                 "complete extraction",
                 "queue_complete_extraction",
-                json!({ "p_id": job.id, "p_claim_token": job.claim_token, "p_supabase_path": supabase_path }),
+                json!({
+                    "p_id": job.id,
+                    "p_claim_token": job.claim_token,
+                    "p_supabase_path": supabase_path,
+                    "p_fetched_as": fetched_as,
+                }),
             )
             .await?;
         Ok(Transition::from_bool(applied))

@@ -35,7 +35,7 @@ async fn thirty_two_workers_drain_five_thousand_rows_exactly_once() {
             while let Some(job) = queue.claim_extraction(&worker_id, uuid::Uuid::new_v4()).await.unwrap() {
                 *seen.lock().unwrap().entry(job.id).or_default() += 1;
                 let path = format!("{}/{}.pdf", job.document_source, job.document_number);
-                assert_eq!(queue.complete_extraction(&job, &path).await.unwrap(), Transition::Applied);
+                assert_eq!(queue.complete_extraction(&job, &path, None).await.unwrap(), Transition::Applied);
                 done += 1;
             }
             done
@@ -99,10 +99,10 @@ async fn a_worker_that_stops_heartbeating_loses_its_row_and_its_late_complete_is
     assert_eq!(fresh.id, id);
     assert_ne!(fresh.claim_token, stalled.claim_token);
     assert_eq!(queue.renew(&stalled).await.unwrap(), Transition::NotOwner);
-    assert_eq!(queue.complete_extraction(&stalled, "index/stale.pdf").await.unwrap(), Transition::NotOwner);
+    assert_eq!(queue.complete_extraction(&stalled, "index/stale.pdf", None).await.unwrap(), Transition::NotOwner);
     assert_eq!(queue.fail(&stalled, "late").await.unwrap(), FailOutcome::NotOwner);
     assert_eq!(queue.release(&stalled).await.unwrap(), Transition::NotOwner);
-    assert_eq!(queue.complete_extraction(&fresh, "index/fresh.pdf").await.unwrap(), Transition::Applied);
+    assert_eq!(queue.complete_extraction(&fresh, "index/fresh.pdf", None).await.unwrap(), Transition::Applied);
     let path: String = sqlx::query_scalar("SELECT supabase_path FROM extraction_queue WHERE id = $1")
         .bind(id)
         .fetch_one(queue.pool())
@@ -231,7 +231,7 @@ async fn release_gives_the_row_back_without_counting_an_attempt() {
     assert_eq!(queue.release(&job).await.unwrap(), Transition::NotOwner, "released once");
     let again = queue.claim_extraction("w2", uuid::Uuid::new_v4()).await.unwrap().expect("claimable at once");
     assert_eq!((again.id, again.attempts), (id, 0));
-    assert!(queue.complete_extraction(&again, "index/R-1.pdf").await.unwrap().applied());
+    assert!(queue.complete_extraction(&again, "index/R-1.pdf", None).await.unwrap().applied());
 
     let ocr = queue.claim_ocr("ocr", DocumentSource::Index, uuid::Uuid::new_v4()).await.unwrap().unwrap();
     assert_eq!(ocr.stage, Stage::Ocr);
@@ -284,4 +284,48 @@ async fn ocr_stage_claims_by_source_completes_and_fails_with_its_own_counters() 
     assert_eq!(queue.fail(&job, "illisible").await.unwrap(), FailOutcome::Failed { attempts: 2 });
     assert_eq!(row(&pool, acte).await, (status::ERROR, 0, 2, Some("illisible".into())));
     assert!(queue.count_waiting().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn complete_extraction_records_fetched_as_and_a_three_argument_call_still_works() {
+    let (_db, queue) = common::queue(SETTINGS, 4).await;
+    let pool = queue.pool();
+    let fetched_as = |id: Uuid| async move {
+        sqlx::query_scalar::<_, Option<String>>("SELECT fetched_as FROM extraction_queue WHERE id = $1")
+            .bind(id)
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    };
+    let acte = insert(pool, "acte", "5 123 456").await;
+    let job = queue.claim_extraction("registre-worker-1", uuid::Uuid::new_v4()).await.unwrap().unwrap();
+    assert_eq!(job.id, acte);
+    let delivered = "circonscription_fonciere=Montréal, acte_type=Acte divers";
+    assert_eq!(queue.complete_extraction(&job, "actes/5123456.pdf", Some(delivered)).await.unwrap(), Transition::Applied);
+    assert_eq!(fetched_as(acte).await.as_deref(), Some(delivered));
+    // A late call with another value changes nothing: the row is no longer held.
+    assert_eq!(queue.complete_extraction(&job, "actes/other.pdf", Some("acte_type=Radiation")).await.unwrap(), Transition::NotOwner);
+    assert_eq!(fetched_as(acte).await.as_deref(), Some(delivered));
+
+    // A caller that knows only the three arguments (a worker built before 0041) still completes,
+    // and the column stays NULL: one function, no ambiguous overload.
+    let index = insert(pool, "index", "1234").await;
+    let job = queue.claim_extraction("registre-worker-1", uuid::Uuid::new_v4()).await.unwrap().unwrap();
+    assert_eq!(job.id, index);
+    let applied: bool = sqlx::query_scalar("SELECT queue_complete_extraction($1, $2, $3)")
+        .bind(job.id)
+        .bind(job.claim_token)
+        .bind("index/1234.pdf")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert!(applied);
+    let (st, _, _, _) = row(pool, index).await;
+    assert_eq!(st, status::DOWNLOADED);
+    assert_eq!(fetched_as(index).await, None);
+    let overloads: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_proc WHERE proname = 'queue_complete_extraction'")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(overloads, 1);
 }

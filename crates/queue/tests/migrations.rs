@@ -146,7 +146,7 @@ async fn production_shape_keeps_its_rows_and_they_are_claimable() {
     let ocr = queue.claim_ocr("ocr-1", DocumentSource::Index, uuid::Uuid::new_v4()).await.unwrap().expect("the old status-3 row");
     assert_eq!(ocr.document_number, "OLD-3");
     assert!(queue.complete_ocr(&ocr, "brut", "corrigé").await.unwrap().applied());
-    assert!(queue.complete_extraction(&first, "index/OLD-1.pdf").await.unwrap().applied());
+    assert!(queue.complete_extraction(&first, "index/OLD-1.pdf", None).await.unwrap().applied());
     let waiting = queue.count_waiting().await.unwrap();
     assert_eq!(waiting.get("index"), Some(&1), "OLD-1 now waits for OCR: {waiting:?}");
 }

@@ -43,7 +43,7 @@ async fn a_down_environment_is_skipped_and_the_others_are_served_in_order() {
     let mut order = Vec::new();
     while let Some(job) = queue.claim_extraction("multi-1").await {
         order.push((job.env, job.document_number.clone()));
-        assert_eq!(queue.complete_extraction(&job, "x/y.pdf").await.unwrap(), Transition::Applied);
+        assert_eq!(queue.complete_extraction(&job, "x/y.pdf", None).await.unwrap(), Transition::Applied);
     }
     let expected: Vec<(EnvName, String)> = ["S-0", "S-1", "S-2"]
         .iter()

@@ -63,7 +63,7 @@ impl Fixture {
                 let id = format!("notify-{w}");
                 while let Some(job) = queue.next_extraction(&id, &stop).await {
                     let _ = tx.send(job.id);
-                    assert_eq!(queue.complete_extraction(&job, "index/x.pdf").await.unwrap(), Transition::Applied);
+                    assert_eq!(queue.complete_extraction(&job, "index/x.pdf", None).await.unwrap(), Transition::Applied);
                 }
             }));
         }
@@ -162,7 +162,7 @@ async fn an_ocr_worker_picks_up_a_row_the_moment_extraction_completes_it() {
         let id = f.insert(source, &format!("O-{n}")).await;
         let job = registre.claim_extraction("registre").await.expect("claimed for extraction");
         assert_eq!(job.id, id);
-        assert_eq!(registre.complete_extraction(&job, "actes/x.pdf").await.unwrap(), Transition::Applied);
+        assert_eq!(registre.complete_extraction(&job, "actes/x.pdf", None).await.unwrap(), Transition::Applied);
         let (by, claimed) = tokio::time::timeout(DEADLINE, rx.recv()).await.expect("OCR claimed it within 60 s").unwrap();
         assert_eq!((by.as_str(), claimed), (*source, id), "the worker of the row's own source claims it");
     }
@@ -221,7 +221,7 @@ async fn sixteen_workers_claiming_and_completing_process_every_row_once() {
             while let Some(job) = next {
                 mine.push(job.id);
                 // The workers' path: complete, then claim the next row (two calls).
-                assert_eq!(queue.complete_extraction(&job, "index/x.pdf").await.unwrap(), Transition::Applied);
+                assert_eq!(queue.complete_extraction(&job, "index/x.pdf", None).await.unwrap(), Transition::Applied);
                 next = queue.claim_extraction(&worker).await;
             }
             mine

@@ -256,7 +256,7 @@ async fn a_row_level_error_fails_that_row_and_the_environment_stays_up() {
 
     let job = queue.claim_extraction("w").await.unwrap();
     assert_eq!(job.id, bad);
-    let err = queue.complete_extraction(&job, &"x".repeat(60)).await.unwrap_err();
+    let err = queue.complete_extraction(&job, &"x".repeat(60), None).await.unwrap_err();
     assert!(!err.is_environment_failure(), "{err}");
     assert!(err.to_string().contains("supabase_path_short"), "{err}");
     assert!(queue.is_available(EnvName::Prod), "a row's error never takes the environment down");
@@ -269,7 +269,7 @@ async fn a_row_level_error_fails_that_row_and_the_environment_stays_up() {
     assert!(message.contains("supabase_path_short") && message.contains('\u{fffd}'), "{message}");
     let job = queue.claim_extraction("w").await.unwrap();
     assert_eq!(job.id, good);
-    assert_eq!(queue.complete_extraction(&job, "index/OK.pdf").await.unwrap(), Transition::Applied);
+    assert_eq!(queue.complete_extraction(&job, "index/OK.pdf", None).await.unwrap(), Transition::Applied);
     assert!(queue.is_available(EnvName::Prod));
 
     // A connection-level failure, by contrast, does take it down.

@@ -126,8 +126,8 @@ async fn every_function_is_called_through_rpc_with_the_service_key_and_named_arg
     assert_eq!(job.lease_expires_at.to_rfc3339(), "2030-01-01T00:00:30.123456+00:00");
     assert!(queue.claim_extraction("registre-worker-1-abcd1234", claim()).await.unwrap().is_none(), "[] is no row");
     assert_eq!(queue.renew(&job).await.unwrap(), Transition::Applied);
-    assert_eq!(queue.complete_extraction(&job, "index/1_234_567.pdf").await.unwrap(), Transition::Applied);
-    assert_eq!(queue.complete_extraction(&job, "index/1_234_567.pdf").await.unwrap(), Transition::NotOwner);
+    assert_eq!(queue.complete_extraction(&job, "index/1_234_567.pdf", Some("cadastre=Cadastre du Québec")).await.unwrap(), Transition::Applied);
+    assert_eq!(queue.complete_extraction(&job, "index/1_234_567.pdf", None).await.unwrap(), Transition::NotOwner);
     match queue.fail(&job, "délai dépassé").await.unwrap() {
         FailOutcome::Retry { attempts: 1, not_before } => assert_eq!(not_before.to_rfc3339(), "2030-01-01T00:00:00.500+00:00"),
         other => panic!("{other:?}"),
@@ -158,8 +158,8 @@ async fn every_function_is_called_through_rpc_with_the_service_key_and_named_arg
         ("queue_claim_extraction", json!({"p_worker_id": "registre-worker-1-abcd1234", "p_lease_ms": 60000, "p_claim_token": TOKEN})),
         ("queue_claim_extraction", json!({"p_worker_id": "registre-worker-1-abcd1234", "p_lease_ms": 60000, "p_claim_token": TOKEN})),
         ("queue_renew_lease", with(json!({"p_lease_ms": 60000}))),
-        ("queue_complete_extraction", with(json!({"p_supabase_path": "index/1_234_567.pdf"}))),
-        ("queue_complete_extraction", with(json!({"p_supabase_path": "index/1_234_567.pdf"}))),
+        ("queue_complete_extraction", with(json!({"p_supabase_path": "index/1_234_567.pdf", "p_fetched_as": "cadastre=Cadastre du Québec"}))),
+        ("queue_complete_extraction", with(json!({"p_supabase_path": "index/1_234_567.pdf", "p_fetched_as": null}))),
         (
             "queue_fail_extraction",
             with(json!({"p_error": "délai dépassé", "p_backoff_base_ms": 30000, "p_backoff_max_ms": 900000, "p_default_max_attempts": 3})),

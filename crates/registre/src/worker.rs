@@ -107,11 +107,18 @@ enum Ended {
 
 /// What came out of the work on one job.
 enum Step {
-    Done(Result<ObjectPath, JobError>),
+    Done(Result<Stored, JobError>),
     /// The row's lease was lost (reaped, perhaps claimed by another worker): drop the work.
     Lost,
     /// Shutdown, and the job did not finish within the grace period.
     GraceOver,
+}
+
+/// A document in storage, waiting for its row's completion.
+struct Stored {
+    path: ObjectPath,
+    /// What delivered it after the fetcher's fallbacks, recorded in the row's `fetched_as`.
+    fetched_as: Option<String>,
 }
 
 pub(crate) struct Worker {
@@ -214,7 +221,7 @@ impl Worker {
         };
 
         let ended = match step {
-            Step::Done(Ok(path)) => self.complete(&job, &document, &path).await,
+            Step::Done(Ok(stored)) => self.complete(&job, &document, &stored).await,
             Step::Done(Err(error)) if error.is_final() => self.fail_final(&job, &document, &error).await,
             Step::Done(Err(error)) if error.counts_as_attempt() => self.fail(&job, &document, &error.to_string()).await,
             Step::Done(Err(error)) if error.is_browser_crash() => self.crashed(&job, &document, &error).await,
@@ -248,7 +255,7 @@ impl Worker {
     }
 
     /// Fetch (bounded by EXTRACTION_TIMEOUT), check the bytes are a PDF, upload.
-    async fn fetch_and_store(&self, fetcher: &dyn Fetcher, job: &Job) -> Result<ObjectPath, JobError> {
+    async fn fetch_and_store(&self, fetcher: &dyn Fetcher, job: &Job) -> Result<Stored, JobError> {
         let request = request_for(job)?;
         let timeout = self.settings.extraction_timeout;
         let started = Instant::now();
@@ -275,12 +282,13 @@ impl Worker {
         )
         .map_err(JobError::Storage)?;
         self.services.storage.put_object(&path, Bytes::from(fetched.bytes)).await.map_err(JobError::Storage)?;
-        Ok(path)
+        Ok(Stored { path, fetched_as: fetched.fetched_as })
     }
 
-    async fn complete(&self, job: &Job, document: &str, path: &ObjectPath) -> Ended {
-        let supabase_path = path.to_string();
-        let done = self.settle("complete", || self.services.queue.complete_extraction(job, &supabase_path)).await;
+    async fn complete(&self, job: &Job, document: &str, stored: &Stored) -> Ended {
+        let supabase_path = stored.path.to_string();
+        let fetched_as = stored.fetched_as.as_deref();
+        let done = self.settle("complete", || self.services.queue.complete_extraction(job, &supabase_path, fetched_as)).await;
         match done {
             Settled::RowError(e) => {
                 // The database refused this row's completion (its data, not the environment):
@@ -290,7 +298,8 @@ impl Worker {
             Settled::Done(Transition::Applied) => {
                 let to = if job.document_source == "plan_cadastraux" { status::DONE } else { status::DOWNLOADED };
                 self.services.board.count_done(&self.id);
-                tracing::info!(worker = %self.id, job = %job.id, "✅ {} completed {document} → {supabase_path} (status {to})", self.id);
+                let via = fetched_as.map(|f| format!(", fetched as {f}")).unwrap_or_default();
+                tracing::info!(worker = %self.id, job = %job.id, "✅ {} completed {document} → {supabase_path} (status {to}{via})", self.id);
                 Ended::Completed
             }
             Settled::Done(Transition::NotOwner) => {
