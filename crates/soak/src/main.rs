@@ -1,7 +1,7 @@
 //! `soak-sampler`, the measuring half of scripts/soak.sh (docs/soak.md).
 //!
 //! - `soak-sampler sample --dir D --pm2-home P --apps a,b --marker M --redis URL --database URL
-//!   [--folder name=path]... [--every S] [--phase run|drained|stopped] [--once]`: appends one
+//!   [--folder name=path]... [--stored path] [--every S] [--phase run|drained|stopped] [--once]`: appends one
 //!   sample every S seconds (30 by default) to D/samples.csv until stopped (SIGTERM), or one only.
 //! - `soak-sampler report --dir D --database URL [--check-slope] [--slack N]`: reads D/samples.csv,
 //!   D/kills.csv (`unix_s,app` per kill) and D/fed.tsv (`row id<TAB>kind` per fed row, kind `good`
@@ -92,6 +92,7 @@ async fn run_sampler(args: Args) -> i32 {
             .iter()
             .map(|f| f.split_once('=').map(|(n, p)| (n.to_string(), PathBuf::from(p))).unwrap_or_else(|| usage("--folder takes name=path")))
             .collect(),
+        stored: args.get("--stored").map(PathBuf::from),
         redis_url: args.need("--redis"),
         database_url: args.need("--database"),
     };

@@ -155,9 +155,19 @@ pub fn check(series: &BTreeMap<String, Vec<Row>>, kills: &[Kill], limits: &Limit
             let app = &name["rss_kb:".len()..];
             let pids = series.get(&format!("pid:{app}")).cloned().unwrap_or_default();
             let pid_at = |unix: f64| pids.iter().find(|p| p.unix == unix).map(|p| p.value);
+            // Each life warms up again: its samples count from the later of the run's warm-up
+            // and its own start plus the same share of the run.
+            let mut born: BTreeMap<u64, f64> = BTreeMap::new();
+            for r in rows.iter().filter(|r| r.phase == "run") {
+                born.entry(pid_at(r.unix).unwrap_or(0.0) as u64).or_insert(r.unix);
+            }
             let mut lives: BTreeMap<u64, Vec<(f64, f64)>> = BTreeMap::new();
-            for r in rows.iter().filter(|r| r.phase == "run" && r.unix >= warm) {
-                lives.entry(pid_at(r.unix).unwrap_or(0.0) as u64).or_default().push((r.docs, r.value));
+            for r in rows.iter().filter(|r| r.phase == "run") {
+                let pid = pid_at(r.unix).unwrap_or(0.0) as u64;
+                let life_warm = born.get(&pid).map(|b| b + (run_end - run_start) * 0.1).unwrap_or(warm);
+                if r.unix >= warm.max(life_warm) {
+                    lives.entry(pid).or_default().push((r.docs, r.value));
+                }
             }
             let Some(life) = lives.values().max_by_key(|l| l.len()) else { continue };
             let span = life.last().map(|l| l.0).unwrap_or(0.0) - life.first().map(|l| l.0).unwrap_or(0.0);

@@ -17,8 +17,11 @@ pub struct Target {
     pub apps: Vec<String>,
     /// `SOAK_RUN=<marker>` in a process's environment marks it as the run's.
     pub marker: String,
-    /// Folders whose files are counted (name → path).
+    /// Folders whose files are counted (name → path): temporary and download folders, which must
+    /// not grow.
     pub folders: Vec<(String, PathBuf)>,
+    /// The storage folder, which grows with the work: counted apart (`stored:files`).
+    pub stored: Option<PathBuf>,
     pub redis_url: String,
     pub database_url: String,
 }
@@ -178,6 +181,9 @@ pub async fn take(target: &Target) -> Result<Sample, SampleError> {
 
     for (name, path) in &target.folders {
         v.insert(format!("files:{name}"), count_files(path));
+    }
+    if let Some(path) = &target.stored {
+        v.insert("stored:files".into(), count_files(path));
     }
 
     let client = redis::Client::open(target.redis_url.as_str())?;
