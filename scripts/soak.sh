@@ -207,7 +207,7 @@ wait "$sampler" 2>/dev/null || true
 "${SAMPLER[@]}" --once --phase drained >> "$WORK/logs/sampler.log" 2>&1 || true
 say "stopping the fleet (pm2 kill)"
 pm2 kill > "$WORK/logs/pm2-kill.log" 2>&1 || true
-"${SAMPLER[@]}" --once --phase stopped >> "$WORK/logs/sampler.log" 2>&1 || true
+"${SAMPLER[@]}" --once --phase stopped --until-quiet 30 >> "$WORK/logs/sampler.log" 2>&1 || true
 restarts="$(grep -c "" "$WORK/kills.csv" || true)"
 
 say "report"

@@ -56,7 +56,6 @@ async fn every_binary_names_its_postgres_connections() {
     let mut procs = vec![
         Proc::new("registre-workers", "registre-workers", env("appname-registre"), &logs),
         Proc::new("ocr-pool", "ocr-pool", env("appname-ocr"), &logs),
-        Proc::new("start-all-workers", "start-all-workers", env("appname-all"), &logs),
         Proc::new("registre-api", "registre-api", api_env.clone(), &logs),
         Proc::new("registre-monitor", "registre-monitor", monitor_env, &logs),
     ];

@@ -1,7 +1,7 @@
 //! `soak-sampler`, the measuring half of scripts/soak.sh (docs/soak.md).
 //!
 //! - `soak-sampler sample --dir D --pm2-home P --apps a,b --marker M --redis URL --database URL
-//!   [--folder name=path]... [--stored path] [--every S] [--phase run|drained|stopped] [--once]`: appends one
+//!   [--folder name=path]... [--stored path] [--every S] [--until-quiet S] [--phase run|drained|stopped] [--once]`: appends one
 //!   sample every S seconds (30 by default) to D/samples.csv until stopped (SIGTERM), or one only.
 //! - `soak-sampler report --dir D --database URL [--check-slope] [--slack N]`: reads D/samples.csv,
 //!   D/kills.csv (`unix_s,app` per kill) and D/fed.tsv (`row id<TAB>kind` per fed row, kind `good`
@@ -101,8 +101,21 @@ async fn run_sampler(args: Args) -> i32 {
     let csv = dir.join("samples.csv");
     let started = std::fs::read_to_string(dir.join("started")).ok().and_then(|s| s.trim().parse::<f64>().ok()).unwrap_or_else(now);
     loop {
-        let at = now();
-        match sample::take(&target).await {
+        let mut at = now();
+        let mut taken = sample::take(&target).await;
+        // After `pm2 kill` the fleet's processes take a moment to go: poll (up to --until-quiet
+        // seconds) for a sample with none left, and keep the last one taken.
+        let quiet_by = at + args.number("--until-quiet", 0.0);
+        while let Ok(s) = &taken {
+            let left: f64 = s.values.iter().filter(|(k, _)| k.starts_with("procs:")).map(|(_, v)| *v).sum();
+            if left == 0.0 || now() >= quiet_by {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            at = now();
+            taken = sample::take(&target).await;
+        }
+        match taken {
             Ok(s) => {
                 let fresh = !csv.exists();
                 let file = OpenOptions::new().create(true).append(true).open(&csv);
