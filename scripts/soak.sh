@@ -116,9 +116,12 @@ case "$FETCHER" in
     pids+=($!)
     export REGISTRE_FETCHER=http REGISTRE_URL_TEMPLATE="http://127.0.0.1:$HTTP_PORT/{source}/{document_number}.pdf" ;;
   registry)
-    "$SIM" --port "$HTTP_PORT" > "$WORK/logs/site.log" 2>&1 &
+    # Not yet run: the simulator (issue 21's branch, P's shape) knows its own accounts and lots,
+    # which the feeder would have to queue; see docs/soak.md.
+    "$SIM" --shape p --port "$HTTP_PORT" > "$WORK/logs/site.log" 2>&1 &
     pids+=($!)
-    export REGISTRE_FETCHER=registry REGISTRE_BASE_URL="http://127.0.0.1:$HTTP_PORT" ;;
+    for _ in $(seq 100); do [ -s "$WORK/logs/site.log" ] && break; sleep 0.1; done
+    export REGISTRE_FETCHER=registry REGISTRE_BASE_URL="$(head -n1 "$WORK/logs/site.log")" ;;
 esac
 
 # The documents, written ahead (the fetcher's layout); the feeder queues them at the steady rate.
