@@ -138,6 +138,9 @@ pub fn check(series: &BTreeMap<String, Vec<Row>>, kills: &[Kill], limits: &Limit
             failures.push(format!("{} Chromium/chromedriver process(es) without their worker at {:.0} s", r.value, r.elapsed));
         }
     }
+    if !series.values().flatten().any(|r| r.phase == "stopped") {
+        failures.push("no sample was taken after the fleet stopped (see logs/sampler.log)".into());
+    }
     for family in ["chromium", "chromedriver", "tesseract", "poppler", "other"] {
         let name = format!("procs:{family}");
         if let Some(r) = series.get(&name).and_then(|rows| rows.iter().rev().find(|r| r.phase == "stopped")) {
@@ -297,6 +300,11 @@ mod tests {
         Row { unix, elapsed: unix, docs, phase: "run".into(), series: series.into(), value }
     }
 
+    /// The sample after `pm2 kill`: nothing of the run left.
+    fn stopped(unix: f64) -> Row {
+        Row { phase: "stopped".into(), ..row(unix, 0.0, "procs:other", 0.0) }
+    }
+
     #[test]
     fn slope_of_a_line_and_of_nothing() {
         assert_eq!(slope(&[(0.0, 1.0), (10.0, 21.0), (20.0, 41.0)]), Some(2.0));
@@ -307,12 +315,17 @@ mod tests {
     fn a_kill_that_leaves_descriptors_behind_fails_and_one_that_recovers_passes() {
         let limits = Limits { check_slope: false, rss_growth_pct: 5.0, back_within: 0.1, slack: 2.0 };
         let kills = vec![Kill { unix: 100.0, app: "registre-workers".into() }];
-        let leaky: Vec<Row> = [(50.0, 40.0), (130.0, 60.0), (160.0, 61.0)].iter().map(|(t, v)| row(*t, *t, "fds:registre-workers", *v)).collect();
+        let mut leaky: Vec<Row> = [(50.0, 40.0), (130.0, 60.0), (160.0, 61.0)].iter().map(|(t, v)| row(*t, *t, "fds:registre-workers", *v)).collect();
+        leaky.push(stopped(200.0));
         let series = by_series(&leaky);
         let (failures, _) = check(&series, &kills, &limits);
         assert_eq!(failures.len(), 1, "{failures:?}");
-        let healed: Vec<Row> = [(50.0, 40.0), (130.0, 60.0), (160.0, 42.0)].iter().map(|(t, v)| row(*t, *t, "fds:registre-workers", *v)).collect();
+        let mut healed: Vec<Row> = [(50.0, 40.0), (130.0, 60.0), (160.0, 42.0)].iter().map(|(t, v)| row(*t, *t, "fds:registre-workers", *v)).collect();
+        healed.push(stopped(200.0));
         assert!(check(&by_series(&healed), &kills, &limits).0.is_empty());
+        // Without a sample after the stop, nothing proves the run's processes went.
+        healed.pop();
+        assert_eq!(check(&by_series(&healed), &kills, &limits).0.len(), 1);
     }
 
     #[test]
@@ -324,6 +337,7 @@ mod tests {
             rows.push(row(t, t, "rss_kb:ocr-pool", 100_000.0 + t * 100.0));
             rows.push(row(t, t, "pid:ocr-pool", 42.0));
         }
+        rows.push(stopped(700.0));
         let (failures, _) = check(&by_series(&rows), &[], &limits);
         assert_eq!(failures.len(), 1, "{failures:?}");
     }

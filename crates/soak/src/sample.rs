@@ -157,7 +157,7 @@ pub async fn take(target: &Target) -> Result<Sample, SampleError> {
     // Processes of the run by family, and browsers whose worker is gone (no app among their
     // ancestors).
     let marked = marked_processes(&target.marker);
-    for f in ["chromium", "chromedriver", "tesseract", "poppler"] {
+    for f in ["chromium", "chromedriver", "tesseract", "poppler", "other"] {
         v.insert(format!("procs:{f}"), 0.0);
     }
     v.insert("orphans:browser".into(), 0.0);
