@@ -23,8 +23,7 @@ pub mod validate;
 use std::time::Duration;
 
 use registre_config::{Backend, Config, EnvName};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use std::str::FromStr;
+use sqlx::postgres::{PgPool, PgPoolOptions};
 
 pub use cursor::Cursor;
 pub use db::{
@@ -154,7 +153,7 @@ impl Ops {
         for env in &config.environments {
             let pool = match &env.backend {
                 Backend::Database { url } => {
-                    let options = PgConnectOptions::from_str(url.expose())
+                    let options = registre_queue::connect_options(url)
                         .map_err(|_| format!("{}: the database URL {} is not a usable Postgres URL", env.name, url.redacted()))?;
                     let pool = |max: u32| {
                         PgPoolOptions::new()

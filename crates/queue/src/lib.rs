@@ -35,7 +35,7 @@ use uuid::Uuid;
 pub use heartbeat::Heartbeat;
 pub use migrate::{migrate, migrate_with, MigrateError, MigrateOptions, MigrationReport, MIGRATIONS};
 pub use multi::{EnvQueue, MultiQueue};
-pub use postgres::PgQueue;
+pub use postgres::{application_name, connect_options, PgQueue};
 pub use rest::RestQueue;
 pub use settle::{settle, Settled};
 

@@ -305,7 +305,12 @@ async fn apply_statement(conn: &mut PgConnection, statement: &str, options: Migr
 
 /// Connects to `url` (a direct Postgres URL) and migrates it.
 pub async fn migrate_url(url: &registre_config::SecretUrl, env: EnvName, options: MigrateOptions) -> Result<MigrationReport, MigrateError> {
-    let mut conn = PgConnection::connect(url.expose())
+    let connect = crate::connect_options(url).map_err(|_| MigrateError::Connect {
+        env,
+        url: url.redacted(),
+        source: sqlx::Error::Configuration("not a usable Postgres URL".into()),
+    })?;
+    let mut conn = PgConnection::connect_with(&connect)
         .await
         .map_err(|source| MigrateError::Connect { env, url: url.redacted(), source })?;
     let report = migrate_with(&mut conn, env, options).await;

@@ -12,6 +12,29 @@ use uuid::Uuid;
 
 use crate::*;
 
+/// The `application_name` this process gives Postgres (pg_stat_activity) unless the database URL
+/// names one: the program's file name (registre-workers, ocr-pool, start-all-workers,
+/// registre-api, registre-monitor, registrectl), so an operator sees which binary holds each
+/// connection and a soak counts connections per binary.
+pub fn application_name() -> String {
+    std::env::args_os()
+        .next()
+        .and_then(|arg0| std::path::Path::new(&arg0).file_name().map(|n| n.to_string_lossy().into_owned()))
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "registre".to_string())
+}
+
+/// The connection options of a database URL, with [`application_name`] when the URL sets none.
+/// Fails when the URL is not a Postgres URL (callers name the URL, redacted, in their error: the
+/// parser's error may quote it).
+pub fn connect_options(url: &SecretUrl) -> Result<PgConnectOptions, sqlx::Error> {
+    let options = PgConnectOptions::from_str(url.expose())?;
+    Ok(match options.get_application_name() {
+        Some(_) => options,
+        None => options.application_name(&application_name()),
+    })
+}
+
 pub struct PgQueue {
     env: EnvName,
     pool: PgPool,
@@ -37,7 +60,7 @@ impl PgQueue {
         max_connections: u32,
         acquire_timeout: Duration,
     ) -> Result<PgQueue, QueueError> {
-        let options = PgConnectOptions::from_str(url.expose()).map_err(|_| QueueError::Setup {
+        let options = connect_options(url).map_err(|_| QueueError::Setup {
             env,
             detail: format!("the database URL {} is not a usable Postgres URL", url.redacted()),
         })?;

@@ -79,6 +79,10 @@ impl Act {
 /// Decides what to do with a call: (model, how many calls to that model came before it).
 pub type Script = dyn Fn(&str, usize) -> Act + Send + Sync;
 
+/// Decides what to do with a call from the whole call (its key, model and body, e.g. the PDF it
+/// carries) and how many calls to that model came before it.
+pub type CallScript = dyn Fn(&Call, usize) -> Act + Send + Sync;
+
 /// One call received.
 #[derive(Debug, Clone)]
 pub struct Call {
@@ -95,7 +99,7 @@ pub struct Call {
 struct State {
     start: Instant,
     keys: Vec<String>,
-    script: Box<Script>,
+    script: Box<CallScript>,
     calls: Mutex<Vec<Call>>,
     violations: Mutex<Vec<String>>,
     /// Sum of the totalTokenCount of every answer written to its connection.
@@ -131,7 +135,17 @@ impl GeminiStandIn {
 
     /// Accepts `keys` and does with each call what `script` says.
     pub async fn scripted(keys: &[&str], script: impl Fn(&str, usize) -> Act + Send + Sync + 'static) -> GeminiStandIn {
+        GeminiStandIn::scripted_calls(keys, move |call, before| script(&call.model, before)).await
+    }
+
+    /// Accepts `keys` and does with each call what `script` says, seeing the whole call.
+    pub async fn scripted_calls(keys: &[&str], script: impl Fn(&Call, usize) -> Act + Send + Sync + 'static) -> GeminiStandIn {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("Gemini stand-in: bind: {e}"));
+        GeminiStandIn::serve_on(listener, keys, script)
+    }
+
+    /// The same on a listener the caller bound (the `gemini-stand-in` binary binds a chosen port).
+    pub fn serve_on(listener: TcpListener, keys: &[&str], script: impl Fn(&Call, usize) -> Act + Send + Sync + 'static) -> GeminiStandIn {
         let addr = listener.local_addr().unwrap_or_else(|e| panic!("Gemini stand-in: local_addr: {e}"));
         let state = Arc::new(State {
             start: Instant::now(),
@@ -225,6 +239,15 @@ impl GeminiStandIn {
     /// Calls that got no answer (dropped or hung by the script).
     pub fn unanswered(&self) -> usize {
         *lock(&self.state.unanswered)
+    }
+}
+
+impl Call {
+    /// The PDF the call carries inline (`contents[0].parts[0].inline_data.data`, base64), if any.
+    pub fn inline_pdf(&self) -> Option<Vec<u8>> {
+        use base64::Engine as _;
+        let data = self.body["contents"][0]["parts"][0]["inline_data"]["data"].as_str()?;
+        base64::engine::general_purpose::STANDARD.decode(data).ok()
     }
 }
 
@@ -405,8 +428,8 @@ async fn serve(state: Arc<State>, mut socket: TcpStream) {
     while let Some((request_line, headers, body)) = read_request(&mut socket).await {
         let call = state.check(&request_line, &headers, &body);
         let model = call.model.clone();
-        let before = state.record(call);
-        match (state.script)(&model, before) {
+        let before = state.record(call.clone());
+        match (state.script)(&call, before) {
             Act::Answer { hold, text, usage } => {
                 tokio::time::sleep(hold).await;
                 let mut metadata = json!({
