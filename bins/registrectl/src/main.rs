@@ -1,4 +1,4 @@
-//! registrectl: the operators' admin command (DESIGN §10, §12): migrate, status, enqueue, show,
+//! registrectl: the operators' admin command (docs/design.md §10, §12): migrate, status, enqueue, show,
 //! retry, cancel, requeue-stuck, release-lease. All logic lives in registre_ctl; exit codes 0 done,
 //! 1 the operation failed, 2 bad arguments or configuration.
 

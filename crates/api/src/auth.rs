@@ -1,4 +1,4 @@
-//! API_TOKEN on every `/api/*` route (DESIGN §12): row data and OCR text are not public. The token
+//! API_TOKEN on every `/api/*` route (docs/design.md §12): row data and OCR text are not public. The token
 //! is compared in constant time (subtle), never logged, never echoed, never put in a URL. API_TOKEN
 //! unset → 403 saying so: an API holding the queue must not be open by accident.
 //!

@@ -1,4 +1,4 @@
-//! registre-api (DESIGN §12): the operators' HTTP API, the live dashboard and /metrics, a thin
+//! registre-api (docs/design.md §12): the operators' HTTP API, the live dashboard and /metrics, a thin
 //! layer over registre-ops (every query and repair lives there).
 //!
 //! Open routes (no row data): `GET /health` (liveness, checks nothing), `GET /ready` (503 naming

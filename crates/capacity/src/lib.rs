@@ -21,7 +21,7 @@ pub use lease::Lease;
 pub use manager::{Allocation, CapacityManager, CapacitySettings, CapacityStatus, Renewal, Shortfall, WorkerRecord};
 pub use registre_config::Milli;
 
-/// The kinds of worker that hold capacity, each with its own cost (DESIGN §4).
+/// The kinds of worker that hold capacity, each with its own cost (docs/design.md §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum WorkerType {
     Registre,

@@ -87,7 +87,7 @@ pub enum Renewal {
     Lost,
 }
 
-/// One entry of `server:workers`, with the JSON field names of DESIGN §4.
+/// One entry of `server:workers`, with the JSON field names of docs/design.md §4.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkerRecord {

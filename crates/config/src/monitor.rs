@@ -1,4 +1,4 @@
-//! registre-monitor's variables (DESIGN §12): how often it runs its checks and repairs, when a
+//! registre-monitor's variables (docs/design.md §12): how often it runs its checks and repairs, when a
 //! lease-less working row counts as stuck, the alert thresholds and the webhook. Kept apart from
 //! parse.rs so the monitor's knobs read in one place.
 
@@ -9,7 +9,7 @@ use url::Url;
 use crate::secret::Secret;
 use crate::ConfigError;
 
-/// registre-monitor (DESIGN §12, docs/operations.md).
+/// registre-monitor (docs/design.md §12, docs/operations.md).
 #[derive(Debug, Clone, PartialEq)]
 pub struct MonitorConfig {
     /// MONITOR_INTERVAL_MS: one round of checks and repairs.

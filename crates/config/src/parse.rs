@@ -659,7 +659,7 @@ fn allowed_hosts(value: Option<String>) -> Result<Vec<String>, ConfigError> {
     Ok(hosts)
 }
 
-/// REDIS_URL and REDIS_CLUSTER (DESIGN §13). In cluster mode REDIS_URL lists the seed nodes,
+/// REDIS_URL and REDIS_CLUSTER (docs/design.md §13). In cluster mode REDIS_URL lists the seed nodes,
 /// comma-separated, and SERVER_ID is required: without it the capacity and pool keys
 /// (`server:cpu:allocated`, `server:workers`, ...) carry no hash tag and would land in different
 /// slots, which the one-slot atomic scripts cannot work on.

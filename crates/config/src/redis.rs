@@ -1,4 +1,4 @@
-//! Where Redis is (REDIS_URL, REDIS_CLUSTER; DESIGN §13): one server, or the nodes of a Redis
+//! Where Redis is (REDIS_URL, REDIS_CLUSTER; docs/design.md §13): one server, or the nodes of a Redis
 //! Cluster. Kept as one type so every binary asks `registre_runtime::redis_connection` for a
 //! connection without caring which of the two it is; the URLs stay secret (passwords masked).
 

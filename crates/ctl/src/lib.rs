@@ -1,4 +1,4 @@
-//! `registrectl`, the operators' shell command (DESIGN §10, §12): `migrate` over the queue crate's
+//! `registrectl`, the operators' shell command (docs/design.md §10, §12): `migrate` over the queue crate's
 //! migrations, and `status`, `enqueue`, `show`, `retry`, `cancel`, `requeue-stuck`,
 //! `release-lease`, `export-index`, `index-backfill`, and `site-check` (the registry site step by step) over the operations library (registre-ops), the same queries and repairs as
 //! registre-api and registre-monitor. The binary (bins/registrectl) parses the command line with

@@ -1,5 +1,5 @@
 //! How row data and remote text are made safe to store or show, one rule each for every crate:
-//! [`sanitize`] turns row data into a file or object name part (DESIGN §8), [`excerpt`] quotes
+//! [`sanitize`] turns row data into a file or object name part (docs/design.md §8), [`excerpt`] quotes
 //! what a server or a tool said in an error message.
 
 /// Longest kept length of a sanitized part, so that a huge document number cannot make a file

@@ -1,7 +1,7 @@
 //! Fetchers of registry documents: a [`DocumentRequest`] (what the worker read from its claimed
 //! queue row) goes in, a [`FetchedDocument`] (PDF bytes and where they came from) comes out.
 //!
-//! Three implementations behind the one [`Fetcher`] trait (DESIGN.md §9, docs/fetchers.md):
+//! Three implementations behind the one [`Fetcher`] trait (docs/design.md §9, docs/fetchers.md):
 //! - `registry` ([`registry::RegistryFetcher`]): the Registre foncier website driven by headless Chromium
 //!   through WebDriver (every URL and selector in `registry-site.toml`);
 //! - `http` ([`http::HttpFetcher`]): a URL template with `{source}` and `{document_number}` holes;

@@ -1,4 +1,4 @@
-//! registre-monitor (DESIGN §12, PM2 app `registre-monitor`): keeps the fleet healthy when no worker
+//! registre-monitor (docs/design.md §12, PM2 app `registre-monitor`): keeps the fleet healthy when no worker
 //! of a stage is running, repairs what older systems leave behind, and tells people when something
 //! is wrong. Every MONITOR_INTERVAL_MS, for every configured environment, one [`Monitor::round`]:
 //!

@@ -1,4 +1,4 @@
-//! OCR of registry PDFs (DESIGN §9): PDF bytes in, raw text per page and corrected text out.
+//! OCR of registry PDFs (docs/design.md §9): PDF bytes in, raw text per page and corrected text out.
 //!
 //! The story at a glance:
 //! - every engine implements [`OcrEngine`]: [`OcrEngine::extract`] takes the PDF bytes and a

@@ -1,4 +1,4 @@
-//! The operations library (DESIGN §12): every query and repair that registre-api, registre-monitor
+//! The operations library (docs/design.md §12): every query and repair that registre-api, registre-monitor
 //! and registrectl share, written once so the HTTP and CLI layers stay thin.
 //!
 //! - [`db`]: per environment (Postgres via sqlx): counts per status × source, oldest waiting age per
@@ -33,7 +33,7 @@ pub use db::{BulkRetry, ChangedRow, Requeued, RETRY_BATCH, WRITE_STATEMENT_TIMEO
 pub use live::{CapacityView, LeaseRelease, LiveView, LiveWorker, PoolView, RateLimitView};
 pub use validate::{FieldError, NewExtraction, ValidExtraction};
 
-/// French labels of the statuses, as in the `extraction_status` table (DESIGN §7).
+/// French labels of the statuses, as in the `extraction_status` table (docs/design.md §7).
 pub fn status_label(status_id: i32) -> &'static str {
     match status_id {
         1 => "En attente",

@@ -1,4 +1,4 @@
-//! The OCR pool (DESIGN §1, §6): `OCR_WORKER_POOL_SIZE` generic OCR workers, each in `index` or
+//! The OCR pool (docs/design.md §1, §6): `OCR_WORKER_POOL_SIZE` generic OCR workers, each in `index` or
 //! `acte` mode, split between the two by a pool manager in proportion to the waiting work.
 //!
 //! - [`target_split`] / [`plan_moves`]: the split for given queue counts and the fewest workers

@@ -41,7 +41,7 @@ impl PoolKeys {
     }
 }
 
-/// `worker_pool:allocation`, with the JSON field names of DESIGN §6.
+/// `worker_pool:allocation`, with the JSON field names of docs/design.md §6.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AllocationRecord {

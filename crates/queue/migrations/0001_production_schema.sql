@@ -71,7 +71,7 @@ ALTER TABLE extraction_queue
     ADD COLUMN IF NOT EXISTS created_at timestamptz DEFAULT now(),
     ADD COLUMN IF NOT EXISTS updated_at timestamptz DEFAULT now();
 
--- Registry logins: a registre worker borrows one that no other worker is using (DESIGN §9).
+-- Registry logins: a registre worker borrows one that no other worker is using (docs/design.md §9).
 CREATE TABLE IF NOT EXISTS worker_accounts (
     id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
     username text NOT NULL UNIQUE,

@@ -1,4 +1,4 @@
-//! The extraction queue of every environment (DESIGN §7): the rows registre workers and OCR
+//! The extraction queue of every environment (docs/design.md §7): the rows registre workers and OCR
 //! workers claim, work on and hand on, in Postgres directly or through Supabase REST.
 //!
 //! - [`migrate`]: SQL files applied in order, idempotent, recorded in `registre_schema_migrations`;

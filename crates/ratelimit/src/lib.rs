@@ -1,5 +1,5 @@
 //! One rate limit for an external API (the OCR API: requests AND tokens per rolling window),
-//! shared through Redis by every worker in every process on every server (DESIGN §5).
+//! shared through Redis by every worker in every process on every server (docs/design.md §5).
 //!
 //! The story at a glance:
 //! - a [`RateLimiter`] (built from [`RateLimitSettings`], usually from the OCR_RATE_LIMIT_*

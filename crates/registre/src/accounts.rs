@@ -1,4 +1,4 @@
-//! Registry logins from the `worker_accounts` table, for the `registry` fetcher (DESIGN §9),
+//! Registry logins from the `worker_accounts` table, for the `registry` fetcher (docs/design.md §9),
 //! through the queue backend of the first configured environment (prod, then staging, then dev),
 //! so it works with direct Postgres and with Supabase REST alike.
 //!

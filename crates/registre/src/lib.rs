@@ -1,4 +1,4 @@
-//! Registre workers (DESIGN §1, §4, §7, §9, §11): each worker holds a `registre` capacity lease
+//! Registre workers (docs/design.md §1, §4, §7, §9, §11): each worker holds a `registre` capacity lease
 //! (3 vCPU / 1 GB by default), claims `extraction_queue` rows (status 1), fetches the document as
 //! a PDF, uploads it to object storage and moves the row on (status 3, or 5 for plan_cadastraux).
 //!

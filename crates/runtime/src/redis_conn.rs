@@ -1,4 +1,4 @@
-//! One way to reach Redis for every crate, a single server or a Redis Cluster alike (DESIGN §13):
+//! One way to reach Redis for every crate, a single server or a Redis Cluster alike (docs/design.md §13):
 //! [`RedisConn`] is what the capacity manager, the rate limiter, the pool manager and the
 //! operations code hold, so none of them knows which of the two it talks to.
 //! - single server: a ConnectionManager that reconnects by itself after a lost connection or a

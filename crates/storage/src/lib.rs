@@ -1,4 +1,4 @@
-//! Object storage of the fetched PDFs (DESIGN §8, docs/storage.md).
+//! Object storage of the fetched PDFs (docs/design.md §8, docs/storage.md).
 //!
 //! One [`Storage`] with three backends, chosen by STORAGE_URL through
 //! [`registre_config::StorageConfig`]:

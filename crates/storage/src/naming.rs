@@ -1,4 +1,4 @@
-//! Buckets, object names and object paths (DESIGN §8). Everything that comes from row data goes
+//! Buckets, object names and object paths (docs/design.md §8). Everything that comes from row data goes
 //! through here, so no backend ever sees a path that could leave its bucket.
 
 use std::fmt;

@@ -1,4 +1,4 @@
-//! Buckets, object names and both `supabase_path` forms (DESIGN §8).
+//! Buckets, object names and both `supabase_path` forms (docs/design.md §8).
 
 use registre_storage::{object_name, sanitize, Bucket, ObjectPath, StorageError};
 

@@ -1,4 +1,4 @@
-//! A real Redis Cluster for the tests of REDIS_CLUSTER=true (DESIGN §13): 3 masters and 3
+//! A real Redis Cluster for the tests of REDIS_CLUSTER=true (docs/design.md §13): 3 masters and 3
 //! replicas, each a private `redis-server --cluster-enabled yes` on a free port of 127.0.0.1,
 //! joined by `redis-cli --cluster create ... --cluster-replicas 1`. The node timeout is short
 //! (2 s) so a killed master's replica takes over within seconds. Every node is killed on drop.

