@@ -51,6 +51,9 @@ async fn every_binary_names_its_postgres_connections() {
     let env = |server: &str| server_env(&unique(server), &redis_url, false, db.url(), &source_dir, &storage, &gemini, key, (&rate, 60, Duration::from_secs(4)));
     let mut api_env = env("appname-api");
     api_env.push(("API_PORT".into(), free_port().to_string()));
+    // Every /api/* route needs the token (docs/operations.md): without it the API reads nothing.
+    let api_token = "appname-api-token-0123456789";
+    api_env.push(("API_TOKEN".into(), api_token.into()));
     let mut monitor_env = env("appname-monitor");
     monitor_env.push(("MONITOR_INTERVAL_MS".into(), "500".into()));
     let mut procs = vec![
@@ -70,7 +73,8 @@ async fn every_binary_names_its_postgres_connections() {
         for _ in 0..600 {
             let _ = tokio::task::spawn_blocking({
                 let url = format!("http://127.0.0.1:{api_port}/api/overview");
-                move || Command::new("curl").args(["-s", "-o", "/dev/null", &url]).status()
+                let bearer = format!("Authorization: Bearer {api_token}");
+                move || Command::new("curl").args(["-s", "-o", "/dev/null", "-H", &bearer, &url]).status()
             })
             .await;
             tokio::time::sleep(Duration::from_millis(200)).await;
