@@ -2,25 +2,14 @@
 //! round, serves /metrics (the queue gauges and its own counters), /health and /ready on
 //! METRICS_ADDR, and stops with exit 0 on SIGTERM; bad configuration is one line and exit 2.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use registre_config::EnvName;
 use registre_testkit::postgres::TestDatabase;
+use registre_testkit::binary::http_get as get;
 use registre_testkit::{free_port, shared_redis_url, unique};
 use sqlx::{Connection, PgConnection};
-
-fn get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes()).ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let code = text.split_whitespace().nth(1)?.parse().ok()?;
-    Some((code, text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reaps_with_no_worker_serves_metrics_and_stops_on_sigterm() {
