@@ -5,8 +5,15 @@
 //! passed, ZADD, INCRBY, EXPIRE pipelined (the record). That pair is not atomic (concurrent
 //! checks all pass before any record: it overshoots its limits); ours is one atomic script.
 //! Both run through the same kind of connection (one multiplexed ConnectionManager) with the same
-//! number of requests in flight. Commands run inside Redis per decision (and per granted decision)
-//! are counted from `INFO commandstats` deltas around each run.
+//! number of requests in flight: that many tasks, each asking for its next decision as soon as it
+//! has the last one. What is measured for ours is `RateLimiter::acquire` as workers call it: the
+//! acquires of one process in flight at the same moment are decided together by one script call
+//! (in order, atomically; each caller gets its own decision), so the table also gives the
+//! decisions per script call. Commands run inside Redis per decision and per granted decision are
+//! counted from `INFO commandstats` deltas around each run (a script call's commands count once
+//! for all the decisions it made), and so is Redis's own time per decision (for ours the script
+//! calls' time, which includes the commands they run; for the pair the time of its commands).
+//! Neither counts the time Redis spends reading requests and writing replies.
 //! Each row is the median of 3 runs, ours and the pair alternating.
 //! `cargo bench -p registre-ratelimit` prints a markdown table.
 
@@ -45,18 +52,25 @@ struct Measure {
     round_trips: f64,
     commands: f64,
     commands_per_grant: f64,
+    /// Redis's time (µs) per decision.
+    redis_us: f64,
 }
 
-fn commandstats(conn: &mut redis::Connection) -> HashMap<String, u64> {
+/// Per command: (calls, µs).
+fn commandstats(conn: &mut redis::Connection) -> HashMap<String, (u64, u64)> {
     let info: String = redis::cmd("INFO").arg("commandstats").query(conn).unwrap_or_default();
     info.lines()
         .filter_map(|l| l.strip_prefix("cmdstat_"))
         .filter_map(|l| {
             let (name, rest) = l.split_once(':')?;
-            let calls = rest.split(',').find_map(|kv| kv.strip_prefix("calls="))?.parse().ok()?;
-            Some((name.to_string(), calls))
+            let field = |k: &str| rest.split(',').find_map(|kv| kv.strip_prefix(k))?.parse().ok();
+            Some((name.to_string(), (field("calls=")?, field("usec=")?)))
         })
         .collect()
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg").ok().and_then(|l| l.split_whitespace().next().map(str::to_string)).unwrap_or_else(|| "?".into())
 }
 
 /// Scripts are one round trip each; every other command the client sends is one too (the pair's).
@@ -147,20 +161,24 @@ async fn run(url: &str, s: &Scenario, who: Who, limiter: &RateLimiter, pair: &Ar
     }
     let elapsed = start.elapsed();
     let after = commandstats(&mut sync);
-    let delta = |scripts: bool| -> u64 {
+    // (calls, µs) of the commands run directly (scripts: true) or inside the scripts (false).
+    let delta = |scripts: bool| -> (u64, u64) {
         after
             .iter()
             .filter(|(name, _)| !name.starts_with("info"))
             .filter(|(name, _)| matches!(who, Who::Pair) || is_script_call(name) == scripts)
-            .map(|(name, calls)| calls - before.get(name).copied().unwrap_or(0))
-            .sum()
+            .map(|(name, (calls, usec))| {
+                let (c0, u0) = before.get(name).copied().unwrap_or((0, 0));
+                (calls - c0, usec - u0)
+            })
+            .fold((0, 0), |(c, u), (dc, du)| (c + dc, u + du))
     };
     let (n, g) = (decisions.load(Ordering::Relaxed).max(1) as f64, grants.load(Ordering::Relaxed) as f64);
-    let inside = delta(false) as f64;
-    let round_trips = match who {
-        Who::Ours => delta(true) as f64,
+    let inside = delta(false).0 as f64;
+    let (round_trips, redis_us) = match who {
+        Who::Ours => (delta(true).0 as f64, delta(true).1 as f64),
         // Two pipelines per granted decision, one per refused one.
-        Who::Pair => n + g,
+        Who::Pair => (n + g, delta(false).1 as f64),
     };
     Measure {
         per_sec: n / elapsed.as_secs_f64(),
@@ -168,6 +186,7 @@ async fn run(url: &str, s: &Scenario, who: Who, limiter: &RateLimiter, pair: &Ar
         round_trips: round_trips / n,
         commands: inside / n,
         commands_per_grant: if g > 0.0 { inside / g } else { f64::NAN },
+        redis_us: redis_us / n,
     }
 }
 
@@ -186,10 +205,18 @@ fn main() {
         Scenario { label: "saturated on requests (1600 / 60 s, full)", in_flight: 32, rpm: 1600, tpm: 6_400_000, window_ms: 60_000, estimate: 1000 },
         Scenario { label: "saturated on tokens (1600 charges of 4000 in 60 s)", in_flight: 32, rpm: 1_000_000, tpm: 6_400_000, window_ms: 60_000, estimate: 4000 },
     ];
-    println!("Median of {RUNS} runs of {} ms each, ours and the pair alternating; commands = run inside Redis (INFO commandstats).", RUN.as_millis());
+    let version = {
+        let mut conn = registre_testkit::redis_sync(&url);
+        let info: String = redis::cmd("INFO").arg("server").query(&mut conn).unwrap_or_default();
+        info.lines().find_map(|l| l.strip_prefix("redis_version:")).unwrap_or("?").trim().to_string()
+    };
+    println!(
+        "redis-server {version}; median of {RUNS} runs of {} ms each, ours and the pair alternating; commands and µs = inside Redis (INFO commandstats); load = 1-minute load average before the row.",
+        RUN.as_millis()
+    );
     println!();
-    println!("| scenario | in flight | ours, decisions/s | check+record pair, decisions/s | ours / pair | granted (ours, pair) | commands / decision (ours, pair) | commands / granted decision (ours) | round trips / decision (ours, pair) |");
-    println!("|---|---:|---:|---:|---:|---|---|---:|---|");
+    println!("| scenario | in flight | ours, decisions/s | check+record pair, decisions/s | ours / pair | granted (ours, pair) | commands / decision (ours, pair) | commands / granted decision (ours) | script calls / decision (ours); round trips / decision (pair) | Redis µs / decision (ours, pair) | load |");
+    println!("|---|---:|---:|---:|---:|---|---|---:|---|---|---:|");
     for (i, s) in scenarios.iter().enumerate() {
         let ours_limiter = rt.block_on(async {
             let conn = redis::Client::open(url.as_str()).expect("client").get_connection_manager().await.expect("connection");
@@ -214,6 +241,7 @@ fn main() {
                 pair_decision(&mut conn, &pair, s, u64::MAX - m).await;
             }
         });
+        let load = load_average();
         let (mut ours, mut theirs) = (Vec::new(), Vec::new());
         for _ in 0..RUNS {
             ours.push(rt.block_on(run(&url, s, Who::Ours, &ours_limiter, &pair)));
@@ -221,7 +249,7 @@ fn main() {
         }
         let (o, p) = (median(ours), median(theirs));
         println!(
-            "| {} | {} | {:.0} | {:.0} | {:.2}× | {:.0} %, {:.0} % | {:.2}, {:.2} | {} | {:.2}, {:.2} |",
+            "| {} | {} | {:.0} | {:.0} | {:.2}× | {:.0} %, {:.0} % | {:.2}, {:.2} | {} | {:.3}; {:.2} | {:.1}, {:.1} | {} |",
             s.label,
             s.in_flight,
             o.per_sec,
@@ -234,6 +262,9 @@ fn main() {
             if o.commands_per_grant.is_nan() { "—".to_string() } else { format!("{:.2}", o.commands_per_grant) },
             o.round_trips,
             p.round_trips,
+            o.redis_us,
+            p.redis_us,
+            load,
         );
     }
     drop(server);

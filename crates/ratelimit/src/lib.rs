@@ -15,20 +15,23 @@
 //!
 //! Every operation is ONE Lua script run atomically by Redis on the Redis server clock, so in any
 //! rolling window admitted requests ≤ RPM and charged tokens ≤ TPM under any concurrency, and
-//! servers with skewed clocks agree. Keys ([`RateLimitKeys`]) live under `ratelimit:{<name>}:`
+//! servers with skewed clocks agree. The acquires one process has in flight at the same moment
+//! share one script call, which decides them one after the other (batch.rs). Keys ([`RateLimitKeys`]) live under `ratelimit:{<name>}:`
 //! (a Redis Cluster hash tag: one limiter's keys share a slot). State kept: one sorted-set entry
 //! per request granted in the last window (at most RPM), named after its reservation and the
 //! tokens charged at its grant, at most one extra charge per under-estimated reservation, and a
 //! small hash of counters (count, sums, last id) so a grant reads nothing else; everything expires
 //! one window after its time. See docs/rate-limiter.md for the operator's view.
 
+mod batch;
 mod keys;
 mod limiter;
 
 pub use keys::RateLimitKeys;
 pub use limiter::{Decision, RateLimitSettings, RateLimitStatus, RateLimiter, Reservation, Settlement, WaitReason};
 
-#[derive(Debug, thiserror::Error)]
+/// Clone: the acquires decided by one script call share its failure.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum RateLimitError {
     /// The request could never be admitted: its estimate alone is more than a whole window allows.
     #[error(
@@ -46,4 +49,8 @@ pub enum RateLimitError {
     },
     #[error("unexpected reply from the rate-limit script {script}: {detail}")]
     Reply { script: &'static str, detail: String },
+    /// The call that was to decide this acquire was dropped before it answered (its tokio
+    /// runtime shut down); nothing is known about it. Asking again is safe.
+    #[error("rate limit {name}: the script call deciding this acquire was abandoned (runtime shutting down)")]
+    Abandoned { name: String },
 }

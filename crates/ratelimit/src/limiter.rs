@@ -1,5 +1,5 @@
-//! The rate limiter: the Rust side of the four scripts, plus the wait-and-retry helper
-//! every caller uses instead of polling.
+//! The rate limiter: the Rust side of the four scripts (acquires in flight together share one call,
+//! see batch.rs), plus the wait-and-retry helper every caller uses instead of polling.
 
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
@@ -8,8 +8,10 @@ use registre_runtime::RedisConn;
 use redis::{Script, Value};
 use registre_config::RateLimitConfig;
 use registre_runtime::Backoff;
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
+use crate::batch::{Batches, Waiter};
 use crate::{RateLimitError, RateLimitKeys};
 
 // Each script runs lua/prelude.lua first.
@@ -116,7 +118,7 @@ impl WaitReason {
     }
 }
 
-/// The answer of one acquire: one Redis round trip.
+/// The answer of one acquire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
     Granted(Reservation),
@@ -164,6 +166,8 @@ pub struct RateLimiter {
     keys: Arc<RateLimitKeys>,
     /// Tag of the reservations this limiter grants (hash of the key prefix).
     tag: u64,
+    /// The acquires waiting for the next script call (see batch.rs).
+    batches: Arc<Batches>,
 }
 
 impl std::fmt::Debug for RateLimiter {
@@ -196,7 +200,7 @@ impl RateLimiter {
             keys.requests.hash(&mut h);
             h.finish()
         };
-        Ok(RateLimiter { conn: conn.into(), settings: Arc::new(settings), keys: Arc::new(keys), tag })
+        Ok(RateLimiter { conn: conn.into(), settings: Arc::new(settings), keys: Arc::new(keys), tag, batches: Arc::default() })
     }
 
     pub fn settings(&self) -> &RateLimitSettings {
@@ -224,37 +228,80 @@ impl RateLimiter {
         }
     }
 
-    /// One decision, one round trip: granted now, or how long to wait.
+    /// One decision: granted now, or how long to wait. One script call, which also decides the
+    /// other acquires of this process in flight at the same moment (in arrival order, atomically:
+    /// see batch.rs); a lone acquire is sent at once.
     /// An estimate above the whole tokens budget is refused with [`RateLimitError::EstimateTooLarge`].
     pub async fn acquire(&self, estimated_tokens: u64) -> Result<Decision, RateLimitError> {
         if estimated_tokens > self.settings.tokens_per_window {
             return Err(self.too_large(estimated_tokens));
         }
+        let (reply, answer) = oneshot::channel();
+        if self.batches.push(Waiter { estimate: estimated_tokens, reply }) {
+            // The sender runs on its own, so a caller that stops waiting (a timeout around acquire)
+            // never strands the others' decisions. Without a runtime to spawn on, it runs here.
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => drop(runtime.spawn(self.clone().send_batches())),
+                Err(_) => self.clone().send_batches().await,
+            }
+        }
+        answer.await.unwrap_or_else(|_| Err(RateLimitError::Abandoned { name: self.settings.name.clone() }))
+    }
+
+    /// Sends the queued acquires, at most [`crate::batch::MAX_BATCH`] per script call, one call at a time, until
+    /// none is left.
+    async fn send_batches(self) {
+        let mut slot = self.batches.slot();
+        while let Some(batch) = slot.next_batch() {
+            match self.decide(&batch).await {
+                Ok(decisions) => {
+                    for (waiter, decision) in batch.into_iter().zip(decisions) {
+                        // A caller that stopped waiting just drops its decision (a grant then
+                        // counts in the window unused, as a lost reply always did).
+                        let _ = waiter.reply.send(decision);
+                    }
+                }
+                Err(e) => {
+                    for waiter in batch {
+                        let _ = waiter.reply.send(Err(e.clone()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// One call of acquire.lua for `batch`: a decision per waiter, in order.
+    async fn decide(&self, batch: &[Waiter]) -> Result<Vec<Result<Decision, RateLimitError>>, RateLimitError> {
         let mut inv = self.invocation(&ACQUIRE);
-        inv.arg(estimated_tokens);
+        for waiter in batch {
+            inv.arg(waiter.estimate);
+        }
         let reply: Vec<Value> = inv
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(|source| RateLimitError::Redis { operation: "acquire", source })?;
-        match signed_at(&reply, 0, "acquire")? {
-            1 => Ok(Decision::Granted(Reservation {
-                id: int_at(&reply, 1, "acquire")?,
-                granted_at_ms: int_at(&reply, 2, "acquire")?,
-                estimated_tokens,
-                limiter: self.tag,
-            })),
-            0 => {
-                let wait = Duration::from_millis(int_at(&reply, 1, "acquire")?);
-                let reason = match string_at(&reply, 2, "acquire")?.as_str() {
-                    "cooldown" => WaitReason::Cooldown,
-                    "requests" => WaitReason::Requests,
-                    _ => WaitReason::Tokens,
-                };
-                Ok(Decision::Wait { wait, reason })
-            }
-            // The script's own copy of the check (it sees the same limits as this process).
-            _ => Err(self.too_large(estimated_tokens)),
+        if reply.len() != 1 + 2 * batch.len() {
+            return Err(RateLimitError::Reply {
+                script: "acquire",
+                detail: format!("{} items for {} requests (expected {})", reply.len(), batch.len(), 1 + 2 * batch.len()),
+            });
         }
+        let now = int_at(&reply, 0, "acquire")?;
+        let mut decisions = Vec::with_capacity(batch.len());
+        for (i, waiter) in batch.iter().enumerate() {
+            let value = int_at(&reply, 2 + 2 * i, "acquire")?;
+            let wait = |reason| Ok(Decision::Wait { wait: Duration::from_millis(value), reason });
+            decisions.push(match signed_at(&reply, 1 + 2 * i, "acquire")? {
+                1 => Ok(Decision::Granted(Reservation { id: value, granted_at_ms: now, estimated_tokens: waiter.estimate, limiter: self.tag })),
+                2 => wait(WaitReason::Requests),
+                3 => wait(WaitReason::Tokens),
+                4 => wait(WaitReason::Cooldown),
+                // The script's own copy of the check (it sees the same limits as this process).
+                5 => Err(self.too_large(waiter.estimate)),
+                n => return Err(RateLimitError::Reply { script: "acquire", detail: format!("item {}: unknown outcome {n}", 1 + 2 * i) }),
+            });
+        }
+        Ok(decisions)
     }
 
     /// Acquires, sleeping exactly the wait Redis returned (plus a little jitter so waiters do not
@@ -367,10 +414,6 @@ fn signed_at(reply: &[Value], i: usize, script: &'static str) -> Result<i64, Rat
 
 fn int_at(reply: &[Value], i: usize, script: &'static str) -> Result<u64, RateLimitError> {
     registre_runtime::script::int_at(reply, i).map_err(|detail| RateLimitError::Reply { script, detail })
-}
-
-fn string_at(reply: &[Value], i: usize, script: &'static str) -> Result<String, RateLimitError> {
-    registre_runtime::script::string_at(reply, i).map_err(|detail| RateLimitError::Reply { script, detail })
 }
 
 #[cfg(test)]

@@ -1,0 +1,105 @@
+//! The acquires one process has in flight at the same moment, decided together: while a call of
+//! acquire.lua is on its way, the acquires that arrive wait in a queue, and the next call decides
+//! all of them, in arrival order, in one atomic script run. Exactness is untouched (the script
+//! decides them one after the other, exactly as separate calls with nothing in between would) and
+//! each caller gets its own decision; Redis runs the script's fixed cost (the call, TIME, reading
+//! and writing the state hash) once per call instead of once per decision. A lone acquire is sent
+//! at once, alone: batching never waits for company.
+
+use std::sync::{Mutex, MutexGuard};
+
+use tokio::sync::oneshot;
+
+use crate::{Decision, RateLimitError};
+
+/// At most this many decisions per script call (the script runs while Redis does nothing else).
+pub(crate) const MAX_BATCH: usize = 128;
+
+/// At most this many calls of one limiter on their way at once. More would split the queue into
+/// smaller batches; fewer would leave Redis idle while a reply travels back.
+const MAX_CALLS_IN_FLIGHT: usize = 1;
+
+/// One acquire waiting for its decision.
+pub(crate) struct Waiter {
+    pub(crate) estimate: u64,
+    pub(crate) reply: oneshot::Sender<Result<Decision, RateLimitError>>,
+}
+
+#[derive(Default)]
+struct Queue {
+    waiting: Vec<Waiter>,
+    /// Sender tasks running (each sends one call at a time until the queue is empty).
+    senders: usize,
+}
+
+/// Shared by the clones of one [`crate::RateLimiter`].
+#[derive(Default)]
+pub(crate) struct Batches {
+    queue: Mutex<Queue>,
+}
+
+impl Batches {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        // A panic while holding the lock cannot leave the queue half-changed (push and drain only).
+        self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Queues `waiter`. True when the caller must start a sender (fewer than the maximum run).
+    pub(crate) fn push(&self, waiter: Waiter) -> bool {
+        let mut q = self.lock();
+        q.waiting.push(waiter);
+        if q.senders < MAX_CALLS_IN_FLIGHT {
+            q.senders += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// The sender slot of a sender that was just started by [`Batches::push`].
+    pub(crate) fn slot(&self) -> SenderSlot<'_> {
+        SenderSlot { batches: self, released: false }
+    }
+}
+
+/// A running sender. It takes the waiting acquires (at most [`MAX_BATCH`]) until none is left,
+/// then gives its slot back, under the same lock as [`Batches::push`], so an acquire is never left
+/// queued with no sender.
+pub(crate) struct SenderSlot<'a> {
+    batches: &'a Batches,
+    released: bool,
+}
+
+impl SenderSlot<'_> {
+    /// The next batch, oldest first; None (and the slot given back) when nothing waits.
+    pub(crate) fn next_batch(&mut self) -> Option<Vec<Waiter>> {
+        let mut q = self.batches.lock();
+        if q.waiting.is_empty() {
+            q.senders -= 1;
+            self.released = true;
+            return None;
+        }
+        let n = q.waiting.len().min(MAX_BATCH);
+        if n == q.waiting.len() {
+            Some(std::mem::take(&mut q.waiting))
+        } else {
+            Some(q.waiting.drain(..n).collect())
+        }
+    }
+}
+
+impl Drop for SenderSlot<'_> {
+    /// A sender dropped before the queue emptied (its runtime shut down): its slot is given back,
+    /// and if it was the last one the waiting acquires are dropped too, so their callers get
+    /// [`RateLimitError::Abandoned`] instead of waiting forever.
+    fn drop(&mut self) {
+        if self.released {
+            return;
+        }
+        let mut q = self.batches.lock();
+        q.senders -= 1;
+        if q.senders == 0 {
+            q.waiting.clear();
+        }
+    }
+}
