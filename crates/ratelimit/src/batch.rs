@@ -4,7 +4,9 @@
 //! decides them one after the other, exactly as separate calls with nothing in between would) and
 //! each caller gets its own decision; Redis runs the script's fixed cost (the call, TIME, reading
 //! and writing the state hash) once per call instead of once per decision. A lone acquire is sent
-//! at once, alone: batching never waits for company.
+//! at once, alone, by its own caller (it "leads"): batching never waits for company. Acquires
+//! that arrive while a call is on its way are queued and sent by a sender task (started by the
+//! first of them, or handed over by the leader when it is done).
 
 use std::sync::{Mutex, MutexGuard};
 
@@ -44,6 +46,40 @@ impl Batches {
         self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// True when the caller may send its own acquire at once, alone (nothing waits and a call
+    /// slot is free); it then holds that slot until [`Batches::finish_lead`].
+    pub(crate) fn try_lead(&self) -> bool {
+        let mut q = self.lock();
+        if q.waiting.is_empty() && q.senders < MAX_CALLS_IN_FLIGHT {
+            q.senders += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// A leader is done: gives its slot back, or keeps it for a sender the caller must start
+    /// (true) when acquires queued meanwhile.
+    pub(crate) fn finish_lead(&self) -> bool {
+        let mut q = self.lock();
+        if q.waiting.is_empty() {
+            q.senders -= 1;
+            false
+        } else {
+            true
+        }
+    }
+
+    /// A slot whose sender cannot be started (no runtime): given back; if it was the last, the
+    /// waiting acquires are dropped (their callers get [`RateLimitError::Abandoned`]).
+    pub(crate) fn abandon_slot(&self) {
+        let mut q = self.lock();
+        q.senders -= 1;
+        if q.senders == 0 {
+            q.waiting.clear();
+        }
+    }
+
     /// Queues `waiter`. True when the caller must start a sender (fewer than the maximum run).
     pub(crate) fn push(&self, waiter: Waiter) -> bool {
         let mut q = self.lock();
@@ -56,7 +92,7 @@ impl Batches {
         }
     }
 
-    /// The sender slot of a sender that was just started by [`Batches::push`].
+    /// The sender slot of a sender started after [`Batches::push`] or [`Batches::finish_lead`].
     pub(crate) fn slot(&self) -> SenderSlot<'_> {
         SenderSlot { batches: self, released: false }
     }
@@ -93,13 +129,8 @@ impl Drop for SenderSlot<'_> {
     /// and if it was the last one the waiting acquires are dropped too, so their callers get
     /// [`RateLimitError::Abandoned`] instead of waiting forever.
     fn drop(&mut self) {
-        if self.released {
-            return;
-        }
-        let mut q = self.batches.lock();
-        q.senders -= 1;
-        if q.senders == 0 {
-            q.waiting.clear();
+        if !self.released {
+            self.batches.abandon_slot();
         }
     }
 }

@@ -236,6 +236,13 @@ impl RateLimiter {
         if estimated_tokens > self.settings.tokens_per_window {
             return Err(self.too_large(estimated_tokens));
         }
+        if self.batches.try_lead() {
+            let mut lead = Lead { limiter: self, done: false };
+            let decided = self.decide(&[estimated_tokens]).await;
+            lead.done = true;
+            self.finish_lead();
+            return decided?.pop().unwrap_or_else(|| Err(self.reply_error("no decision")));
+        }
         let (reply, answer) = oneshot::channel();
         if self.batches.push(Waiter { estimate: estimated_tokens, reply }) {
             // The sender runs on its own, so a caller that stops waiting (a timeout around acquire)
@@ -248,12 +255,27 @@ impl RateLimiter {
         answer.await.unwrap_or_else(|_| Err(RateLimitError::Abandoned { name: self.settings.name.clone() }))
     }
 
-    /// Sends the queued acquires, at most [`crate::batch::MAX_BATCH`] per script call, one call at a time, until
-    /// none is left.
+    /// A leading acquire is done (or was dropped): the acquires queued meanwhile get a sender.
+    fn finish_lead(&self) {
+        if self.batches.finish_lead() {
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => drop(runtime.spawn(self.clone().send_batches())),
+                Err(_) => self.batches.abandon_slot(),
+            }
+        }
+    }
+
+    fn reply_error(&self, detail: &str) -> RateLimitError {
+        RateLimitError::Reply { script: "acquire", detail: detail.to_string() }
+    }
+
+    /// Sends the queued acquires, at most [`crate::batch::MAX_BATCH`] per script call, one call at
+    /// a time, until none is left.
     async fn send_batches(self) {
         let mut slot = self.batches.slot();
         while let Some(batch) = slot.next_batch() {
-            match self.decide(&batch).await {
+            let estimates: Vec<u64> = batch.iter().map(|w| w.estimate).collect();
+            match self.decide(&estimates).await {
                 Ok(decisions) => {
                     for (waiter, decision) in batch.into_iter().zip(decisions) {
                         // A caller that stopped waiting just drops its decision (a grant then
@@ -270,11 +292,11 @@ impl RateLimiter {
         }
     }
 
-    /// One call of acquire.lua for `batch`: a decision per waiter, in order.
-    async fn decide(&self, batch: &[Waiter]) -> Result<Vec<Result<Decision, RateLimitError>>, RateLimitError> {
+    /// One call of acquire.lua for `batch` (estimates): a decision per estimate, in order.
+    async fn decide(&self, batch: &[u64]) -> Result<Vec<Result<Decision, RateLimitError>>, RateLimitError> {
         let mut inv = self.invocation(&ACQUIRE);
-        for waiter in batch {
-            inv.arg(waiter.estimate);
+        for estimate in batch {
+            inv.arg(*estimate);
         }
         let reply: Vec<Value> = inv
             .invoke_async(&mut self.conn.clone())
@@ -288,16 +310,16 @@ impl RateLimiter {
         }
         let now = int_at(&reply, 0, "acquire")?;
         let mut decisions = Vec::with_capacity(batch.len());
-        for (i, waiter) in batch.iter().enumerate() {
+        for (i, &estimate) in batch.iter().enumerate() {
             let value = int_at(&reply, 2 + 2 * i, "acquire")?;
             let wait = |reason| Ok(Decision::Wait { wait: Duration::from_millis(value), reason });
             decisions.push(match signed_at(&reply, 1 + 2 * i, "acquire")? {
-                1 => Ok(Decision::Granted(Reservation { id: value, granted_at_ms: now, estimated_tokens: waiter.estimate, limiter: self.tag })),
+                1 => Ok(Decision::Granted(Reservation { id: value, granted_at_ms: now, estimated_tokens: estimate, limiter: self.tag })),
                 2 => wait(WaitReason::Requests),
                 3 => wait(WaitReason::Tokens),
                 4 => wait(WaitReason::Cooldown),
                 // The script's own copy of the check (it sees the same limits as this process).
-                5 => Err(self.too_large(waiter.estimate)),
+                5 => Err(self.too_large(estimate)),
                 n => return Err(RateLimitError::Reply { script: "acquire", detail: format!("item {}: unknown outcome {n}", 1 + 2 * i) }),
             });
         }
@@ -398,6 +420,21 @@ impl RateLimiter {
             cooldown_remaining: (cooldown_ms > 0).then(|| Duration::from_millis(cooldown_ms)),
             now_ms: int_at(&reply, 3, "status")?,
         })
+    }
+}
+
+/// A leading acquire in progress: if its caller drops it before it is done, the acquires queued
+/// behind it still get a sender.
+struct Lead<'a> {
+    limiter: &'a RateLimiter,
+    done: bool,
+}
+
+impl Drop for Lead<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.limiter.finish_lead();
+        }
     }
 }
 
