@@ -275,9 +275,10 @@ mod tests {
 
     #[test]
     fn lot_and_since_are_checked() {
-        assert!(lot_arg(Some("3 142 828".into()), EXPORT_HELP).unwrap().is_some());
-        assert!(lot_arg(Some("trois".into()), EXPORT_HELP).is_err());
-        assert!(since_arg(Some("7d".into()), EXPORT_HELP).unwrap().is_some());
-        assert!(since_arg(Some("hier".into()), EXPORT_HELP).is_err());
+        assert_eq!(lot_arg("3 142 828"), Ok("3 142 828".to_string()));
+        assert!(lot_arg("trois").is_err());
+        assert!(lot_arg(" ").is_err());
+        assert!(crate::args::since_arg("7d").is_ok());
+        assert!(crate::args::since_arg("hier").is_err());
     }
 }
