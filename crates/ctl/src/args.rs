@@ -158,6 +158,23 @@ pub struct StatusArgs {
     pub environment: Option<String>,
 }
 
+// The fields of a document besides its source and number, as `enqueue` and `site-check` take them.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Args)]
+pub struct DocumentFields {
+    /// circonscription_fonciere
+    #[arg(long, value_name = "NAME")]
+    pub circonscription: Option<String>,
+    /// The cadastre (index and plan_cadastraux)
+    #[arg(long, value_name = "NAME")]
+    pub cadastre: Option<String>,
+    /// designation_secondaire
+    #[arg(long, value_name = "TEXT")]
+    pub designation: Option<String>,
+    /// The acte type (acte)
+    #[arg(long, value_name = "TYPE")]
+    pub acte_type: Option<String>,
+}
+
 // `enqueue`: one document from the flags, or a CSV file of them; never both.
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
 #[command(group(ArgGroup::new("document").required(true).multiple(true).args(["source", "number", "csv"])))]
@@ -171,18 +188,8 @@ pub struct EnqueueArgs {
     /// The document's number
     #[arg(long)]
     pub number: Option<String>,
-    /// circonscription_fonciere
-    #[arg(long, value_name = "NAME")]
-    pub circonscription: Option<String>,
-    /// The cadastre (index and plan_cadastraux)
-    #[arg(long, value_name = "NAME")]
-    pub cadastre: Option<String>,
-    /// designation_secondaire
-    #[arg(long, value_name = "TEXT")]
-    pub designation: Option<String>,
-    /// The acte type (acte)
-    #[arg(long, value_name = "TYPE")]
-    pub acte_type: Option<String>,
+    #[command(flatten)]
+    pub document: DocumentFields,
     /// A CSV file of documents, one per line, with a header line
     #[arg(long, value_name = "FILE", conflicts_with_all = ["source", "number", "circonscription", "cadastre", "designation", "acte_type"])]
     pub csv: Option<PathBuf>,
@@ -284,18 +291,8 @@ pub struct SiteCheckArgs {
     /// The document's number
     #[arg(long, value_parser = not_blank)]
     pub number: String,
-    /// circonscription_fonciere
-    #[arg(long, value_name = "NAME")]
-    pub circonscription: Option<String>,
-    /// The cadastre (index and plan_cadastraux)
-    #[arg(long, value_name = "NAME")]
-    pub cadastre: Option<String>,
-    /// designation_secondaire
-    #[arg(long, value_name = "TEXT")]
-    pub designation: Option<String>,
-    /// The acte type (acte)
-    #[arg(long, value_name = "TYPE")]
-    pub acte_type: Option<String>,
+    #[command(flatten)]
+    pub document: DocumentFields,
     /// Environment whose worker_accounts to use [default: the first configured]
     #[arg(long, value_name = "ENV")]
     pub environment: Option<String>,

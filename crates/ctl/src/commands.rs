@@ -89,10 +89,10 @@ async fn enqueue(ops: &Ops, args: EnqueueArgs) -> i32 {
             let request = NewExtraction {
                 document_source: args.source,
                 document_number: args.number,
-                circonscription_fonciere: args.circonscription,
-                cadastre: args.cadastre,
-                designation_secondaire: args.designation,
-                acte_type: args.acte_type,
+                circonscription_fonciere: args.document.circonscription,
+                cadastre: args.document.cadastre,
+                designation_secondaire: args.document.designation,
+                acte_type: args.document.acte_type,
             };
             match ops.enqueue(env, &request).await {
                 Ok(done) if done.duplicate => {

@@ -16,7 +16,7 @@ mod site_check;
 mod status;
 
 pub use args::{
-    parse_duration, parse_from, parse_since, write_completions, CancelArgs, Cli, Command, CompletionsArgs, DurationError, EnqueueArgs, ReleaseArgs,
+    parse_duration, parse_from, parse_since, write_completions, CancelArgs, Cli, Command, CompletionsArgs, DocumentFields, DurationError, EnqueueArgs, ReleaseArgs,
     RequeueArgs, RetryArgs, RetryTarget, ShowArgs, SiteCheckArgs, StatusArgs, MAX_DURATION_DAYS,
 };
 
