@@ -1,20 +1,16 @@
 //! registrectl: the operators' admin command (docs/design.md §10, §12): migrate, status, enqueue, show,
-//! retry, cancel, requeue-stuck, release-lease. All logic lives in registre_ctl; exit codes 0 done,
-//! 1 the operation failed, 2 bad arguments or configuration.
+//! retry, cancel, requeue-stuck, release-capacity (alias release-lease), site-check, export-index,
+//! index-backfill, completions. All logic lives in registre_ctl; exit codes 0 done, 1 the operation
+//! failed, 2 bad arguments or configuration (clap's usage errors exit 2, `--help` 0).
 
-use registre_ctl::{EXIT_FAILED, EXIT_USAGE};
+use registre_ctl::{Command, EXIT_FAILED};
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let command = match registre_ctl::parse_args(&args) {
-        Ok(command) => command,
-        Err(e) => {
-            eprintln!("registrectl: {}\n\n{}", e.message, e.usage);
-            std::process::exit(EXIT_USAGE);
-        }
-    };
-    if let registre_ctl::Command::Help(text) = command {
-        println!("{text}");
+    // Help, version and refusals are printed by clap, with its exit codes (0, or 2 for bad usage).
+    let command = registre_ctl::parse_from(std::env::args_os()).unwrap_or_else(|e| e.exit());
+    // Completions need no configuration: a shell can load them on a machine without .env.
+    if let Command::Completions(a) = &command {
+        registre_ctl::write_completions(a.shell, &mut std::io::stdout());
         return;
     }
     // Bad configuration of a section registrectl reads: one line on stderr, exit 2.

@@ -2,7 +2,9 @@
 //! migrated database per test) and Redis: `status --json` checked against the database and the
 //! readable table, `enqueue` of a CSV with good and bad lines, `retry --errors --source acte`
 //! touching only those rows, show / retry / cancel with their exit codes, `requeue-stuck`,
-//! `release-lease` refusing a lease still renewed unless --force, and `--help` on each subcommand.
+//! `release-capacity` (and its old name `release-lease`) refusing a lease still renewed unless
+//! --force. The command line without configuration (help, usage errors, completions) is
+//! tests/command_line.rs.
 
 use std::process::{Command, Output};
 
@@ -40,7 +42,7 @@ async fn setup(extra: &[(&str, &str)]) -> Ctl {
 }
 
 impl Ctl {
-    /// Runs registrectl off the async runtime's threads (it may take seconds: release-lease watches).
+    /// Runs registrectl off the async runtime's threads (it may take seconds: release-capacity watches).
     async fn run(&self, args: &[&str]) -> Output {
         let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         let env = self.env.clone();
@@ -231,7 +233,9 @@ async fn overflowing_durations_are_bad_arguments_not_a_panic() {
         let (stdout, stderr) = text(&out);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stdout}{stderr}");
         let first = stderr.lines().next().unwrap_or_default();
-        assert!(first.starts_with("registrectl: --") && first.contains("at most 36500d"), "{args:?}: {stderr}");
+        let flag = if args[0] == "retry" { "--since <WHEN>" } else { "--older-than <DURATION>" };
+        assert!(first.starts_with(&format!("error: invalid value '{}' for '{flag}'", args[args.len() - 1])), "{args:?}: {stderr}");
+        assert!(first.contains("at most 36500d"), "{args:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
@@ -298,20 +302,19 @@ async fn show_retry_cancel_their_exit_codes_and_help_on_each_subcommand() {
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(status_of(&ctl.pool, waiting).await, 1);
 
-    for sub in ["migrate", "status", "enqueue", "show", "retry", "cancel", "requeue-stuck", "release-lease"] {
-        let out = ctl.run(&[sub, "--help"]).await;
-        assert_eq!(out.status.code(), Some(0), "{sub} --help");
-        assert!(text(&out).0.starts_with(&format!("usage: registrectl {sub}")), "{sub}: {}", text(&out).0);
-    }
+    // Help and usage errors answer the same with a configuration as without (tests/command_line.rs).
+    let out = ctl.run(&["retry", "--help"]).await;
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out).0.contains("Usage: registrectl retry"), "{}", text(&out).0);
     let out = ctl.run(&["frobnicate"]).await;
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out).1.contains("unknown command \"frobnicate\""));
+    assert!(text(&out).1.contains("unrecognized subcommand 'frobnicate'"));
     assert_eq!(ctl.run(&["status", "--colour"]).await.status.code(), Some(2));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn requeue_stuck_and_release_lease_refusing_a_renewed_lease_unless_forced() {
-    // A 6 s lease renewed every 2 s: release-lease watches it for 3 s.
+async fn requeue_stuck_and_release_capacity_refusing_a_renewed_lease_unless_forced() {
+    // A 6 s lease renewed every 2 s: release-capacity watches it for 3 s.
     let ctl = setup(&[("CAPACITY_LEASE_TTL_MS", "6000")]).await;
     let stuck = row(&ctl.pool, "index", 2, "worker_id = 'ts-1', processing_started_at = now() - interval '20 minutes', updated_at = now() - interval '20 minutes'").await;
     let out = ctl.run(&["requeue-stuck", "--older-than", "30m"]).await;
@@ -328,28 +331,30 @@ async fn requeue_stuck_and_release_lease_refusing_a_renewed_lease_unless_forced(
     let alive = manager.try_lease("ocr-worker-1-a11ve000", WorkerType::IndexOcr).await.unwrap().expect("fits");
     let held = |status: registre_capacity::CapacityStatus| status.workers.into_iter().map(|w| w.worker_id).collect::<Vec<_>>();
 
-    let out = ctl.run(&["release-lease", "ocr-worker-1-a11ve000"]).await;
+    let out = ctl.run(&["release-capacity", "ocr-worker-1-a11ve000"]).await;
     assert_eq!(out.status.code(), Some(1), "{:?}", text(&out));
     assert!(text(&out).1.contains("is still being renewed"), "{:?}", text(&out));
     assert!(held(manager.status().await.unwrap()).contains(&"ocr-worker-1-a11ve000".to_string()));
 
-    // A lease nobody renews (its process is gone): released after the watch.
+    // A lease nobody renews (its process is gone): released after the watch. Through the old name,
+    // release-lease: the same command, said to be deprecated on stderr.
     let _ = manager.allocate("ocr-worker-2-dead0000", WorkerType::ActeOcr).await.unwrap();
     let out = ctl.run(&["release-lease", "ocr-worker-2-dead0000"]).await;
     assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
-    assert!(text(&out).0.contains("released the acte-ocr lease of ocr-worker-2-dead0000"), "{:?}", text(&out));
+    assert!(text(&out).0.contains("released the acte-ocr capacity lease of ocr-worker-2-dead0000"), "{:?}", text(&out));
+    assert!(text(&out).1.contains("release-lease is deprecated: it releases capacity, use release-capacity"), "{:?}", text(&out));
     assert!(text(&out).0.contains("nobody renewed its lease"), "{:?}", text(&out));
 
     // --force skips the watch. (A live process's heartbeat would take its lease back: stop it first,
     // as an operator stops a hung process, then force the release before the TTL runs out.)
     drop(alive);
-    let out = ctl.run(&["release-lease", "ocr-worker-1-a11ve000", "--force"]).await;
+    let out = ctl.run(&["release-capacity", "ocr-worker-1-a11ve000", "--force"]).await;
     assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
     assert!(text(&out).0.contains("(forced)"), "{:?}", text(&out));
     let workers = held(manager.status().await.unwrap());
     assert!(!workers.iter().any(|w| w.starts_with("ocr-worker-")), "{workers:?}");
 
-    let out = ctl.run(&["release-lease", "nobody-0000"]).await;
+    let out = ctl.run(&["release-capacity", "nobody-0000"]).await;
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).1.contains("no capacity lease of worker nobody-0000"));
 }

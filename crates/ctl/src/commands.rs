@@ -6,7 +6,7 @@ use std::time::Duration;
 use registre_config::{Config, EnvName};
 use registre_ops::{NewExtraction, Ops, OpsError};
 
-use crate::args::{Command, EnqueueInput, RetryTarget};
+use crate::args::{Command, EnqueueArgs, RetryTarget};
 use crate::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 
 /// Exit code of a failed operation: 2 when the operator's input is at fault, else 1.
@@ -43,21 +43,20 @@ pub async fn run(config: &Config, command: Command) -> i32 {
         }
     };
     let result = match command {
-        Command::Status { json, environment } => return crate::status::status(&ops, environment.as_deref(), json).await,
-        Command::Enqueue { environment, input } => return enqueue(&ops, environment.as_deref(), input).await,
-        Command::Show { id, environment, json } => show(&ops, environment.as_deref(), id, json).await,
-        Command::Retry { target, environment } => retry(&ops, environment.as_deref(), target).await,
-        Command::Cancel { id, environment, by } => cancel(&ops, environment.as_deref(), id, by).await,
-        Command::RequeueStuck { environment, older_than } => {
-            return requeue(&ops, config, environment.as_deref(), older_than.unwrap_or(config.monitor.stuck_after)).await
-        }
-        Command::ReleaseLease { worker_id, server, force } => {
+        Command::Status(a) => return crate::status::status(&ops, a.environment.as_deref(), a.json).await,
+        Command::Enqueue(a) => return enqueue(&ops, a).await,
+        Command::Show(a) => show(&ops, a.environment.as_deref(), a.id, a.json).await,
+        Command::Retry(a) => retry(&ops, a.environment.as_deref(), a.target()).await,
+        Command::Cancel(a) => cancel(&ops, a.environment.as_deref(), a.id, a.by).await,
+        Command::RequeueStuck(a) => return requeue(&ops, config, a.environment.as_deref(), a.older_than.unwrap_or(config.monitor.stuck_after)).await,
+        Command::ReleaseCapacity(a) => {
             let watch = config.capacity.heartbeat + Duration::from_secs(1);
-            release(&ops, &worker_id, server, force, watch).await
+            release(&ops, &a.worker_id, a.server, a.force, watch).await
         }
         Command::ExportIndex(args) => return crate::export_index::export(&ops, args).await,
         Command::IndexBackfill(args) => return crate::export_index::backfill(config, &ops, args).await,
-        Command::Help(_) | Command::Migrate | Command::SiteCheck(_) => Ok(()),
+        // Run by lib.rs without the operations library.
+        Command::Migrate | Command::SiteCheck(_) | Command::Completions(_) => Ok(()),
     };
     match result {
         Ok(()) => EXIT_OK,
@@ -80,20 +79,20 @@ fn request_of(input: &[(String, String)]) -> NewExtraction {
 const CSV_COLUMNS: [&str; 6] =
     ["document_source", "document_number", "circonscription_fonciere", "cadastre", "designation_secondaire", "acte_type"];
 
-async fn enqueue(ops: &Ops, environment: Option<&str>, input: EnqueueInput) -> i32 {
-    let env = match self::environment(ops, environment) {
+async fn enqueue(ops: &Ops, args: EnqueueArgs) -> i32 {
+    let env = match self::environment(ops, args.environment.as_deref()) {
         Ok(env) => env,
         Err(e) => return fail(e),
     };
-    match input {
-        EnqueueInput::Flags { source, number, circonscription, cadastre, designation, acte_type } => {
+    match args.csv {
+        None => {
             let request = NewExtraction {
-                document_source: source,
-                document_number: number,
-                circonscription_fonciere: circonscription,
-                cadastre,
-                designation_secondaire: designation,
-                acte_type,
+                document_source: args.source,
+                document_number: args.number,
+                circonscription_fonciere: args.document.circonscription,
+                cadastre: args.document.cadastre,
+                designation_secondaire: args.document.designation,
+                acte_type: args.document.acte_type,
             };
             match ops.enqueue(env, &request).await {
                 Ok(done) if done.duplicate => {
@@ -107,7 +106,7 @@ async fn enqueue(ops: &Ops, environment: Option<&str>, input: EnqueueInput) -> i
                 Err(e) => fail(e),
             }
         }
-        EnqueueInput::Csv(path) => {
+        Some(path) => {
             let text = match std::fs::read_to_string(&path) {
                 Ok(t) => t,
                 Err(e) => {
@@ -291,7 +290,7 @@ async fn release(ops: &Ops, worker_id: &str, server: Option<String>, force: bool
         _ => "forced",
     };
     println!(
-        "released the {} lease of {} on server {} ({why}); its pool assignment is removed",
+        "released the {} capacity lease of {} on server {} ({why}); its pool assignment is removed",
         r.kind,
         r.worker_id,
         r.server.as_deref().unwrap_or("(default)")

@@ -18,59 +18,41 @@ use registre_ratelimit::{RateLimitSettings, RateLimiter};
 use registre_storage::{ObjectPath, Storage};
 use tokio_util::sync::CancellationToken;
 
-use crate::args::{parse_since, ArgError};
 use crate::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
-
-pub const EXPORT_HELP: &str = "usage: registrectl export-index [--environment ENV] [--since WHEN] [--lot LOT] > out.csv
-
-Writes the index des immeubles read as data (index_data of index rows at 5) as CSV on stdout: one
-line per party of each inscription, one line with empty party fields for an inscription without
-parties. Columns: row id, document number, lot, page, date, numero, nature, qualite, nom,
-remarques, radiations (several radiations separated by \"; \"). RFC 4180 quoting, UTF-8.
---since keeps rows whose OCR completed at or after WHEN (an RFC 3339 time or an age: 90m, 2h, 7d);
---lot keeps one lot (\"3 142 828\" or 3142828). Default environment: the first configured (prod).";
-
-pub const BACKFILL_HELP: &str = "usage: registrectl index-backfill [--environment ENV] [--since WHEN]
-
-Computes index_data for index rows already at 5 (Extraction complété) without it, from their stored
-PDFs, with the configured OCR engine, holding an index-ocr capacity lease for the whole run (it
-waits for capacity like a worker). --since keeps rows whose OCR completed at or after WHEN. Prints
-one line per row; a row that cannot be read is reported and skipped. Exit 1 when any row failed.";
 
 /// The CSV columns, in order.
 pub const COLUMNS: [&str; 11] = ["row id", "document number", "lot", "page", "date", "numero", "nature", "qualite", "nom", "remarques", "radiations"];
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+// `export-index`'s filters (registrectl's command line, args.rs, and the tests build it).
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
 pub struct ExportArgs {
+    /// Environment to read [default: the first configured, prod]
+    #[arg(long, value_name = "ENV")]
     pub environment: Option<String>,
+    /// Only rows whose OCR completed at or after WHEN: an RFC 3339 time or an age such as 90m, 2h, 7d
+    #[arg(long, value_name = "WHEN", value_parser = crate::args::since_arg)]
     pub since: Option<DateTime<Utc>>,
+    /// Only this lot ("3 142 828" or 3142828)
+    #[arg(long, value_parser = lot_arg)]
     pub lot: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
 pub struct BackfillArgs {
+    /// Environment to read and write [default: the first configured, prod]
+    #[arg(long, value_name = "ENV")]
     pub environment: Option<String>,
+    /// Only rows whose OCR completed at or after WHEN: an RFC 3339 time or an age such as 90m, 2h, 7d
+    #[arg(long, value_name = "WHEN", value_parser = crate::args::since_arg)]
     pub since: Option<DateTime<Utc>>,
 }
 
-/// `--since WHEN` read, or the refusal naming it.
-pub(crate) fn since_arg(value: Option<String>, usage: &'static str) -> Result<Option<DateTime<Utc>>, ArgError> {
-    value
-        .map(|s| {
-            parse_since(&s, Utc::now()).ok_or_else(|| ArgError {
-                message: format!("--since {s:?}: expected an RFC 3339 time (2026-12-01T04:00:00Z) or an age (90m, 2h, 7d)"),
-                usage,
-            })
-        })
-        .transpose()
-}
-
 /// `--lot` must hold digits (spaces allowed): a typo would silently export nothing.
-pub(crate) fn lot_arg(value: Option<String>, usage: &'static str) -> Result<Option<String>, ArgError> {
-    match value {
-        Some(l) if l.chars().any(|c| c.is_ascii_digit()) && l.chars().all(|c| c.is_ascii_digit() || c == ' ') => Ok(Some(l)),
-        Some(l) => Err(ArgError { message: format!("--lot {l:?}: expected a lot number such as \"3 142 828\""), usage }),
-        None => Ok(None),
+fn lot_arg(raw: &str) -> Result<String, String> {
+    if raw.chars().any(|c| c.is_ascii_digit()) && raw.chars().all(|c| c.is_ascii_digit() || c == ' ') {
+        Ok(raw.to_string())
+    } else {
+        Err("expected a lot number such as \"3 142 828\"".into())
     }
 }
 
@@ -293,9 +275,10 @@ mod tests {
 
     #[test]
     fn lot_and_since_are_checked() {
-        assert!(lot_arg(Some("3 142 828".into()), EXPORT_HELP).unwrap().is_some());
-        assert!(lot_arg(Some("trois".into()), EXPORT_HELP).is_err());
-        assert!(since_arg(Some("7d".into()), EXPORT_HELP).unwrap().is_some());
-        assert!(since_arg(Some("hier".into()), EXPORT_HELP).is_err());
+        assert_eq!(lot_arg("3 142 828"), Ok("3 142 828".to_string()));
+        assert!(lot_arg("trois").is_err());
+        assert!(lot_arg(" ").is_err());
+        assert!(crate::args::since_arg("7d").is_ok());
+        assert!(crate::args::since_arg("hier").is_err());
     }
 }

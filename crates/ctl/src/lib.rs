@@ -1,9 +1,11 @@
-//! `registrectl`, the operators' shell command (docs/design.md §10, §12): `migrate` over the queue crate's
-//! migrations, and `status`, `enqueue`, `show`, `retry`, `cancel`, `requeue-stuck`,
-//! `release-lease`, `export-index`, `index-backfill`, and `site-check` (the registry site step by step) over the operations library (registre-ops), the same queries and repairs as
-//! registre-api and registre-monitor. The binary (bins/registrectl) parses the command line with
-//! [`parse_args`], loads the configuration and calls [`run`], which prints and returns the exit
-//! code: 0 done, 1 the operation failed (said on stderr), 2 bad arguments or configuration.
+//! `registrectl`, the operators' shell command (docs/design.md §10, §12): `migrate` over the queue
+//! crate's migrations, and `status`, `enqueue`, `show`, `retry`, `cancel`, `requeue-stuck`,
+//! `release-capacity` (formerly `release-lease`), `export-index`, `index-backfill` and `site-check`
+//! (the registry site step by step) over the operations library (registre-ops), the same queries and
+//! repairs as registre-api and registre-monitor; `completions` prints a shell completion script.
+//! The binary (bins/registrectl) parses the command line with [`parse_from`] (clap), loads the
+//! configuration and calls [`run`], which prints and returns the exit code: 0 done, 1 the operation
+//! failed (said on stderr), 2 bad arguments or configuration.
 
 mod args;
 mod commands;
@@ -13,7 +15,10 @@ mod migrate;
 mod site_check;
 mod status;
 
-pub use args::{parse_args, parse_duration, parse_since, ArgError, Command, EnqueueInput, RetryTarget, SiteCheckArgs, USAGE};
+pub use args::{
+    parse_duration, parse_from, parse_since, write_completions, CancelArgs, Cli, Command, CompletionsArgs, DocumentFields, DurationError, EnqueueArgs, ReleaseArgs,
+    RequeueArgs, RetryArgs, RetryTarget, ShowArgs, SiteCheckArgs, StatusArgs, MAX_DURATION_DAYS,
+};
 
 use registre_config::Config;
 
@@ -24,8 +29,8 @@ pub const EXIT_USAGE: i32 = 2;
 /// Runs `command`; returns the exit code.
 pub async fn run(config: &Config, command: Command) -> i32 {
     match command {
-        Command::Help(text) => {
-            println!("{text}");
+        Command::Completions(a) => {
+            write_completions(a.shell, &mut std::io::stdout());
             EXIT_OK
         }
         Command::Migrate => migrate::migrate_all(config).await,

@@ -98,10 +98,10 @@ pub async fn site_check(config: &Config, args: SiteCheckArgs) -> i32 {
         }
     };
     let request = DocumentRequest {
-        circonscription_fonciere: args.circonscription.clone(),
-        cadastre: args.cadastre.clone(),
-        designation_secondaire: args.designation.clone(),
-        acte_type: args.acte_type.clone(),
+        circonscription_fonciere: args.document.circonscription.clone(),
+        cadastre: args.document.cadastre.clone(),
+        designation_secondaire: args.document.designation.clone(),
+        acte_type: args.document.acte_type.clone(),
         ..DocumentRequest::new(source, args.number.clone())
     };
     let folder = args.folder.clone().unwrap_or_else(|| {
