@@ -439,7 +439,7 @@ impl Sections {
             "registre-monitor" => {
                 Sections { server: true, capacity: true, rate_limit: true, metrics: true, monitor: true, ..Sections::NONE }
             }
-            // status, requeue-stuck (MONITOR_STUCK_AFTER_MS), release-lease (CAPACITY_HEARTBEAT_MS).
+            // status, requeue-stuck (MONITOR_STUCK_AFTER_MS), release-capacity (CAPACITY_HEARTBEAT_MS).
             "registrectl" => Sections { server: true, capacity: true, rate_limit: true, monitor: true, ..Sections::NONE },
             _ => Sections::ALL,
         }

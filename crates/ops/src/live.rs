@@ -218,7 +218,7 @@ impl Live {
     }
 }
 
-/// What `release-lease` did.
+/// What `registrectl release-capacity` did.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LeaseRelease {
     pub server: Option<String>,
