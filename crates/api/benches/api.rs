@@ -22,7 +22,7 @@
 //!
 //! Prints markdown tables of p50/p95, with the machine's load average before and after.
 //! Run: cargo bench -p registre-api-lib --bench api   (BENCH_ROWS, BENCH_REQUESTS, BENCH_CANCELS
-//! (cancels per part, 60) and BENCH_RUNS (3) to change sizes)
+//! (cancels per part, 150) and BENCH_RUNS (3) to change sizes)
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -323,7 +323,7 @@ async fn bench() {
     let client = bench_client();
 
     // 1. A cancel, idle and loaded, in alternating parts of each run.
-    let per_part = env_number("BENCH_CANCELS", 60);
+    let per_part = env_number("BENCH_CANCELS", 150);
     let runs = env_number("BENCH_RUNS", 3).max(1);
     // Pauses between two polls of one poller: a script's or a dashboard's pace, ten times that, and
     // back to back (the stress row).
