@@ -18,6 +18,7 @@ mod metrics;
 mod overview;
 mod routes;
 mod stream;
+mod writer;
 
 use std::sync::Arc;
 
@@ -45,6 +46,8 @@ pub struct AppState {
     pub(crate) auth: auth::Auth,
     pub(crate) stream: stream::Broadcast,
     pub(crate) stop: CancellationToken,
+    /// Where enqueue, retry and cancel run (their own thread: reads never delay them).
+    pub(crate) writer: writer::Writer,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,7 +65,7 @@ impl BinaryError for ApiStartError {}
 /// The whole application (routes, auth, limits), serving `ops` as `api` says (token, Host names, caps).
 pub fn app(ops: Arc<Ops>, api: &ApiConfig, stop: CancellationToken) -> Router {
     let stream = stream::Broadcast::start(ops.clone(), stop.clone(), api.max_streams);
-    let state = AppState { ops, auth: auth::Auth::new(api.token.clone()), stream, stop };
+    let state = AppState { ops, auth: auth::Auth::new(api.token.clone()), stream, stop, writer: writer::Writer::start() };
     let guarded = Router::new()
         .route("/api/stream", get(stream::sse))
         .route("/api/overview", get(routes::overview))

@@ -1,5 +1,6 @@
 //! The JSON routes. Each parses its input itself (query, path, body) so that every bad input is a
-//! 4xx with a JSON error naming what is wrong, then calls one registre-ops operation.
+//! 4xx with a JSON error naming what is wrong, then calls one registre-ops operation (the writes on
+//! the writes' own thread, crate::writer).
 
 use std::collections::HashMap;
 
@@ -109,7 +110,7 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
 /// The stream's latest overview (crate::stream), as JSON.
 pub async fn overview(State(state): State<AppState>) -> Result<Response, ApiError> {
     let snapshot = state.stream.latest().await.ok_or_else(crate::stream::unavailable)?;
-    Ok(([(header::CONTENT_TYPE, "application/json")], snapshot.json.to_string()).into_response())
+    Ok(([(header::CONTENT_TYPE, "application/json")], snapshot.body.clone()).into_response())
 }
 
 pub async fn workers(State(state): State<AppState>) -> Result<Response, ApiError> {
@@ -189,7 +190,8 @@ pub async fn enqueue(State(state): State<AppState>, q: Params, body: Result<Byte
              cadastre, designation_secondaire, acte_type: {e}"
         ))
     })?;
-    let done = state.ops.enqueue(env, &request).await?;
+    let ops = state.ops.clone();
+    let done = state.writer.run(async move { Ok(ops.enqueue(env, &request).await?) }).await?;
     let status = if done.duplicate { StatusCode::OK } else { StatusCode::CREATED };
     if !done.duplicate {
         tracing::info!("{env}: queued {} {} ({})", done.row.row.document_source, done.row.row.id, "registre-api");
@@ -205,7 +207,8 @@ pub async fn retry(
     let map = params(q, &["environment"])?;
     let env = environment(&state, &map)?;
     let id = row_id(path)?;
-    let row = state.ops.retry(env, id).await?;
+    let ops = state.ops.clone();
+    let row = state.writer.run(async move { Ok(ops.retry(env, id).await?) }).await?;
     tracing::info!("{env}: extraction {id} retried through registre-api (now status {})", row.row.status_id);
     Ok(Json(json!({"environment": env.as_str(), "extraction": row})).into_response())
 }
@@ -225,7 +228,8 @@ pub async fn cancel(
         Some(_) => return Err(ApiError::bad_request("by: at most 60 letters, digits, spaces and . - _ @ '")),
     };
     let reason = format!("cancelled by {by} through registre-api at {}", chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
-    let row = state.ops.cancel(env, id, &reason).await?;
+    let (ops, why) = (state.ops.clone(), reason.clone());
+    let row = state.writer.run(async move { Ok(ops.cancel(env, id, &why).await?) }).await?;
     tracing::info!("{env}: extraction {id} {reason}");
     Ok(Json(json!({"environment": env.as_str(), "extraction": row})).into_response())
 }

@@ -41,6 +41,8 @@ const WAIT_FOR_VALUE: Duration = Duration::from_secs(45);
 pub struct Snapshot {
     pub overview: Overview,
     pub json: Arc<str>,
+    /// The same JSON as a response body: a GET /api/overview costs no serialization and no copy.
+    pub body: axum::body::Bytes,
     pub at: Instant,
 }
 
@@ -95,7 +97,8 @@ impl Broadcast {
             previous = crate::overview::last_changes(&overview);
             // Serializing plain data structures cannot fail; an empty object keeps the stream alive if it did.
             let json: Arc<str> = serde_json::to_string(&overview).unwrap_or_else(|_| "{}".to_string()).into();
-            self.tx.send_replace(Some(Arc::new(Snapshot { overview, json, at: Instant::now() })));
+            let body = axum::body::Bytes::copy_from_slice(json.as_bytes());
+            self.tx.send_replace(Some(Arc::new(Snapshot { overview, json, body, at: Instant::now() })));
             tick.reset();
         }
     }

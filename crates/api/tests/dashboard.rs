@@ -4,7 +4,9 @@
 //! appears without a reload (SSE over the session cookie), Retry on an Erreur row turns it En
 //! attente without asking again, and the open row's detail is re-read only when that row changes.
 //! The detail pane shows a row's index_data as a table, its values
-//! escaped, and GET /api/extractions/{id} carries it. Saves a screenshot to target/registre-api-dashboard.png for people to look at.
+//! escaped, and GET /api/extractions/{id} carries it. A cancel whose answer is lost (a 504
+//! `outcome_unknown`, a connection lost, no answer in time) says "outcome unknown: check with
+//! registrectl show <id>", never "failed". Saves a screenshot to target/registre-api-dashboard.png for people to look at.
 
 mod common;
 
@@ -12,6 +14,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::{insert, start, TOKEN};
+use sqlx::Connection;
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::json;
@@ -204,4 +207,150 @@ async fn dashboard_shows_live_changes_and_retries_an_erreur_row() {
     let keys = pool.keys().clone();
     let mut redis = registre_testkit::redis_sync(&registre_testkit::shared_redis_url());
     let _: () = redis::cmd("DEL").arg(&keys.allocation).arg(&keys.assignments).query(&mut redis).unwrap();
+}
+
+/// Advisory lock key of the COMMIT gate (a deferred trigger that waits for it inside COMMIT).
+const GATE: i64 = 2222;
+
+/// Number of backends of this database whose COMMIT waits at the gate.
+async fn commits_at_gate(pool: &sqlx::PgPool) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query = 'COMMIT' AND wait_event_type = 'Lock'",
+    )
+    .fetch_one(pool)
+    .await
+    .expect("activity")
+}
+
+async fn until_commit_at_gate(pool: &sqlx::PgPool) {
+    let deadline = Instant::now() + DEADLINE;
+    while commits_at_gate(pool).await != 1 {
+        assert!(Instant::now() < deadline, "the cancel's COMMIT never reached the gate");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn status_of(pool: &sqlx::PgPool, id: uuid::Uuid) -> i32 {
+    sqlx::query_scalar("SELECT status_id FROM extraction_queue WHERE id = $1").bind(id).fetch_one(pool).await.expect("row")
+}
+
+/// Clicks Annuler on `id`'s row and waits for the dashboard's verdict on that write.
+async fn click_cancel(client: &Client, id: uuid::Uuid) {
+    client.execute("document.getElementById('act-msg').textContent = ''; delete document.getElementById('act-msg').dataset.outcome;", vec![]).await.unwrap();
+    client
+        .find(Locator::Css(&format!("tr[data-id='{id}'] button.cancel")))
+        .await
+        .expect("an Annuler button on the waiting row")
+        .click()
+        .await
+        .unwrap();
+}
+
+/// What the dashboard said about the last write: (outcome, class, text).
+async fn verdict(client: &Client) -> (String, String, String) {
+    let v = client
+        .execute("const m = document.getElementById('act-msg'); return [m.dataset.outcome || '', m.className, m.innerText];", vec![])
+        .await
+        .unwrap();
+    let part = |i: usize| v[i].as_str().unwrap_or_default().to_string();
+    (part(0), part(1), part(2))
+}
+
+async fn until_verdict(client: &Client, what: &str) -> (String, String, String) {
+    until(client, what, "!!document.getElementById('act-msg').dataset.outcome").await;
+    verdict(client).await
+}
+
+fn assert_outcome_unknown(said: &(String, String, String), id: uuid::Uuid, case: &str) {
+    let (outcome, class, text) = said;
+    assert_eq!(outcome, "unknown", "{case}: {text}");
+    assert_eq!(class, "unknown", "{case}: shown as {class:?}: {text}");
+    assert!(text.contains(&format!("outcome unknown: check with registrectl show {id} --environment prod")), "{case}: {text}");
+    let lower = text.to_lowercase();
+    for word in ["failed", "échec", "erreur", "rien n'a été modifié"] {
+        assert!(!lower.contains(word), "{case}: the dashboard says {word:?}: {text}");
+    }
+}
+
+/// A cancel whose outcome nobody can know is never shown as failed, in the three ways it happens:
+/// the API answers 504 `outcome_unknown` (the connection to PostgreSQL is cut while the COMMIT
+/// waits, so the API lost the COMMIT's answer), the connection between the browser and the API is
+/// lost while the write runs (both times the change is indeed made afterwards: "failed" would have
+/// been a lie), and no answer comes in time (the request held on the way).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_write_whose_answer_is_lost_says_outcome_unknown_never_failed() {
+    let (db, pool) = common::migrated_db().await;
+    let options: sqlx::postgres::PgConnectOptions = db.url().parse().expect("options");
+    let target: std::net::SocketAddr = format!("{}:{}", options.get_host(), options.get_port()).parse().expect("host:port");
+    let db_proxy = registre_testkit::proxy::FaultProxy::start(target);
+    let proxied_db = db_proxy.url_for(db.url());
+    let api = common::start_over(db, pool, Some(TOKEN), &[("PROD_DATABASE_URL", proxied_db)]).await;
+    let rows = [insert(&api.pool, "index", "5 000 001", 1).await, insert(&api.pool, "index", "5 000 002", 1).await, insert(&api.pool, "acte", "5 000 003", 1).await];
+    // Every updated row waits for the advisory lock GATE inside the COMMIT (a deferred trigger).
+    sqlx::raw_sql(&format!(
+        "CREATE FUNCTION test_commit_gate() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN PERFORM pg_advisory_xact_lock({GATE}); RETURN NULL; END $$;
+         CREATE CONSTRAINT TRIGGER test_commit_gate AFTER UPDATE ON extraction_queue
+           DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION test_commit_gate();"
+    ))
+    .execute(&api.pool)
+    .await
+    .expect("gate");
+    // The browser reaches the API through a proxy too, to lose or hold its answers.
+    let api_addr: std::net::SocketAddr = api.addr().parse().expect("api addr");
+    let browser_proxy = registre_testkit::proxy::FaultProxy::start(api_addr);
+    let (client, _driver) = browser().await;
+    client.goto(&format!("http://127.0.0.1:{}/", browser_proxy.port)).await.expect("open the dashboard");
+    until(&client, "the token dialog", "document.getElementById('token-dialog').open").await;
+    client.find(Locator::Css("#token-input")).await.unwrap().send_keys(TOKEN).await.unwrap();
+    client.find(Locator::Css("#token-ok")).await.unwrap().click().await.unwrap();
+    until(&client, "the jobs table", "document.querySelectorAll('#jobs tbody tr button.cancel').length === 3").await;
+
+    // 1. The API answers 504: its connection to PostgreSQL is cut while the COMMIT waits at the gate.
+    let mut holder = sqlx::PgConnection::connect(api.db.url()).await.expect("connect");
+    sqlx::query("SELECT pg_advisory_lock($1)").bind(GATE).execute(&mut holder).await.expect("lock");
+    click_cancel(&client, rows[0]).await;
+    until_commit_at_gate(&api.pool).await;
+    assert!(db_proxy.cut() >= 1);
+    sqlx::query("SELECT pg_advisory_unlock($1)").bind(GATE).execute(&mut holder).await.expect("unlock");
+    let said = until_verdict(&client, "the verdict on the cut COMMIT").await;
+    assert_outcome_unknown(&said, rows[0], "504 from the API");
+    assert!(said.2.contains("ops_cancel: outcome unknown"), "the API's own reason is shown: {}", said.2);
+    let deadline = Instant::now() + DEADLINE;
+    while status_of(&api.pool, rows[0]).await != 4 {
+        assert!(Instant::now() < deadline, "the COMMIT sent before the cut did not land");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // 2. The answer is lost between the API and the browser (its connections closed, new ones
+    //    refused, so a browser's automatic resend cannot reach the API either).
+    sqlx::query("SELECT pg_advisory_lock($1)").bind(GATE).execute(&mut holder).await.expect("lock");
+    until(&client, "the jobs table after the first cancel", "document.querySelectorAll('#jobs tbody tr button.cancel').length === 2").await;
+    click_cancel(&client, rows[1]).await;
+    until_commit_at_gate(&api.pool).await;
+    browser_proxy.refuse();
+    let said = until_verdict(&client, "the verdict on the lost answer").await;
+    assert_outcome_unknown(&said, rows[1], "connection lost");
+    browser_proxy.resume();
+    sqlx::query("SELECT pg_advisory_unlock($1)").bind(GATE).execute(&mut holder).await.expect("unlock");
+    let deadline = Instant::now() + DEADLINE;
+    while status_of(&api.pool, rows[1]).await != 4 {
+        assert!(Instant::now() < deadline, "the second cancel's COMMIT did not land");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // 3. No answer in time: every byte between the browser and the API is held, so the request
+    //    never reaches the API; the dashboard stops waiting (15 s, more than the API's own 10 s
+    //    bound on a write) and cannot know that: outcome unknown, not failed.
+    until(&client, "the stream back", "document.getElementById('live').textContent === 'en direct'").await;
+    until(&client, "the jobs table after the second cancel", "document.querySelectorAll('#jobs tbody tr button.cancel').length === 1").await;
+    browser_proxy.stall();
+    click_cancel(&client, rows[2]).await;
+    let said = until_verdict(&client, "the verdict on the unanswered cancel").await;
+    assert_outcome_unknown(&said, rows[2], "no answer in time");
+    // The held request is dropped with its connection: it never reached the API.
+    browser_proxy.cut();
+    browser_proxy.resume();
+    assert_eq!(status_of(&api.pool, rows[2]).await, 1);
+    let _ = client.close().await;
 }

@@ -3,7 +3,8 @@
 // kept in sessionStorage for this tab only; reads and writes send it as the bearer header, and
 // POST /api/login trades it for the HttpOnly session cookie the stream uses (an EventSource cannot
 // send a header; the token never goes in a URL). A row's detail is re-read only when the stream
-// says that row changed. No framework: the page must work offline from the binary alone.
+// says that row changed. A write whose answer is lost or late says "outcome unknown: check with
+// registrectl show <id>", never that it failed (writeOutcome). No framework: the page must work offline from the binary alone.
 "use strict";
 
 const LABELS = {1: "En attente", 2: "En traitement", 3: "Complété", 4: "Erreur", 5: "Extraction complété", 6: "OCR en traitement"};
@@ -204,16 +205,59 @@ async function apiFetch(url, options) {
   return res;
 }
 
+// How long a write's answer is awaited: longer than the API's own bound on a write (10 s), so no
+// answer by then means it was lost, not that the write is still running.
+const WRITE_WAIT_MS = 15000;
+
+// What a write's answer says happened. Only a 2xx is "done"; a 4xx or a 503 from registre-api
+// means nothing changed (the server rolls back before it answers). A 504 (the API lost the
+// COMMIT's answer, `outcome_unknown`, or a gateway in front gave up), a 502 from a gateway, a
+// connection lost on the way or no answer within WRITE_WAIT_MS leave the outcome unknown: the
+// change may have been made, so it is never reported as failed.
+function writeOutcome(res, body, id, envName) {
+  const check = `outcome unknown: check with registrectl show ${id} --environment ${envName}`;
+  if (!res) return {kind: "unknown", text: check, detail: "la réponse n'est pas arrivée (connexion perdue ou aucune réponse en " + WRITE_WAIT_MS / 1000 + " s)"};
+  if (res.ok) return {kind: "done"};
+  if (res.status === 504 || res.status === 502 || body.reason === "outcome_unknown") {
+    return {kind: "unknown", text: check, detail: body.error || `HTTP ${res.status}`};
+  }
+  return {kind: "refused", text: "Rien n'a été modifié : " + (body.error || `HTTP ${res.status}`)};
+}
+
 async function act(kind, id) {
   const token = await askToken();
   if (!token) return;
-  const url = kind === "retry" ? `/api/extractions/${encodeURIComponent(id)}/retry?environment=${encodeURIComponent(env)}`
-                               : `/api/extractions/${encodeURIComponent(id)}?environment=${encodeURIComponent(env)}&by=dashboard`;
-  const res = await apiFetch(url, {method: kind === "retry" ? "POST" : "DELETE"});
-  const body = await res.json().catch(() => ({}));
-  $("jobs-msg").innerHTML = res.ok ? (kind === "retry" ? "Remis en attente." : "Annulé.") : `<span class="error">${esc(body.error || res.status)}</span>`;
+  const envName = env;
+  const url = kind === "retry" ? `/api/extractions/${encodeURIComponent(id)}/retry?environment=${encodeURIComponent(envName)}`
+                               : `/api/extractions/${encodeURIComponent(id)}?environment=${encodeURIComponent(envName)}&by=dashboard`;
+  const msg = $("act-msg");
+  msg.className = "muted";
+  msg.textContent = kind === "retry" ? "Remise en attente…" : "Annulation…";
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(), WRITE_WAIT_MS);
+  let res = null, body = {};
+  try {
+    res = await apiFetch(url, {method: kind === "retry" ? "POST" : "DELETE", signal: abort.signal});
+    body = await res.json().catch(() => ({}));
+  } catch (err) {
+    res = null; // lost on the way or aborted: nobody can say whether the server made the change
+  } finally {
+    clearTimeout(timer);
+  }
+  const outcome = writeOutcome(res, body, id, envName);
+  msg.dataset.outcome = outcome.kind;
+  if (outcome.kind === "done") {
+    msg.className = "muted";
+    msg.textContent = kind === "retry" ? "Remis en attente." : "Annulé.";
+  } else if (outcome.kind === "unknown") {
+    msg.className = "unknown";
+    msg.innerHTML = `<b>${esc(outcome.text)}</b> <span class="muted">(${esc(outcome.detail)})</span>`;
+  } else {
+    msg.className = "error";
+    msg.textContent = outcome.text;
+  }
   await loadJobs();
-  if (res.ok) showDetail(id, true);
+  if (outcome.kind === "done" || (outcome.kind === "unknown" && selected === id)) showDetail(id, true);
 }
 
 $("jobs").addEventListener("click", (ev) => {

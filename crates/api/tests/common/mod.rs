@@ -41,6 +41,12 @@ pub async fn migrated_db() -> (TestDatabase, PgPool) {
 /// A registre-api over a fresh database; `extra` variables are added (or override) the defaults.
 pub async fn start(token: Option<&str>, extra: &[(&str, String)]) -> Api {
     let (db, pool) = migrated_db().await;
+    start_over(db, pool, token, extra).await
+}
+
+/// A registre-api over `db` (already migrated; `pool` reaches it directly); `extra` as for [`start`]
+/// (e.g. a PROD_DATABASE_URL through a fault proxy).
+pub async fn start_over(db: TestDatabase, pool: PgPool, token: Option<&str>, extra: &[(&str, String)]) -> Api {
     let mut vars: Vec<(String, String)> = vec![
         ("PROD_DATABASE_URL".into(), db.url().to_string()),
         ("REDIS_URL".into(), registre_testkit::shared_redis_url()),
