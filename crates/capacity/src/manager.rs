@@ -218,6 +218,26 @@ impl CapacityManager {
         Ok(removed == 1)
     }
 
+    /// Reads the status, retrying with capped backoff while Redis does not answer; each retry is
+    /// logged as "`waiting` (the error): retrying in N ms". None if `cancel` fired first. The
+    /// binaries call it at start-up, so a Redis that comes up after them is waited for.
+    pub async fn status_once_reachable(&self, cancel: &CancellationToken, waiting: &str) -> Option<CapacityStatus> {
+        let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(10));
+        loop {
+            match self.status().await {
+                Ok(status) => return Some(status),
+                Err(e) => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!("{waiting} ({e}): retrying in {} ms", delay.as_millis());
+                    tokio::select! {
+                        _ = cancel.cancelled() => return None,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        }
+    }
+
     pub async fn status(&self) -> Result<CapacityStatus, CapacityError> {
         let mut inv = STATUS.prepare_invoke();
         for key in self.settings.keys.as_array() {
