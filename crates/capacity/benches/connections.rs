@@ -51,26 +51,15 @@ fn keys(k: &CapacityKeys) -> [String; 4] {
     [k.cpu_allocated.clone(), k.ram_allocated.clone(), k.workers.clone(), k.leases.clone()]
 }
 
-async fn with_manager(manager: &CapacityManager, in_flight: usize) -> f64 {
+/// Runs `in_flight` tasks made by `task` (given its index and the common start) for RUN_FOR and
+/// returns the operations per second they counted together.
+async fn ops_per_second<F, Fut>(in_flight: usize, task: F) -> f64
+where
+    F: Fn(usize, Instant) -> Fut,
+    Fut: std::future::Future<Output = u64> + Send + 'static,
+{
     let started = Instant::now();
-    let tasks: Vec<_> = (0..in_flight)
-        .map(|t| {
-            let m = manager.clone();
-            tokio::spawn(async move {
-                let id = format!("cm-{t}");
-                let mut ops = 0u64;
-                while started.elapsed() < RUN_FOR {
-                    match m.allocate(&id, WorkerType::IndexOcr).await {
-                        Ok(Allocation::Granted { .. }) => {}
-                        other => panic!("allocation refused in the benchmark: {other:?}"),
-                    }
-                    m.release(&id).await.expect("release");
-                    ops += 2;
-                }
-                ops
-            })
-        })
-        .collect();
+    let tasks: Vec<_> = (0..in_flight).map(|t| tokio::spawn(task(t, started))).collect();
     let mut total = 0;
     for t in tasks {
         total += t.await.expect("task");
@@ -78,33 +67,46 @@ async fn with_manager(manager: &CapacityManager, in_flight: usize) -> f64 {
     total as f64 / started.elapsed().as_secs_f64()
 }
 
+async fn with_manager(manager: &CapacityManager, in_flight: usize) -> f64 {
+    ops_per_second(in_flight, |t, started| {
+        let m = manager.clone();
+        async move {
+            let id = format!("cm-{t}");
+            let mut ops = 0u64;
+            while started.elapsed() < RUN_FOR {
+                match m.allocate(&id, WorkerType::IndexOcr).await {
+                    Ok(Allocation::Granted { .. }) => {}
+                    other => panic!("allocation refused in the benchmark: {other:?}"),
+                }
+                m.release(&id).await.expect("release");
+                ops += 2;
+            }
+            ops
+        }
+    })
+    .await
+}
+
 async fn with_pool(pool: &deadpool_redis::Pool, settings: &Arc<CapacitySettings>, in_flight: usize) -> f64 {
     let (allocate, release) = (Arc::new(script("allocate")), Arc::new(script("release")));
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..in_flight)
-        .map(|t| {
-            let (pool, settings, allocate, release) = (pool.clone(), settings.clone(), allocate.clone(), release.clone());
-            tokio::spawn(async move {
-                let id = format!("pool-{t}");
-                let keys = keys(&settings.keys);
-                let args = allocate_args(&settings, &id);
-                let mut ops = 0u64;
-                while started.elapsed() < RUN_FOR {
-                    let reply = pooled_call(&pool, &allocate, &keys, &args).await;
-                    let granted = matches!(&reply, deadpool_redis::redis::Value::Array(items) if items.first() == Some(&deadpool_redis::redis::Value::Int(1)));
-                    assert!(granted, "allocation refused: {reply:?}");
-                    pooled_call(&pool, &release, &keys, std::slice::from_ref(&id)).await;
-                    ops += 2;
-                }
-                ops
-            })
-        })
-        .collect();
-    let mut total = 0;
-    for t in tasks {
-        total += t.await.expect("task");
-    }
-    total as f64 / started.elapsed().as_secs_f64()
+    ops_per_second(in_flight, |t, started| {
+        let (pool, settings, allocate, release) = (pool.clone(), settings.clone(), allocate.clone(), release.clone());
+        async move {
+            let id = format!("pool-{t}");
+            let keys = keys(&settings.keys);
+            let args = allocate_args(&settings, &id);
+            let mut ops = 0u64;
+            while started.elapsed() < RUN_FOR {
+                let reply = pooled_call(&pool, &allocate, &keys, &args).await;
+                let granted = matches!(&reply, deadpool_redis::redis::Value::Array(items) if items.first() == Some(&deadpool_redis::redis::Value::Int(1)));
+                assert!(granted, "allocation refused: {reply:?}");
+                pooled_call(&pool, &release, &keys, std::slice::from_ref(&id)).await;
+                ops += 2;
+            }
+            ops
+        }
+    })
+    .await
 }
 
 /// One script call on a connection checked out of the pool for it, as a pooled client uses it.

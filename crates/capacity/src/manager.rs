@@ -19,7 +19,6 @@ static ALLOCATE: LazyLock<Script> = registre_runtime::lua_script!("lua/sweep.lua
 static RENEW: LazyLock<Script> = registre_runtime::lua_script!("lua/sweep.lua", "lua/renew.lua");
 static RELEASE: LazyLock<Script> = registre_runtime::lua_script!("lua/sweep.lua", "lua/release.lua");
 static STATUS: LazyLock<Script> = registre_runtime::lua_script!("lua/sweep.lua", "lua/status.lua");
-static SWITCH: LazyLock<Script> = registre_runtime::lua_script!("lua/sweep.lua", "lua/switch.lua");
 
 /// Everything the manager needs, usually taken from [`Config`] with [`CapacitySettings::from_config`].
 #[derive(Debug, Clone)]
@@ -136,22 +135,23 @@ impl CapacityManager {
 
     /// Takes (or replaces) the lease of `worker_id` if its type's cost fits. One round trip.
     pub async fn allocate(&self, worker_id: &str, kind: WorkerType) -> Result<Allocation, CapacityError> {
-        self.take(&ALLOCATE, "allocate", worker_id, kind).await
+        self.take("allocate", worker_id, kind).await
     }
 
-    /// Moves the lease of `worker_id` to `kind` in one atomic script (lua/switch.lua): the old
+    /// Moves the lease of `worker_id` to `kind` in one atomic script (lua/allocate.lua): the old
     /// lease is dropped and the new one added in the same step, or, if the new cost does not fit
     /// in what the server would have without the old lease, nothing changes and the old lease is
     /// still held. Never release-then-allocate: another process could take the freed capacity in
     /// between and leave the worker with no lease at all.
     pub async fn switch(&self, worker_id: &str, kind: WorkerType) -> Result<Allocation, CapacityError> {
-        self.take(&SWITCH, "switch", worker_id, kind).await
+        self.take("switch", worker_id, kind).await
     }
 
-    async fn take(&self, script: &Script, name: &'static str, worker_id: &str, kind: WorkerType) -> Result<Allocation, CapacityError> {
+    /// Allocate and switch are one script (lua/allocate.lua); `name` says which the caller asked.
+    async fn take(&self, name: &'static str, worker_id: &str, kind: WorkerType) -> Result<Allocation, CapacityError> {
         let cost = self.settings.cost(kind);
         let ttl = self.settings.costs.lease_ttl.as_millis() as u64;
-        let mut inv = script.prepare_invoke();
+        let mut inv = ALLOCATE.prepare_invoke();
         for key in self.settings.keys.as_array() {
             inv.key(key);
         }
@@ -216,6 +216,26 @@ impl CapacityManager {
             .await
             .map_err(|source| CapacityError::Redis { operation: "release", source })?;
         Ok(removed == 1)
+    }
+
+    /// Reads the status, retrying with capped backoff while Redis does not answer; each retry is
+    /// logged as "`waiting` (the error): retrying in N ms". None if `cancel` fired first. The
+    /// binaries call it at start-up, so a Redis that comes up after them is waited for.
+    pub async fn status_once_reachable(&self, cancel: &CancellationToken, waiting: &str) -> Option<CapacityStatus> {
+        let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(10));
+        loop {
+            match self.status().await {
+                Ok(status) => return Some(status),
+                Err(e) => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!("{waiting} ({e}): retrying in {} ms", delay.as_millis());
+                    tokio::select! {
+                        _ = cancel.cancelled() => return None,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        }
     }
 
     pub async fn status(&self) -> Result<CapacityStatus, CapacityError> {

@@ -11,17 +11,11 @@ use registre_config::{Config, Milli};
 use registre_testkit::{child, redis_sync, shared_redis_url, unique, RedisServer};
 use tokio_util::sync::CancellationToken;
 
-/// A manager configured from environment-style variables, as a binary would be.
-fn manager(redis_url: &str, vars: &[(&str, &str)]) -> CapacityManager {
-    let mut all = vec![("REDIS_URL", redis_url), ("DATABASE_URL", "postgres://localhost/unused")];
-    all.extend_from_slice(vars);
-    let config = Config::from_vars(all.iter().map(|(k, v)| (k.to_string(), v.to_string()))).expect("test config is valid");
-    let conn = registre_runtime::redis_connection(&config.redis_url).expect("redis url");
-    CapacityManager::new(conn, CapacitySettings::from_config(&config))
-}
+mod common;
+use common::manager;
 
 fn granted(a: Allocation) -> bool {
-    matches!(a, Allocation::Granted { .. })
+    common::granted(&a)
 }
 
 #[tokio::test]

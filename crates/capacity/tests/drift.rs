@@ -11,19 +11,17 @@ use registre_capacity::{Allocation, CapacityManager, CapacitySettings, WorkerTyp
 use registre_config::{Config, Milli};
 use registre_testkit::{redis_sync, shared_redis_url, unique};
 
+mod common;
+
 fn manager(redis_url: &str, server_id: &str, lease_ttl_ms: &str) -> CapacityManager {
     let vars = [
-        ("REDIS_URL", redis_url),
-        ("DATABASE_URL", "postgres://localhost/unused"),
         ("SERVER_ID", server_id),
         ("SERVER_MAX_CPU", "10"),
         ("SERVER_MAX_RAM", "10"),
         ("CAPACITY_LEASE_TTL_MS", lease_ttl_ms),
         ("CAPACITY_HEARTBEAT_MS", "10"),
     ];
-    let config = Config::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string()))).expect("test config is valid");
-    let conn = registre_runtime::redis_connection(&config.redis_url).expect("redis url");
-    CapacityManager::new(conn, CapacitySettings::from_config(&config))
+    common::manager(redis_url, &vars)
 }
 
 fn milli(text: &str) -> u64 {

@@ -11,17 +11,8 @@ use registre_config::Config;
 use registre_testkit::redis6::old_redis_server;
 use registre_testkit::redis_sync;
 
-fn manager(redis_url: &str, vars: &[(&str, &str)]) -> CapacityManager {
-    let mut all = vec![("REDIS_URL", redis_url), ("DATABASE_URL", "postgres://localhost/unused")];
-    all.extend_from_slice(vars);
-    let config = Config::from_vars(all.iter().map(|(k, v)| (k.to_string(), v.to_string()))).expect("test config is valid");
-    let conn = registre_runtime::redis_connection(&config.redis_url).expect("redis url");
-    CapacityManager::new(conn, CapacitySettings::from_config(&config))
-}
-
-fn granted(a: &Allocation) -> bool {
-    matches!(a, Allocation::Granted { .. })
-}
+mod common;
+use common::{granted, manager};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn capacity_scripts_run_on_redis_6_2() {

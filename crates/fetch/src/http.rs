@@ -70,12 +70,7 @@ impl Fetcher for HttpFetcher {
                 let excerpt = if excerpt.is_empty() { String::new() } else { format!(": {excerpt}") };
                 return Err(FetchError::Other(format!("GET {shown} for {}: HTTP {status}{excerpt}", request.describe())));
             }
-            let content_type = response
-                .headers()
-                .get(reqwest::header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("application/pdf")
-                .to_string();
+            let content_type = content_type_of(&response);
             let bytes = response.bytes().await.map_err(|e| {
                 if e.is_timeout() {
                     timeout(format!("reading the body of {shown}"))
@@ -95,6 +90,17 @@ impl Fetcher for HttpFetcher {
 
 /// `scheme://host[:port]/…`: enough for an operator to tell which mirror failed, nothing of the
 /// template's userinfo, path or query. A URL that does not parse is not shown at all.
+/// The answer's Content-Type, `application/pdf` when the server sends none (both fetchers store it
+/// with the document).
+pub(crate) fn content_type_of(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/pdf")
+        .to_string()
+}
+
 pub(crate) fn shown_url(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(u) => match (u.host_str(), u.port()) {

@@ -137,7 +137,7 @@ pub async fn start_with_engine(
         Some(engine) => engine,
         None => engine_from_config(&config.ocr_engine, limiter.clone()).map_err(|e| PoolError::Config(e.to_string()))?,
     };
-    if !wait_for_redis(&capacity, &shutdown.token()).await {
+    if capacity.status_once_reachable(&shutdown.token(), "⏳ waiting for Redis before starting the OCR workers").await.is_none() {
         return Ok(None);
     }
     tracing::info!("✅ All managers initialized");
@@ -196,25 +196,6 @@ pub async fn start_with_engine(
     };
     shutdown.spawn(status_block(config.ocr_pool.status_interval, header, services.clone(), slots.clone(), shutdown.clone()));
     Ok(Some(PoolHandle { slots, services }))
-}
-
-/// Waits until Redis answers a capacity status (the scripts the pool needs), retrying with
-/// capped backoff and logging why; false if `cancel` fired first.
-async fn wait_for_redis(capacity: &CapacityManager, cancel: &CancellationToken) -> bool {
-    let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(10));
-    loop {
-        match capacity.status().await {
-            Ok(_) => return true,
-            Err(e) => {
-                let delay = backoff.next_delay();
-                tracing::warn!("⏳ waiting for Redis before starting the OCR workers ({e}): retrying in {} ms", delay.as_millis());
-                tokio::select! {
-                    _ = cancel.cancelled() => return false,
-                    _ = tokio::time::sleep(delay) => {}
-                }
-            }
-        }
-    }
 }
 
 /// Long enough to survive one missed rebalance; a crashed rebalancer's lock frees after it.

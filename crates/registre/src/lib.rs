@@ -150,20 +150,7 @@ pub fn workers_that_fit(status: &CapacityStatus, cost: WorkerCost, wanted: u32) 
 /// Reads the capacity status, retrying with backoff while Redis does not answer (logged);
 /// None if the shutdown fired first.
 pub async fn capacity_status(capacity: &CapacityManager, cancel: &CancellationToken) -> Option<CapacityStatus> {
-    let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(10));
-    loop {
-        match capacity.status().await {
-            Ok(status) => return Some(status),
-            Err(e) => {
-                let delay = backoff.next_delay();
-                tracing::warn!("⚠️ capacity manager cannot read Redis ({e}): retrying in {} ms", delay.as_millis());
-                tokio::select! {
-                    _ = cancel.cancelled() => return None,
-                    _ = tokio::time::sleep(delay) => {}
-                }
-            }
-        }
-    }
+    capacity.status_once_reachable(cancel, "⚠️ capacity manager cannot read Redis").await
 }
 
 /// The workers started by [`start_workers`]. They hold their leases but claim nothing until

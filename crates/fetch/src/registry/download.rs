@@ -17,7 +17,7 @@ use super::browser::classify;
 use super::page::{with_find, PageState, POLL};
 use super::redact_query;
 use super::session::Inner;
-use crate::http::error_chain;
+use crate::http::{content_type_of, error_chain};
 use crate::{validate_pdf, DocumentRequest, FetchError, FetchedDocument};
 
 const PICK: &str = include_str!("js/pick.js");
@@ -155,12 +155,7 @@ impl Inner {
         if !status.is_success() {
             return Err(FetchError::Other(format!("{}: GET {shown} (save control): HTTP {status}", request.describe())));
         }
-        let content_type = response
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("application/pdf")
-            .to_string();
+        let content_type = content_type_of(&response);
         let bytes = response
             .bytes()
             .await
