@@ -225,25 +225,8 @@ pub fn normalize(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// Levenshtein distance over chars (two rows of the DP table).
-pub fn levenshtein(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    let mut cur = vec![0; b.len() + 1];
-    for i in 1..=a.len() {
-        cur[0] = i;
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            cur[j] = (prev[j] + 1).min(cur[j - 1] + 1).min(prev[j - 1] + cost);
-        }
-        std::mem::swap(&mut prev, &mut cur);
-    }
-    prev[b.len()]
-}
-
 /// Character error rate of `recognized` against `reference`, both normalized.
 pub fn cer(reference: &str, recognized: &str) -> f64 {
     let (r, o) = (normalize(reference), normalize(recognized));
-    levenshtein(&r, &o) as f64 / r.chars().count().max(1) as f64
+    registre_domain::index_data::levenshtein(&r, &o) as f64 / r.chars().count().max(1) as f64
 }
