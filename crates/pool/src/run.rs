@@ -15,7 +15,6 @@ use registre_ratelimit::{RateLimitSettings, RateLimiter};
 use registre_runtime::{Backoff, Shutdown};
 use registre_storage::Storage;
 use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 
 use crate::worker::{run_worker, Worker, WorkerSlot, OcrActivity};
 use crate::{plan_moves, target_split, Mode, PoolError, PoolKeys, PoolManager, QueueCounts, PlannedWorker};

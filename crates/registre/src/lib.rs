@@ -22,7 +22,7 @@ use registre_capacity::{CapacityManager, CapacitySettings, CapacityStatus, Worke
 use registre_config::{Config, RegistreConfig, WorkerCost};
 use registre_fetch::{AccountProvider, FetchError, Fetcher};
 use registre_queue::{MultiQueue, QueueError};
-use registre_runtime::{Backoff, RedisConnectError, Shutdown};
+use registre_runtime::{RedisConnectError, Shutdown};
 use registre_storage::{Storage, StorageError};
 use tokio_util::sync::CancellationToken;
 
