@@ -237,13 +237,14 @@ async fn status_of(pool: &sqlx::PgPool, id: uuid::Uuid) -> i32 {
 /// Clicks Annuler on `id`'s row and waits for the dashboard's verdict on that write.
 async fn click_cancel(client: &Client, id: uuid::Uuid) {
     client.execute("document.getElementById('act-msg').textContent = ''; delete document.getElementById('act-msg').dataset.outcome;", vec![]).await.unwrap();
-    client
-        .find(Locator::Css(&format!("tr[data-id='{id}'] button.cancel")))
-        .await
-        .expect("an Annuler button on the waiting row")
-        .click()
-        .await
-        .unwrap();
+    // Found and clicked in one script: the list may be re-rendered by a stream event between a
+    // WebDriver find and its click (a stale element), never inside one script run.
+    let script = format!("const b = document.querySelector(\"tr[data-id='{id}'] button.cancel\"); if (!b) return false; b.click(); return true;");
+    let deadline = Instant::now() + DEADLINE;
+    while client.execute(&script, vec![]).await.unwrap() != json!(true) {
+        assert!(Instant::now() < deadline, "no Annuler button on the waiting row {id}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// What the dashboard said about the last write: (outcome, class, text).

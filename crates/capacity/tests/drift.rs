@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use redis::Commands;
-use registre_capacity::{Allocation, CapacityManager, CapacitySettings, WorkerType};
-use registre_config::{Config, Milli};
+use registre_capacity::{Allocation, CapacityManager, WorkerType};
+use registre_config::Milli;
 use registre_testkit::{redis_sync, shared_redis_url, unique};
 
 mod common;

@@ -6,8 +6,7 @@
 use std::time::{Duration, Instant};
 
 use redis::Commands;
-use registre_capacity::{Allocation, CapacityManager, CapacitySettings, Renewal, WorkerType};
-use registre_config::Config;
+use registre_capacity::{Renewal, WorkerType};
 use registre_testkit::redis6::old_redis_server;
 use registre_testkit::redis_sync;
 
