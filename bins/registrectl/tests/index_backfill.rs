@@ -194,7 +194,7 @@ async fn backfill_fills_only_index_rows_at_5_without_data_under_the_capacity_bud
     let truth: Vec<(String, String, String)> = docs[0].truth.pages[0]
         .inscriptions
         .iter()
-        .flat_map(|i| i.parties.iter().map(move |p| (i.numero.clone(), p.qualite.clone(), p.nom.clone())))
+        .flat_map(|i| i.parties.iter().map(move |p| (i.numero.clone().unwrap_or_default(), p.qualite.clone().unwrap_or_default(), p.nom.clone())))
         .collect();
     let found = truth.iter().filter(|(n, q, nom)| records.iter().any(|r| &r[5] == n && &r[7] == q && &r[8] == nom)).count();
     assert!(found * 100 >= truth.len() * 95, "{found} of {} parties exported as printed:\n{text}", truth.len());

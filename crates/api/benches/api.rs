@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 use registre_config::{Config, EnvName};
 use registre_runtime::Shutdown;
 use registre_testkit::postgres::TestDatabase;
+use registre_testkit::reference::median;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection};
 
@@ -187,11 +188,6 @@ impl Load {
         let (polls, seconds) = (parts.next().unwrap_or(0.0), parts.next().unwrap_or(1.0));
         polls / seconds.max(1e-9)
     }
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(|a, b| a.total_cmp(b));
-    values[values.len() / 2]
 }
 
 /// The counts (non-final statuses: status 5 is kept by registre-ops' completions cache) and

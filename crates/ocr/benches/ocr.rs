@@ -15,10 +15,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use registre_ocr::{OcrEngine, Parallelism, TesseractEngine, TesseractSettings};
+use registre_testkit::reference::{self, median};
 use registre_testkit::{pdf, scan};
 
 const BUDGET: usize = 2;
-const REFERENCE_DPI: u32 = 300;
 /// The issue's target: engine pages per minute ≥ 0.85 × the reference's, on scanned pages.
 const TARGET: f64 = 0.85;
 
@@ -28,12 +28,6 @@ fn env_usize(name: &str, default: usize) -> usize {
 
 fn ppm(pages: usize, d: Duration) -> f64 {
     pages as f64 * 60.0 / d.as_secs_f64()
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    if n % 2 == 1 { values[n / 2] } else { (values[n / 2 - 1] + values[n / 2]) / 2.0 }
 }
 
 /// One document the bench reads: its bytes, where they are on disk, and the text it shows.
@@ -47,46 +41,17 @@ struct Corpus {
     truth: String,
 }
 
-/// The reference: every page rendered once at 300 dpi as PGM, untimed.
+/// The reference's input: every page rendered once at 300 dpi as PGM, untimed.
 fn pre_render(dir: &Path, corpus: &Corpus) -> PathBuf {
     let out = dir.join(format!("reference-{}", corpus.slug));
     let _ = std::fs::remove_dir_all(&out);
-    std::fs::create_dir_all(&out).unwrap();
-    let status = Command::new("pdftoppm")
-        .args(["-r", &REFERENCE_DPI.to_string(), "-gray"])
-        .arg(&corpus.path)
-        .arg(out.join("page"))
-        .status()
-        .unwrap();
-    assert!(status.success(), "pdftoppm failed on {}", corpus.path.display());
+    reference::render_pgm(&corpus.path, &out, "page");
     out
 }
 
-/// tesseract alone on the pre-rendered PGMs, `BUDGET` at a time, from a shell; (time, text of the
-/// pages in order).
+/// tesseract alone on the pre-rendered PGMs, `BUDGET` at a time; (time, text of the pages in order).
 fn reference_run(pgm_dir: &Path, settings: &TesseractSettings) -> (Duration, String) {
-    let mut images: Vec<PathBuf> =
-        std::fs::read_dir(pgm_dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "pgm")).collect();
-    images.sort();
-    for image in &images {
-        let _ = std::fs::remove_file(image.with_extension("txt"));
-    }
-    let script = format!(
-        "ls {dir}/*.pgm | xargs -P {BUDGET} -I{{}} sh -c 'OMP_THREAD_LIMIT=1 tesseract {{}} stdout -l {lang} --psm {psm} --dpi {REFERENCE_DPI} > {{}}.txt 2>/dev/null'",
-        dir = pgm_dir.display(),
-        lang = settings.lang,
-        psm = settings.psm,
-    );
-    let start = Instant::now();
-    let status = Command::new("sh").arg("-c").arg(&script).status().unwrap();
-    let elapsed = start.elapsed();
-    assert!(status.success(), "reference run failed: {script}");
-    let text = images
-        .iter()
-        .map(|image| std::fs::read_to_string(format!("{}.txt", image.display())).unwrap())
-        .collect::<Vec<_>>()
-        .join("\n");
-    (elapsed, text)
+    reference::tesseract_alone(pgm_dir, BUDGET, &settings.lang, settings.psm)
 }
 
 struct Round {

@@ -27,18 +27,10 @@ async fn a_dropped_job_kills_tesseract_and_removes_its_temp_dir() {
     let dir = std::env::temp_dir().join(format!("registre-ocr-cancel-{}", uuid::Uuid::new_v4().simple()));
     let bin = dir.join("bin");
     let root = dir.join("jobs");
-    std::fs::create_dir_all(&bin).unwrap();
     std::fs::create_dir_all(&root).unwrap();
     let pid_file = dir.join("tesseract.pid");
-    let shim = bin.join("tesseract");
     // exec: the blocked process is the one the engine spawned (its pid is the child's pid).
-    std::fs::write(&shim, format!("#!/bin/sh\necho $$ > {pid}.tmp && mv {pid}.tmp {pid}\nexec sleep 600\n", pid = pid_file.display()))
-        .unwrap();
-    std::fs::set_permissions(&shim, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let mut dirs = vec![bin.clone()];
-    dirs.extend(std::env::split_paths(&path));
-    std::env::set_var("PATH", std::env::join_paths(dirs).unwrap());
+    registre_testkit::child::shim_program(&bin, "tesseract", &format!("#!/bin/sh\necho $$ > {pid}.tmp && mv {pid}.tmp {pid}\nexec sleep 600\n", pid = pid_file.display()));
 
     let engine = TesseractEngine::new(TesseractSettings { temp_root: root.clone(), ..TesseractSettings::default() });
     let bytes = scan::scanned_index(7, 2).pdf;

@@ -47,7 +47,6 @@ async fn pages_in_parallel_within_the_budget_with_one_openmp_thread_each() {
     let dir = std::env::temp_dir().join(format!("registre-ocr-shim-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
     let log = dir.join("trace.log");
-    let shim = dir.join("tesseract");
     // With the `barrier` file present, each of the first two runs waits (up to 60 s) until both
     // have started, so a budget of 2 is seen used whatever the machine's speed; a budget that only
     // ever let one run at a time would show max 1 after that deadline.
@@ -57,9 +56,10 @@ async fn pages_in_parallel_within_the_budget_with_one_openmp_thread_each() {
     // whether it came: page 2 must be prepared while page 1 is being read.
     let ahead = dir.join("ahead");
     let ahead_log = dir.join("ahead.log");
-    std::fs::write(
-        &shim,
-        format!(
+    registre_testkit::child::shim_program(
+        &dir,
+        "tesseract",
+        &format!(
             "#!/bin/sh\necho \"start $(date +%s%N) ${{OMP_THREAD_LIMIT:-unset}}\" >> {log}\n\
              if [ -e {barrier} ] && [ \"$(grep -c '^start' {log})\" -le 2 ]; then\n\
                i=0; while [ \"$(grep -c '^start' {log})\" -lt 2 ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done\n\
@@ -76,13 +76,7 @@ async fn pages_in_parallel_within_the_budget_with_one_openmp_thread_each() {
             ahead_log = ahead_log.display(),
             real = real.display()
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&shim, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let mut dirs = vec![dir.clone()];
-    dirs.extend(std::env::split_paths(&path));
-    std::env::set_var("PATH", std::env::join_paths(dirs).unwrap());
+    );
 
     let scanned = scan::scanned_index(11, 4);
     let bytes = scanned.pdf;

@@ -8,17 +8,16 @@
 //! markdown table. POOL_BENCH_DOCS (default 12) and POOL_BENCH_ROUNDS (default 3) tune the run.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use registre_config::{Config, EnvName};
 use registre_ocr::TesseractSettings;
 use registre_runtime::Shutdown;
 use registre_testkit::postgres::TestDatabase;
+use registre_testkit::reference::{self, median};
 use registre_testkit::{scan, RedisServer};
 use sqlx::{Connection, PgConnection};
 
-const REFERENCE_DPI: u32 = 300;
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).filter(|n| *n > 0).unwrap_or(default)
@@ -77,38 +76,15 @@ async fn pool_round(config: &Config, db: &TestDatabase, docs: &[(String, String,
 /// Every document's page rendered once at 300 dpi as PGM (untimed): the reference's input.
 fn pre_render(work: &Path, docs: &[(String, String, std::path::PathBuf)]) -> std::path::PathBuf {
     let out = work.join("reference");
-    std::fs::create_dir_all(&out).expect("reference dir");
     for (n, (_, _, pdf)) in docs.iter().enumerate() {
-        let status = Command::new("pdftoppm")
-            .args(["-r", &REFERENCE_DPI.to_string(), "-f", "1", "-l", "1", "-singlefile", "-gray"])
-            .arg(pdf)
-            .arg(out.join(format!("page-{n:04}")))
-            .status()
-            .expect("pdftoppm");
-        assert!(status.success(), "pdftoppm failed on {}", pdf.display());
+        reference::render_pgm(pdf, &out, &format!("page-{n:04}"));
     }
     out
 }
 
 /// tesseract alone on the pre-rendered pages, 2 at a time.
 fn reference_round(pgm_dir: &Path, settings: &TesseractSettings) -> Duration {
-    let script = format!(
-        "ls {dir}/*.pgm | xargs -P 2 -I{{}} sh -c 'OMP_THREAD_LIMIT=1 tesseract {{}} stdout -l {lang} --psm {psm} --dpi {REFERENCE_DPI} > {{}}.txt 2>/dev/null'",
-        dir = pgm_dir.display(),
-        lang = settings.lang,
-        psm = settings.psm,
-    );
-    let started = Instant::now();
-    let status = Command::new("sh").arg("-c").arg(&script).status().expect("sh");
-    let elapsed = started.elapsed();
-    assert!(status.success(), "reference run failed: {script}");
-    elapsed
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    if n % 2 == 1 { values[n / 2] } else { (values[n / 2 - 1] + values[n / 2]) / 2.0 }
+    reference::tesseract_alone(pgm_dir, 2, &settings.lang, settings.psm).0
 }
 
 #[tokio::main]

@@ -105,24 +105,30 @@ mod tests {
         PlannedWorker { id: id.into(), mode, busy }
     }
 
-    #[test]
-    fn empty_queue_splits_floor_index_ceil_acte() {
-        assert_eq!(target_split(2, 1, 1, 0, 0), Split { index: 1, acte: 1 });
-        assert_eq!(target_split(3, 1, 1, 0, 0), Split { index: 1, acte: 2 });
-        assert_eq!(target_split(4, 0, 0, 0, 0), Split { index: 2, acte: 2 });
-        assert_eq!(target_split(1, 0, 0, 0, 0), Split { index: 0, acte: 1 });
-        assert_eq!(target_split(0, 0, 0, 5, 5), Split { index: 0, acte: 0 });
-    }
+    /// (workers, minimum index, minimum acte, index rows waiting, acte rows waiting) → (index, acte).
+    const SPLITS: &[((u32, u32, u32, u64, u64), (u32, u32))] = &[
+        // An empty queue: floor(n/2) index, ceil(n/2) acte; no workers, no split.
+        ((2, 1, 1, 0, 0), (1, 1)),
+        ((3, 1, 1, 0, 0), (1, 2)),
+        ((4, 0, 0, 0, 0), (2, 2)),
+        ((1, 0, 0, 0, 0), (0, 1)),
+        ((0, 0, 0, 5, 5), (0, 0)),
+        // Proportional to the rows waiting, each side keeping its minimum.
+        ((4, 1, 1, 40, 0), (3, 1)),
+        ((4, 1, 1, 0, 40), (1, 3)),
+        ((10, 1, 1, 30, 10), (8, 2)),
+        ((10, 0, 0, 30, 10), (8, 2)),
+        ((4, 0, 0, 40, 0), (4, 0)),
+        ((5, 2, 2, 1, 100), (2, 3)),
+        ((2, 1, 1, 30, 10), (1, 1)),
+    ];
 
     #[test]
-    fn proportional_with_minimums() {
-        assert_eq!(target_split(4, 1, 1, 40, 0), Split { index: 3, acte: 1 });
-        assert_eq!(target_split(4, 1, 1, 0, 40), Split { index: 1, acte: 3 });
-        assert_eq!(target_split(10, 1, 1, 30, 10), Split { index: 8, acte: 2 });
-        assert_eq!(target_split(10, 0, 0, 30, 10), Split { index: 8, acte: 2 });
-        assert_eq!(target_split(4, 0, 0, 40, 0), Split { index: 4, acte: 0 });
-        assert_eq!(target_split(5, 2, 2, 1, 100), Split { index: 2, acte: 3 });
-        assert_eq!(target_split(2, 1, 1, 30, 10), Split { index: 1, acte: 1 });
+    fn splits_half_and_half_when_empty_and_proportionally_with_minimums() {
+        for &((n, min_index, min_acte, index_waiting, acte_waiting), (index, acte)) in SPLITS {
+            let got = target_split(n, min_index, min_acte, index_waiting, acte_waiting);
+            assert_eq!(got, Split { index, acte }, "target_split({n}, {min_index}, {min_acte}, {index_waiting}, {acte_waiting})");
+        }
     }
 
     #[test]

@@ -10,47 +10,8 @@ use registre_ratelimit::{Decision, RateLimitError, RateLimitSettings, RateLimite
 use registre_testkit::{child, shared_redis_url, unique};
 use tokio_util::sync::CancellationToken;
 
-async fn limiter(url: &str, name: &str, rpm: u64, tpm: u64, window_ms: u64) -> RateLimiter {
-    let conn = redis::Client::open(url)
-        .expect("redis url")
-        .get_connection_manager()
-        .await
-        .expect("redis connection");
-    let settings = RateLimitSettings {
-        name: name.to_string(),
-        requests_per_window: rpm,
-        tokens_per_window: tpm,
-        window: Duration::from_millis(window_ms),
-        arrival_margin: Duration::ZERO,
-    };
-    RateLimiter::new(conn, settings).expect("valid settings")
-}
-
-/// Redis server time (ms), the clock every grant time is measured on.
-fn redis_now_ms(url: &str) -> u64 {
-    let mut conn = registre_testkit::redis_sync(url);
-    let (secs, micros): (u64, u64) = redis::cmd("TIME").query(&mut conn).expect("TIME");
-    secs * 1000 + micros / 1000
-}
-
-/// The largest sum of weights over every rolling window [t, t + window) starting at an entry
-/// (the maximum over all windows is always reached at one of those).
-fn max_window(entries: &mut [(u64, u64)], window: u64) -> (u64, u64) {
-    entries.sort_unstable();
-    let (mut best, mut best_start, mut sum, mut end) = (0, 0, 0, 0);
-    for i in 0..entries.len() {
-        while end < entries.len() && entries[end].0 < entries[i].0 + window {
-            sum += entries[end].1;
-            end += 1;
-        }
-        if sum > best {
-            best = sum;
-            best_start = entries[i].0;
-        }
-        sum -= entries[i].1;
-    }
-    (best, best_start)
-}
+mod common;
+use common::{limiter, max_window, redis_now_ms};
 
 struct Run {
     /// (Redis ms, weight): grants (weight 1) or charged tokens.
@@ -167,6 +128,27 @@ fn child_hammer() {
     }
 }
 
+/// The settings of one limiter and its run, as the `child_hammer` children read them.
+struct Limits {
+    rpm: u64,
+    tpm: u64,
+    window_ms: u64,
+}
+
+fn child_env(url: &str, name: &str, limits: Limits, (start, end): (u64, u64), tasks: u32, mode: &str) -> [(&'static str, String); 9] {
+    [
+        ("RL_URL", url.to_string()),
+        ("RL_NAME", name.to_string()),
+        ("RL_RPM", limits.rpm.to_string()),
+        ("RL_TPM", limits.tpm.to_string()),
+        ("RL_WINDOW_MS", limits.window_ms.to_string()),
+        ("RL_START_MS", start.to_string()),
+        ("RL_END_MS", end.to_string()),
+        ("RL_TASKS", tasks.to_string()),
+        ("RL_MODE", mode.to_string()),
+    ]
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixteen_processes_never_exceed_rpm_in_any_rolling_window() {
     let url = shared_redis_url();
@@ -174,17 +156,7 @@ async fn sixteen_processes_never_exceed_rpm_in_any_rolling_window() {
     let (rpm, window_ms, windows) = (200u64, 2000u64, 3u64);
     let start = redis_now_ms(&url) + 1500;
     let end = start + windows * window_ms;
-    let env = [
-        ("RL_URL", url.clone()),
-        ("RL_NAME", name.clone()),
-        ("RL_RPM", rpm.to_string()),
-        ("RL_TPM", "1000000000".to_string()),
-        ("RL_WINDOW_MS", window_ms.to_string()),
-        ("RL_START_MS", start.to_string()),
-        ("RL_END_MS", end.to_string()),
-        ("RL_TASKS", "4".to_string()),
-        ("RL_MODE", "requests".to_string()),
-    ];
+    let env = child_env(&url, &name, Limits { rpm, tpm: 1_000_000_000, window_ms }, (start, end), 4, "requests");
     let children = spawn_children(16, &env);
     let mut run = tokio::task::spawn_blocking(move || collect(children, "RL GRANT ")).await.expect("collect");
     let processes: HashSet<usize> = run.processes.iter().copied().collect();
@@ -210,17 +182,7 @@ async fn sixteen_processes_never_exceed_tpm_with_settle_corrections() {
     let (tpm, window_ms, windows) = (100_000u64, 2000u64, 3u64);
     let start = redis_now_ms(&url) + 1500;
     let end = start + windows * window_ms;
-    let env = [
-        ("RL_URL", url.clone()),
-        ("RL_NAME", name.clone()),
-        ("RL_RPM", "100000".to_string()),
-        ("RL_TPM", tpm.to_string()),
-        ("RL_WINDOW_MS", window_ms.to_string()),
-        ("RL_START_MS", start.to_string()),
-        ("RL_END_MS", end.to_string()),
-        ("RL_TASKS", "4".to_string()),
-        ("RL_MODE", "tokens".to_string()),
-    ];
+    let env = child_env(&url, &name, Limits { rpm: 100_000, tpm, window_ms }, (start, end), 4, "tokens");
     let children = spawn_children(16, &env);
     let mut run = tokio::task::spawn_blocking(move || collect(children, "RL CHARGE ")).await.expect("collect");
     let in_run: u64 = run.entries.iter().filter(|(t, _)| (start..end).contains(t)).map(|(_, w)| w).sum();
@@ -241,17 +203,7 @@ async fn a_cooldown_from_one_process_stops_grants_in_all_others() {
     let name = unique("rl-cool");
     let start = redis_now_ms(&url) + 1500;
     let end = start + 3000;
-    let env = [
-        ("RL_URL", url.clone()),
-        ("RL_NAME", name.clone()),
-        ("RL_RPM", "1000000".to_string()),
-        ("RL_TPM", "1000000000".to_string()),
-        ("RL_WINDOW_MS", "2000".to_string()),
-        ("RL_START_MS", start.to_string()),
-        ("RL_END_MS", end.to_string()),
-        ("RL_TASKS", "2".to_string()),
-        ("RL_MODE", "steady".to_string()),
-    ];
+    let env = child_env(&url, &name, Limits { rpm: 1_000_000, tpm: 1_000_000_000, window_ms: 2000 }, (start, end), 2, "steady");
     let children = spawn_children(4, &env);
     let setter = limiter(&url, &name, 1_000_000, 1_000_000_000, 2000).await;
     tokio::time::sleep(Duration::from_millis((start + 1000).saturating_sub(redis_now_ms(&url)))).await;

@@ -8,43 +8,13 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use registre_ratelimit::{Decision, RateLimitSettings, RateLimiter, Settlement, WaitReason};
+use registre_ratelimit::{Decision, Settlement, WaitReason};
 use registre_testkit::redis6::old_redis_server;
 use registre_testkit::unique;
 use tokio_util::sync::CancellationToken;
 
-async fn limiter(url: &str, name: &str, rpm: u64, tpm: u64, window_ms: u64) -> RateLimiter {
-    let conn = redis::Client::open(url).expect("redis url").get_connection_manager().await.expect("redis connection");
-    let settings = RateLimitSettings {
-        name: name.to_string(),
-        requests_per_window: rpm,
-        tokens_per_window: tpm,
-        window: Duration::from_millis(window_ms),
-        arrival_margin: Duration::ZERO,
-    };
-    RateLimiter::new(conn, settings).expect("valid settings")
-}
-
-fn redis_now_ms(url: &str) -> u64 {
-    let mut conn = registre_testkit::redis_sync(url);
-    let (secs, micros): (u64, u64) = redis::cmd("TIME").query(&mut conn).expect("TIME");
-    secs * 1000 + micros / 1000
-}
-
-/// Largest sum of weights in any window [t, t + window) starting at an entry.
-fn max_window(entries: &mut [(u64, u64)], window: u64) -> u64 {
-    entries.sort_unstable();
-    let (mut best, mut sum, mut end) = (0, 0, 0);
-    for i in 0..entries.len() {
-        while end < entries.len() && entries[end].0 < entries[i].0 + window {
-            sum += entries[end].1;
-            end += 1;
-        }
-        best = best.max(sum);
-        sum -= entries[i].1;
-    }
-    best
-}
+mod common;
+use common::{limiter, max_window, redis_now_ms};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_limiter_keeps_its_limits_past_its_first_window_on_redis_6_2() {
@@ -91,8 +61,8 @@ async fn the_limiter_keeps_its_limits_past_its_first_window_on_redis_6_2() {
     }
     let granted = grants.len();
     let spread = grants.iter().map(|(t, _)| t).max().unwrap_or(&0) - grants.iter().map(|(t, _)| t).min().unwrap_or(&0);
-    let most_requests = max_window(&mut grants, window);
-    let most_tokens = max_window(&mut charges, window);
+    let (most_requests, _) = max_window(&mut grants, window);
+    let (most_tokens, _) = max_window(&mut charges, window);
     println!("Redis 6.2: {granted} grants over {spread} ms; largest rolling window {most_requests} requests / {most_tokens} tokens");
     assert!(spread >= 2 * window, "the run must go past its first windows ({spread} ms)");
     assert!(granted as u64 > 2 * rpm, "more than two windows' worth of grants: {granted}");

@@ -15,7 +15,7 @@ use registre_runtime::Shutdown;
 use registre_storage::Storage;
 use registre_testkit::moto::MotoServer;
 use registre_extraction::{start_workers, WorkerSettings};
-use common::{insert, row, services, setup, wait_until};
+use common::{insert, row, services, setup, wait_for_row};
 
 struct AlwaysPdf;
 
@@ -51,11 +51,7 @@ async fn a_wrong_secret_fails_each_row_readably_and_the_workers_go_on() {
     let workers = start_workers(&services, &WorkerSettings::from_config(&setup.config.registre), &shutdown).await;
     workers.begin();
 
-    wait_until("the first row failed once", Duration::from_secs(120), || {
-        let conn = pool.clone();
-        async move { row(&conn, first).await.1 >= 1 }
-    })
-    .await;
+    wait_for_row(&pool, first, "the first row failed once", Duration::from_secs(120), |r| r.1 >= 1).await;
     let (_, _, error, path) = row(&pool, first).await;
     let error = error.expect("error_message");
     assert!(error.starts_with("upload to storage failed: s3 storage: upload index/42---"), "{error}");
@@ -65,11 +61,7 @@ async fn a_wrong_secret_fails_each_row_readably_and_the_workers_go_on() {
 
     // The workers are still there: a row inserted now is claimed and fails the same way.
     let second = insert(&pool, "43").await;
-    wait_until("the second row failed once", Duration::from_secs(120), || {
-        let conn = pool.clone();
-        async move { row(&conn, second).await.1 >= 1 }
-    })
-    .await;
+    wait_for_row(&pool, second, "the second row failed once", Duration::from_secs(120), |r| r.1 >= 1).await;
     let (_, _, error, _) = row(&pool, second).await;
     assert!(error.is_some_and(|e| e.starts_with("upload to storage failed: s3 storage: upload index/43---")));
 

@@ -19,7 +19,7 @@ use registre_config::{Config, EnvName};
 use registre_fetch::{BoxFuture, DocumentRequest, FetchError, FetchedDocument, Fetcher};
 use registre_runtime::Shutdown;
 use registre_extraction::{start_workers, WorkerSettings};
-use common::{insert, row, services, setup, wait_until};
+use common::{insert, row, services, setup, wait_for_row, wait_until};
 
 const PDF: &[u8] = b"%PDF-1.4\n1 0 obj\n<< /Type /Catalog >>\nendobj\ntrailer\n<< /Root 1 0 R >>\n%%EOF\n";
 
@@ -76,20 +76,12 @@ async fn crash_releases_without_an_attempt_and_timeout_fails_readably() {
     assert_eq!(workers.started, 2);
     workers.begin();
 
-    wait_until("crash-1 completed", Duration::from_secs(60), || {
-        let conn = pool.clone();
-        async move { row(&conn, crash).await.0 == 3 }
-    })
-    .await;
+    wait_for_row(&pool, crash, "crash-1 completed", Duration::from_secs(60), |r| r.0 == 3).await;
     let (_, attempts, _, path) = row(&pool, crash).await;
     assert_eq!(attempts, 0, "a browser crash counts no attempt");
     assert!(path.is_some_and(|p| p.starts_with("index/crash-1---")));
 
-    wait_until("hang-1 failed", Duration::from_secs(60), || {
-        let conn = pool.clone();
-        async move { row(&conn, hang).await.1 >= 1 }
-    })
-    .await;
+    wait_for_row(&pool, hang, "hang-1 failed", Duration::from_secs(60), |r| r.1 >= 1).await;
     let (_, _, error, _) = row(&pool, hang).await;
     let error = error.expect("error_message");
     assert!(error.starts_with("timed out after 0.3s: fetching index hang-1 (EXTRACTION_TIMEOUT)"), "{error}");
@@ -171,11 +163,7 @@ async fn poisonous_document_ends_in_erreur(rest: bool) {
     let workers = start_workers(&services, &WorkerSettings::from_config(&setup.config.registre), &shutdown).await;
     workers.begin();
 
-    wait_until("poison-1 in Erreur", Duration::from_secs(120), || {
-        let conn = pool.clone();
-        async move { row(&conn, poison).await.0 == 4 }
-    })
-    .await;
+    wait_for_row(&pool, poison, "poison-1 in Erreur", Duration::from_secs(120), |r| r.0 == 4).await;
     let (_, attempts, error, _) = row(&pool, poison).await;
     let crashes: i32 = sqlx::query_scalar("SELECT browser_crashes FROM extraction_queue WHERE id = $1").bind(poison).fetch_one(&pool).await.expect("crashes");
     let max = registre_extraction::MAX_BROWSER_CRASHES;
@@ -184,11 +172,7 @@ async fn poisonous_document_ends_in_erreur(rest: bool) {
     assert!(error.starts_with(&format!("the browser crashed {max} times on this document (limit {max}): ")), "{error}");
     assert!(error.contains("SIGSEGV"), "{error}");
     assert_eq!(fetcher.crashes.load(Ordering::SeqCst), max as u32, "fetched exactly {max} times, then never again");
-    wait_until("fine-1 completed", Duration::from_secs(60), || {
-        let conn = pool.clone();
-        async move { row(&conn, fine).await.0 == 3 }
-    })
-    .await;
+    wait_for_row(&pool, fine, "fine-1 completed", Duration::from_secs(60), |r| r.0 == 3).await;
     shutdown.trigger();
     assert!(shutdown.wait(Duration::from_secs(60)).await, "workers stop");
     assert_eq!(fetcher.crashes.load(Ordering::SeqCst), max as u32, "the row in Erreur was never claimed again");
@@ -220,20 +204,12 @@ async fn a_completion_refused_for_the_rows_data_fails_that_row_and_the_environme
     let shutdown = Shutdown::new();
     let workers = start_workers(&services, &WorkerSettings::from_config(&setup.config.registre), &shutdown).await;
     workers.begin();
-    wait_until("the long row failed once", Duration::from_secs(60), || {
-        let conn = pool.clone();
-        async move { row(&conn, long).await.1 >= 1 }
-    })
-    .await;
+    wait_for_row(&pool, long, "the long row failed once", Duration::from_secs(60), |r| r.1 >= 1).await;
     let (_, _, error, path) = row(&pool, long).await;
     let error = error.expect("error_message");
     assert!(error.contains("the queue refused the completion") && error.contains("supabase_path_short"), "{error}");
     assert_eq!(path, None);
-    wait_until("fine-2 completed", Duration::from_secs(60), || {
-        let conn = pool.clone();
-        async move { row(&conn, fine).await.0 == 3 }
-    })
-    .await;
+    wait_for_row(&pool, fine, "fine-2 completed", Duration::from_secs(60), |r| r.0 == 3).await;
     assert!(services.queue.is_available(EnvName::Prod), "a row's error never takes the environment down");
     shutdown.trigger();
     assert!(shutdown.wait(Duration::from_secs(60)).await, "workers stop");
@@ -253,11 +229,7 @@ async fn a_row_lost_while_fetching_counts_as_lost_not_released() {
     let shutdown = Shutdown::new();
     let workers = start_workers(&services, &WorkerSettings::from_config(&setup.config.registre), &shutdown).await;
     workers.begin();
-    wait_until("the row claimed", Duration::from_secs(60), || {
-        let conn = pool.clone();
-        async move { row(&conn, lost).await.0 == 2 }
-    })
-    .await;
+    wait_for_row(&pool, lost, "the row claimed", Duration::from_secs(60), |r| r.0 == 2).await;
     let outcome: String = sqlx::query_scalar("SELECT outcome FROM ops_cancel($1, 'cancelled by the test')")
         .bind(lost)
         .fetch_one(&pool)

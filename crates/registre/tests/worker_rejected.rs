@@ -11,7 +11,7 @@ use std::time::Duration;
 use registre_fetch::{BoxFuture, DocumentRequest, FetchError, FetchedDocument, Fetcher};
 use registre_runtime::Shutdown;
 use registre_extraction::{start_workers, WorkerSettings};
-use common::{insert, row, services, setup, wait_until};
+use common::{insert, row, services, setup, wait_for_row, wait_until};
 
 /// `rejected-*`: the site's error cell (final); `down-*`: the site does not answer (retried).
 struct Registry;
@@ -69,11 +69,7 @@ async fn a_rejected_row_fails_at_once_and_a_site_failure_is_retried() {
         assert_eq!(error.as_deref(), Some(format!("index search: Le lot rejected-{n} n'existe pas dans le cadastre sélectionné.").as_str()));
     }
     // The site failure is retried with backoff until max_attempts (3), only then 4.
-    wait_until("down-1 failed its 3 attempts", Duration::from_secs(30), || {
-        let conn = pool.clone();
-        async move { row(&conn, down).await.0 == 4 }
-    })
-    .await;
+    wait_for_row(&pool, down, "down-1 failed its 3 attempts", Duration::from_secs(30), |r| r.0 == 4).await;
     let (_, attempts, error, _) = row(&pool, down).await;
     assert_eq!(attempts, 3);
     assert!(error.is_some_and(|e| e.contains("connection refused")));

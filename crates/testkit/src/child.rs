@@ -26,3 +26,18 @@ pub fn lines_with_prefix(output: &str, prefix: &str) -> Vec<String> {
         .map(|s| s.trim().to_string())
         .collect()
 }
+
+/// Writes `script` as the executable `dir/name` and puts `dir` first on this process's PATH, so
+/// the code under test runs this shim instead of the real program. PATH is process-wide: a test
+/// binary that shims holds only tests that want the shim.
+pub fn shim_program(dir: &std::path::Path, name: &str, script: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("cannot create {dir:?}: {e}"));
+    let shim = dir.join(name);
+    std::fs::write(&shim, script).unwrap_or_else(|e| panic!("cannot write {shim:?}: {e}"));
+    std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap_or_else(|e| panic!("cannot chmod {shim:?}: {e}"));
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let dirs = std::iter::once(dir.to_path_buf()).chain(std::env::split_paths(&path));
+    std::env::set_var("PATH", std::env::join_paths(dirs).unwrap_or_else(|e| panic!("PATH: {e}")));
+    shim
+}

@@ -13,7 +13,9 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use crate::scan::{IndexTruth, InscriptionTruth};
+use registre_domain::index_data::Inscription;
+
+use crate::scan::IndexTruth;
 
 /// True/false positives and false negatives of one kind of field.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -149,10 +151,10 @@ pub fn score(truth: &IndexTruth, got: &Value) -> Score {
         score.count("lot", page.lot.as_deref(), s(g, "lot"), &ctx);
         let got_ins: Vec<&Value> = g.get("inscriptions").and_then(Value::as_array).map(|a| a.iter().collect()).unwrap_or_default();
         let mut used = vec![false; got_ins.len()];
-        let mut pairs: Vec<(Option<&InscriptionTruth>, Option<&Value>)> = Vec::new();
+        let mut pairs: Vec<(Option<&Inscription>, Option<&Value>)> = Vec::new();
         let mut unpaired = Vec::new();
         for t in &page.inscriptions {
-            match got_ins.iter().enumerate().position(|(i, gi)| !used[i] && s(gi, "numero").map(norm) == Some(norm(&t.numero))) {
+            match got_ins.iter().enumerate().position(|(i, gi)| !used[i] && t.numero.is_some() && s(gi, "numero").map(norm) == t.numero.as_deref().map(norm)) {
                 Some(i) => {
                     used[i] = true;
                     pairs.push((Some(t), Some(got_ins[i])));
@@ -161,7 +163,7 @@ pub fn score(truth: &IndexTruth, got: &Value) -> Score {
             }
         }
         for t in unpaired {
-            match got_ins.iter().enumerate().position(|(i, gi)| !used[i] && s(gi, "date_presentation") == Some(t.date_presentation.as_str())) {
+            match got_ins.iter().enumerate().position(|(i, gi)| !used[i] && t.date_presentation.is_some() && s(gi, "date_presentation") == t.date_presentation.as_deref()) {
                 Some(i) => {
                     used[i] = true;
                     pairs.push((Some(t), Some(got_ins[i])));
@@ -176,13 +178,13 @@ pub fn score(truth: &IndexTruth, got: &Value) -> Score {
         }
         for (t, g) in pairs {
             let g = g.unwrap_or(&null);
-            let ctx = format!("page {} inscription {}", page.page, t.map_or_else(|| s(g, "numero").unwrap_or("?").to_string(), |t| t.numero.clone()));
-            score.count("numero", t.map(|t| t.numero.as_str()), s(g, "numero"), &ctx);
-            score.count("date", t.map(|t| t.date_presentation.as_str()), s(g, "date_presentation"), &ctx);
-            score.count("nature", t.map(|t| t.nature.as_str()), s(g, "nature"), &ctx);
+            let ctx = format!("page {} inscription {}", page.page, t.map_or_else(|| s(g, "numero").unwrap_or("?").to_string(), |t| t.numero.clone().unwrap_or_default()));
+            score.count("numero", t.and_then(|t| t.numero.as_deref()), s(g, "numero"), &ctx);
+            score.count("date", t.and_then(|t| t.date_presentation.as_deref()), s(g, "date_presentation"), &ctx);
+            score.count("nature", t.and_then(|t| t.nature.as_deref()), s(g, "nature"), &ctx);
             score.count("remarques", t.and_then(|t| t.remarques.as_deref()), s(g, "remarques"), &ctx);
             score.count("avis_adresse", t.and_then(|t| t.avis_adresse.as_deref()), s(g, "avis_adresse"), &ctx);
-            let truth_parties = t.map(|t| t.parties.iter().map(|p| format!("{} / {}", p.nom, p.qualite)).collect()).unwrap_or_default();
+            let truth_parties = t.map(|t| t.parties.iter().map(|p| format!("{} / {}", p.nom, p.qualite.as_deref().unwrap_or(""))).collect()).unwrap_or_default();
             let got_parties = g
                 .get("parties")
                 .and_then(Value::as_array)
@@ -214,7 +216,7 @@ mod tests {
         json["pages"][1]["lot"] = Value::Null;
         let worse = score(&truth, &json);
         let t = worse.total();
-        assert_eq!((t.fp, t.fn_), (2 - u64::from(truth.pages[0].inscriptions[0].nature == "Bail"), 3 - u64::from(truth.pages[0].inscriptions[0].nature == "Bail")));
+        assert_eq!((t.fp, t.fn_), (2 - u64::from(truth.pages[0].inscriptions[0].nature.as_deref() == Some("Bail")), 3 - u64::from(truth.pages[0].inscriptions[0].nature.as_deref() == Some("Bail"))));
         assert!(worse.table().contains("all fields"));
     }
 }

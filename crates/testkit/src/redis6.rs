@@ -107,11 +107,23 @@ impl FakeOldRedis {
     }
 }
 
-/// Runs a worker binary (its path, e.g. `env!("CARGO_BIN_EXE_ocr-pool")`) against a [`FakeOldRedis`]
-/// reporting `version`, with an otherwise valid configuration (a prod database that does not
-/// answer, a temporary storage folder). Returns (exit code, stderr, the fake's URL); the binary is
-/// killed if it has not exited within 60 s (then the code is None).
-pub fn run_binary_against_old_redis(exe: &str, version: &str) -> (Option<i32>, String, String) {
+/// Asserts the start-up contract of every binary that uses Redis (docs/design.md §13): started
+/// against a Redis 5.0.7 (a [`FakeOldRedis`]) with an otherwise valid configuration, `exe` (e.g.
+/// `env!("CARGO_BIN_EXE_ocr-pool")`) exits 2 with exactly one line naming REDIS_URL, the version
+/// found and what is needed.
+pub fn assert_refuses_redis_5(exe: &str) {
+    let (code, stderr, url) = run_binary_against_old_redis(exe, "5.0.7");
+    assert_eq!(code, Some(2), "{exe}: exit code; stderr:\n{stderr}");
+    let expected = format!("REDIS_URL={url}: Redis 5.0.7 is too old: Redis 6.0 or newer is needed");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines, vec![expected.as_str()], "{exe}: stderr must be exactly the one line");
+}
+
+/// Runs a worker binary against a [`FakeOldRedis`] reporting `version`, with an otherwise valid
+/// configuration (a prod database that does not answer, a temporary storage folder). Returns (exit
+/// code, stderr, the fake's URL); the binary is killed if it has not exited within 60 s (then the
+/// code is None).
+fn run_binary_against_old_redis(exe: &str, version: &str) -> (Option<i32>, String, String) {
     use std::io::Read;
     use std::time::{Duration, Instant};
     let fake = FakeOldRedis::start(version);

@@ -15,6 +15,7 @@ use std::io;
 use std::path::Path;
 use std::process::Command;
 
+use registre_domain::index_data::{IndexPage, Inscription, Party, FORMAT_MODERN};
 use serde::{Deserialize, Serialize};
 
 use crate::pdf::{pdf_drawn, serialize, stream_object, text_width, Drawing, Rule, Text};
@@ -41,45 +42,11 @@ pub const COLUMNS: [(&str, f32, f32); 8] = [
     ("Radiations", 914.0, 80.0),
 ];
 
-/// One party of an inscription, as printed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PartyTruth {
-    pub nom: String,
-    pub qualite: String,
-}
-
-/// One inscription (a row of the table, over one or more printed lines).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InscriptionTruth {
-    /// `YYYY-MM-DD`.
-    pub date_presentation: String,
-    /// Grouped by thousands, as printed: "8 173 504".
-    pub numero: String,
-    /// One of the registry's natures, with its typographic apostrophe (’).
-    pub nature: String,
-    pub parties: Vec<PartyTruth>,
-    pub remarques: Option<String>,
-    pub avis_adresse: Option<String>,
-    pub radiations: Vec<String>,
-}
-
-/// One page of the index.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IndexPageTruth {
-    /// 1-based.
-    pub page: usize,
-    /// "modern-inscription" for the printed table layout.
-    pub format: String,
-    pub circonscription: Option<String>,
-    pub cadastre: Option<String>,
-    pub lot: Option<String>,
-    pub inscriptions: Vec<InscriptionTruth>,
-}
-
-/// What was drawn on every page of one generated document.
+/// What was drawn on every page of one generated document, as the `index_data` column's pages
+/// (every field read with certainty is `Some`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IndexTruth {
-    pub pages: Vec<IndexPageTruth>,
+    pub pages: Vec<IndexPage>,
 }
 
 /// A generated scanned index: the image-only PDF and what it shows.
@@ -138,9 +105,9 @@ pub fn index_document(seed: u64, n_pages: usize) -> (Vec<u8>, IndexTruth) {
         }
         drawing.rules.push(Rule { x1: 26.0, y1: y + LEADING - 4.0, x2: PAGE_WIDTH - 12.0, y2: y + LEADING - 4.0, width: 0.8 });
         drawings.push(drawing);
-        pages.push(IndexPageTruth {
-            page: p + 1,
-            format: "modern-inscription".into(),
+        pages.push(IndexPage {
+            page: p as u32 + 1,
+            format: FORMAT_MODERN.into(),
             circonscription: Some(circonscription.clone()),
             cadastre: Some(cadastre.clone()),
             lot: Some(lot.clone()),
@@ -172,13 +139,13 @@ fn page_header(d: &mut Drawing, page: usize, pages: usize, circonscription: &str
 }
 
 /// The printed lines of one inscription: per line, the text of each of the 8 columns.
-fn layout_inscription(ins: &InscriptionTruth) -> Vec<[Option<String>; 8]> {
+fn layout_inscription(ins: &Inscription) -> Vec<[Option<String>; 8]> {
     let mut columns: [Vec<String>; 8] = Default::default();
-    columns[0].push(ins.date_presentation.clone());
-    columns[1].push(ins.numero.clone());
-    columns[2] = wrap(&ins.nature, COLUMNS[2].2, BODY_SIZE, false);
+    columns[0].extend(ins.date_presentation.clone());
+    columns[1].extend(ins.numero.clone());
+    columns[2] = wrap(ins.nature.as_deref().unwrap_or_default(), COLUMNS[2].2, BODY_SIZE, false);
     for party in &ins.parties {
-        columns[3].push(party.qualite.clone());
+        columns[3].extend(party.qualite.clone());
         columns[4].push(party.nom.clone());
     }
     if let Some(r) = &ins.remarques {
@@ -207,7 +174,7 @@ fn wrap(text: &str, width: f32, size: f32, bold: bool) -> Vec<String> {
     lines
 }
 
-fn inscription(rng: &mut Rng, day: i64, number: u64) -> InscriptionTruth {
+fn inscription(rng: &mut Rng, day: i64, number: u64) -> Inscription {
     let (nature, roles) = *rng.pick(NATURES);
     let mut parties = Vec::new();
     for (i, role) in roles.iter().enumerate() {
@@ -215,7 +182,7 @@ fn inscription(rng: &mut Rng, day: i64, number: u64) -> InscriptionTruth {
         let count = if i == 0 && rng.chance(0.35) { 2 } else { 1 };
         for _ in 0..count {
             let nom = if role.contains("Créancier") && rng.chance(0.7) || rng.chance(0.12) { rng.pick(COMPANIES).to_string() } else { person(rng) };
-            parties.push(PartyTruth { nom, qualite: role.to_string() });
+            parties.push(Party { nom, qualite: Some(role.to_string()) });
         }
     }
     let remarques = match nature {
@@ -233,7 +200,15 @@ fn inscription(rng: &mut Rng, day: i64, number: u64) -> InscriptionTruth {
     } else {
         Vec::new()
     };
-    InscriptionTruth { date_presentation: date_from_day(day), numero: group_thousands(number), nature: nature.to_string(), parties, remarques, avis_adresse, radiations }
+    Inscription {
+        date_presentation: Some(date_from_day(day)),
+        numero: Some(group_thousands(number)),
+        nature: Some(nature.to_string()),
+        parties,
+        remarques,
+        avis_adresse,
+        radiations,
+    }
 }
 
 fn person(rng: &mut Rng) -> String {

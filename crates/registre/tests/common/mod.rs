@@ -72,6 +72,11 @@ pub async fn row(conn: &sqlx::PgPool, id: uuid::Uuid) -> (i32, i32, Option<Strin
         .expect("row")
 }
 
+/// Polls the row until `done` holds for it (deadline `limit`, then a failure naming `what`).
+pub async fn wait_for_row(conn: &sqlx::PgPool, id: uuid::Uuid, what: &str, limit: Duration, done: impl Fn(&(i32, i32, Option<String>, Option<String>)) -> bool) {
+    wait_until(what, limit, || async { done(&row(conn, id).await) }).await;
+}
+
 pub async fn wait_until<F, Fut>(what: &str, limit: Duration, mut check: F)
 where
     F: FnMut() -> Fut,
