@@ -11,7 +11,7 @@ use registre_testkit::{child, shared_redis_url, unique};
 use tokio_util::sync::CancellationToken;
 
 mod common;
-use common::{limiter, max_window, redis_now_ms};
+use common::{limiter, max_window, redis_now_ms, wait_until_keys_expired};
 
 struct Run {
     /// (Redis ms, weight): grants (weight 1) or charged tokens.
@@ -316,17 +316,7 @@ async fn reservation_ids_never_repeat_even_after_the_keys_expired() {
         ids.push(r.id());
     }
     // Idle until every key of the limiter (seq included) has expired.
-    let mut conn = registre_testkit::redis_sync(&url);
-    let pattern = format!("ratelimit:{{{name}}}:*");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let keys: Vec<String> = redis::cmd("KEYS").arg(&pattern).query(&mut conn).expect("KEYS");
-        if keys.is_empty() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "keys never expired: {keys:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until_keys_expired(&url, &name).await;
     // 64 concurrent grants after the idle period: all distinct, all above every earlier id.
     let mut handles = Vec::new();
     for _ in 0..64 {
@@ -457,16 +447,8 @@ async fn status_reports_the_window_and_the_keys_expire_when_idle() {
     let keys: Vec<String> = redis::cmd("KEYS").arg(&pattern).query(&mut conn).expect("KEYS");
     // The grants' set and the state hash (extra charges and a cooldown add their own keys).
     assert!(keys.len() >= 2, "{keys:?}");
-    // One window (+1 s margin) after the last entry, nothing is left: polled, deadline 30 s.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let keys: Vec<String> = redis::cmd("KEYS").arg(&pattern).query(&mut conn).expect("KEYS");
-        if keys.is_empty() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "left behind: {keys:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // One window (+1 s margin) after the last entry, nothing is left.
+    wait_until_keys_expired(&url, &name).await;
 }
 
 /// The API counts a call when it arrives, up to the arrival margin after its grant: each grant

@@ -6,7 +6,7 @@
 //! expired, a cooldown stops grants.
 
 use std::collections::HashSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use registre_ratelimit::{Decision, Settlement, WaitReason};
 use registre_testkit::redis6::old_redis_server;
@@ -14,7 +14,7 @@ use registre_testkit::unique;
 use tokio_util::sync::CancellationToken;
 
 mod common;
-use common::{limiter, max_window, redis_now_ms};
+use common::{limiter, max_window, redis_now_ms, wait_until_keys_expired};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_limiter_keeps_its_limits_past_its_first_window_on_redis_6_2() {
@@ -78,18 +78,8 @@ async fn late_settles_ids_and_cooldowns_work_on_redis_6_2() {
     let window = 300;
     let limiter = limiter(&url, &name, 10, 5000, window).await;
     let Decision::Granted(slow) = limiter.acquire(400).await.expect("acquire") else { panic!("not granted") };
-    // Idle until every key expired (polled, deadline 30 s).
+    wait_until_keys_expired(&url, &name).await;
     let mut conn = registre_testkit::redis_sync(&url);
-    let pattern = format!("ratelimit:{{{name}}}:*");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let keys: Vec<String> = redis::cmd("KEYS").arg(&pattern).query(&mut conn).expect("KEYS");
-        if keys.is_empty() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "keys never expired: {keys:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     let Decision::Granted(next) = limiter.acquire(1).await.expect("acquire") else { panic!("not granted") };
     assert!(next.id() > slow.id(), "id {} handed out again after {}", next.id(), slow.id());
     let settled = limiter.settle(&slow, 999).await.expect("settle");

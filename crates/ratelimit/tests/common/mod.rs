@@ -44,3 +44,19 @@ pub fn max_window(entries: &mut [(u64, u64)], window: u64) -> (u64, u64) {
     }
     (best, best_start)
 }
+
+/// Polls until every key of the limiter `name` has expired (deadline 30 s): the limiter sat idle
+/// longer than its keys live.
+pub async fn wait_until_keys_expired(url: &str, name: &str) {
+    let mut conn = registre_testkit::redis_sync(url);
+    let pattern = format!("ratelimit:{{{name}}}:*");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let keys: Vec<String> = redis::cmd("KEYS").arg(&pattern).query(&mut conn).expect("KEYS");
+        if keys.is_empty() {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "keys never expired: {keys:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
