@@ -13,8 +13,8 @@ fn main() {
         registre_ctl::write_completions(a.shell, &mut std::io::stdout());
         return;
     }
-    // Bad configuration of a section registrectl reads: one line on stderr, exit 2.
-    let config = registre_config::load_or_exit_for(registre_config::Sections::for_binary("registrectl"));
+    // Bad configuration of a section this command reads: one line on stderr, exit 2.
+    let config = registre_config::load_or_exit_for(registre_ctl::sections(&command));
     registre_runtime::logging::init(&config.log);
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,

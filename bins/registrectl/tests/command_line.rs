@@ -171,3 +171,36 @@ fn release_lease_is_an_alias_of_release_capacity() {
         assert!(text(&out).1.contains("<WORKER_ID>"), "{name}: {:?}", text(&out));
     }
 }
+
+/// A bad value in a section only `index-backfill` reads (the storage of the PDFs, the OCR engine)
+/// stops it with the one line naming the variable, exit 2, instead of a silent default; the other
+/// subcommands, which never read those sections, are not stopped by it.
+#[test]
+fn index_backfill_refuses_a_bad_storage_or_engine_with_one_line() {
+    let run = |args: &[&str], var: (&str, &str)| {
+        Command::new(env!("CARGO_BIN_EXE_registrectl"))
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("PROD_DATABASE_URL", "postgres://postgres@127.0.0.1:1/none")
+            .env(var.0, var.1)
+            .current_dir(std::env::temp_dir())
+            .output()
+            .expect("run registrectl")
+    };
+    for (var, line) in [
+        (("STORAGE_URL", "ftp://x"), "STORAGE_URL=ftp://x: expected a URL starting with file://"),
+        (("OCR_ENGINE", "gemini"), "GEMINI_API_KEY is required when OCR_ENGINE=gemini"),
+    ] {
+        let out = run(&["index-backfill"], var);
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{var:?}: {stdout}{stderr}");
+        let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "{var:?}: one line expected: {stderr}");
+        assert!(lines[0].contains(line), "{var:?}: {stderr}");
+        // export-index reads neither: the same value does not stop it at the configuration (it
+        // fails later, on the database that does not answer, with exit 1).
+        let out = run(&["export-index"], var);
+        assert_eq!(out.status.code(), Some(1), "{var:?}: {:?}", text(&out));
+    }
+}

@@ -20,11 +20,22 @@ pub use args::{
     RequeueArgs, RetryArgs, RetryTarget, ShowArgs, SiteCheckArgs, StatusArgs, MAX_DURATION_DAYS,
 };
 
-use registre_config::Config;
+use registre_config::{Config, Sections};
 
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_FAILED: i32 = 1;
 pub const EXIT_USAGE: i32 = 2;
+
+/// The configuration sections `command` reads, so that a bad value in one of them stops it with one
+/// line (exit 2) instead of falling back to a default: `index-backfill` also reads the storage
+/// (the rows' PDFs) and the OCR engine, which no other subcommand touches.
+pub fn sections(command: &Command) -> Sections {
+    let every_command = Sections::for_binary("registrectl");
+    match command {
+        Command::IndexBackfill(_) => Sections { storage: true, ocr_engine: true, ..every_command },
+        _ => every_command,
+    }
+}
 
 /// Runs `command`; returns the exit code.
 pub async fn run(config: &Config, command: Command) -> i32 {
