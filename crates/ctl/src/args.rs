@@ -38,8 +38,8 @@ pub enum Command {
     /// Apply the queue migrations to every configured environment
     ///
     /// Applies crates/queue/migrations, then crates/queue/functions, to every environment with a
-    /// direct database URL
-    /// (PROD_/STAGING_/DEV_DATABASE_URL); prints what it applied, or "up to date". Idempotent.
+    /// direct database URL (PROD_/STAGING_/DEV_DATABASE_URL); prints what it applied, or
+    /// "up to date". Idempotent.
     #[command(verbatim_doc_comment)]
     Migrate,
 
