@@ -92,7 +92,8 @@ pub enum MigrateError {
         #[source]
         source: sqlx::Error,
     },
-    #[error("{env}: migration {name} failed (that file was rolled back; the files before it stay applied): {source}")]
+    /// A migration is rolled back alone; a function file with every function file of its run.
+    #[error("{env}: migration {name} failed (rolled back with its transaction; the migrations before it stay applied): {source}")]
     Apply {
         env: EnvName,
         name: &'static str,
@@ -239,31 +240,31 @@ async fn apply_all(conn: &mut PgConnection, env: EnvName, options: MigrateOption
             record(&mut *conn, name, &sum).await.map_err(apply)?;
         } else {
             let files = [(*name, *sql, sum)];
-            apply_files(conn, &files, env, options, lock_timeout_ms).await.map_err(apply)?;
+            apply_files(conn, &files, env, options, lock_timeout_ms).await.map_err(|(_, e)| apply(e))?;
         }
         report.applied.push(name);
     }
 
-    // Band 2: the definitions whose text changed, and then the privileges, in one transaction.
+    // Band 2: the definitions whose text changed, and then the privileges, in one transaction;
+    // every definition again when a migration ran (it may have dropped or replaced what a
+    // definition relies on, or a previous release's `registrectl migrate`, run after a rollback,
+    // may have put its own bodies back). CREATE OR REPLACE of an unchanged function changes nothing.
+    let migrated = !report.applied.is_empty();
     let definitions: Vec<(&'static str, &'static str, String)> = MIGRATIONS
         .iter()
         .filter(|(n, _)| n.starts_with(FUNCTIONS_PREFIX))
         .map(|(n, sql)| (*n, *sql, checksum(sql)))
         .collect();
-    // All of them again when a migration ran: it may have dropped or replaced what a definition
-    // relies on (or a previous release's `registrectl migrate`, run after a rollback, may have put
-    // its own bodies back); CREATE OR REPLACE of an unchanged function changes nothing else.
-    let any_changed = !report.applied.is_empty() || definitions.iter().any(|(n, _, sum)| !is_recorded(n, sum));
-    let (changed, unchanged): (Vec<_>, Vec<_>) =
-        definitions.into_iter().partition(|(n, _, sum)| any_changed && (!report.applied.is_empty() || *n == PRIVILEGES || !is_recorded(n, sum)));
+    let any_changed = migrated || definitions.iter().any(|(n, _, sum)| !is_recorded(n, sum));
+    let (to_apply, unchanged): (Vec<_>, Vec<_>) = definitions
+        .into_iter()
+        .partition(|(n, _, sum)| any_changed && (migrated || *n == PRIVILEGES || !is_recorded(n, sum)));
     report.unchanged.extend(unchanged.iter().map(|(n, ..)| *n));
-    if let Some((first, ..)) = changed.first() {
-        let first: &'static str = first;
-        let files: Vec<(&str, &str, String)> = changed.iter().map(|(n, sql, sum)| (*n, *sql, sum.clone())).collect();
-        apply_files(conn, &files, env, options, lock_timeout_ms)
+    if !to_apply.is_empty() {
+        apply_files(conn, &to_apply, env, options, lock_timeout_ms)
             .await
-            .map_err(|source| MigrateError::Apply { env, name: first, source })?;
-        report.applied.extend(changed.iter().map(|(n, ..)| *n));
+            .map_err(|(name, source)| MigrateError::Apply { env, name, source })?;
+        report.applied.extend(to_apply.iter().map(|(n, ..)| *n));
     }
     Ok(report)
 }
@@ -281,14 +282,15 @@ async fn record(conn: &mut PgConnection, name: &str, sum: &str) -> Result<(), sq
 }
 
 /// Files (name, SQL, checksum) in one transaction, each recorded in it: all of them or none.
-/// Rolled back and tried again, with backoff, while a statement hits the lock timeout.
+/// Rolled back and tried again, with backoff, while a statement hits the lock timeout. An error
+/// names the file it came from.
 async fn apply_files(
     conn: &mut PgConnection,
-    files: &[(&str, &str, String)],
+    files: &[(&'static str, &'static str, String)],
     env: EnvName,
     options: MigrateOptions,
     lock_timeout_ms: i64,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), (&'static str, sqlx::Error)> {
     let what = files.iter().map(|(n, ..)| *n).collect::<Vec<_>>().join(", ");
     let mut backoff = registre_runtime::Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     let mut tries = 0;
@@ -296,7 +298,7 @@ async fn apply_files(
         tries += 1;
         match apply_files_once(conn, files, lock_timeout_ms).await {
             Ok(()) => return Ok(()),
-            Err(e) if is_lock_timeout(&e) && tries < options.lock_tries => {
+            Err((_, e)) if is_lock_timeout(&e) && tries < options.lock_tries => {
                 let delay = backoff.next_delay();
                 tracing::warn!(%env, "⏳ {what}: a table stayed locked for {lock_timeout_ms} ms (lock_timeout): rolled back, retrying in {} ms", delay.as_millis());
                 tokio::time::sleep(delay).await;
@@ -306,14 +308,19 @@ async fn apply_files(
     }
 }
 
-async fn apply_files_once(conn: &mut PgConnection, files: &[(&str, &str, String)], lock_timeout_ms: i64) -> Result<(), sqlx::Error> {
-    let mut tx = conn.begin().await?;
-    sqlx::raw_sql(&format!("SET LOCAL lock_timeout = {lock_timeout_ms}")).execute(&mut *tx).await?;
+async fn apply_files_once(
+    conn: &mut PgConnection,
+    files: &[(&'static str, &'static str, String)],
+    lock_timeout_ms: i64,
+) -> Result<(), (&'static str, sqlx::Error)> {
+    let first = files.first().map_or("", |(n, ..)| *n);
+    let mut tx = conn.begin().await.map_err(|e| (first, e))?;
+    sqlx::raw_sql(&format!("SET LOCAL lock_timeout = {lock_timeout_ms}")).execute(&mut *tx).await.map_err(|e| (first, e))?;
     for (name, sql, sum) in files {
-        sqlx::raw_sql(sql).execute(&mut *tx).await?;
-        record(&mut tx, name, sum).await?;
+        sqlx::raw_sql(sql).execute(&mut *tx).await.map_err(|e| (*name, e))?;
+        record(&mut tx, name, sum).await.map_err(|e| (*name, e))?;
     }
-    tx.commit().await
+    tx.commit().await.map_err(|e| (first, e))
 }
 
 /// One statement of a no-transaction file, retried while it hits the lock timeout. A concurrent
