@@ -126,3 +126,23 @@ pub async fn function_contracts(url: &str) -> BTreeMap<String, String> {
     conn.close().await.expect("close");
     rows.into_iter().collect()
 }
+
+/// The claims with a server-chosen token (two and three arguments, no uuid): the only functions of
+/// the previous release the current one drops (migration 0101).
+pub fn is_dropped_two_argument_claim(signature: &str) -> bool {
+    (signature.starts_with("queue_claim_extraction(") || signature.starts_with("queue_claim_ocr(")) && !signature.contains("uuid")
+}
+
+/// Every function of `previous` (the previous release's [`function_contracts`]) has the same
+/// contract in the database at `url`, except the two-argument claims, which must be gone.
+pub async fn assert_contracts_kept(url: &str, previous: &BTreeMap<String, String>) {
+    let now = function_contracts(url).await;
+    assert!(previous.keys().any(|s| is_dropped_two_argument_claim(s)), "the previous release had the two-argument claims: {previous:#?}");
+    for (signature, contract) in previous {
+        if is_dropped_two_argument_claim(signature) {
+            assert!(!now.contains_key(signature), "{signature} must be dropped");
+        } else {
+            assert_eq!(now.get(signature), Some(contract), "{signature} changed its contract; now: {now:#?}");
+        }
+    }
+}
