@@ -1,7 +1,8 @@
 -- functions/claim.sql: a claim's life: taken under a client-chosen token (queue_claim_extraction,
 -- queue_claim_ocr), kept alive by heartbeats (queue_renew_lease), undone when its answer was lost
--- (queue_release_claim). The claimed row both claims return is one type, queue_claimed_row
--- (migration 0100), so its 13 columns are written once.
+-- (queue_release_claim) or given back on shutdown (queue_release), both through queue_give_back.
+-- The claimed row both claims return is one type, queue_claimed_row (migration 0100), so its 13
+-- columns are written once.
 
 -- 0021/0022 declared the claims' result with RETURNS TABLE; CREATE OR REPLACE cannot change a
 -- result type, so a database that still has those versions drops them first. This runs in the same
@@ -121,6 +122,35 @@ BEGIN
 END
 $$;
 
+-- queue_give_back(id, claim_token): the row held under p_claim_token (and, when p_id is not NULL,
+-- with that id) goes back to waiting, either stage (2 → 1, 6 → 3), its owner of that stage, token
+-- and leases cleared; shared by queue_release (shutdown) and queue_release_claim (a lost claim).
+-- Invariant: nothing is counted (no attempt, no crash) and no backoff is set, so the row is
+-- claimable again at once by any worker; only a row still held under that token (status 2 or 6)
+-- changes. Returns how many rows went back (0 or 1).
+CREATE OR REPLACE FUNCTION queue_give_back(p_id uuid, p_claim_token uuid)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE AS $$
+#variable_conflict use_column
+DECLARE
+    n integer;
+BEGIN
+    UPDATE extraction_queue q
+       SET status_id = CASE WHEN q.status_id = 2 THEN 1 ELSE 3 END,
+           worker_id = CASE WHEN q.status_id = 2 THEN NULL ELSE q.worker_id END,
+           ocr_worker_id = CASE WHEN q.status_id = 6 THEN NULL ELSE q.ocr_worker_id END,
+           claim_token = NULL,
+           lease_expires_at = NULL,
+           ocr_lease_expires_at = NULL,
+           updated_at = now()
+     WHERE q.claim_token = p_claim_token
+       AND (p_id IS NULL OR q.id = p_id)
+       AND q.status_id IN (2, 6);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+
 -- queue_release_claim(claim_token): undo a claim whose answer the client never received (its call
 -- timed out or the connection broke while Postgres committed), either stage (2 → 1, 6 → 3).
 -- Invariant: afterwards no row is held under p_claim_token and none ever will be. Under the
@@ -140,19 +170,24 @@ BEGIN
     PERFORM queue_lock_claim_token(p_claim_token);
     INSERT INTO queue_cancelled_claims (claim_token) VALUES (p_claim_token)
         ON CONFLICT (claim_token) DO NOTHING;
-    UPDATE extraction_queue q
-       SET status_id = CASE WHEN q.status_id = 2 THEN 1 ELSE 3 END,
-           worker_id = CASE WHEN q.status_id = 2 THEN NULL ELSE q.worker_id END,
-           ocr_worker_id = CASE WHEN q.status_id = 6 THEN NULL ELSE q.ocr_worker_id END,
-           claim_token = NULL,
-           lease_expires_at = NULL,
-           ocr_lease_expires_at = NULL,
-           updated_at = now()
-     WHERE q.claim_token = p_claim_token
-       AND q.status_id IN (2, 6);
-    GET DIAGNOSTICS n = ROW_COUNT;
+    n := queue_give_back(NULL, p_claim_token);
     DELETE FROM queue_cancelled_claims c WHERE c.cancelled_at < now() - interval '1 day';
     RETURN n;
+END
+$$;
+
+-- queue_release(id, claim_token): give a row back on shutdown, either stage (2 → 1, 6 → 3).
+-- Invariant (fencing): applies only if the caller still holds the row (same claim_token, working
+-- status); otherwise returns false. No attempt is counted and no backoff is set (queue_give_back):
+-- the row is claimable again at once, by any worker.
+CREATE OR REPLACE FUNCTION queue_release(p_id uuid, p_claim_token uuid)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    IF p_id IS NULL THEN
+        RETURN false;  -- no row has a NULL id (queue_give_back would read NULL as "any id")
+    END IF;
+    RETURN queue_give_back(p_id, p_claim_token) > 0;
 END
 $$;
 

@@ -1,9 +1,9 @@
 -- functions/fail.sql: a worker gives its row back without completing it: the stage failed
 -- (queue_fail_extraction, queue_fail_ocr: one attempt counted, back off or Erreur at the maximum,
 -- through queue_count_attempt), the registry refused the row's own data (queue_fail_extraction_final:
--- Erreur at once, its own rule), the browser crashed (queue_release_after_crash: a crash counted
--- instead of an attempt, same rule with the crash limit and no backoff), or the worker shuts down
--- (queue_release: nothing counted). Every one is fenced by the claim token.
+-- Erreur at once, its own rule) or the browser crashed (queue_release_after_crash: a crash counted
+-- instead of an attempt, same rule with the crash limit and no backoff). Every one is fenced by the
+-- claim token. (Giving a row back without counting anything, queue_release, is in claim.sql.)
 
 -- queue_fail_extraction(id, claim_token, error, backoff_base_ms, backoff_max_ms,
 -- default_max_attempts): the fetch failed.
@@ -137,29 +137,5 @@ BEGIN
        AND q.claim_token = p_claim_token
        AND q.status_id = 2
     RETURNING q.status_id, q.browser_crashes;
-END
-$$;
-
--- queue_release(id, claim_token): give a row back on shutdown, either stage (2 → 1, 6 → 3).
--- Invariant (fencing): applies only if the caller still holds the row (same claim_token, working
--- status); otherwise returns false. No attempt is counted and no backoff is set: the row is
--- claimable again at once, by any worker.
-CREATE OR REPLACE FUNCTION queue_release(p_id uuid, p_claim_token uuid)
-RETURNS boolean
-LANGUAGE plpgsql VOLATILE AS $$
-#variable_conflict use_column
-BEGIN
-    UPDATE extraction_queue q
-       SET status_id = CASE WHEN q.status_id = 2 THEN 1 ELSE 3 END,
-           worker_id = CASE WHEN q.status_id = 2 THEN NULL ELSE q.worker_id END,
-           ocr_worker_id = CASE WHEN q.status_id = 6 THEN NULL ELSE q.ocr_worker_id END,
-           claim_token = NULL,
-           lease_expires_at = NULL,
-           ocr_lease_expires_at = NULL,
-           updated_at = now()
-     WHERE q.id = p_id
-       AND q.claim_token = p_claim_token
-       AND q.status_id IN (2, 6);
-    RETURN FOUND;
 END
 $$;

@@ -16,6 +16,7 @@ BEGIN
     FOREACH f IN ARRAY ARRAY[
         'queue_count_attempt(integer, integer, integer, integer, integer, integer)',
         'queue_lock_claim_token(uuid)',
+        'queue_give_back(uuid, uuid)',
         'queue_renew_lease(uuid, uuid, integer)',
         'queue_complete_extraction(uuid, uuid, text, text)',
         'queue_complete_ocr(uuid, uuid, text, text, jsonb)',
