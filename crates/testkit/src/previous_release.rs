@@ -115,7 +115,7 @@ pub async fn function_contracts(url: &str) -> BTreeMap<String, String> {
                         FROM pg_type ty JOIN pg_attribute a ON a.attrelid = ty.typrelid
                        WHERE ty.oid = p.prorettype AND ty.typtype = 'c' AND a.attnum > 0 AND NOT a.attisdropped),
                      format_type(p.prorettype, NULL))
-                 || CASE WHEN p.proretset THEN ' (set)' ELSE '' END || ' volatility ' || p.provolatile
+                 || CASE WHEN p.proretset THEN ' (set)' ELSE '' END || ' volatility ' || p.provolatile::text
             FROM pg_proc p
            WHERE p.pronamespace = 'public'::regnamespace
              AND (p.proname LIKE 'queue\_%' OR p.proname LIKE 'ops\_%')",
