@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use redis::Commands;
 use registre_config::EnvName;
 use registre_testkit::postgres::TestDatabase;
+use registre_testkit::previous_release;
 use registre_testkit::{redis_sync, unique, RedisServer};
 use sqlx::{Connection, PgConnection};
 
@@ -41,17 +42,30 @@ struct Site {
     pm2_home: PathBuf,
     work: PathBuf,
     redis: RedisServer,
-    // Kept for its Drop: the database lives as long as the site.
-    _db: TestDatabase,
+    // The database lives as long as the site.
+    db: TestDatabase,
     vars: Vec<(String, String)>,
 }
 
 impl Site {
     async fn new() -> Site {
-        let redis = RedisServer::start();
         let db = TestDatabase::create();
         let mut conn = PgConnection::connect(db.url()).await.unwrap();
         registre_queue::migrate(&mut conn, EnvName::Prod).await.unwrap();
+        Site::with_database(db)
+    }
+
+    /// A site whose database the previous release created and migrated (its migrations read from
+    /// git): deploy.sh's `registrectl migrate` takes it forward.
+    async fn at_previous_release() -> Site {
+        let db = TestDatabase::create();
+        let (checksum, statements) = (registre_queue::migrate::checksum, registre_queue::migrate::statements);
+        previous_release::migrate(db.url(), checksum, statements).await;
+        Site::with_database(db)
+    }
+
+    fn with_database(db: TestDatabase) -> Site {
+        let redis = RedisServer::start();
         let work = scratch("site");
         std::fs::create_dir_all(work.join("documents")).unwrap();
         let vars: Vec<(String, String)> = [
@@ -78,7 +92,7 @@ impl Site {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-        Site { pm2_home: work.join("pm2"), work, redis, _db: db, vars }
+        Site { pm2_home: work.join("pm2"), work, redis, db, vars }
     }
 
     fn command(&self, program: &str) -> Command {
@@ -263,7 +277,8 @@ async fn option_1_after_the_step_6_edit_runs_start_all_workers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deploy_refuses_an_env_without_redis_url_then_deploys_and_rolls_back() {
-    let site = Site::new().await;
+    let site = Site::at_previous_release().await;
+    let previous = previous_release::function_contracts(site.db.url()).await;
     let env_without = site.write_env_file("REDIS_URL");
     let out = site.command("bash").arg(repo_root().join("scripts/deploy.sh")).arg("--skip-build").env("REGISTRE_ENV_FILE", &env_without).env_remove("REDIS_URL").output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
@@ -287,6 +302,33 @@ async fn deploy_refuses_an_env_without_redis_url_then_deploys_and_rolls_back() {
     assert_eq!(site.status("registre-workers"), "missing");
     assert_eq!(site.status("ocr-pool"), "missing");
     site.wait_released();
+
+    // deploy.sh migrated the previous release's database forward, and rollback.sh leaves it so:
+    // every function the previous release's workers call is still there with its contract (only
+    // the two-argument claims, which it never called, are gone), and its claim path works.
+    let mut conn = PgConnection::connect(site.db.url()).await.unwrap();
+    let functions: i64 = sqlx::query_scalar("SELECT count(*) FROM registre_schema_migrations WHERE name LIKE 'functions/%'")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert!(functions > 0, "deploy.sh did not migrate the database forward");
+    previous_release::assert_contracts_kept(site.db.url(), &previous).await;
+    sqlx::query("INSERT INTO extraction_queue (document_source, document_number, status_id) VALUES ('acte', 'ROLLBACK-1', 1)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let (id, token): (sqlx::types::Uuid, sqlx::types::Uuid) =
+        sqlx::query_as("SELECT id, claim_token FROM queue_claim_extraction('previous-release', 60000, gen_random_uuid())")
+            .fetch_one(&mut conn)
+            .await
+            .expect("the previous release's claim");
+    let done: bool = sqlx::query_scalar("SELECT queue_complete_extraction($1, $2, 'acte/ROLLBACK-1.pdf')")
+        .bind(id)
+        .bind(token)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert!(done, "the previous release's completion");
 }
 
 #[test]

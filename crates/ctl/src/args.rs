@@ -37,8 +37,9 @@ pub struct Cli {
 pub enum Command {
     /// Apply the queue migrations to every configured environment
     ///
-    /// Applies crates/queue/migrations to every environment with a direct database URL
-    /// (PROD_/STAGING_/DEV_DATABASE_URL); prints what it applied, or "up to date". Idempotent.
+    /// Applies crates/queue/migrations, then crates/queue/functions, to every environment with a
+    /// direct database URL (PROD_/STAGING_/DEV_DATABASE_URL); prints what it applied, or
+    /// "up to date". Idempotent.
     #[command(verbatim_doc_comment)]
     Migrate,
 

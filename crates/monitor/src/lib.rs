@@ -4,7 +4,7 @@
 //!
 //! - runs the reaper (rows whose lease expired come back even with every worker of a stage stopped)
 //!   and requeues rows in status 2 or 6 with NO lease (claimed by an older system) untouched for
-//!   MONITOR_STUCK_AFTER_MS, the attempt counted and said in error_message (registre-ops, SQL 0055);
+//!   MONITOR_STUCK_AFTER_MS, the attempt counted and said in error_message (registre-ops, SQL ops_requeue_stuck);
 //! - raises alerts, each once per incident and resolved after MONITOR_RESOLVE_AFTER_ROUNDS clean
 //!   rounds ([`alerts`]; open incidents are kept in Redis, [`store`], across restarts): rows waiting
 //!   with no live worker for their stage, the oldest waiting row older than

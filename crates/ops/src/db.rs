@@ -404,7 +404,7 @@ pub struct Requeued {
 impl Ops {
     /// Runs the reaper (expired leases back to waiting, the attempt counted), then requeues rows
     /// in status 2 or 6 that have no lease (claimed by an older system) and have not moved for
-    /// `older_than`, saying `by` whom in error_message. Both are single SQL functions (0018, 0055).
+    /// `older_than`, saying `by` whom in error_message. Both are single SQL functions (crates/queue/functions/reap.sql, ops.sql).
     pub async fn requeue_stuck(
         &self,
         env: EnvName,

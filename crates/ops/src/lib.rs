@@ -5,7 +5,7 @@
 //!   stage, completions per minute over the last hour (kept per minute by [`completions`], so
 //!   each call reads only the newest minutes), the jobs list with keyset pagination
 //!   ([`Cursor`]), one row, enqueue (validated, [`NewExtraction`]), retry, cancel. Every change is
-//!   one SQL function of crates/queue/migrations (ops_enqueue, ops_retry, ops_cancel).
+//!   one SQL function of crates/queue/functions/ops.sql (ops_enqueue, ops_retry, ops_cancel).
 //! - [`live`]: from Redis: live workers (capacity leases `server:workers` / `server:{x}:workers`
 //!   joined with the pool assignments), capacity per server, rate-limit usage of the current rolling
 //!   window (crates/ratelimit's status script), the OCR pool allocation.

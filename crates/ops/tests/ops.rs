@@ -292,7 +292,10 @@ async fn duplicates_are_judged_on_the_normalized_number_and_the_identity_of_each
     sqlx::query("DELETE FROM registre_schema_migrations WHERE name = '0057_ops_identity_normalized'").execute(&f.pool).await.unwrap();
     let mut conn = f.pool.acquire().await.unwrap();
     let report = migrate(&mut conn, EnvName::Prod).await.expect("migrate");
-    assert_eq!(report.applied, ["0057_ops_identity_normalized"]);
+    // The migration, then the function definitions, which every run that applies a migration
+    // applies again (crates/queue/src/migrate.rs).
+    assert_eq!(report.applied.first(), Some(&"0057_ops_identity_normalized"));
+    assert!(report.applied[1..].iter().all(|n| n.starts_with("functions/")), "{:?}", report.applied);
     drop(conn);
     let (left, normalized): (i64, Option<String>) = sqlx::query_as(
         "SELECT (SELECT count(*) FROM extraction_queue WHERE document_number_normalized IS NULL),

@@ -3,7 +3,7 @@
 //!
 //! - [`migrate`]: SQL files applied in order, idempotent, recorded in `registre_schema_migrations`;
 //!   only `registrectl migrate` runs them, never a worker.
-//! - Every state change is ONE SQL function (`migrations/00NN_*.sql`, each with its invariant):
+//! - Every state change is ONE SQL function (`functions/<family>.sql`, each with its invariant):
 //!   claim for extraction (1 → 2), claim for OCR by source (3 → 6), renew lease, complete
 //!   extraction (2 → 3, or 2 → 5 for plan_cadastraux), complete OCR (6 → 5), fail (attempts + 1,
 //!   capped exponential backoff, 4 at max attempts), release (no attempt counted), reap expired

@@ -1,14 +1,28 @@
-//! Migrations: the SQL files of `crates/queue/migrations/`, applied in order under a session
-//! advisory lock (two `registrectl migrate` at once take turns), each recorded with a checksum in
-//! `registre_schema_migrations`. Every file is idempotent (IF NOT EXISTS, CREATE OR REPLACE), so a
-//! file whose text changed is simply applied again, on an empty database as on top of the
-//! production schema. Workers never call this: only `registrectl migrate` does.
+//! Migrations: the schema history of `crates/queue/migrations/` and the function definitions of
+//! `crates/queue/functions/` (crates/queue/migrations/README.md, docs/queue.md Migrating), applied
+//! under a session advisory lock (two `registrectl migrate` at once take turns), each file recorded
+//! with a checksum in `registre_schema_migrations`. Workers never call this: only
+//! `registrectl migrate` does.
+//!
+//! Two bands, in this order:
+//! - **migrations** (`NNNN_name`): tables, columns, types, indexes, drops. Append-only: a released
+//!   file is never edited (a change is a new file). Each is idempotent (IF NOT EXISTS, IF EXISTS),
+//!   so it applies to an empty database as on top of the production schema; each runs in its own
+//!   transaction, or statement by statement for a no-transaction file.
+//! - **functions** (`functions/<family>`): every SQL function as CREATE OR REPLACE, one file per
+//!   family, then `functions/privileges` last. A file whose text changed is applied again (all of
+//!   them when a migration ran in the same run); the files of a run and the privileges go in ONE
+//!   transaction, so callers see either the old definitions or the new ones, never a mix, and never
+//!   a function without its privileges.
+//!
+//! Records of files that no longer exist (the function-only migrations of earlier releases,
+//! `0010_claim_extraction` ... `0090_privileges`) are left as they are and ignored.
 //!
 //! Safe on a busy production table (docs/queue.md, Migrating):
-//! - each file runs in its own transaction with `SET LOCAL lock_timeout`: a statement that would
-//!   wait longer than QUEUE_MIGRATE_LOCK_TIMEOUT_MS for a table lock (and make every writer queue
-//!   behind it) gives up instead, the file is rolled back and retried with backoff;
-//! - a file whose first line is `-- migrate: no-transaction` runs outside any transaction, one
+//! - every transaction runs with `SET LOCAL lock_timeout`: a statement that would wait longer than
+//!   QUEUE_MIGRATE_LOCK_TIMEOUT_MS for a table lock (and make every writer queue behind it) gives up
+//!   instead, the transaction is rolled back and retried with backoff;
+//! - a migration whose first line is `-- migrate: no-transaction` runs outside any transaction, one
 //!   statement at a time (statements end with `;` at the end of a line; no `;` inside one), for
 //!   `CREATE INDEX CONCURRENTLY IF NOT EXISTS`, which cannot run in a transaction. An INVALID index
 //!   left by an interrupted concurrent build (crash, lock timeout) is dropped CONCURRENTLY and built
@@ -19,49 +33,42 @@ use std::time::Duration;
 use registre_config::EnvName;
 use sqlx::{Connection, PgConnection};
 
-/// (name, SQL) in the order they apply.
+/// (name, SQL) in the order they apply: the migrations, then the functions (names starting with
+/// [`FUNCTIONS_PREFIX`]), privileges last.
 pub const MIGRATIONS: &[(&str, &str)] = &[
+    // Schema history (append-only; crates/queue/migrations/README.md). Numbers of the function-only
+    // files of earlier releases (0010-0028, 0030, 0040, 0051-0056, 0090) are not reused.
     ("0001_production_schema", include_str!("../migrations/0001_production_schema.sql")),
     ("0002_leases_and_backoff", include_str!("../migrations/0002_leases_and_backoff.sql")),
-    ("0010_claim_extraction", include_str!("../migrations/0010_claim_extraction.sql")),
-    ("0011_claim_ocr", include_str!("../migrations/0011_claim_ocr.sql")),
-    ("0012_renew_lease", include_str!("../migrations/0012_renew_lease.sql")),
-    ("0013_complete_extraction", include_str!("../migrations/0013_complete_extraction.sql")),
-    ("0014_complete_ocr", include_str!("../migrations/0014_complete_ocr.sql")),
-    ("0015_fail_extraction", include_str!("../migrations/0015_fail_extraction.sql")),
-    ("0016_fail_ocr", include_str!("../migrations/0016_fail_ocr.sql")),
-    ("0017_release", include_str!("../migrations/0017_release.sql")),
-    ("0018_reap_expired", include_str!("../migrations/0018_reap_expired.sql")),
-    ("0019_count_waiting", include_str!("../migrations/0019_count_waiting.sql")),
     ("0020_partial_failures", include_str!("../migrations/0020_partial_failures.sql")),
-    ("0021_claim_extraction_with_token", include_str!("../migrations/0021_claim_extraction_with_token.sql")),
-    ("0022_claim_ocr_with_token", include_str!("../migrations/0022_claim_ocr_with_token.sql")),
-    ("0023_release_claim", include_str!("../migrations/0023_release_claim.sql")),
-    ("0024_release_after_crash", include_str!("../migrations/0024_release_after_crash.sql")),
-    ("0025_acquire_account", include_str!("../migrations/0025_acquire_account.sql")),
-    ("0026_renew_account", include_str!("../migrations/0026_renew_account.sql")),
-    ("0027_release_account", include_str!("../migrations/0027_release_account.sql")),
-    ("0028_report_account_login", include_str!("../migrations/0028_report_account_login.sql")),
     ("0029_indexes_concurrently", include_str!("../migrations/0029_indexes_concurrently.sql")),
-    // 0030-0039: pickup by LISTEN/NOTIFY; the fused complete-and-claim functions (0031, 0032) dropped.
-    ("0030_notify_claimable", include_str!("../migrations/0030_notify_claimable.sql")),
     ("0033_drop_complete_and_claim", include_str!("../migrations/0033_drop_complete_and_claim.sql")),
-    ("0040_fail_extraction_final", include_str!("../migrations/0040_fail_extraction_final.sql")),
     ("0041_fetched_as", include_str!("../migrations/0041_fetched_as.sql")),
-    // 0050-0069: the operators' indexes and functions (crates/ops, registre-api).
     ("0050_ops_indexes", include_str!("../migrations/0050_ops_indexes.sql")),
-    ("0051_ops_enqueue", include_str!("../migrations/0051_ops_enqueue.sql")),
-    ("0052_ops_retry", include_str!("../migrations/0052_ops_retry.sql")),
-    ("0053_ops_cancel", include_str!("../migrations/0053_ops_cancel.sql")),
-    ("0054_ops_retry_errors", include_str!("../migrations/0054_ops_retry_errors.sql")),
-    ("0055_ops_requeue_stuck", include_str!("../migrations/0055_ops_requeue_stuck.sql")),
-    ("0056_ops_normalize_numbers", include_str!("../migrations/0056_ops_normalize_numbers.sql")),
     ("0057_ops_identity_normalized", include_str!("../migrations/0057_ops_identity_normalized.sql")),
-    // 0070-0079: the index des immeubles as data (index_data).
     ("0070_index_data", include_str!("../migrations/0070_index_data.sql")),
-    // 0090: the privileges of every queue and ops function above, in one list; runs last.
-    ("0090_privileges", include_str!("../migrations/0090_privileges.sql")),
+    ("0100_claimed_row", include_str!("../migrations/0100_claimed_row.sql")),
+    ("0101_drop_superseded_functions", include_str!("../migrations/0101_drop_superseded_functions.sql")),
+    // Definitions (CREATE OR REPLACE, re-applied when their text changes), helpers first.
+    ("functions/attempts", include_str!("../functions/attempts.sql")),
+    ("functions/claim", include_str!("../functions/claim.sql")),
+    ("functions/complete", include_str!("../functions/complete.sql")),
+    ("functions/fail", include_str!("../functions/fail.sql")),
+    ("functions/reap", include_str!("../functions/reap.sql")),
+    ("functions/count", include_str!("../functions/count.sql")),
+    ("functions/accounts", include_str!("../functions/accounts.sql")),
+    ("functions/ops", include_str!("../functions/ops.sql")),
+    // Last of the definitions: its triggers take a brief lock on extraction_queue.
+    ("functions/notify", include_str!("../functions/notify.sql")),
+    // The privileges of every function above, in one list; applied with any function that changed.
+    (PRIVILEGES, include_str!("../functions/privileges.sql")),
 ];
+
+/// Name prefix of the function definitions (the second band).
+pub const FUNCTIONS_PREFIX: &str = "functions/";
+
+/// The privileges file: applied whenever any function file is.
+pub const PRIVILEGES: &str = "functions/privileges";
 
 /// Key of the advisory lock held while migrating ("registre" in ASCII).
 const LOCK_KEY: i64 = 0x7265_6769_7374_7265;
@@ -85,7 +92,8 @@ pub enum MigrateError {
         #[source]
         source: sqlx::Error,
     },
-    #[error("{env}: migration {name} failed (that file was rolled back; the files before it stay applied): {source}")]
+    /// A migration is rolled back alone; a function file with every function file of its run.
+    #[error("{env}: migration {name} failed (rolled back with its transaction; the migrations before it stay applied): {source}")]
     Apply {
         env: EnvName,
         name: &'static str,
@@ -102,7 +110,7 @@ pub enum MigrateError {
 }
 
 /// FNV-1a of a file's text: tells whether a recorded migration changed (not a security hash).
-fn checksum(sql: &str) -> String {
+pub fn checksum(sql: &str) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in sql.as_bytes() {
         h ^= u64::from(*b);
@@ -213,9 +221,12 @@ async fn apply_all(conn: &mut PgConnection, env: EnvName, options: MigrateOption
 
     let lock_timeout_ms = i64::try_from(options.lock_timeout.as_millis()).unwrap_or(i64::MAX).max(1);
     let mut report = MigrationReport::default();
-    for (name, sql) in MIGRATIONS {
+    let is_recorded = |name: &str, sum: &str| recorded.iter().any(|(n, c)| n == name && c == sum);
+
+    // Band 1: the schema history, file by file.
+    for (name, sql) in MIGRATIONS.iter().filter(|(n, _)| !n.starts_with(FUNCTIONS_PREFIX)) {
         let sum = checksum(sql);
-        if recorded.iter().any(|(n, c)| n == name && *c == sum) {
+        if is_recorded(name, &sum) {
             report.unchanged.push(name);
             continue;
         }
@@ -228,22 +239,32 @@ async fn apply_all(conn: &mut PgConnection, env: EnvName, options: MigrateOption
             sqlx::query("RESET lock_timeout").execute(&mut *conn).await.map_err(apply)?;
             record(&mut *conn, name, &sum).await.map_err(apply)?;
         } else {
-            let mut backoff = registre_runtime::Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-            let mut tries = 0;
-            loop {
-                tries += 1;
-                match apply_file(conn, sql, name, &sum, lock_timeout_ms).await {
-                    Ok(()) => break,
-                    Err(e) if is_lock_timeout(&e) && tries < options.lock_tries => {
-                        let delay = backoff.next_delay();
-                        tracing::warn!(%env, "⏳ {name}: a table stayed locked for {lock_timeout_ms} ms (lock_timeout): rolled back, retrying in {} ms", delay.as_millis());
-                        tokio::time::sleep(delay).await;
-                    }
-                    Err(e) => return Err(apply(e)),
-                }
-            }
+            let files = [(*name, *sql, sum)];
+            apply_files(conn, &files, env, options, lock_timeout_ms).await.map_err(|(_, e)| apply(e))?;
         }
         report.applied.push(name);
+    }
+
+    // Band 2: the definitions whose text changed, and then the privileges, in one transaction;
+    // every definition again when a migration ran (it may have dropped or replaced what a
+    // definition relies on, or a previous release's `registrectl migrate`, run after a rollback,
+    // may have put its own bodies back). CREATE OR REPLACE of an unchanged function changes nothing.
+    let migrated = !report.applied.is_empty();
+    let definitions: Vec<(&'static str, &'static str, String)> = MIGRATIONS
+        .iter()
+        .filter(|(n, _)| n.starts_with(FUNCTIONS_PREFIX))
+        .map(|(n, sql)| (*n, *sql, checksum(sql)))
+        .collect();
+    let any_changed = migrated || definitions.iter().any(|(n, _, sum)| !is_recorded(n, sum));
+    let (to_apply, unchanged): (Vec<_>, Vec<_>) = definitions
+        .into_iter()
+        .partition(|(n, _, sum)| any_changed && (migrated || *n == PRIVILEGES || !is_recorded(n, sum)));
+    report.unchanged.extend(unchanged.iter().map(|(n, ..)| *n));
+    if !to_apply.is_empty() {
+        apply_files(conn, &to_apply, env, options, lock_timeout_ms)
+            .await
+            .map_err(|(name, source)| MigrateError::Apply { env, name, source })?;
+        report.applied.extend(to_apply.iter().map(|(n, ..)| *n));
     }
     Ok(report)
 }
@@ -260,13 +281,46 @@ async fn record(conn: &mut PgConnection, name: &str, sum: &str) -> Result<(), sq
     .map(|_| ())
 }
 
-/// One file in one transaction, recorded in it: all of it or none of it.
-async fn apply_file(conn: &mut PgConnection, sql: &str, name: &str, sum: &str, lock_timeout_ms: i64) -> Result<(), sqlx::Error> {
-    let mut tx = conn.begin().await?;
-    sqlx::raw_sql(&format!("SET LOCAL lock_timeout = {lock_timeout_ms}")).execute(&mut *tx).await?;
-    sqlx::raw_sql(sql).execute(&mut *tx).await?;
-    record(&mut tx, name, sum).await?;
-    tx.commit().await
+/// Files (name, SQL, checksum) in one transaction, each recorded in it: all of them or none.
+/// Rolled back and tried again, with backoff, while a statement hits the lock timeout. An error
+/// names the file it came from.
+async fn apply_files(
+    conn: &mut PgConnection,
+    files: &[(&'static str, &'static str, String)],
+    env: EnvName,
+    options: MigrateOptions,
+    lock_timeout_ms: i64,
+) -> Result<(), (&'static str, sqlx::Error)> {
+    let what = files.iter().map(|(n, ..)| *n).collect::<Vec<_>>().join(", ");
+    let mut backoff = registre_runtime::Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match apply_files_once(conn, files, lock_timeout_ms).await {
+            Ok(()) => return Ok(()),
+            Err((_, e)) if is_lock_timeout(&e) && tries < options.lock_tries => {
+                let delay = backoff.next_delay();
+                tracing::warn!(%env, "⏳ {what}: a table stayed locked for {lock_timeout_ms} ms (lock_timeout): rolled back, retrying in {} ms", delay.as_millis());
+                tokio::time::sleep(delay).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn apply_files_once(
+    conn: &mut PgConnection,
+    files: &[(&'static str, &'static str, String)],
+    lock_timeout_ms: i64,
+) -> Result<(), (&'static str, sqlx::Error)> {
+    let first = files.first().map_or("", |(n, ..)| *n);
+    let mut tx = conn.begin().await.map_err(|e| (first, e))?;
+    sqlx::raw_sql(&format!("SET LOCAL lock_timeout = {lock_timeout_ms}")).execute(&mut *tx).await.map_err(|e| (first, e))?;
+    for (name, sql, sum) in files {
+        sqlx::raw_sql(sql).execute(&mut *tx).await.map_err(|e| (*name, e))?;
+        record(&mut tx, name, sum).await.map_err(|e| (*name, e))?;
+    }
+    tx.commit().await.map_err(|e| (first, e))
 }
 
 /// One statement of a no-transaction file, retried while it hits the lock timeout. A concurrent
@@ -323,14 +377,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn migrations_are_in_order_and_each_function_file_states_its_invariant() {
-        let names: Vec<&str> = MIGRATIONS.iter().map(|(n, _)| *n).collect();
-        let mut sorted = names.clone();
+    fn migrations_are_in_order_then_functions_with_privileges_last() {
+        let migrations: Vec<&str> = MIGRATIONS.iter().map(|(n, _)| *n).take_while(|n| !n.starts_with(FUNCTIONS_PREFIX)).collect();
+        let mut sorted = migrations.clone();
         sorted.sort();
-        assert_eq!(names, sorted);
+        assert_eq!(migrations, sorted);
+        let rest = &MIGRATIONS[migrations.len()..];
+        assert!(rest.iter().all(|(n, _)| n.starts_with(FUNCTIONS_PREFIX)), "a migration after the functions band");
+        assert_eq!(rest.last().map(|(n, _)| *n), Some(PRIVILEGES));
         for (name, sql) in MIGRATIONS {
             assert!(sql.starts_with("-- "), "{name} must open with a header comment");
             assert!(sql.contains("Invariant"), "{name} must state its invariant");
+        }
+    }
+
+    /// Migrations hold no function (the rule of migrations/README.md); in a function file each
+    /// function is preceded by its own header comment stating its invariant.
+    #[test]
+    fn every_function_is_in_the_functions_band_under_its_own_invariant() {
+        for (name, sql) in MIGRATIONS {
+            let upper = sql.to_ascii_uppercase();
+            if !name.starts_with(FUNCTIONS_PREFIX) {
+                assert!(!upper.contains("CREATE OR REPLACE FUNCTION") && !upper.contains("CREATE FUNCTION"), "{name} defines a function");
+                continue;
+            }
+            let lines: Vec<&str> = sql.lines().collect();
+            for (i, line) in lines.iter().enumerate().filter(|(_, l)| l.starts_with("CREATE OR REPLACE FUNCTION")) {
+                let header: Vec<&str> = lines[..i].iter().rev().take_while(|l| l.starts_with("--")).copied().collect();
+                let function = line.trim_start_matches("CREATE OR REPLACE FUNCTION ").split('(').next().unwrap_or_default();
+                assert!(header.iter().any(|l| l.contains("Invariant")), "{name}: {function} has no header stating its invariant");
+                assert!(header.iter().any(|l| l.contains(function)), "{name}: the header above {function} does not name it");
+            }
         }
     }
 

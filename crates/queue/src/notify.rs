@@ -1,4 +1,4 @@
-//! Pickup by LISTEN/NOTIFY: the trigger of `migrations/0030_notify_claimable.sql` announces every
+//! Pickup by LISTEN/NOTIFY: the trigger of `functions/notify.sql` announces every
 //! row that becomes claimable (`1 <id>`, `3 <source> <id>` on channel `registre_queue`); one
 //! listening connection per process and Postgres environment ([`spawn_listener`]) turns each
 //! announcement into ONE wake-up ([`Wakers`]), so one new row costs one claim however many workers

@@ -1,8 +1,9 @@
-//! Who may call the queue and ops functions once migrated (0090_privileges): on a database shaped
-//! like Supabase's (roles anon, authenticated, service_role; functions granted to all of them by
+//! Who may call the queue and ops functions once migrated (functions/privileges.sql): on a
+//! database shaped like Supabase's (roles anon, authenticated, service_role; functions granted to all of them by
 //! default, as Supabase's default privileges do), anon and authenticated can call none of the
-//! `queue_*` / `ops_*` functions, service_role can call every one. The list in 0090 is the only
-//! place privileges are set, so a function missing from it fails here.
+//! `queue_*` / `ops_*` functions, service_role can call every one. The list in
+//! functions/privileges.sql is the only place privileges are set, so a function missing from it
+//! fails here.
 
 mod common;
 
@@ -78,8 +79,8 @@ async fn only_service_role_may_call_the_queue_and_ops_functions() {
         assert!(names.contains(&f), "{f} missing from {names:?}");
     }
     for (f, anon, authenticated, service_role) in &functions {
-        assert!(!anon, "anon may call {f}: add it to 0090_privileges.sql");
-        assert!(!authenticated, "authenticated may call {f}: add it to 0090_privileges.sql");
+        assert!(!anon, "anon may call {f}: add it to crates/queue/functions/privileges.sql");
+        assert!(!authenticated, "authenticated may call {f}: add it to crates/queue/functions/privileges.sql");
         assert!(service_role, "service_role may not call {f}");
     }
 

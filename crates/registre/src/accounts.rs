@@ -8,7 +8,7 @@
 //! every third of QUEUE_LEASE_TTL_MS while the account is in use, and `release` frees it. A worker
 //! that dies stops renewing: its account is free again once the lease expires. A refused login
 //! adds one to `failure_count`; an accepted one resets it. Every call is one SQL function of
-//! `crates/queue/migrations/` (0025-0028).
+//! `crates/queue/functions/accounts.sql`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

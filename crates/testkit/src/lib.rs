@@ -30,6 +30,7 @@ pub mod pg_server;
 pub mod proxy;
 pub mod pdf;
 pub mod postgres;
+pub mod previous_release;
 pub mod redis6;
 pub mod registry_site;
 pub mod reference;

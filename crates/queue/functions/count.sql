@@ -1,3 +1,5 @@
+-- functions/count.sql: read-only counts for the OCR pool manager.
+
 -- queue_count_waiting(): downloaded rows waiting for OCR (status 3), per document_source, for the
 -- OCR pool manager's rebalancing (one grouped query per environment).
 -- Invariant: read-only; counts every status-3 row, including those in OCR backoff (they are

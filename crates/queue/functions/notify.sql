@@ -1,5 +1,11 @@
--- 0030 notify: idle workers learn of a claimable row the moment its transaction commits, instead of
--- at their next poll (QUEUE_POLL_INTERVAL_MS, which stays as the fallback). Each process keeps one
+-- functions/notify.sql: pickup by LISTEN/NOTIFY (crates/queue/src/notify.rs): the trigger function
+-- and the two triggers of extraction_queue that call it. The triggers live here, beside their
+-- function, because a trigger can only be created once its function exists (this band runs after
+-- the migrations). Re-created only when this file changes: DROP + CREATE TRIGGER take a brief
+-- SHARE ROW EXCLUSIVE lock on extraction_queue, bounded by the migration lock_timeout.
+
+-- queue_notify_claimable() (trigger): idle workers learn of a claimable row the moment its
+-- transaction commits, instead of at their next poll (QUEUE_POLL_INTERVAL_MS, which stays as the fallback). Each process keeps one
 -- LISTEN connection per environment (crates/queue/src/notify.rs) and wakes ONE waiting worker per
 -- notification, so a new row costs one claim, not one per idle worker.
 -- Invariant: every row that becomes claimable now, by an INSERT or by an UPDATE that changes its

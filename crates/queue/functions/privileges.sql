@@ -1,9 +1,10 @@
--- 0090 privileges: the queue functions (the workers') and the ops functions (registrectl,
+-- functions/privileges.sql: the queue functions (the workers') and the ops functions (registrectl,
 -- registre-api, registre-monitor) are for the service role only. This is the ONE list of them: the
--- files that create the functions set no privileges, and this file runs last, so a function added
--- by any file is covered by adding its signature here (crates/queue/tests/privileges.rs fails for a
--- queue_* or ops_* function left out). queue_notify_claimable (0030) is not listed: it returns
--- trigger, so nobody can call it directly.
+-- function files set no privileges, and this file is applied last, in the same transaction as any
+-- function file that changed (so a function dropped and created again, e.g. for a new result type,
+-- is never callable by anon in between). A function added to any file is covered by adding its
+-- signature here (crates/queue/tests/privileges.rs fails for a queue_* or ops_* function left out).
+-- queue_notify_claimable (notify.sql) is not listed: it returns trigger, so nobody can call it.
 -- Invariant: on Supabase, the anon and authenticated roles (reachable with the public anon key)
 -- cannot call any queue or ops function; service_role and direct connections can. On a plain
 -- Postgres without those roles this file only revokes from PUBLIC. Ends by asking PostgREST to
@@ -13,8 +14,9 @@ DECLARE
     f text;
 BEGIN
     FOREACH f IN ARRAY ARRAY[
-        'queue_claim_extraction(text, integer)',
-        'queue_claim_ocr(text, text, integer)',
+        'queue_count_attempt(integer, integer, integer, integer, integer, integer)',
+        'queue_lock_claim_token(uuid)',
+        'queue_give_back(uuid, uuid)',
         'queue_renew_lease(uuid, uuid, integer)',
         'queue_complete_extraction(uuid, uuid, text, text)',
         'queue_complete_ocr(uuid, uuid, text, text, jsonb)',
