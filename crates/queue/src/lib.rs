@@ -370,7 +370,7 @@ pub trait Queue: Send + Sync {
 
     /// 6 → 5 with the raw and the boosted text.
     fn complete_ocr(&self, job: &Job, file_content: &str, boosted_file_content: &str) -> impl Future<Output = Result<Transition, QueueError>> + Send {
-        self.complete_ocr_with(job, OcrTexts::new(file_content, boosted_file_content))
+        async move { self.complete_ocr_with(job, OcrTexts::new(file_content, boosted_file_content)).await }
     }
 
     /// [`Queue::complete_ocr`] with all the job hands back: with `texts.index_data` (the index des
