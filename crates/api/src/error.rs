@@ -59,7 +59,7 @@ impl From<OpsError> for ApiError {
             OpsError::Conflict { .. } | OpsError::LeaseRenewed { .. } | OpsError::LeaseAmbiguous { .. } => StatusCode::CONFLICT,
             OpsError::RestUnsupported { .. } => StatusCode::NOT_IMPLEMENTED,
             OpsError::NotMigrated { .. }
-            | OpsError::Database { .. }
+            | OpsError::Database(_)
             | OpsError::Timeout { .. }
             | OpsError::WriteTimedOut { .. }
             | OpsError::BulkStopped { .. }

@@ -47,7 +47,7 @@ pub async fn migrate_all(config: &Config) -> i32 {
                             report.applied.join(", ")
                         );
                     }
-                    Err(e @ (MigrateError::Connect { .. } | MigrateError::Apply { .. } | MigrateError::Database { .. })) => {
+                    Err(e @ (MigrateError::Connect { .. } | MigrateError::Apply { .. } | MigrateError::Database(_))) => {
                         println!("{name} ({url}): failed: {e}");
                         code = EXIT_FAILED;
                     }

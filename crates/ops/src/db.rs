@@ -144,13 +144,10 @@ const ROW_COLUMNS: &str = "id, document_source::text AS document_source, documen
 
 fn db_error(env: EnvName, operation: &'static str) -> impl FnOnce(sqlx::Error) -> OpsError {
     move |source| {
-        if let sqlx::Error::Database(db) = &source {
-            // undefined_table, undefined_function: this database was never migrated.
-            if matches!(db.code().as_deref(), Some("42P01") | Some("42883")) {
-                return OpsError::NotMigrated { env };
-            }
+        if registre_queue::means_not_migrated(&source) {
+            return OpsError::NotMigrated { env };
         }
-        OpsError::Database { env, operation, source }
+        OpsError::Database(registre_queue::DatabaseError { env, operation, source })
     }
 }
 

@@ -60,13 +60,8 @@ pub enum OpsError {
     RestUnsupported { env: EnvName, what: &'static str, var: String },
     #[error("extraction_queue missing in {env}: run registrectl migrate")]
     NotMigrated { env: EnvName },
-    #[error("{env}: {operation} failed: {source}")]
-    Database {
-        env: EnvName,
-        operation: &'static str,
-        #[source]
-        source: sqlx::Error,
-    },
+    #[error(transparent)]
+    Database(registre_queue::DatabaseError),
     /// No COMMIT was sent within the client's bound: the transaction rolled back, nothing changed.
     #[error("{env}: {operation} did not answer within {seconds} s; nothing was changed")]
     Timeout { env: EnvName, operation: &'static str, seconds: u64 },

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use registre_capacity::Lease;
 use registre_ocr::Parallelism;
-use registre_queue::{settle, FailOutcome, Job, Settled};
+use registre_queue::{settle, FailOutcome, Job, OcrTexts, Settled};
 use registre_runtime::Backoff;
 use registre_storage::ObjectPath;
 use tokio::sync::watch;
@@ -209,7 +209,7 @@ async fn process(services: &PoolServices, id: &str, job: &Job, parallelism: Para
             // can: plain strings and lists); nothing of the text is lost for the data's sake.
             let index_data = output.index_data.as_ref().and_then(|d| serde_json::to_value(d).ok());
             let written = settle(id, "complete OCR", lease_ttl, stop, || {
-                services.queue.complete_ocr_with_index(job, &output.raw, &output.boosted, index_data.as_ref())
+                services.queue.complete_ocr_with(job, OcrTexts::new(&output.raw, &output.boosted).with_index(index_data.as_ref()))
             })
             .await;
             match written {

@@ -18,13 +18,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use registre_config::{Config, EnvName};
-use registre_queue::{migrate, DocumentSource, MultiQueue, PgQueue, Queue, QueueSettings};
+use registre_queue::{DocumentSource, MultiQueue, PgQueue, Queue, QueueSettings};
 use registre_testkit::postgres::TestDatabase;
-use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::{Connection, PgConnection};
+use sqlx::postgres::PgPool;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
+
+#[path = "../tests/common/mod.rs"]
+mod common;
 
 #[derive(Clone, Copy, PartialEq)]
 enum Pickup {
@@ -130,11 +132,7 @@ async fn scenario(db: &TestDatabase, admin: &PgPool, pickup: Pickup, notify: boo
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let rows: usize = std::env::var("BENCH_PICKUP_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(40);
-    let db = TestDatabase::create();
-    let mut conn = PgConnection::connect(db.url()).await.expect("connect");
-    migrate(&mut conn, EnvName::Prod).await.expect("migrate");
-    conn.close().await.expect("close");
-    let admin = PgPoolOptions::new().max_connections(2).connect(db.url()).await.expect("pool");
+    let (db, admin) = common::database(2).await;
 
     println!("{rows} rows per line, one at a time, 20-320 ms apart; QUEUE_POLL_INTERVAL_MS = 2000");
     println!();

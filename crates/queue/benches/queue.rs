@@ -1,7 +1,7 @@
 //! Queue throughput: jobs per second through the workers' path on local PostgreSQL with 1, 4 and
 //! 16 workers, ours against pgbench (PostgreSQL's own C client) running the same SQL functions on
 //! the same table and rows, in the same run.
-//! - ours, the workers' path: `MultiQueue::claim_extraction` then `MultiQueue::complete_extraction`
+//! - ours, the workers' path: `MultiQueue::claim_any_extraction` then `MultiQueue::complete_extraction`
 //!   (`queue_claim_extraction`, `queue_complete_extraction`), one round trip each, exactly what the
 //!   registre worker (crates/registre) and the OCR worker (crates/pool, with the OCR pair) run;
 //! - pgbench, the same 2 statements: the same two functions, prepared (`-M prepared`), one job per
@@ -17,11 +17,12 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
-use registre_config::{Config, EnvName};
-use registre_queue::{migrate, MultiQueue, Transition};
-use registre_testkit::postgres::TestDatabase;
-use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::{Connection, PgConnection};
+use registre_config::Config;
+use registre_queue::{MultiQueue, Transition};
+use sqlx::postgres::PgPool;
+
+#[path = "../tests/common/mod.rs"]
+mod common;
 
 #[derive(Clone, Copy, PartialEq)]
 enum Mode {
@@ -70,10 +71,10 @@ async fn ours(queue: &Arc<MultiQueue>, workers: usize, rows: usize) -> Run {
         tasks.push(tokio::spawn(async move {
             let worker = format!("bench-{w}");
             let mut done = 0usize;
-            let mut next = queue.claim_extraction(&worker).await;
+            let mut next = queue.claim_any_extraction(&worker).await;
             while let Some(job) = next {
                 assert_eq!(queue.complete_extraction(&job, "index/x.pdf", None).await.expect("complete"), Transition::Applied);
-                next = queue.claim_extraction(&worker).await;
+                next = queue.claim_any_extraction(&worker).await;
                 done += 1;
             }
             done
@@ -127,11 +128,7 @@ fn median(mut runs: Vec<Run>) -> Run {
 async fn main() {
     let rows: usize = std::env::var("BENCH_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(3200);
     let repeat: usize = std::env::var("BENCH_REPEAT").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
-    let db = TestDatabase::create();
-    let mut conn = PgConnection::connect(db.url()).await.expect("connect");
-    migrate(&mut conn, EnvName::Prod).await.expect("migrate");
-    conn.close().await.expect("close");
-    let admin = PgPoolOptions::new().max_connections(1).connect(db.url()).await.expect("pool");
+    let (db, admin) = common::database(1).await;
     let config = Config::from_vars([("DATABASE_URL", db.url())]).expect("config");
 
     println!("{rows} rows per run, median of {repeat} runs (ours and pgbench alternating); client CPU = this process (ours) or the pgbench process, per job");

@@ -12,9 +12,11 @@
 //!   ([`Job::claim_token`]); every later transition presents it and reports whether it applied
 //!   ([`Transition`]), so a worker whose row was reaped can never overwrite the new owner's work.
 //! - [`Queue`] is one environment's queue, with two backends calling the same functions:
-//!   [`PgQueue`] (sqlx pool) and [`RestQueue`] (PostgREST `/rest/v1/rpc/<fn>`).
+//!   [`PgQueue`] (sqlx pool) and [`RestQueue`] (PostgREST `/rest/v1/rpc/<fn>`); both hand the
+//!   rows the functions return to one decoder (`row`), so a claimed row means the same either way.
 //! - [`MultiQueue`] polls prod → staging → dev, tags each job with its environment and skips an
-//!   environment that is down (logged, retried with backoff) without stalling the others;
+//!   environment that is down (logged, retried with backoff) without stalling the others: its
+//!   claims (`claim_any_*`, `next_*`) name no environment and return a row from any of them;
 //!   [`Heartbeat`] keeps a claimed row's lease alive.
 
 mod heartbeat;
@@ -23,6 +25,7 @@ mod multi;
 pub mod notify;
 mod postgres;
 mod rest;
+mod row;
 mod settle;
 
 use std::collections::BTreeMap;
@@ -92,6 +95,27 @@ impl Job {
     }
 }
 
+/// What an OCR job hands back when it completes: the raw and the boosted text and, for an index
+/// des immeubles, its data (None leaves `index_data` as it is).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OcrTexts<'a> {
+    pub file_content: &'a str,
+    pub boosted_file_content: &'a str,
+    pub index_data: Option<&'a serde_json::Value>,
+}
+
+impl<'a> OcrTexts<'a> {
+    /// The two texts, no index data.
+    pub fn new(file_content: &'a str, boosted_file_content: &'a str) -> OcrTexts<'a> {
+        OcrTexts { file_content, boosted_file_content, index_data: None }
+    }
+
+    /// The same texts with `index_data` (None: the column stays as it is).
+    pub fn with_index(self, index_data: Option<&'a serde_json::Value>) -> OcrTexts<'a> {
+        OcrTexts { index_data, ..self }
+    }
+}
+
 /// Whether a transition after a claim applied. `NotOwner`: the row was reaped, released or
 /// completed meanwhile (and perhaps claimed by another worker): nothing was changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,13 +180,8 @@ pub enum QueueError {
     /// The tables or functions are not there: the environment was never migrated.
     #[error("extraction_queue missing in {env}: run registrectl migrate")]
     NotMigrated { env: EnvName },
-    #[error("{env}: {operation} failed: {source}")]
-    Database {
-        env: EnvName,
-        operation: &'static str,
-        #[source]
-        source: sqlx::Error,
-    },
+    #[error(transparent)]
+    Database(DatabaseError),
     #[error("{env}: {operation} failed: HTTP {status}: {message}")]
     Rest { env: EnvName, operation: &'static str, status: u16, message: String },
     #[error("{env}: {operation} could not reach the REST API: {message}")]
@@ -186,7 +205,7 @@ impl QueueError {
     pub fn env(&self) -> EnvName {
         match self {
             QueueError::NotMigrated { env }
-            | QueueError::Database { env, .. }
+            | QueueError::Database(DatabaseError { env, .. })
             | QueueError::Rest { env, .. }
             | QueueError::Http { env, .. }
             | QueueError::Reply { env, .. }
@@ -205,13 +224,31 @@ impl QueueError {
         match self {
             QueueError::NotMigrated { .. } | QueueError::Http { .. } | QueueError::Timeout { .. } | QueueError::Setup { .. } => true,
             QueueError::Busy { .. } | QueueError::Reply { .. } | QueueError::UnknownEnvironment { .. } => false,
-            QueueError::Database { source, .. } => sql_error_is_connection_level(source),
+            QueueError::Database(DatabaseError { source, .. }) => sql_error_is_connection_level(source),
             // PostgREST: 5xx is the API or the database behind it failing (503: no connection),
             // 401/403 a refused key; other 4xx are the request's own data (400: 22xxx data
             // exception, 409: 23xxx constraint violation, ...).
             QueueError::Rest { status, .. } => *status >= 500 || *status == 401 || *status == 403,
         }
     }
+}
+
+/// A database call that failed: the environment, the operation and sqlx's error. One type for
+/// every error enum that wraps a failed SQL call ([`QueueError`], [`MigrateError`], and the
+/// operations' errors), so they all say it the same way.
+#[derive(Debug, thiserror::Error)]
+#[error("{env}: {operation} failed: {source}")]
+pub struct DatabaseError {
+    pub env: EnvName,
+    pub operation: &'static str,
+    #[source]
+    pub source: sqlx::Error,
+}
+
+/// Whether a failed SQL call says the queue's tables or functions are not there (undefined_table,
+/// undefined_function): the database was never migrated.
+pub fn means_not_migrated(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("42P01") | Some("42883")))
 }
 
 /// sqlx errors that mean the connection or the server, not the statement's data.
@@ -257,37 +294,6 @@ pub struct LentAccount {
 impl std::fmt::Debug for LentAccount {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LentAccount").field("id", &self.id).field("username", &self.username).finish_non_exhaustive()
-    }
-}
-
-/// A row of queue_acquire_account.
-#[derive(Debug, Clone, sqlx::FromRow, serde::Deserialize)]
-pub(crate) struct AccountRow {
-    id: Uuid,
-    username: String,
-    password: String,
-}
-
-impl AccountRow {
-    pub(crate) fn lent(self) -> LentAccount {
-        LentAccount { id: self.id, username: self.username, password: registre_config::Secret::new(self.password) }
-    }
-}
-
-/// A row of queue_release_after_crash.
-#[derive(Debug, Clone, sqlx::FromRow, serde::Deserialize)]
-pub(crate) struct CrashRow {
-    status_id: i32,
-    browser_crashes: i32,
-}
-
-impl CrashRow {
-    pub(crate) fn outcome(row: Option<CrashRow>) -> CrashOutcome {
-        match row {
-            None => CrashOutcome::NotOwner,
-            Some(r) if r.status_id == status::ERROR => CrashOutcome::Failed { crashes: r.browser_crashes },
-            Some(r) => CrashOutcome::Released { crashes: r.browser_crashes },
-        }
     }
 }
 
@@ -363,24 +369,13 @@ pub trait Queue: Send + Sync {
     ) -> impl Future<Output = Result<Transition, QueueError>> + Send;
 
     /// 6 → 5 with the raw and the boosted text.
-    fn complete_ocr(
-        &self,
-        job: &Job,
-        file_content: &str,
-        boosted_file_content: &str,
-    ) -> impl Future<Output = Result<Transition, QueueError>> + Send {
-        self.complete_ocr_with_index(job, file_content, boosted_file_content, None)
+    fn complete_ocr(&self, job: &Job, file_content: &str, boosted_file_content: &str) -> impl Future<Output = Result<Transition, QueueError>> + Send {
+        async move { self.complete_ocr_with(job, OcrTexts::new(file_content, boosted_file_content)).await }
     }
 
-    /// [`Queue::complete_ocr`] that also writes `index_data` (the index des immeubles as data) in
-    /// the same transition; None leaves the column as it is.
-    fn complete_ocr_with_index(
-        &self,
-        job: &Job,
-        file_content: &str,
-        boosted_file_content: &str,
-        index_data: Option<&serde_json::Value>,
-    ) -> impl Future<Output = Result<Transition, QueueError>> + Send;
+    /// [`Queue::complete_ocr`] with all the job hands back: with `texts.index_data` (the index des
+    /// immeubles as data) it writes that too, in the same transition.
+    fn complete_ocr_with(&self, job: &Job, texts: OcrTexts<'_>) -> impl Future<Output = Result<Transition, QueueError>> + Send;
 
     /// Counts an attempt of the job's stage: retry later with backoff, or status 4 at max attempts.
     fn fail(&self, job: &Job, error: &str) -> impl Future<Output = Result<FailOutcome, QueueError>> + Send;
@@ -397,81 +392,4 @@ pub trait Queue: Send + Sync {
 
     /// Status-3 rows per document_source.
     fn count_waiting(&self) -> impl Future<Output = Result<WaitingCounts, QueueError>> + Send;
-}
-
-/// The shape every claim function returns (same columns for both stages).
-#[derive(Debug, Clone, sqlx::FromRow, serde::Deserialize)]
-pub(crate) struct ClaimedRow {
-    id: Uuid,
-    claim_token: Uuid,
-    document_source: String,
-    document_number: Option<String>,
-    document_number_normalized: Option<String>,
-    circonscription_fonciere: Option<String>,
-    cadastre: Option<String>,
-    designation_secondaire: Option<String>,
-    acte_type: Option<String>,
-    supabase_path: Option<String>,
-    attempts: i32,
-    max_attempts: Option<i32>,
-    lease_expires_at: DateTime<Utc>,
-}
-
-impl ClaimedRow {
-    pub(crate) fn into_job(self, env: EnvName, stage: Stage) -> Job {
-        Job {
-            env,
-            stage,
-            id: self.id,
-            claim_token: self.claim_token,
-            document_source: self.document_source,
-            document_number: self.document_number.unwrap_or_default(),
-            document_number_normalized: self.document_number_normalized,
-            circonscription_fonciere: self.circonscription_fonciere,
-            cadastre: self.cadastre,
-            designation_secondaire: self.designation_secondaire,
-            acte_type: self.acte_type,
-            supabase_path: self.supabase_path,
-            attempts: self.attempts,
-            max_attempts: self.max_attempts,
-            lease_expires_at: self.lease_expires_at,
-        }
-    }
-}
-
-/// What the fail functions return when they applied.
-#[derive(Debug, Clone, sqlx::FromRow, serde::Deserialize)]
-pub(crate) struct FailRow {
-    status_id: i32,
-    attempts: i32,
-    next_attempt_at: Option<DateTime<Utc>>,
-}
-
-impl FailRow {
-    pub(crate) fn outcome(row: Option<FailRow>) -> FailOutcome {
-        match row {
-            None => FailOutcome::NotOwner,
-            Some(r) => match r.next_attempt_at {
-                Some(at) if r.status_id != status::ERROR => FailOutcome::Retry { attempts: r.attempts, not_before: at },
-                _ => FailOutcome::Failed { attempts: r.attempts },
-            },
-        }
-    }
-}
-
-/// One row of queue_count_waiting.
-#[derive(Debug, Clone, sqlx::FromRow, serde::Deserialize)]
-pub(crate) struct WaitingRow {
-    document_source: Option<String>,
-    waiting: i64,
-}
-
-pub(crate) fn waiting_counts(rows: Vec<WaitingRow>) -> WaitingCounts {
-    let mut counts = WaitingCounts::new();
-    for r in rows {
-        if let Some(source) = r.document_source {
-            *counts.entry(source).or_default() += u64::try_from(r.waiting).unwrap_or(0);
-        }
-    }
-    counts
 }

@@ -33,6 +33,8 @@ use std::time::Duration;
 use registre_config::EnvName;
 use sqlx::{Connection, PgConnection};
 
+use crate::DatabaseError;
+
 /// (name, SQL) in the order they apply: the migrations, then the functions (names starting with
 /// [`FUNCTIONS_PREFIX`]), privileges last.
 pub const MIGRATIONS: &[(&str, &str)] = &[
@@ -100,13 +102,8 @@ pub enum MigrateError {
         #[source]
         source: sqlx::Error,
     },
-    #[error("{env}: {operation} failed: {source}")]
-    Database {
-        env: EnvName,
-        operation: &'static str,
-        #[source]
-        source: sqlx::Error,
-    },
+    #[error(transparent)]
+    Database(DatabaseError),
 }
 
 /// FNV-1a of a file's text: tells whether a recorded migration changed (not a security hash).
@@ -184,7 +181,7 @@ pub async fn migrate(conn: &mut PgConnection, env: EnvName) -> Result<MigrationR
 /// by statement for a no-transaction file), every lock wait bounded by `options.lock_timeout`.
 /// Files before a failing one stay applied (and recorded); the failing one is rolled back.
 pub async fn migrate_with(conn: &mut PgConnection, env: EnvName, options: MigrateOptions) -> Result<MigrationReport, MigrateError> {
-    let db = |operation: &'static str| move |source| MigrateError::Database { env, operation, source };
+    let db = |operation: &'static str| move |source| MigrateError::Database(DatabaseError { env, operation, source });
     sqlx::query("SELECT pg_advisory_lock($1)")
         .bind(LOCK_KEY)
         .execute(&mut *conn)
@@ -198,7 +195,7 @@ pub async fn migrate_with(conn: &mut PgConnection, env: EnvName, options: Migrat
 }
 
 async fn apply_all(conn: &mut PgConnection, env: EnvName, options: MigrateOptions) -> Result<MigrationReport, MigrateError> {
-    let db = |operation: &'static str| move |source| MigrateError::Database { env, operation, source };
+    let db = |operation: &'static str| move |source| MigrateError::Database(DatabaseError { env, operation, source });
     // Quiet the "already exists, skipping" notices of idempotent statements.
     sqlx::query("SET client_min_messages = warning")
         .execute(&mut *conn)

@@ -10,6 +10,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use uuid::Uuid;
 
+use crate::row::{row_count, AccountRow, ClaimedRow, CrashRow, FailRow, WaitingRow};
 use crate::*;
 
 /// The `application_name` this process gives Postgres (pg_stat_activity) unless the database URL
@@ -110,13 +111,10 @@ impl PgQueue {
     fn error(&self, operation: &'static str) -> impl FnOnce(sqlx::Error) -> QueueError {
         let env = self.env;
         move |source| {
-            if let sqlx::Error::Database(db) = &source {
-                // undefined_table, undefined_function: this database was never migrated.
-                if matches!(db.code().as_deref(), Some("42P01") | Some("42883")) {
-                    return QueueError::NotMigrated { env };
-                }
+            if means_not_migrated(&source) {
+                return QueueError::NotMigrated { env };
             }
-            QueueError::Database { env, operation, source }
+            QueueError::Database(DatabaseError { env, operation, source })
         }
     }
 }
@@ -135,7 +133,7 @@ impl Queue for PgQueue {
             .fetch_optional(&mut *conn)
             .await
             .map_err(self.error("claim for extraction"))?;
-        Ok(row.map(|r| r.into_job(self.env, Stage::Extraction)))
+        Ok(ClaimedRow::job(row, self.env, Stage::Extraction))
     }
 
     async fn claim_ocr(&self, worker_id: &str, source: DocumentSource, claim_token: Uuid) -> Result<Option<Job>, QueueError> {
@@ -148,7 +146,7 @@ impl Queue for PgQueue {
             .fetch_optional(&mut *conn)
             .await
             .map_err(self.error("claim for OCR"))?;
-        Ok(row.map(|r| r.into_job(self.env, Stage::Ocr)))
+        Ok(ClaimedRow::job(row, self.env, Stage::Ocr))
     }
 
     async fn renew(&self, job: &Job) -> Result<Transition, QueueError> {
@@ -176,20 +174,14 @@ impl Queue for PgQueue {
         Ok(Transition::from_bool(applied))
     }
 
-    async fn complete_ocr_with_index(
-        &self,
-        job: &Job,
-        file_content: &str,
-        boosted_file_content: &str,
-        index_data: Option<&serde_json::Value>,
-    ) -> Result<Transition, QueueError> {
+    async fn complete_ocr_with(&self, job: &Job, texts: OcrTexts<'_>) -> Result<Transition, QueueError> {
         let mut conn = self.conn("complete OCR").await?;
         let applied: bool = sqlx::query_scalar("SELECT queue_complete_ocr($1, $2, $3, $4, $5)")
             .bind(job.id)
             .bind(job.claim_token)
-            .bind(file_content)
-            .bind(boosted_file_content)
-            .bind(index_data)
+            .bind(texts.file_content)
+            .bind(texts.boosted_file_content)
+            .bind(texts.index_data)
             .fetch_one(&mut *conn)
             .await
             .map_err(self.error("complete OCR"))?;
@@ -247,7 +239,7 @@ impl Queue for PgQueue {
             .fetch_one(&mut *conn)
             .await
             .map_err(self.error("reap expired leases"))?;
-        Ok(u64::try_from(n).unwrap_or(0))
+        Ok(row_count(n.into()))
     }
 
     async fn count_waiting(&self) -> Result<WaitingCounts, QueueError> {
@@ -256,7 +248,7 @@ impl Queue for PgQueue {
             .fetch_all(&mut *conn)
             .await
             .map_err(self.error("count waiting rows"))?;
-        Ok(waiting_counts(rows))
+        Ok(WaitingRow::counts(rows))
     }
 
     async fn release_claim(&self, claim_token: Uuid) -> Result<u64, QueueError> {
@@ -266,7 +258,7 @@ impl Queue for PgQueue {
             .fetch_one(&mut *conn)
             .await
             .map_err(self.error("release a lost claim"))?;
-        Ok(u64::try_from(n).unwrap_or(0))
+        Ok(row_count(n.into()))
     }
 
     async fn release_after_crash(&self, job: &Job, error: &str, max_crashes: i32) -> Result<CrashOutcome, QueueError> {
@@ -290,7 +282,7 @@ impl Queue for PgQueue {
             .fetch_optional(&mut *conn)
             .await
             .map_err(self.error("acquire a registry account"))?;
-        Ok(row.map(AccountRow::lent))
+        Ok(AccountRow::lent(row))
     }
 
     async fn renew_account(&self, id: Uuid, holder: &str, lease_ms: i32) -> Result<Transition, QueueError> {

@@ -12,6 +12,7 @@ use url::Url;
 
 use uuid::Uuid;
 
+use crate::row::{row_count, AccountRow, ClaimedRow, CrashRow, FailRow, WaitingRow};
 use crate::*;
 
 pub struct RestQueue {
@@ -86,6 +87,12 @@ impl RestQueue {
             detail: format!("{e} in {}", body.chars().take(200).collect::<String>()),
         })
     }
+
+    /// A set-returning function's reply (a JSON array): its first row, None when it is empty.
+    async fn rpc_row<T: DeserializeOwned>(&self, operation: &'static str, function: &str, args: Value) -> Result<Option<T>, QueueError> {
+        let rows: Vec<T> = self.rpc(operation, function, args).await?;
+        Ok(rows.into_iter().next())
+    }
 }
 
 impl Queue for RestQueue {
@@ -94,19 +101,19 @@ impl Queue for RestQueue {
     }
 
     async fn claim_extraction(&self, worker_id: &str, claim_token: Uuid) -> Result<Option<Job>, QueueError> {
-        let rows: Vec<ClaimedRow> = self
-            .rpc(
+        let row: Option<ClaimedRow> = self
+            .rpc_row(
                 "claim for extraction",
                 "queue_claim_extraction",
                 json!({ "p_worker_id": worker_id, "p_lease_ms": self.settings.lease_ttl_ms, "p_claim_token": claim_token }),
             )
             .await?;
-        Ok(rows.into_iter().next().map(|r| r.into_job(self.env, Stage::Extraction)))
+        Ok(ClaimedRow::job(row, self.env, Stage::Extraction))
     }
 
     async fn claim_ocr(&self, worker_id: &str, source: DocumentSource, claim_token: Uuid) -> Result<Option<Job>, QueueError> {
-        let rows: Vec<ClaimedRow> = self
-            .rpc(
+        let row: Option<ClaimedRow> = self
+            .rpc_row(
                 "claim for OCR",
                 "queue_claim_ocr",
                 json!({
@@ -117,7 +124,7 @@ impl Queue for RestQueue {
                 }),
             )
             .await?;
-        Ok(rows.into_iter().next().map(|r| r.into_job(self.env, Stage::Ocr)))
+        Ok(ClaimedRow::job(row, self.env, Stage::Ocr))
     }
 
     async fn renew(&self, job: &Job) -> Result<Transition, QueueError> {
@@ -147,21 +154,15 @@ impl Queue for RestQueue {
         Ok(Transition::from_bool(applied))
     }
 
-    async fn complete_ocr_with_index(
-        &self,
-        job: &Job,
-        file_content: &str,
-        boosted_file_content: &str,
-        index_data: Option<&serde_json::Value>,
-    ) -> Result<Transition, QueueError> {
+    async fn complete_ocr_with(&self, job: &Job, texts: OcrTexts<'_>) -> Result<Transition, QueueError> {
         let mut args = json!({
             "p_id": job.id,
             "p_claim_token": job.claim_token,
-            "p_file_content": file_content,
-            "p_boosted_file_content": boosted_file_content,
+            "p_file_content": texts.file_content,
+            "p_boosted_file_content": texts.boosted_file_content,
         });
         // Only when there is data: a call without it is the four-argument call of before 0070.
-        if let (Some(data), Some(map)) = (index_data, args.as_object_mut()) {
+        if let (Some(data), Some(map)) = (texts.index_data, args.as_object_mut()) {
             map.insert("p_index_data".into(), data.clone());
         }
         let applied: bool = self.rpc("complete OCR", "queue_complete_ocr", args).await?;
@@ -173,8 +174,8 @@ impl Queue for RestQueue {
             Stage::Extraction => ("queue_fail_extraction", "fail extraction"),
             Stage::Ocr => ("queue_fail_ocr", "fail OCR"),
         };
-        let rows: Vec<FailRow> = self
-            .rpc(
+        let row: Option<FailRow> = self
+            .rpc_row(
                 operation,
                 function,
                 json!({
@@ -187,21 +188,21 @@ impl Queue for RestQueue {
                 }),
             )
             .await?;
-        Ok(FailRow::outcome(rows.into_iter().next()))
+        Ok(FailRow::outcome(row))
     }
 
     async fn fail_final(&self, job: &Job, error: &str) -> Result<FailOutcome, QueueError> {
         if job.stage == Stage::Ocr {
             return self.fail(job, error).await;
         }
-        let rows: Vec<FailRow> = self
-            .rpc(
+        let row: Option<FailRow> = self
+            .rpc_row(
                 "fail extraction (final)",
                 "queue_fail_extraction_final",
                 json!({ "p_id": job.id, "p_claim_token": job.claim_token, "p_error": error }),
             )
             .await?;
-        Ok(FailRow::outcome(rows.into_iter().next()))
+        Ok(FailRow::outcome(row))
     }
 
     async fn release(&self, job: &Job) -> Result<Transition, QueueError> {
@@ -219,24 +220,24 @@ impl Queue for RestQueue {
                 json!({ "p_default_max_attempts": self.settings.default_max_attempts }),
             )
             .await?;
-        Ok(u64::try_from(n).unwrap_or(0))
+        Ok(row_count(n))
     }
 
     async fn count_waiting(&self) -> Result<WaitingCounts, QueueError> {
         let rows: Vec<WaitingRow> = self.rpc("count waiting rows", "queue_count_waiting", json!({})).await?;
-        Ok(waiting_counts(rows))
+        Ok(WaitingRow::counts(rows))
     }
 
     async fn release_claim(&self, claim_token: Uuid) -> Result<u64, QueueError> {
         let n: i64 = self
             .rpc("release a lost claim", "queue_release_claim", json!({ "p_claim_token": claim_token }))
             .await?;
-        Ok(u64::try_from(n).unwrap_or(0))
+        Ok(row_count(n))
     }
 
     async fn release_after_crash(&self, job: &Job, error: &str, max_crashes: i32) -> Result<CrashOutcome, QueueError> {
-        let rows: Vec<CrashRow> = self
-            .rpc(
+        let row: Option<CrashRow> = self
+            .rpc_row(
                 "release after a browser crash",
                 "queue_release_after_crash",
                 json!({
@@ -247,18 +248,18 @@ impl Queue for RestQueue {
                 }),
             )
             .await?;
-        Ok(CrashRow::outcome(rows.into_iter().next()))
+        Ok(CrashRow::outcome(row))
     }
 
     async fn acquire_account(&self, holder: &str, lease_ms: i32) -> Result<Option<LentAccount>, QueueError> {
-        let rows: Vec<AccountRow> = self
-            .rpc(
+        let row: Option<AccountRow> = self
+            .rpc_row(
                 "acquire a registry account",
                 "queue_acquire_account",
                 json!({ "p_holder": holder, "p_lease_ms": lease_ms }),
             )
             .await?;
-        Ok(rows.into_iter().next().map(AccountRow::lent))
+        Ok(AccountRow::lent(row))
     }
 
     async fn renew_account(&self, id: Uuid, holder: &str, lease_ms: i32) -> Result<Transition, QueueError> {

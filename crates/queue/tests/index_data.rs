@@ -6,7 +6,7 @@
 mod common;
 
 use common::{insert_with_status, SETTINGS};
-use registre_queue::{status, DocumentSource, Queue, Transition};
+use registre_queue::{status, DocumentSource, OcrTexts, Queue, Transition};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -22,11 +22,11 @@ async fn index_data_is_written_with_the_text_in_the_transition_to_5_and_fenced()
     // A stale owner (another claim token) writes neither the text nor the data.
     let mut stale = job.clone();
     stale.claim_token = Uuid::new_v4();
-    assert_eq!(queue.complete_ocr_with_index(&stale, "x", "x", Some(&json!({"engine": "faux"}))).await.unwrap(), Transition::NotOwner);
+    assert_eq!(queue.complete_ocr_with(&stale, OcrTexts::new("x", "x").with_index(Some(&json!({"engine": "faux"})))).await.unwrap(), Transition::NotOwner);
     let before: Option<serde_json::Value> = sqlx::query_scalar("SELECT index_data FROM extraction_queue WHERE id = $1").bind(index).fetch_one(&pool).await.unwrap();
     assert_eq!(before, None);
 
-    assert_eq!(queue.complete_ocr_with_index(&job, "brut", "corrigé", Some(&data)).await.unwrap(), Transition::Applied);
+    assert_eq!(queue.complete_ocr_with(&job, OcrTexts::new("brut", "corrigé").with_index(Some(&data))).await.unwrap(), Transition::Applied);
     let (st, text, stored): (i32, String, Option<serde_json::Value>) =
         sqlx::query_as("SELECT status_id, file_content, index_data FROM extraction_queue WHERE id = $1").bind(index).fetch_one(&pool).await.unwrap();
     assert_eq!((st, text.as_str()), (status::DONE, "brut"));

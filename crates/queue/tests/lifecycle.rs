@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{count_status, insert, insert_with_status, row, SETTINGS};
+use common::{count_status, insert, insert_with_status, row, update_row, SETTINGS};
 use registre_queue::{status, DocumentSource, FailOutcome, Heartbeat, Queue, Stage, Transition};
 use uuid::Uuid;
 
@@ -69,15 +69,9 @@ async fn thirty_two_workers_drain_five_thousand_rows_exactly_once() {
 /// Makes a row's lease (either stage) already expired, as time passing without heartbeats would:
 /// deterministic, where sleeping past a short TTL depends on the machine's speed.
 async fn expire_lease(pool: &sqlx::PgPool, id: Uuid) {
-    sqlx::query(
-        "UPDATE extraction_queue SET lease_expires_at = CASE WHEN status_id = 2 THEN now() - interval '1 second' END,
-                                     ocr_lease_expires_at = CASE WHEN status_id = 6 THEN now() - interval '1 second' END
-          WHERE id = $1",
-    )
-    .bind(id)
-    .execute(pool)
-    .await
-    .unwrap();
+    let set = "lease_expires_at = CASE WHEN status_id = 2 THEN now() - interval '1 second' END,
+               ocr_lease_expires_at = CASE WHEN status_id = 6 THEN now() - interval '1 second' END";
+    update_row(pool, id, set).await;
 }
 
 #[tokio::test]
@@ -141,11 +135,7 @@ async fn heartbeats_keep_the_lease_and_report_when_it_is_lost() {
     // transaction: a heartbeat landing in between waits on the row lock and then finds the claim
     // gone, where before it could renew between the UPDATE and the reap.
     let mut tx = queue.pool().begin().await.unwrap();
-    sqlx::query("UPDATE extraction_queue SET lease_expires_at = now() - interval '1 second' WHERE id = $1")
-        .bind(id)
-        .execute(&mut *tx)
-        .await
-        .unwrap();
+    update_row(&mut *tx, id, "lease_expires_at = now() - interval '1 second'").await;
     let reaped: i32 = sqlx::query_scalar("SELECT queue_reap_expired(3)").fetch_one(&mut *tx).await.unwrap();
     tx.commit().await.unwrap();
     assert_eq!(reaped, 1);
@@ -155,15 +145,9 @@ async fn heartbeats_keep_the_lease_and_report_when_it_is_lost() {
 
 /// The row's backoff (either stage) is over, as waiting it out would make it: deterministic.
 async fn backoff_over(pool: &sqlx::PgPool, id: Uuid) {
-    sqlx::query(
-        "UPDATE extraction_queue SET next_attempt_at = CASE WHEN next_attempt_at IS NOT NULL THEN now() - interval '1 ms' END,
-                                     ocr_next_attempt_at = CASE WHEN ocr_next_attempt_at IS NOT NULL THEN now() - interval '1 ms' END
-          WHERE id = $1",
-    )
-    .bind(id)
-    .execute(pool)
-    .await
-    .unwrap();
+    let set = "next_attempt_at = CASE WHEN next_attempt_at IS NOT NULL THEN now() - interval '1 ms' END,
+               ocr_next_attempt_at = CASE WHEN ocr_next_attempt_at IS NOT NULL THEN now() - interval '1 ms' END";
+    update_row(pool, id, set).await;
 }
 
 #[tokio::test]
@@ -191,7 +175,7 @@ async fn fail_backs_off_exponentially_capped_then_errors_at_max_attempts() {
     assert_eq!(backoff_ms(pool.clone()).await, 100);
     assert_eq!(row(&pool, id).await, (status::WAITING, 1, 0, Some("registre indisponible".into())));
     // Not claimable during its backoff: deterministic with a backoff far longer than this check.
-    sqlx::query("UPDATE extraction_queue SET next_attempt_at = now() + interval '1 hour' WHERE id = $1").bind(id).execute(&pool).await.unwrap();
+    update_row(&pool, id, "next_attempt_at = now() + interval '1 hour'").await;
     assert!(queue.claim_extraction("w", uuid::Uuid::new_v4()).await.unwrap().is_none(), "not claimable during its backoff");
 
     backoff_over(&pool, id).await;
@@ -214,7 +198,7 @@ async fn fail_backs_off_exponentially_capped_then_errors_at_max_attempts() {
     .fetch_one(&pool)
     .await
     .unwrap();
-    sqlx::query("UPDATE extraction_queue SET attemtps = 2 WHERE id = $1").bind(id2).execute(&pool).await.unwrap();
+    update_row(&pool, id2, "attemtps = 2").await;
     let job = queue.claim_extraction("w", uuid::Uuid::new_v4()).await.unwrap().unwrap();
     assert_eq!((job.id, job.max_attempts), (id2, None));
     assert_eq!(queue.fail(&job, "x").await.unwrap(), FailOutcome::Failed { attempts: 3 });
@@ -245,11 +229,7 @@ async fn ocr_stage_claims_by_source_completes_and_fails_with_its_own_counters() 
     let pool = queue.pool().clone();
     let acte = insert_with_status(&pool, "acte", "OA", status::DOWNLOADED).await;
     let index = insert_with_status(&pool, "index", "OI", status::DOWNLOADED).await;
-    sqlx::query("UPDATE extraction_queue SET supabase_path = 'actes/OA.pdf', ocr_max_attempts = 2 WHERE id = $1")
-        .bind(acte)
-        .execute(&pool)
-        .await
-        .unwrap();
+    update_row(&pool, acte, "supabase_path = 'actes/OA.pdf', ocr_max_attempts = 2").await;
     let counts = queue.count_waiting().await.unwrap();
     assert_eq!((counts.get("acte"), counts.get("index")), (Some(&1), Some(&1)));
 

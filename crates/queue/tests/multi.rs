@@ -41,7 +41,7 @@ async fn a_down_environment_is_skipped_and_the_others_are_served_in_order() {
     common::insert_with_status(&dev_pool, "index", "D-OCR", 3).await;
 
     let mut order = Vec::new();
-    while let Some(job) = queue.claim_extraction("multi-1").await {
+    while let Some(job) = queue.claim_any_extraction("multi-1").await {
         order.push((job.env, job.document_number.clone()));
         assert_eq!(queue.complete_extraction(&job, "x/y.pdf", None).await.unwrap(), Transition::Applied);
     }
@@ -57,7 +57,7 @@ async fn a_down_environment_is_skipped_and_the_others_are_served_in_order() {
     // While prod is down, rounds never call it (its probe runs in the background once its retry
     // time comes); they keep answering from the others.
     for _ in 0..5 {
-        assert!(queue.claim_extraction("multi-1").await.is_none());
+        assert!(queue.claim_any_extraction("multi-1").await.is_none());
     }
 
     // Per-source counts over the reachable environments: staging's 3 index + dev's D-OCR, dev's 3 actes.
@@ -65,7 +65,7 @@ async fn a_down_environment_is_skipped_and_the_others_are_served_in_order() {
     assert_eq!((counts.get("index"), counts.get("acte")), (Some(&4), Some(&3)));
 
     // OCR claims go back to the environment the job came from.
-    let job = queue.claim_ocr("ocr-1", DocumentSource::Acte).await.unwrap();
+    let job = queue.claim_any_ocr("ocr-1", DocumentSource::Acte).await.unwrap();
     assert_eq!(job.env, EnvName::Dev);
     let heartbeat = queue.keep_alive(&job);
     assert_eq!(queue.complete_ocr(&job, "a", "b").await.unwrap(), Transition::Applied);
@@ -87,7 +87,7 @@ async fn a_down_environment_is_skipped_and_the_others_are_served_in_order() {
     let config = Config::from_vars([("PROD_DATABASE_URL", unmigrated.url()), ("DEV_DATABASE_URL", dev.url())]).unwrap();
     let queue = MultiQueue::connect(&config.environments, &config.queue, 2).unwrap();
     common::insert(&dev_pool, "index", "AFTER").await;
-    let job = queue.claim_extraction("multi-3").await.expect("dev still served");
+    let job = queue.claim_any_extraction("multi-3").await.expect("dev still served");
     assert_eq!((job.env, job.document_number.as_str()), (EnvName::Dev, "AFTER"));
     assert!(!queue.is_available(EnvName::Prod));
 
@@ -105,6 +105,6 @@ async fn a_down_environment_is_skipped_and_the_others_are_served_in_order() {
         let _ = queue.count_waiting().await; // any round over the environments starts the probe
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let job = queue.claim_extraction("multi-3").await.unwrap();
+    let job = queue.claim_any_extraction("multi-3").await.unwrap();
     assert_eq!((job.env, job.document_number.as_str()), (EnvName::Prod, "PROD-BACK"));
 }

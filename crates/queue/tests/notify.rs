@@ -160,7 +160,7 @@ async fn an_ocr_worker_picks_up_a_row_the_moment_extraction_completes_it() {
     let registre = f.other_queue(2);
     for (n, source) in ["acte", "index", "acte"].iter().enumerate() {
         let id = f.insert(source, &format!("O-{n}")).await;
-        let job = registre.claim_extraction("registre").await.expect("claimed for extraction");
+        let job = registre.claim_any_extraction("registre").await.expect("claimed for extraction");
         assert_eq!(job.id, id);
         assert_eq!(registre.complete_extraction(&job, "actes/x.pdf", None).await.unwrap(), Transition::Applied);
         let (by, claimed) = tokio::time::timeout(DEADLINE, rx.recv()).await.expect("OCR claimed it within 60 s").unwrap();
@@ -217,12 +217,12 @@ async fn sixteen_workers_claiming_and_completing_process_every_row_once() {
         tasks.push(tokio::spawn(async move {
             let worker = format!("chain-{w}");
             let mut mine = Vec::new();
-            let mut next = queue.claim_extraction(&worker).await;
+            let mut next = queue.claim_any_extraction(&worker).await;
             while let Some(job) = next {
                 mine.push(job.id);
                 // The workers' path: complete, then claim the next row (two calls).
                 assert_eq!(queue.complete_extraction(&job, "index/x.pdf", None).await.unwrap(), Transition::Applied);
-                next = queue.claim_extraction(&worker).await;
+                next = queue.claim_any_extraction(&worker).await;
             }
             mine
         }));

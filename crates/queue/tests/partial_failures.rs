@@ -108,11 +108,11 @@ async fn a_claim_whose_replies_are_lost_leaves_the_row_waiting_and_its_token_can
     let queue = MultiQueue::connect(&config.environments, &config.queue, 4).unwrap();
     // A first round while replies still flow: it opens a connection and does this round's reaping
     // (so the next round goes straight to the claim).
-    assert!(queue.claim_extraction("perd-sa-reponse").await.is_none());
+    assert!(queue.claim_any_extraction("perd-sa-reponse").await.is_none());
     let id = insert(&direct, "index", "PERDU-1").await;
 
     proxy.drop_replies.store(true, Ordering::SeqCst);
-    assert!(queue.claim_extraction("perd-sa-reponse").await.is_none(), "the client never hears of its claim");
+    assert!(queue.claim_any_extraction("perd-sa-reponse").await.is_none(), "the client never hears of its claim");
     // Only the replies are lost: the client's background release of "whatever I claimed with
     // token T" reaches Postgres like the claim did (and when it does not, it is retried once the
     // network is back: the stuck connections are closed here).
@@ -165,9 +165,9 @@ async fn a_claim_that_commits_after_the_client_timed_out_is_undone_without_an_at
     ])
     .unwrap();
     let queue = MultiQueue::connect(&config.environments, &config.queue, 4).unwrap();
-    assert!(queue.claim_extraction("lent").await.is_none(), "first round: reaping, nothing to claim");
+    assert!(queue.claim_any_extraction("lent").await.is_none(), "first round: reaping, nothing to claim");
     let id = insert(&direct, "acte", "LENT-1").await;
-    assert!(queue.claim_extraction("lent").await.is_none(), "the client gave up on its claim");
+    assert!(queue.claim_any_extraction("lent").await.is_none(), "the client gave up on its claim");
 
     // The claim commits later; the release the client sent meanwhile waited for it (per-token
     // lock) and then undid it. Polled: the end state is what matters, not when.
@@ -254,7 +254,7 @@ async fn a_row_level_error_fails_that_row_and_the_environment_stays_up() {
     let bad = insert(&pool, "index", "LONG").await;
     let good = insert(&pool, "index", "OK").await;
 
-    let job = queue.claim_extraction("w").await.unwrap();
+    let job = queue.claim_any_extraction("w").await.unwrap();
     assert_eq!(job.id, bad);
     let err = queue.complete_extraction(&job, &"x".repeat(60), None).await.unwrap_err();
     assert!(!err.is_environment_failure(), "{err}");
@@ -267,7 +267,7 @@ async fn a_row_level_error_fails_that_row_and_the_environment_stays_up() {
     assert_eq!((st, attempts), (status::WAITING, 1));
     let message = message.unwrap();
     assert!(message.contains("supabase_path_short") && message.contains('\u{fffd}'), "{message}");
-    let job = queue.claim_extraction("w").await.unwrap();
+    let job = queue.claim_any_extraction("w").await.unwrap();
     assert_eq!(job.id, good);
     assert_eq!(queue.complete_extraction(&job, "index/OK.pdf", None).await.unwrap(), Transition::Applied);
     assert!(queue.is_available(EnvName::Prod));
@@ -276,7 +276,7 @@ async fn a_row_level_error_fails_that_row_and_the_environment_stays_up() {
     let closed = format!("postgres://postgres@127.0.0.1:{}/nowhere", registre_testkit::free_port());
     let config = Config::from_vars([("PROD_DATABASE_URL", closed.as_str()), ("QUEUE_CALL_TIMEOUT_MS", "300")]).unwrap();
     let down = MultiQueue::connect(&config.environments, &config.queue, 2).unwrap();
-    assert!(down.claim_extraction("w").await.is_none());
+    assert!(down.claim_any_extraction("w").await.is_none());
     assert!(!down.is_available(EnvName::Prod));
 }
 
@@ -297,7 +297,7 @@ async fn a_busy_pool_is_never_environment_down() {
     let mut tasks = Vec::new();
     for n in 0..16 {
         let queue = queue.clone();
-        tasks.push(tokio::spawn(async move { queue.claim_extraction(&format!("busy-{n}")).await }));
+        tasks.push(tokio::spawn(async move { queue.claim_any_extraction(&format!("busy-{n}")).await }));
     }
     for t in tasks {
         assert!(t.await.unwrap().is_none(), "no connection, no claim");
@@ -313,7 +313,7 @@ async fn a_busy_pool_is_never_environment_down() {
 
     // Once the connection is free the same queue claims at once: it was never taken off the path.
     drop(held);
-    let job = queue.claim_extraction("busy-after").await.expect("claimed once a connection is free");
+    let job = queue.claim_any_extraction("busy-after").await.expect("claimed once a connection is free");
     assert_eq!(job.document_number, "B-1");
 }
 

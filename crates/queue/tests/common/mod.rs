@@ -1,4 +1,5 @@
-//! Shared by the queue's integration tests: a fresh migrated database per test and row helpers.
+//! Shared by the queue's integration tests and benchmarks: a fresh migrated database per test (or
+//! benchmark) and row helpers.
 #![allow(dead_code)]
 
 use registre_config::EnvName;
@@ -25,11 +26,17 @@ pub async fn migrated(db: &TestDatabase) {
     conn.close().await.expect("close");
 }
 
-/// A fresh migrated database and a Postgres queue on it.
-pub async fn queue(settings: QueueSettings, max_connections: u32) -> (TestDatabase, PgQueue) {
+/// A fresh migrated database and a pool of `max_connections` on it.
+pub async fn database(max_connections: u32) -> (TestDatabase, PgPool) {
     let db = TestDatabase::create();
     migrated(&db).await;
     let pool = pool(&db, max_connections).await;
+    (db, pool)
+}
+
+/// A fresh migrated database and a Postgres queue on it.
+pub async fn queue(settings: QueueSettings, max_connections: u32) -> (TestDatabase, PgQueue) {
+    let (db, pool) = database(max_connections).await;
     (db, PgQueue::from_pool(EnvName::Prod, pool, settings))
 }
 
@@ -49,6 +56,16 @@ pub async fn insert_with_status(pool: &PgPool, source: &str, number: &str, statu
     .fetch_one(pool)
     .await
     .expect("insert row")
+}
+
+/// `UPDATE extraction_queue SET <set> WHERE id = $1` on one row (a pool or a transaction): puts the
+/// row in the state time passing would (lease expired, backoff over), deterministically.
+pub async fn update_row<'e>(conn: impl sqlx::PgExecutor<'e>, id: Uuid, set: &str) {
+    sqlx::query(&format!("UPDATE extraction_queue SET {set} WHERE id = $1"))
+        .bind(id)
+        .execute(conn)
+        .await
+        .expect("update row");
 }
 
 /// (status_id, attemtps, ocr_attempts, error_message) of a row.
