@@ -1,9 +1,9 @@
 //! The /metrics of registre-api and registre-monitor: the queue, capacity, rate-limit and pool gauges
 //! in the Prometheus text format (version 0.0.4), computed from the same overview as the dashboard
-//! ([`crate::overview`]) at each scrape. These
-//! are all gauges of state read at scrape time (nothing is counted inside this process), so they
-//! are written directly; names start with `registre_`, use base units (seconds, bytes) and carry
-//! `env`, `source`, `stage` labels where they apply. docs/operations.md lists every one.
+//! ([`crate::overview()`]) at each scrape. These are all gauges of state read at scrape time
+//! (nothing is counted inside this process), so they are written directly; names start with
+//! `registre_`, use base units (seconds, bytes) and carry `env`, `source`, `stage` labels where
+//! they apply. docs/operations.md lists every one.
 
 use std::fmt::Write;
 
@@ -55,18 +55,18 @@ pub fn render(o: &Overview) -> String {
     for e in &o.environments {
         let Some(ov) = &e.overview else { continue };
         // Every status × source is written, zeros included, so rates and alerts see series that exist.
-        for status in status::ALL {
+        for id in status::ALL {
             for source in DocumentSource::ALL.map(DocumentSource::as_str) {
                 let n = ov
                     .counts
                     .iter()
-                    .filter(|c| c.status_id == status && c.document_source == source)
+                    .filter(|c| c.status_id == id && c.document_source == source)
                     .map(|c| c.count)
                     .sum::<u64>();
-                let s = status.to_string();
+                let s = id.to_string();
                 out.sample(
                     "registre_queue_rows",
-                    &[("env", e.env), ("status", &s), ("status_name", status::label(status)), ("source", source)],
+                    &[("env", e.env), ("status", &s), ("status_name", status::label(id)), ("source", source)],
                     n as f64,
                 );
             }
