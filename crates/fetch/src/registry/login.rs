@@ -9,7 +9,7 @@ use fantoccini::Client;
 use super::browser::classify;
 use super::page::POLL;
 use super::session::Inner;
-use super::{excerpt, Account};
+use super::Account;
 use crate::FetchError;
 
 impl Inner {

@@ -12,7 +12,6 @@ use fantoccini::Client;
 use serde_json::json;
 
 use super::browser::classify;
-use super::excerpt;
 use super::matching::{best_option, fold, ranked_options, SelectOption};
 use super::page::{looked_for, with_find, Matched, POLL};
 use super::session::Inner;
