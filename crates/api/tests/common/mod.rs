@@ -7,7 +7,6 @@ use registre_runtime::Shutdown;
 use registre_testkit::postgres::TestDatabase;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Connection, PgConnection};
-use uuid::Uuid;
 
 pub const TOKEN: &str = "test-token-0123456789abcdef";
 
