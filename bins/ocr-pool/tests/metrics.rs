@@ -3,26 +3,14 @@
 //! text format, with registre_capacity_wait_seconds recorded for each OCR worker's lease (index-ocr
 //! and acte-ocr, the default pool of two); SIGTERM still ends it with exit 0.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use registre_config::EnvName;
+use registre_testkit::binary::http_get;
 use registre_testkit::postgres::TestDatabase;
 use registre_testkit::{free_port, shared_redis_url, unique};
 use sqlx::{Connection, PgConnection};
-
-/// (status code, body) of a plain HTTP/1.0 GET, or None while nothing listens.
-fn get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes()).ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let code = text.split_whitespace().nth(1)?.parse().ok()?;
-    Some((code, text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_addr_serves_the_pool_metrics() {
@@ -48,7 +36,7 @@ async fn metrics_addr_serves_the_pool_metrics() {
         .expect("ocr-pool starts");
     let deadline = Instant::now() + Duration::from_secs(60);
     let body = loop {
-        if let Some((200, body)) = get(port, "/metrics") {
+        if let Some((200, body)) = http_get(port, "/metrics") {
             // Both OCR workers took their capacity lease: one capacity-wait sample per type.
             if body.contains("registre_process_resident_memory_bytes ")
                 && body.contains("registre_capacity_wait_seconds_count{type=\"index-ocr\"} 1")
@@ -58,14 +46,14 @@ async fn metrics_addr_serves_the_pool_metrics() {
                 break body;
             }
         }
-        assert!(Instant::now() < deadline, "no /metrics within 60 s: {:?}", get(port, "/metrics"));
+        assert!(Instant::now() < deadline, "no /metrics within 60 s: {:?}", http_get(port, "/metrics"));
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(body.contains("registre_process_resident_memory_bytes "), "{body}");
     assert!(body.contains("registre_process_cpu_seconds_total "), "{body}");
     assert!(body.contains("# TYPE registre_ratelimit_wait_seconds histogram"), "{body}");
-    assert_eq!(get(port, "/health").map(|r| r.0), Some(200));
-    assert_eq!(get(port, "/ready").map(|r| r.0), Some(200));
+    assert_eq!(http_get(port, "/health").map(|r| r.0), Some(200));
+    assert_eq!(http_get(port, "/ready").map(|r| r.0), Some(200));
 
     let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(status.success());

@@ -6,34 +6,16 @@
 //! Also: registre-api ignores METRICS_ADDR (it serves /metrics on API_PORT), so the one shared
 //! `.env` that gives the workers METRICS_ADDR cannot make it take their port.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use registre_config::EnvName;
+use registre_testkit::binary::http_call;
 use registre_testkit::postgres::TestDatabase;
 use registre_testkit::{free_port, shared_redis_url, unique};
 use sqlx::{Connection, PgConnection};
 
 const TOKEN: &str = "tok-SHOULD-NEVER-BE-LOGGED-7f3a9c2e41d8";
-
-/// (status code, body) of one HTTP/1.0 request, or None while nothing listens.
-fn call(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
-    let mut request = format!("{method} {path} HTTP/1.0\r\nHost: localhost\r\nContent-Length: {}\r\n", body.len());
-    for (k, v) in headers {
-        request.push_str(&format!("{k}: {v}\r\n"));
-    }
-    request.push_str("\r\n");
-    request.push_str(body);
-    s.write_all(request.as_bytes()).ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let code = text.split_whitespace().nth(1)?.parse().ok()?;
-    Some((code, text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()))
-}
 
 /// Starts registre-api on a free API_PORT with `extra` variables; returns the child and its port
 /// once /health answers.
@@ -59,7 +41,7 @@ fn start_api(db_url: &str, log_format: &str, extra: &[(&str, String)]) -> (std::
     }
     let child = command.spawn().expect("registre-api starts");
     let deadline = Instant::now() + Duration::from_secs(60);
-    while call(port, "GET", "/health", &[], "").map(|r| r.0) != Some(200) {
+    while http_call(port, "GET", "/health", &[], "").map(|r| r.0) != Some(200) {
         assert!(Instant::now() < deadline, "registre-api did not answer /health within 60 s");
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -92,24 +74,24 @@ fn run_and_call(db_url: &str, log_format: &str) -> String {
     let json = ("Content-Type", "application/json");
     let body = r#"{"document_source":"index","document_number":"4 866 594","circonscription_fonciere":"Montréal","cadastre":"Cadastre du Québec"}"#;
 
-    let (code, created) = call(port, "POST", "/api/extractions", &[("Authorization", &bearer), json], body).expect("enqueue");
+    let (code, created) = http_call(port, "POST", "/api/extractions", &[("Authorization", &bearer), json], body).expect("enqueue");
     assert_eq!(code, 201, "{created}");
     let id = serde_json::from_str::<serde_json::Value>(&created).expect("JSON")["extraction"]["id"]
         .as_str()
         .expect("id")
         .to_string();
-    let (code, answer) = call(port, "DELETE", &format!("/api/extractions/{id}"), &[("Authorization", &bearer)], "").expect("cancel");
+    let (code, answer) = http_call(port, "DELETE", &format!("/api/extractions/{id}"), &[("Authorization", &bearer)], "").expect("cancel");
     assert_eq!(code, 200, "{answer}");
     let missing = uuid::Uuid::new_v4();
-    let (code, _) = call(port, "POST", &format!("/api/extractions/{missing}/retry"), &[("Authorization", &bearer)], "").expect("retry");
+    let (code, _) = http_call(port, "POST", &format!("/api/extractions/{missing}/retry"), &[("Authorization", &bearer)], "").expect("retry");
     assert_eq!(code, 404);
     for headers in [vec![("Authorization", wrong.as_str()), json], vec![json], vec![("Authorization", TOKEN), json]] {
-        let (code, answer) = call(port, "POST", "/api/extractions", &headers, body).expect("refused enqueue");
+        let (code, answer) = http_call(port, "POST", "/api/extractions", &headers, body).expect("refused enqueue");
         assert_eq!(code, 401, "{answer}");
         assert!(!answer.contains(TOKEN), "the answer repeats the token: {answer}");
     }
     for path in ["/api/overview", "/metrics", "/ready", "/api/extractions?limit=5"] {
-        assert_eq!(call(port, "GET", path, &[("Authorization", &bearer)], "").map(|r| r.0), Some(200), "{path}");
+        assert_eq!(http_call(port, "GET", path, &[("Authorization", &bearer)], "").map(|r| r.0), Some(200), "{path}");
     }
 
     stop_api(child)
@@ -160,7 +142,7 @@ async fn metrics_addr_is_ignored_registre_api_serves_its_own_metrics() {
         for metrics_port in [free, taken_port] {
             let extra = [("METRICS_ADDR", format!("127.0.0.1:{metrics_port}")), ("RUST_LOG", "debug".to_string())];
             let (child, port) = start_api(&url, "text", &extra);
-            let (code, text) = call(port, "GET", "/metrics", &[], "").expect("/metrics on API_PORT");
+            let (code, text) = http_call(port, "GET", "/metrics", &[], "").expect("/metrics on API_PORT");
             assert_eq!(code, 200, "{text}");
             assert!(text.contains("registre_queue_rows"), "{text}");
             if metrics_port == free {

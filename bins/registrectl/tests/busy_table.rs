@@ -14,11 +14,9 @@ use std::time::{Duration, Instant};
 use registre_testkit::postgres::TestDatabase;
 use sqlx::{Connection, PgConnection};
 
-/// The shape the older system left in production (no lease columns, no indexes of ours), with rows.
-const PRODUCTION_SHAPE: &str = r#"
-CREATE TABLE extraction_status (id integer PRIMARY KEY, name varchar(50) NOT NULL);
-INSERT INTO extraction_status VALUES (1, 'En attente'), (2, 'En traitement'), (3, 'Complété'),
-    (4, 'Erreur'), (5, 'Extraction complété'), (6, 'OCR en traitement');
+/// The shape the older system left in production (no lease columns, no indexes of ours), with rows;
+/// after its status table (registre_testkit::postgres::status_table_sql).
+const PRODUCTION_QUEUE: &str = r#"
 CREATE TABLE extraction_queue (
     id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
     document_source varchar(32) NOT NULL,
@@ -43,7 +41,7 @@ fn migrate_during_continuous_writes_never_blocks_the_writers_for_long() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build().unwrap();
     rt.block_on(async {
         let mut setup = PgConnection::connect(db.url()).await.unwrap();
-        sqlx::raw_sql(PRODUCTION_SHAPE).execute(&mut setup).await.unwrap();
+        sqlx::raw_sql(&(registre_testkit::postgres::status_table_sql() + PRODUCTION_QUEUE)).execute(&mut setup).await.unwrap();
     });
 
     // 4 writers: each inserts a row and updates an old one, in a loop, timing every statement.

@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 
 use registre_capacity::{CapacityManager, CapacitySettings, WorkerType};
 use registre_config::{Config, EnvName};
-use registre_testkit::postgres::TestDatabase;
+use registre_testkit::postgres::{insert_row, set_columns, TestDatabase};
 use serde_json::Value;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Connection, PgConnection};
@@ -74,18 +74,8 @@ fn text(out: &Output) -> (String, String) {
 }
 
 async fn row(pool: &PgPool, source: &str, status: i32, set: &str) -> Uuid {
-    let id: Uuid = sqlx::query_scalar(
-        "INSERT INTO extraction_queue (document_source, document_number, circonscription_fonciere, cadastre, acte_type, status_id)
-         VALUES ($1, 'N-' || floor(random() * 1e9)::text, 'Montréal', 'Cadastre du Québec', 'Vente', $2) RETURNING id",
-    )
-    .bind(source)
-    .bind(status)
-    .fetch_one(pool)
-    .await
-    .expect("insert");
-    if !set.is_empty() {
-        sqlx::query(&format!("UPDATE extraction_queue SET {set} WHERE id = $1")).bind(id).execute(pool).await.expect("update");
-    }
+    let id = insert_row(pool, source, &registre_testkit::unique("N"), status).await;
+    set_columns(pool, id, set).await;
     id
 }
 

@@ -251,11 +251,11 @@ fn ms(d: Duration) -> String {
 
 /// p50/p95 of computing the overview `n` times, as the stream's task does.
 async fn compute(ops: &registre_ops::Ops, n: usize) -> (Duration, Duration) {
-    let _ = registre_api_lib::overview(ops).await;
+    let _ = registre_ops::overview(ops).await;
     let mut times = Vec::with_capacity(n);
     for _ in 0..n {
         let start = Instant::now();
-        let _ = registre_api_lib::overview(ops).await;
+        let _ = registre_ops::overview(ops).await;
         times.push(start.elapsed());
     }
     p50_p95(times)

@@ -38,13 +38,13 @@ impl AllowedHosts {
 
     /// Whether a Host header value (`name`, `name:port`, `[v6]`, `[v6]:port`) names an allowed host.
     pub fn allows(&self, host: &str) -> bool {
-        let Some(name) = host_name(host) else { return false };
+        let Some(name) = host_without_port(host) else { return false };
         self.0.iter().any(|h| h.eq_ignore_ascii_case(name))
     }
 }
 
 /// The name part of a Host header value, without its port; None when it is malformed.
-fn host_name(host: &str) -> Option<&str> {
+fn host_without_port(host: &str) -> Option<&str> {
     let host = host.trim();
     let (name, port) = if host.starts_with('[') {
         let end = host.find(']')?;

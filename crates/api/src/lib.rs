@@ -14,8 +14,6 @@ mod auth;
 mod dashboard;
 mod error;
 mod guard;
-mod metrics;
-mod overview;
 mod routes;
 mod stream;
 mod writer;
@@ -33,8 +31,6 @@ use tokio_util::sync::CancellationToken;
 
 pub use auth::{SESSION_COOKIE, TOKEN_UNSET};
 pub use guard::HOST_REFUSED;
-pub use metrics::render as render_metrics;
-pub use overview::{overview, Overview};
 
 /// Largest request body accepted (an enqueue request is a few hundred bytes).
 pub const MAX_BODY_BYTES: usize = 16 * 1024;

@@ -102,7 +102,7 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
     let snapshot = state.stream.latest().await.ok_or_else(crate::stream::unavailable)?;
     Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        crate::metrics::render(&snapshot.overview),
+        registre_ops::render_metrics(&snapshot.overview),
     )
         .into_response())
 }
@@ -125,7 +125,7 @@ pub async fn list(State(state): State<AppState>, q: Params) -> Result<Response, 
     let status_id = match map.get("status").map(|s| s.trim()).filter(|s| !s.is_empty()) {
         None => None,
         Some(s) => match s.parse::<i32>() {
-            Ok(n) if (1..=6).contains(&n) => Some(n),
+            Ok(n) if registre_domain::status::is_known(n) => Some(n),
             _ => {
                 errors.push(format!("status={:?}: expected a status id from 1 to 6", s.chars().take(20).collect::<String>()));
                 None

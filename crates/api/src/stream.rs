@@ -20,12 +20,12 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use registre_ops::Ops;
+use registre_ops::{Ops, Overview};
 use tokio::sync::{watch, Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::ApiError;
-use crate::{AppState, Overview};
+use crate::AppState;
 
 /// How often the overview is recomputed while someone wants it.
 pub const STREAM_INTERVAL: Duration = Duration::from_secs(1);
@@ -92,9 +92,9 @@ impl Broadcast {
             if self.tx.borrow().as_ref().is_some_and(|s| s.at.elapsed() < STREAM_INTERVAL / 2) {
                 continue;
             }
-            let mut overview = crate::overview(&ops).await;
-            crate::overview::add_changes(&ops, &mut overview, &previous).await;
-            previous = crate::overview::last_changes(&overview);
+            let mut overview = registre_ops::overview(&ops).await;
+            registre_ops::overview::add_changes(&ops, &mut overview, &previous).await;
+            previous = registre_ops::overview::last_changes(&overview);
             // Serializing plain data structures cannot fail; an empty object keeps the stream alive if it did.
             let json: Arc<str> = serde_json::to_string(&overview).unwrap_or_else(|_| "{}".to_string()).into();
             let body = axum::body::Bytes::copy_from_slice(json.as_bytes());

@@ -13,7 +13,8 @@ mod common;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{insert, start, TOKEN};
+use common::{start, TOKEN};
+use registre_testkit::postgres::insert_row;
 use sqlx::Connection;
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -95,9 +96,9 @@ async fn dashboard_shows_live_changes_and_retries_an_erreur_row() {
     let api = start(Some(TOKEN), &[]).await;
     // Some state worth looking at: rows of every status, a worker, a pool split, API usage.
     for (source, number, status) in [("index", "4 866 594", 1), ("acte", "12 345 678", 2), ("index", "1 234 567", 3), ("acte", "22 222 222", 6)] {
-        insert(&api.pool, source, number, status).await;
+        insert_row(&api.pool, source, number, status).await;
     }
-    let done = insert(&api.pool, "index", "3 333 333", 5).await;
+    let done = insert_row(&api.pool, "index", "3 333 333", 5).await;
     sqlx::query("UPDATE extraction_queue SET file_content = 'INDEX DES IMMEUBLES\nCirconscription foncière : Montréal\nLot : 3 333 333', supabase_path = 'index/3_333_333.pdf' WHERE id = $1")
         .bind(done)
         .execute(&api.pool)
@@ -111,7 +112,7 @@ async fn dashboard_shows_live_changes_and_retries_an_erreur_row() {
     sqlx::query("UPDATE extraction_queue SET index_data = $2 WHERE id = $1").bind(done).bind(&index_data).execute(&api.pool).await.unwrap();
     let detail: serde_json::Value = api.client.get(api.url(&format!("/api/extractions/{done}"))).bearer_auth(TOKEN).send().await.unwrap().json().await.unwrap();
     assert_eq!(detail["index_data"], index_data, "GET /api/extractions/{{id}} carries index_data");
-    let failed = insert(&api.pool, "acte", "9 999 999", 4).await;
+    let failed = insert_row(&api.pool, "acte", "9 999 999", 4).await;
     sqlx::query("UPDATE extraction_queue SET attemtps = 3, error_message = 'Le document demandé est introuvable' WHERE id = $1")
         .bind(failed)
         .execute(&api.pool)
@@ -122,10 +123,10 @@ async fn dashboard_shows_live_changes_and_retries_an_erreur_row() {
     let _ = capacity.try_lease("registre-worker-1-4f2a9c1b", registre_capacity::WorkerType::Registre).await.unwrap();
     let _ = capacity.try_lease("ocr-worker-1", registre_capacity::WorkerType::IndexOcr).await.unwrap();
     let _ = capacity.try_lease("ocr-worker-2", registre_capacity::WorkerType::ActeOcr).await.unwrap();
-    let pool = registre_pool::PoolManager::new(conn, registre_pool::PoolKeys::for_server(api.config.server.id.as_deref()), "test".into());
+    let pool = registre_pool::PoolManager::new(conn, registre_domain::keys::PoolKeys::for_server(api.config.server.id.as_deref()), "test".into());
     pool.assign("ocr-worker-1", registre_pool::Mode::Index).await.unwrap();
     pool.assign("ocr-worker-2", registre_pool::Mode::Acte).await.unwrap();
-    pool.publish_allocation(registre_pool::Split { index: 1, acte: 1 }, registre_pool::QueueCounts { index: 1, acte: 0 }).await.unwrap();
+    pool.publish_allocation(registre_pool::Split { index: 1, acte: 1 }, registre_domain::pool::QueueCounts { index: 1, acte: 0 }).await.unwrap();
 
     let (client, _driver) = browser().await;
     client.goto(&api.url("/")).await.expect("open the dashboard");
@@ -143,7 +144,7 @@ async fn dashboard_shows_live_changes_and_retries_an_erreur_row() {
     client.execute("window.__sameDocument = 'yes';", vec![]).await.unwrap();
 
     // A row inserted straight into the database appears without a reload.
-    insert(&api.pool, "plan_cadastraux", "NOUVEAU-123", 1).await;
+    insert_row(&api.pool, "plan_cadastraux", "NOUVEAU-123", 1).await;
     until(&client, "the new row", "document.getElementById('jobs').innerText.includes('NOUVEAU-123')").await;
     until(&client, "the counts", "document.querySelector('tr[data-env=prod] td[data-status=\"1\"]').textContent.trim() === '2'").await;
 
@@ -181,7 +182,7 @@ async fn dashboard_shows_live_changes_and_retries_an_erreur_row() {
         .await
         .unwrap();
     // Another row changes: the list follows, the open detail is not re-read.
-    insert(&api.pool, "acte", "AUTRE-456", 1).await;
+    insert_row(&api.pool, "acte", "AUTRE-456", 1).await;
     until(&client, "the other new row", "document.getElementById('jobs').innerText.includes('AUTRE-456')").await;
     until(&client, "the counts after it", "document.querySelector('tr[data-env=prod] td[data-status=\"1\"]').textContent.trim() === '4'").await;
     assert_eq!(client.execute("return window.__detailReads;", vec![]).await.unwrap(), json!(0), "the unchanged detail was re-read");
@@ -286,7 +287,7 @@ async fn a_write_whose_answer_is_lost_says_outcome_unknown_never_failed() {
     let db_proxy = registre_testkit::proxy::FaultProxy::start(target);
     let proxied_db = db_proxy.url_for(db.url());
     let api = common::start_over(db, pool, Some(TOKEN), &[("PROD_DATABASE_URL", proxied_db)]).await;
-    let rows = [insert(&api.pool, "index", "5 000 001", 1).await, insert(&api.pool, "index", "5 000 002", 1).await, insert(&api.pool, "acte", "5 000 003", 1).await];
+    let rows = [insert_row(&api.pool, "index", "5 000 001", 1).await, insert_row(&api.pool, "index", "5 000 002", 1).await, insert_row(&api.pool, "acte", "5 000 003", 1).await];
     // Every updated row waits for the advisory lock GATE inside the COMMIT (a deferred trigger).
     sqlx::raw_sql(&format!(
         "CREATE FUNCTION test_commit_gate() RETURNS trigger LANGUAGE plpgsql AS $$

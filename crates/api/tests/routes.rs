@@ -11,7 +11,8 @@ mod common;
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
-use common::{insert, start, TOKEN};
+use common::{start, TOKEN};
+use registre_testkit::postgres::insert_row;
 use registre_config::EnvName;
 use registre_queue::{PgQueue, Queue, QueueSettings, Transition};
 use serde_json::{json, Value};
@@ -65,7 +66,7 @@ async fn health_ready_and_what_is_down() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn data_changing_routes_need_the_token() {
     let api = start(Some(TOKEN), &[]).await;
-    let id = insert(&api.pool, "index", "1", 4).await;
+    let id = insert_row(&api.pool, "index", "1", 4).await;
     let routes = [
         api.bare.post(api.url("/api/extractions")).json(&index_body("1")),
         api.bare.post(api.url(&format!("/api/extractions/{id}/retry"))),
@@ -111,7 +112,7 @@ async fn data_changing_routes_need_the_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_api_route_needs_the_token_reads_included_and_the_page_stays_open() {
     let api = start(Some(TOKEN), &[]).await;
-    let id = insert(&api.pool, "index", "1", 5).await;
+    let id = insert_row(&api.pool, "index", "1", 5).await;
     sqlx::query("UPDATE extraction_queue SET file_content = 'TEXTE OCR SECRET', error_message = 'chemin/secret' WHERE id = $1")
         .bind(id)
         .execute(&api.pool)
@@ -151,12 +152,12 @@ fn split_answer(answer: &str) -> (String, Vec<String>, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_foreign_host_gets_403_with_a_json_reason_whatever_the_route() {
     let api = start(Some(TOKEN), &[("API_ALLOWED_HOSTS", "registre.example.com, 10.0.0.5".to_string())]).await;
-    insert(&api.pool, "index", "1", 1).await;
+    insert_row(&api.pool, "index", "1", 1).await;
     let expected_body = format!(r#"{{"error":"{}","reason":"host_not_allowed"}}"#, registre_api_lib::HOST_REFUSED);
     let request = |path: &str, host: &str| {
         format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n")
     };
-    let answer = common::raw_http(api.addr(), &request("/api/extractions", "evil.example")).await;
+    let answer = registre_testkit::binary::raw_request(api.addr(), &request("/api/extractions", "evil.example")).await;
     eprintln!("answer to a foreign Host:\n{answer}");
     let (status, headers, body) = split_answer(&answer);
     assert_eq!(status, "HTTP/1.1 403 Forbidden");
@@ -175,16 +176,16 @@ async fn a_foreign_host_gets_403_with_a_json_reason_whatever_the_route() {
     let port = api.addr().rsplit(':').next().unwrap().to_string();
     for host in ["evil.example", &format!("evil.example:{port}"), "localhost.evil.example", "127.0.0.1.nip.io:3000", "[::2]", "localhost:x"] {
         for path in ["/api/extractions", "/api/overview", "/", "/health", "/metrics", "/api/login", "/nothing"] {
-            let (status, _, body) = split_answer(&common::raw_http(api.addr(), &request(path, host)).await);
+            let (status, _, body) = split_answer(&registre_testkit::binary::raw_request(api.addr(), &request(path, host)).await);
             assert_eq!((status.as_str(), body.as_str()), ("HTTP/1.1 403 Forbidden", expected_body.as_str()), "Host {host}, {path}");
         }
     }
     // No Host at all (HTTP/1.0): refused too.
-    let (status, _, _) = split_answer(&common::raw_http(api.addr(), "GET /health HTTP/1.0\r\n\r\n").await);
+    let (status, _, _) = split_answer(&registre_testkit::binary::raw_request(api.addr(), "GET /health HTTP/1.0\r\n\r\n").await);
     assert_eq!(status, "HTTP/1.0 403 Forbidden");
     // The names an operator uses, with or without port, in any case.
     for host in ["localhost", &format!("localhost:{port}"), "LocalHost", "127.0.0.1", &format!("127.0.0.1:{port}"), "[::1]", &format!("[::1]:{port}"), "registre.example.com", "REGISTRE.example.com:443", "10.0.0.5:3000"] {
-        let (status, _, body) = split_answer(&common::raw_http(api.addr(), &request("/api/extractions", host)).await);
+        let (status, _, body) = split_answer(&registre_testkit::binary::raw_request(api.addr(), &request("/api/extractions", host)).await);
         assert!(status.ends_with("200 OK"), "Host {host}: {status} {body}");
     }
 }
@@ -192,8 +193,8 @@ async fn a_foreign_host_gets_403_with_a_json_reason_whatever_the_route() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_session_cookie_reads_and_streams_but_never_writes() {
     let api = start(Some(TOKEN), &[]).await;
-    let waiting = insert(&api.pool, "index", "1", 1).await;
-    let failed = insert(&api.pool, "acte", "2", 4).await;
+    let waiting = insert_row(&api.pool, "index", "1", 1).await;
+    let failed = insert_row(&api.pool, "acte", "2", 4).await;
     // A wrong token gets no cookie.
     let resp = api.bare.post(api.url("/api/login")).bearer_auth("test-token-0123456789abcdeX").send().await.unwrap();
     assert!(resp.headers().get("set-cookie").is_none());
@@ -259,7 +260,7 @@ async fn the_session_cookie_reads_and_streams_but_never_writes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_answer_carries_the_security_headers() {
     let api = start(Some(TOKEN), &[]).await;
-    let id = insert(&api.pool, "index", "1", 4).await;
+    let id = insert_row(&api.pool, "index", "1", 4).await;
     let requests = [
         api.bare.get(api.url("/")),
         api.bare.get(api.url("/assets/dashboard.js")),
@@ -351,7 +352,7 @@ async fn streams_over_api_max_streams_get_503_and_a_closed_one_frees_its_place()
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn over_api_max_concurrent_a_read_gets_503_and_a_write_waits_its_turn() {
     let api = start(Some(TOKEN), &[("API_MAX_CONCURRENT", "1".to_string())]).await;
-    let id = insert(&api.pool, "index", "1", 1).await;
+    let id = insert_row(&api.pool, "index", "1", 1).await;
     // Hold the table so the one request in progress (a list) stays in progress.
     let mut lock = api.pool.begin().await.unwrap();
     sqlx::query("LOCK TABLE extraction_queue IN ACCESS EXCLUSIVE MODE").execute(&mut *lock).await.unwrap();
@@ -437,7 +438,7 @@ async fn list_pages_through_rows_inserted_meanwhile_and_refuses_bad_parameters()
     let api = start(Some(TOKEN), &[]).await;
     let mut original = Vec::new();
     for i in 0..12 {
-        original.push(insert(&api.pool, if i % 3 == 0 { "acte" } else { "index" }, &format!("{i}"), 1).await.to_string());
+        original.push(insert_row(&api.pool, if i % 3 == 0 { "acte" } else { "index" }, &format!("{i}"), 1).await.to_string());
     }
     let mut seen = Vec::new();
     let mut url = api.url("/api/extractions?limit=5&environment=prod");
@@ -447,7 +448,7 @@ async fn list_pages_through_rows_inserted_meanwhile_and_refuses_bad_parameters()
         assert_eq!(s, 200, "{v}");
         pages += 1;
         seen.extend(v["rows"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_string()));
-        insert(&api.pool, "index", &format!("late-{pages}"), 1).await;
+        insert_row(&api.pool, "index", &format!("late-{pages}"), 1).await;
         match v["next_cursor"].as_str() {
             Some(c) => url = api.url(&format!("/api/extractions?limit=5&cursor={c}")),
             None => break,
@@ -470,7 +471,7 @@ async fn list_pages_through_rows_inserted_meanwhile_and_refuses_bad_parameters()
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn show_retry_and_cancel_with_their_conflicts_and_the_fencing_of_a_late_worker() {
     let api = start(Some(TOKEN), &[]).await;
-    let failed = insert(&api.pool, "index", "1", 4).await;
+    let failed = insert_row(&api.pool, "index", "1", 4).await;
     let (s, v) = json_of(api.client.get(api.url(&format!("/api/extractions/{failed}"))).send().await.unwrap()).await;
     assert_eq!((s, v["status"].as_str(), v["status_id"].as_i64()), (200, Some("Erreur"), Some(4)));
     let (s, _) = json_of(api.client.get(api.url(&format!("/api/extractions/{}", uuid::Uuid::new_v4()))).send().await.unwrap()).await;
@@ -501,14 +502,14 @@ async fn show_retry_and_cancel_with_their_conflicts_and_the_fencing_of_a_late_wo
     // Final rows: 409.
     let (s, v) = json_of(cancel(failed.to_string()).send().await.unwrap()).await;
     assert_eq!(s, 409, "{v}");
-    let done = insert(&api.pool, "acte", "2", 5).await;
+    let done = insert_row(&api.pool, "acte", "2", 5).await;
     assert_eq!(json_of(cancel(done.to_string()).send().await.unwrap()).await.0, 409);
     assert_eq!(json_of(cancel(uuid::Uuid::new_v4().to_string()).send().await.unwrap()).await.0, 404);
     let bad_by = api.client.delete(api.url(&format!("/api/extractions/{done}?by=%3Cscript%3E"))).bearer_auth(TOKEN);
     assert_eq!(json_of(bad_by.send().await.unwrap()).await.0, 400);
 
     // What delivered a completed row's document after the fetcher's fallbacks is in its detail.
-    let fetched = insert(&api.pool, "acte", "3", 1).await;
+    let fetched = insert_row(&api.pool, "acte", "3", 1).await;
     let (_, v) = json_of(api.client.get(api.url(&format!("/api/extractions/{fetched}"))).send().await.unwrap()).await;
     assert!(v.get("fetched_as").is_some_and(|f| f.is_null()), "{v}");
     let job = queue.claim_extraction("registre-worker-1", uuid::Uuid::new_v4()).await.unwrap().expect("claimed");
@@ -523,7 +524,7 @@ async fn show_retry_and_cancel_with_their_conflicts_and_the_fencing_of_a_late_wo
 async fn overview_workers_and_metrics_in_prometheus_text() {
     let api = start(Some(TOKEN), &[]).await;
     for (source, status) in [("index", 1), ("index", 1), ("acte", 3), ("plan_cadastraux", 5)] {
-        insert(&api.pool, source, "n", status).await;
+        insert_row(&api.pool, source, "n", status).await;
     }
     let conn = registre_runtime::redis_connection(&api.config.redis_url).unwrap();
     let capacity = registre_capacity::CapacityManager::new(conn, registre_capacity::CapacitySettings::from_config(&api.config));
@@ -643,7 +644,7 @@ async fn the_stream_delivers_a_change_without_polling_the_api() {
         v["environments"][0]["overview"]["counts"].as_array().map(|c| c.iter().map(|c| c["count"].as_u64().unwrap()).sum()).unwrap_or(0)
     };
     assert_eq!(total(&next_overview().await), 0);
-    insert(&api.pool, "index", "live", 1).await;
+    insert_row(&api.pool, "index", "live", 1).await;
     loop {
         let v = next_overview().await;
         if total(&v) == 1 {

@@ -13,7 +13,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{insert, TOKEN};
+use common::TOKEN;
+use registre_testkit::postgres::insert_row;
 use registre_ops::READ_CONNECTIONS;
 use sqlx::{Connection, PgConnection};
 
@@ -36,7 +37,7 @@ async fn reads_at_gate(pool: &sqlx::PgPool) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_cancel_and_a_retry_get_a_connection_while_reads_hold_all_of_theirs() {
     let (db, pool) = common::migrated_db().await;
-    let row = insert(&pool, "index", "4 866 594", 1).await;
+    let row = insert_row(&pool, "index", "4 866 594", 1).await;
     let name: String = sqlx::query_scalar("SELECT current_database()").fetch_one(&pool).await.expect("name");
     sqlx::raw_sql(&format!(
         "CREATE SCHEMA test_gate;

@@ -10,7 +10,8 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use registre_capacity::{Allocation, CapacityKeys, CapacityManager, CapacitySettings, WorkerType};
+use registre_capacity::{Allocation, CapacityManager, CapacitySettings, WorkerType};
+use registre_domain::keys::CapacityKeys;
 use registre_config::Config;
 use registre_testkit::RedisServer;
 

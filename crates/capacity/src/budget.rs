@@ -16,12 +16,10 @@
 use std::sync::LazyLock;
 
 use redis::Script;
+use registre_domain::keys::SERVERS;
 use registre_runtime::RedisConn;
 
 use crate::{CapacityError, CapacityManager, Milli};
-
-/// The registry of live servers (one key for every server sharing the Redis).
-pub const SERVERS_KEY: &str = "servers";
 
 /// The budget and the registry entry live this many lease TTLs after their last refresh: longer
 /// than a lease, so a server's leases never outlive its budget.
@@ -61,7 +59,7 @@ impl CapacityManager {
             .await
             .map_err(redis_err("publishing the budget"))?;
         let _: i64 = REGISTER
-            .key(SERVERS_KEY)
+            .key(SERVERS)
             .arg(s.keys.server_id.as_deref().unwrap_or(""))
             .arg(ttl_ms)
             .invoke_async(&mut conn)
@@ -73,7 +71,7 @@ impl CapacityManager {
 
 /// The budget a server published, or None (none published, or it expired).
 pub async fn published_budget(conn: &RedisConn, server_id: Option<&str>) -> Result<Option<Budget>, CapacityError> {
-    let keys = crate::CapacityKeys::for_server(server_id);
+    let keys = registre_domain::keys::CapacityKeys::for_server(server_id);
     let (cpu, ram): (Option<u64>, Option<u64>) = redis::cmd("HMGET")
         .arg(&keys.budget)
         .arg("cpu")
@@ -90,6 +88,6 @@ pub async fn published_budget(conn: &RedisConn, server_id: Option<&str>) -> Resu
 /// The servers whose registry entry is live: None for the default server, Some(id) for SERVER_ID=id.
 pub async fn live_servers(conn: &RedisConn) -> Result<Vec<Option<String>>, CapacityError> {
     let members: Vec<String> =
-        LIVE.key(SERVERS_KEY).invoke_async(&mut conn.clone()).await.map_err(redis_err("listing the servers"))?;
+        LIVE.key(SERVERS).invoke_async(&mut conn.clone()).await.map_err(redis_err("listing the servers"))?;
     Ok(members.into_iter().map(|m| (!m.is_empty()).then_some(m)).collect())
 }

@@ -5,18 +5,16 @@
 //! concurrency over-allocates, and leases expire on the Redis clock, so a process that dies
 //! without releasing (SIGKILL, OOM, power loss) gives its capacity back after the lease TTL.
 //!
-//! Keys ([`CapacityKeys`]): `server:cpu:allocated`, `server:ram:allocated` (decimal strings, the
+//! Keys ([`registre_domain::keys::CapacityKeys`]): `server:cpu:allocated`, `server:ram:allocated` (decimal strings, the
 //! sum over live leases), `server:workers` (hash id → JSON record), `server:leases` (sorted set
 //! id → expiry ms); with `SERVER_ID=x`, `server:{x}:cpu:allocated` and so on. Each server also
 //! publishes its usable budget (`server:budget`) and registers in `servers` ([`budget`]).
 
 pub mod budget;
-mod keys;
 mod lease;
 mod manager;
 
-pub use budget::{live_servers, published_budget, Budget, SERVERS_KEY};
-pub use keys::CapacityKeys;
+pub use budget::{live_servers, published_budget, Budget};
 pub use lease::Lease;
 pub use manager::{Allocation, CapacityManager, CapacitySettings, CapacityStatus, Renewal, Shortfall, WorkerRecord};
 pub use registre_config::Milli;

@@ -8,11 +8,12 @@ use std::time::Duration;
 use registre_runtime::RedisConn;
 use redis::{Script, Value};
 use registre_config::{CapacityConfig, Config, Milli, WorkerCost};
+use registre_domain::keys::CapacityKeys;
 use serde::{Deserialize, Serialize};
 use registre_runtime::Backoff;
 use tokio_util::sync::CancellationToken;
 
-use crate::{CapacityError, CapacityKeys, Lease, WorkerType};
+use crate::{CapacityError, Lease, WorkerType};
 
 // Each script runs lua/sweep.lua first (expired leases give their capacity back).
 static ALLOCATE: LazyLock<Script> = registre_runtime::lua_script!("lua/sweep.lua", "lua/allocate.lua");

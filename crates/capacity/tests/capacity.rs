@@ -6,7 +6,8 @@ use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant};
 
 use redis::Commands;
-use registre_capacity::{Allocation, CapacityKeys, Renewal, Shortfall, WorkerRecord, WorkerType};
+use registre_capacity::{Allocation, Renewal, Shortfall, WorkerRecord, WorkerType};
+use registre_domain::keys::CapacityKeys;
 use registre_config::Milli;
 use registre_testkit::{child, redis_sync, shared_redis_url, unique, RedisServer};
 use tokio_util::sync::CancellationToken;

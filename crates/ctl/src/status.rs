@@ -126,8 +126,8 @@ fn render(s: &Status) -> String {
         let _ = write!(o, "{:>34}", e.env);
     }
     let _ = writeln!(o);
-    for status in 1..=6 {
-        let _ = write!(o, "{:<24}", format!("{status} {}", registre_ops::status_label(status)));
+    for status in registre_domain::status::ALL {
+        let _ = write!(o, "{:<24}", format!("{status} {}", registre_domain::status::label(status)));
         for e in &s.environments {
             let cell = match &e.counts {
                 None => "—".to_string(),

@@ -8,18 +8,12 @@ use registre_ctl::export_index::{export_to, ExportArgs, COLUMNS};
 use registre_ocr::{OcrEngine, Parallelism, TesseractEngine, TesseractSettings};
 use registre_ops::live::Live;
 use registre_ops::Ops;
-use registre_testkit::postgres::TestDatabase;
-use sqlx::postgres::PgPoolOptions;
-use sqlx::{Connection, PgConnection};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn export_writes_one_csv_line_per_party_filtered_by_time_and_lot() {
-    let db = TestDatabase::create();
-    let mut conn = PgConnection::connect(db.url()).await.expect("connect");
-    registre_queue::migrate(&mut conn, EnvName::Prod).await.expect("migrate");
-    conn.close().await.expect("close");
-    let pool = PgPoolOptions::new().max_connections(4).connect(db.url()).await.expect("pool");
+    let (db, pool) = registre_testkit::postgres::migrated(async |c: &mut PgConnection| registre_queue::migrate(c, EnvName::Prod).await).await;
     let config = Config::from_vars([
         ("PROD_DATABASE_URL", db.url().to_string()),
         ("REDIS_URL", registre_testkit::shared_redis_url()),

@@ -3,8 +3,13 @@
 //! claims by it, the fetchers search by it, the OCR pool splits its workers by it. And [`text`]:
 //! the one rule for turning row data into a stored name, and remote text into an error excerpt.
 //! And [`index_data`]: the index des immeubles as structured data, with the registry's natures.
+//! And the shared vocabulary of the queue and Redis: [`status`] (the status ids and their French
+//! labels), [`keys`] (every Redis key format) and [`pool`] (the OCR pool's records in Redis).
 
 pub mod index_data;
+pub mod keys;
+pub mod pool;
+pub mod status;
 pub mod text;
 
 use std::fmt;

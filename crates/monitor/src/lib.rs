@@ -27,6 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use registre_config::{Config, EnvName, MonitorConfig};
+use registre_domain::status;
 use registre_ops::{EnvOverview, LiveView, Ops, OpsError};
 use registre_runtime::{BinaryError, Shutdown};
 
@@ -89,14 +90,6 @@ pub struct Monitor {
     incidents_key: String,
 }
 
-fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "unknown host".into())
-}
-
 impl Monitor {
     /// A monitor over `ops`; starts the webhook task when ALERT_WEBHOOK_URL is set.
     pub fn new(config: &Config, ops: Arc<Ops>, stop: tokio_util::sync::CancellationToken) -> Monitor {
@@ -119,12 +112,12 @@ impl Monitor {
             incidents: Incidents::new(config.monitor.resolve_after_rounds),
             errors_seen: HashMap::new(),
             webhook,
-            host: host_name(),
+            host: registre_runtime::host_name(),
             stats: Arc::new(Mutex::new(stats)),
             redis,
             restored: false,
             incidents_ttl: store::ttl(config.monitor.interval),
-            incidents_key: store::key(config.server.id.as_deref()),
+            incidents_key: registre_domain::keys::monitor_incidents(config.server.id.as_deref()),
         }
     }
 
@@ -264,7 +257,7 @@ impl Monitor {
             let registre = live.workers.iter().filter(|w| w.kind == "registre").count();
             let ocr = live.workers.iter().filter(|w| w.kind.ends_with("-ocr")).count();
             for (stage, waiting, workers, who) in
-                [("extraction", count(1), registre, "registre worker"), ("ocr", count(3), ocr, "OCR worker")]
+                [("extraction", count(status::WAITING), registre, "registre worker"), ("ocr", count(status::DOWNLOADED), ocr, "OCR worker")]
             {
                 if waiting > 0 && workers == 0 {
                     seen.push(Alert {

@@ -82,7 +82,7 @@ pub async fn spawn(addr: SocketAddr, ops: Arc<Ops>, stats: Arc<Mutex<Stats>>, st
                 let ops = ops.clone();
                 let stats = metrics_stats.clone();
                 async move {
-                    let mut text = registre_api_lib::render_metrics(&registre_api_lib::overview(&ops).await);
+                    let mut text = registre_ops::render_metrics(&registre_ops::overview(&ops).await);
                     if let Ok(s) = stats.lock() {
                         text.push_str(&render_stats(&s));
                     }

@@ -1,7 +1,7 @@
 //! The open incidents in Redis, so a restarted monitor (PM2 restart, deploy, crash) neither fires
 //! them again nor forgets to send "resolved" when they clear.
 //!
-//! Key `monitor:incidents` (`monitor:{x}:incidents` with SERVER_ID=x, so monitors of separate
+//! Key `monitor:incidents` (registre_domain::keys::monitor_incidents; `monitor:{x}:incidents` with SERVER_ID=x, so monitors of separate
 //! fleets sharing a Redis keep their own): hash alert key → JSON ([`SavedIncident`]: severity,
 //! message, scope, since, clean rounds). Rewritten whole after every round (MULTI: DEL, HSET, PEXPIRE) with an
 //! expiry of [`ttl`] (10 rounds, at least an hour): a monitor stopped for longer starts afresh
@@ -13,14 +13,6 @@ use std::time::Duration;
 use registre_runtime::RedisConn;
 
 use crate::alerts::{Incident, SavedIncident};
-
-/// The key of the monitor of server `server_id` (None: the default key).
-pub fn key(server_id: Option<&str>) -> String {
-    match server_id {
-        Some(id) => format!("monitor:{{{id}}}:incidents"),
-        None => "monitor:incidents".into(),
-    }
-}
 
 /// How long saved incidents outlive the last round that saved them.
 pub fn ttl(interval: Duration) -> Duration {

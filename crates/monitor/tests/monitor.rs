@@ -14,7 +14,7 @@ use registre_config::{Config, EnvName};
 use registre_monitor_lib::Monitor;
 use registre_ops::Ops;
 use registre_ratelimit::{RateLimitSettings, RateLimiter};
-use registre_testkit::postgres::TestDatabase;
+use registre_testkit::postgres::{insert_row, set_columns, TestDatabase};
 use registre_testkit::RedisServer;
 use serde_json::Value;
 use sqlx::postgres::{PgPool, PgPoolOptions};
@@ -55,18 +55,8 @@ async fn fixture(extra: &[(&str, String)]) -> Fixture {
 
 /// A row in `status` with the given extra column assignments (SQL), returning its id.
 async fn row(pool: &PgPool, source: &str, status: i32, set: &str) -> Uuid {
-    let id: Uuid = sqlx::query_scalar(
-        "INSERT INTO extraction_queue (document_source, document_number, circonscription_fonciere, cadastre, acte_type, status_id)
-         VALUES ($1, 'N-' || floor(random() * 1e9)::text, 'Montréal', 'Cadastre du Québec', 'Vente', $2) RETURNING id",
-    )
-    .bind(source)
-    .bind(status)
-    .fetch_one(pool)
-    .await
-    .expect("insert");
-    if !set.is_empty() {
-        sqlx::query(&format!("UPDATE extraction_queue SET {set} WHERE id = $1")).bind(id).execute(pool).await.expect("update");
-    }
+    let id = insert_row(pool, source, &registre_testkit::unique("N"), status).await;
+    set_columns(pool, id, set).await;
     id
 }
 
@@ -323,7 +313,7 @@ async fn each_server_is_judged_against_its_own_published_budget() {
     // A server with allocations but no published budget (an older version): listed, not judged.
     assert!(matches!(silent.allocate("silent-1", WorkerType::Registre).await.unwrap(), registre_capacity::Allocation::Granted { .. }));
     let mut sync = registre_testkit::redis_sync(&f.redis.url());
-    let _: () = redis::cmd("ZADD").arg(registre_capacity::SERVERS_KEY).arg(i64::MAX / 2).arg("silent").query(&mut sync).unwrap();
+    let _: () = redis::cmd("ZADD").arg(registre_domain::keys::SERVERS).arg(i64::MAX / 2).arg("silent").query(&mut sync).unwrap();
     let ops = Ops::from_config(&f.config).expect("ops");
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let live = loop {
@@ -403,7 +393,7 @@ async fn a_rest_only_environment_is_not_down() {
     let report = f.monitor.round().await;
     assert!(report.unreachable.is_empty() && report.changes.is_empty(), "{report:?}");
     let ops = Ops::from_config(&f.config).expect("ops");
-    let text = registre_api_lib::render_metrics(&registre_api_lib::overview(&ops).await);
+    let text = registre_ops::render_metrics(&registre_ops::overview(&ops).await);
     assert!(text.contains("registre_up{dependency=\"prod\"} 1"), "{text}");
     assert!(!text.contains("registre_up{dependency=\"staging\"}"), "{text}");
     assert!(text.contains("registre_env_rest_only{env=\"staging\"} 1"), "{text}");

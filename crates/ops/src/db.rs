@@ -6,11 +6,12 @@ use std::future::Future;
 
 use chrono::{DateTime, Utc};
 use registre_config::EnvName;
+use registre_domain::status;
 use serde::Serialize;
 use sqlx::{PgPool, QueryBuilder};
 use uuid::Uuid;
 
-use crate::{status_label, Cursor, NewExtraction, Ops, OpsError, QUERY_TIMEOUT};
+use crate::{Cursor, NewExtraction, Ops, OpsError, QUERY_TIMEOUT};
 
 /// Rows of one status and source.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -222,7 +223,7 @@ fn write_error(env: EnvName, operation: &'static str, e: sqlx::Error) -> OpsErro
 }
 
 fn labelled(mut row: ExtractionRow) -> ExtractionRow {
-    row.status = status_label(row.status_id);
+    row.status = status::label(row.status_id);
     row
 }
 
@@ -265,7 +266,7 @@ impl Ops {
         .await?;
         let completions = self.completions.read(pool, env).await?;
         let mut counts = counts;
-        counts.extend(completions.completed_by_source.iter().filter(|(_, n)| **n > 0).map(|(s, n)| (5, Some(s.clone()), i64::try_from(*n).unwrap_or(i64::MAX))));
+        counts.extend(completions.completed_by_source.iter().filter(|(_, n)| **n > 0).map(|(s, n)| (status::DONE, Some(s.clone()), i64::try_from(*n).unwrap_or(i64::MAX))));
         counts.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
         Ok(EnvOverview {
             env,
@@ -273,7 +274,7 @@ impl Ops {
                 .into_iter()
                 .map(|(status_id, source, count)| StatusCount {
                     status_id,
-                    status: status_label(status_id),
+                    status: status::label(status_id),
                     document_source: source.unwrap_or_default(),
                     count: u64::try_from(count).unwrap_or(0),
                 })
@@ -350,7 +351,7 @@ impl Ops {
         })
         .await?;
         self.after_change(pool, env, id, &outcome, status, |s| {
-            format!("only a row in Erreur (4) can be retried; this one is {s} ({})", status_label(s))
+            format!("only a row in Erreur (4) can be retried; this one is {s} ({})", status::label(s))
         })
         .await
     }
@@ -365,7 +366,7 @@ impl Ops {
         })
         .await?;
         self.after_change(pool, env, id, &outcome, status, |s| {
-            format!("row is final ({s}, {}): only waiting or in-progress rows can be cancelled", status_label(s))
+            format!("row is final ({s}, {}): only waiting or in-progress rows can be cancelled", status::label(s))
         })
         .await
     }

@@ -9,6 +9,10 @@
 //! - [`live`]: from Redis: live workers (capacity leases `server:workers` / `server:{x}:workers`
 //!   joined with the pool assignments), capacity per server, rate-limit usage of the current rolling
 //!   window (crates/ratelimit's status script), the OCR pool allocation.
+//! - [`overview()`]: both at once, every environment and Redis concurrently, the one view
+//!   registre-api's dashboard and /metrics and registre-monitor's /metrics show; [`render_metrics`]
+//!   writes it as Prometheus text. Here rather than in registre-api so the monitor uses them without
+//!   depending on the API.
 //!
 //! Environments reached through Supabase REST only are listed but not queried here: every call on
 //! them answers [`OpsError::RestUnsupported`] (set `<ENV>_DATABASE_URL` to operate on them).
@@ -18,6 +22,8 @@ pub mod cursor;
 pub mod db;
 pub mod index_rows;
 pub mod live;
+pub mod metrics;
+pub mod overview;
 pub mod validate;
 
 use std::time::Duration;
@@ -31,20 +37,9 @@ pub use db::{
 };
 pub use db::{BulkRetry, ChangedRow, Requeued, RETRY_BATCH, WRITE_STATEMENT_TIMEOUT};
 pub use live::{CapacityView, LeaseRelease, LiveView, LiveWorker, PoolView, RateLimitView};
+pub use metrics::render as render_metrics;
+pub use overview::{overview, Overview};
 pub use validate::{FieldError, NewExtraction, ValidExtraction};
-
-/// French labels of the statuses, as in the `extraction_status` table (docs/design.md §7).
-pub fn status_label(status_id: i32) -> &'static str {
-    match status_id {
-        1 => "En attente",
-        2 => "En traitement",
-        3 => "Complété",
-        4 => "Erreur",
-        5 => "Extraction complété",
-        6 => "OCR en traitement",
-        _ => "Inconnu",
-    }
-}
 
 /// Why an operation failed. Display is one line for an operator; never a secret.
 #[derive(Debug, thiserror::Error)]

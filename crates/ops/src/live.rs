@@ -10,9 +10,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use registre_runtime::RedisConn;
-use registre_capacity::{CapacityKeys, CapacityManager, CapacitySettings};
+use registre_capacity::{CapacityManager, CapacitySettings};
 use registre_config::Config;
-use registre_pool::{AllocationRecord, AssignmentRecord, PoolKeys};
+use registre_domain::keys::{CapacityKeys, PoolKeys};
+use registre_domain::pool::{AllocationRecord, AssignmentRecord};
 use registre_ratelimit::{RateLimitSettings, RateLimiter};
 use serde::Serialize;
 

@@ -11,10 +11,12 @@ use registre_config::{Config, EnvName};
 use registre_ops::db::ListFilter;
 use registre_ops::live::Live;
 use registre_ops::{NewExtraction, Ops, OpsError};
-use registre_pool::{Mode, PoolKeys, PoolManager, QueueCounts, Split};
+use registre_domain::keys::PoolKeys;
+use registre_domain::pool::QueueCounts;
+use registre_pool::{Mode, PoolManager, Split};
 use registre_queue::{migrate, DocumentSource, PgQueue, Queue, QueueSettings, Transition};
 use registre_ratelimit::{Decision, RateLimitSettings, RateLimiter};
-use registre_testkit::postgres::TestDatabase;
+use registre_testkit::postgres::{insert_row, TestDatabase};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
@@ -48,18 +50,6 @@ async fn fixture() -> Fixture {
     Fixture { _db: db, pool, ops, config }
 }
 
-async fn insert(pool: &PgPool, source: &str, number: &str, status: i32) -> Uuid {
-    sqlx::query_scalar(
-        "INSERT INTO extraction_queue (document_source, document_number, circonscription_fonciere, cadastre, status_id, created_at)
-         VALUES ($1, $2, 'Montréal', 'Cadastre du Québec', $3, clock_timestamp()) RETURNING id",
-    )
-    .bind(source)
-    .bind(number)
-    .bind(status)
-    .fetch_one(pool)
-    .await
-    .expect("insert row")
-}
 
 fn index_request(number: &str) -> NewExtraction {
     NewExtraction {
@@ -76,7 +66,7 @@ async fn overview_counts_every_status_and_source_and_the_last_hour() {
     let f = fixture().await;
     for (source, status, n) in [("index", 1, 3), ("acte", 1, 2), ("index", 3, 1), ("acte", 4, 1), ("plan_cadastraux", 5, 2), ("index", 6, 1)] {
         for i in 0..n {
-            insert(&f.pool, source, &format!("{source}-{status}-{i}"), status).await;
+            insert_row(&f.pool, source, &format!("{source}-{status}-{i}"), status).await;
         }
     }
     let o = f.ops.overview(EnvName::Prod).await.expect("overview");
@@ -91,7 +81,7 @@ async fn overview_counts_every_status_and_source_and_the_last_hour() {
     assert_eq!(o.completions_per_minute.len(), 60);
     assert_eq!(o.completions_per_minute.iter().map(|m| m.count).sum::<u64>(), 2, "both status-5 rows completed within the hour");
     // A row completed two hours ago is not in the last hour.
-    let old = insert(&f.pool, "index", "old", 5).await;
+    let old = insert_row(&f.pool, "index", "old", 5).await;
     sqlx::query("UPDATE extraction_queue SET updated_at = now() - interval '2 hours' WHERE id = $1").bind(old).execute(&f.pool).await.unwrap();
     let o = f.ops.overview(EnvName::Prod).await.expect("overview");
     assert_eq!(o.completions_per_minute.iter().map(|m| m.count).sum::<u64>(), 2);
@@ -110,11 +100,11 @@ fn completed_minutes(o: &registre_ops::EnvOverview) -> std::collections::BTreeMa
 async fn completions_are_counted_incrementally_with_a_late_commit_of_the_previous_minute() {
     let f = fixture().await;
     for i in 0..3 {
-        let id = insert(&f.pool, "acte", &format!("half-hour-{i}"), 5).await;
+        let id = insert_row(&f.pool, "acte", &format!("half-hour-{i}"), 5).await;
         sqlx::query("UPDATE extraction_queue SET updated_at = now() - interval '30 minutes' WHERE id = $1").bind(id).execute(&f.pool).await.unwrap();
     }
     for i in 0..2 {
-        insert(&f.pool, "index", &format!("now-{i}"), 5).await;
+        insert_row(&f.pool, "index", &format!("now-{i}"), 5).await;
     }
     let first = f.ops.overview(EnvName::Prod).await.expect("overview");
     assert_eq!(first.completions_per_minute.len(), 60);
@@ -124,9 +114,9 @@ async fn completions_are_counted_incrementally_with_a_late_commit_of_the_previou
     // After the first read (whose closed minutes are kept): four new completions, and one stamped
     // in the previous minute, as a transaction that began then and committed now is.
     for i in 0..4 {
-        insert(&f.pool, "index", &format!("later-{i}"), 5).await;
+        insert_row(&f.pool, "index", &format!("later-{i}"), 5).await;
     }
-    let late = insert(&f.pool, "acte", "late", 5).await;
+    let late = insert_row(&f.pool, "acte", "late", 5).await;
     sqlx::query("UPDATE extraction_queue SET updated_at = date_trunc('minute', now()) - interval '1 second' WHERE id = $1")
         .bind(late)
         .execute(&f.pool)
@@ -155,7 +145,7 @@ async fn pagination_neither_skips_nor_repeats_rows_while_rows_are_inserted() {
     let f = fixture().await;
     let mut original = Vec::new();
     for i in 0..25 {
-        original.push(insert(&f.pool, if i % 2 == 0 { "index" } else { "acte" }, &format!("n{i}"), 1).await);
+        original.push(insert_row(&f.pool, if i % 2 == 0 { "index" } else { "acte" }, &format!("n{i}"), 1).await);
     }
     let mut seen = Vec::new();
     let mut filter = ListFilter { limit: 10, ..Default::default() };
@@ -166,7 +156,7 @@ async fn pagination_neither_skips_nor_repeats_rows_while_rows_are_inserted() {
         seen.extend(page.rows.iter().map(|r| r.id));
         // New rows arrive between pages: they are newer, so they belong before page 1.
         for i in 0..3 {
-            insert(&f.pool, "index", &format!("late-{pages}-{i}"), 1).await;
+            insert_row(&f.pool, "index", &format!("late-{pages}-{i}"), 1).await;
         }
         match page.next_cursor {
             Some(c) => filter.after = Some(registre_ops::Cursor::decode(&c).expect("our cursor decodes")),
@@ -313,7 +303,7 @@ async fn duplicates_are_judged_on_the_normalized_number_and_the_identity_of_each
 async fn retry_goes_back_to_the_failed_stage_and_refuses_other_statuses() {
     let f = fixture().await;
     // Extraction failed: back to 1, attempts reset.
-    let fetch_failed = insert(&f.pool, "index", "a", 4).await;
+    let fetch_failed = insert_row(&f.pool, "index", "a", 4).await;
     sqlx::query("UPDATE extraction_queue SET attemtps = 3, error_message = 'boom', next_attempt_at = now() + interval '1 hour' WHERE id = $1")
         .bind(fetch_failed)
         .execute(&f.pool)
@@ -326,7 +316,7 @@ async fn retry_goes_back_to_the_failed_stage_and_refuses_other_statuses() {
     assert_eq!(queue.claim_extraction("w", Uuid::new_v4()).await.unwrap().map(|j| j.id), Some(fetch_failed));
 
     // Only OCR failed and the PDF is stored: back to 3, OCR attempts reset, fetch attempts kept.
-    let ocr_failed = insert(&f.pool, "acte", "b", 4).await;
+    let ocr_failed = insert_row(&f.pool, "acte", "b", 4).await;
     sqlx::query("UPDATE extraction_queue SET supabase_path = 'actes/b.pdf', attemtps = 1, ocr_attempts = 3, ocr_error = 'tesseract died' WHERE id = $1")
         .bind(ocr_failed)
         .execute(&f.pool)
@@ -337,7 +327,7 @@ async fn retry_goes_back_to_the_failed_stage_and_refuses_other_statuses() {
     assert_eq!(queue.claim_ocr("o", DocumentSource::Acte, Uuid::new_v4()).await.unwrap().map(|j| j.id), Some(ocr_failed));
 
     // Any other status: a conflict with the reason; unknown id: not found.
-    let waiting = insert(&f.pool, "index", "c", 1).await;
+    let waiting = insert_row(&f.pool, "index", "c", 1).await;
     match f.ops.retry(EnvName::Prod, waiting).await {
         Err(OpsError::Conflict { status_id: 1, reason }) => assert!(reason.contains("En attente"), "{reason}"),
         other => panic!("expected Conflict, got {other:?}"),
@@ -365,7 +355,7 @@ async fn cancel_fences_off_the_worker_holding_the_row() {
     assert_eq!((after.row.status_id, after.row.supabase_path.clone()), (4, None), "the late worker changed nothing");
 
     // OCR stage likewise.
-    let ocr = insert(&f.pool, "acte", "222", 3).await;
+    let ocr = insert_row(&f.pool, "acte", "222", 3).await;
     sqlx::query("UPDATE extraction_queue SET supabase_path = 'actes/222.pdf' WHERE id = $1").bind(ocr).execute(&f.pool).await.unwrap();
     let job = queue.claim_ocr("ocr-worker-1", DocumentSource::Acte, Uuid::new_v4()).await.unwrap().expect("claimed");
     f.ops.cancel(EnvName::Prod, ocr, "cancelled by bob").await.expect("cancel");
@@ -378,7 +368,7 @@ async fn cancel_fences_off_the_worker_holding_the_row() {
         Err(OpsError::Conflict { status_id: 4, reason }) => assert!(reason.contains("final"), "{reason}"),
         other => panic!("expected Conflict, got {other:?}"),
     }
-    let waiting = insert(&f.pool, "index", "333", 1).await;
+    let waiting = insert_row(&f.pool, "index", "333", 1).await;
     assert_eq!(f.ops.cancel(EnvName::Prod, waiting, "x").await.unwrap().row.status_id, 4);
     assert!(matches!(f.ops.cancel(EnvName::Prod, Uuid::new_v4(), "x").await, Err(OpsError::NotFound { .. })));
 }
@@ -386,7 +376,7 @@ async fn cancel_fences_off_the_worker_holding_the_row() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn detail_carries_the_ocr_text_excerpt_and_unknown_environments_are_named() {
     let f = fixture().await;
-    let id = insert(&f.pool, "index", "444", 5).await;
+    let id = insert_row(&f.pool, "index", "444", 5).await;
     let long = "é".repeat(5000);
     sqlx::query("UPDATE extraction_queue SET file_content = $2, boosted_file_content = 'corrigé' WHERE id = $1")
         .bind(id)

@@ -28,11 +28,7 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
-    let db = TestDatabase::create();
-    let mut conn = PgConnection::connect(db.url()).await.expect("connect");
-    registre_queue::migrate(&mut conn, EnvName::Prod).await.expect("migrate");
-    conn.close().await.expect("close");
-    let pool = PgPoolOptions::new().max_connections(4).connect(db.url()).await.expect("pool");
+    let (db, pool) = registre_testkit::postgres::migrated(async |c: &mut PgConnection| registre_queue::migrate(c, EnvName::Prod).await).await;
     let config = Config::from_vars([
         ("PROD_DATABASE_URL", db.url().to_string()),
         ("REDIS_URL", registre_testkit::shared_redis_url()),

@@ -15,7 +15,7 @@ mod run;
 mod split;
 mod worker;
 
-pub use manager::{AllocationRecord, AssignmentRecord, PoolKeys, PoolManager, QueueCounts};
+pub use manager::PoolManager;
 pub use run::{run, served_environments, start, start_with, start_with_engine, worker_ids, PoolHandle, PoolServices};
 pub use split::{plan_moves, target_split, Mode, PlannedWorker, Split};
 pub use worker::{OcrActivity, WorkerSlot};

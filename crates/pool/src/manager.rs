@@ -2,70 +2,22 @@
 //! over the live pool processes of the key, each recording its own part in
 //! `worker_pool:allocation:processes`), the per-worker assignments (`worker_pool:assignments`)
 //! and the rebalancer lock. With SERVER_ID=x the keys are `worker_pool:{x}:...` (a hash tag, as
-//! for the capacity keys, so one script can touch the allocation and the parts together).
+//! for the capacity keys, so one script can touch the allocation and the parts together). The key
+//! formats and the records are the shared vocabulary's (registre_domain::keys, registre_domain::pool).
 
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use registre_runtime::RedisConn;
 use redis::Script;
-use serde::{Deserialize, Serialize};
+use registre_domain::keys::PoolKeys;
+use registre_domain::pool::{AllocationRecord, AssignmentRecord, QueueCounts};
+use registre_runtime::RedisConn;
 
 use crate::{Mode, PoolError, Split};
 
 static LOCK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/rebalance_lock.lua")));
 static UNLOCK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/rebalance_unlock.lua")));
 static PUBLISH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/publish_allocation.lua")));
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PoolKeys {
-    pub allocation: String,
-    /// Hash process id → that process's own split and its expiry; `allocation` is their sum.
-    pub processes: String,
-    pub assignments: String,
-    pub lock: String,
-}
-
-impl PoolKeys {
-    pub fn for_server(server_id: Option<&str>) -> PoolKeys {
-        let prefix = match server_id {
-            Some(id) => format!("worker_pool:{{{id}}}"),
-            None => "worker_pool".to_string(),
-        };
-        PoolKeys {
-            allocation: format!("{prefix}:allocation"),
-            processes: format!("{prefix}:allocation:processes"),
-            assignments: format!("{prefix}:assignments"),
-            lock: format!("{prefix}:lock"),
-        }
-    }
-}
-
-/// `worker_pool:allocation`, with the JSON field names of docs/design.md §6.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AllocationRecord {
-    pub index_workers: u32,
-    pub acte_workers: u32,
-    pub total_workers: u32,
-    pub queue: QueueCounts,
-    pub updated_at: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct QueueCounts {
-    pub index: u64,
-    pub acte: u64,
-}
-
-/// One entry of `worker_pool:assignments`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AssignmentRecord {
-    pub worker_id: String,
-    pub assigned_mode: String,
-    pub last_updated: String,
-}
 
 /// Cheap to clone; clones share one self-reconnecting connection.
 #[derive(Clone)]

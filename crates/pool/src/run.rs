@@ -9,6 +9,8 @@ use std::time::Duration;
 use registre_runtime::RedisConn;
 use registre_capacity::{CapacityManager, CapacitySettings};
 use registre_config::{Config, Environment};
+use registre_domain::keys::PoolKeys;
+use registre_domain::pool::QueueCounts;
 use registre_ocr::{engine_from_config, OcrEngine};
 use registre_queue::MultiQueue;
 use registre_ratelimit::{RateLimitSettings, RateLimiter};
@@ -17,7 +19,7 @@ use registre_storage::Storage;
 use tokio::sync::watch;
 
 use crate::worker::{run_worker, Worker, WorkerSlot, OcrActivity};
-use crate::{plan_moves, target_split, Mode, PoolError, PoolKeys, PoolManager, QueueCounts, PlannedWorker};
+use crate::{plan_moves, target_split, Mode, PoolError, PoolManager, PlannedWorker};
 
 use registre_runtime::RULE;
 

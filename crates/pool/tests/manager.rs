@@ -6,7 +6,9 @@
 use std::time::Duration;
 
 use redis::Commands;
-use registre_pool::{Mode, PoolKeys, PoolManager, QueueCounts, Split};
+use registre_domain::keys::PoolKeys;
+use registre_domain::pool::QueueCounts;
+use registre_pool::{Mode, PoolManager, Split};
 use registre_testkit::{redis_sync, shared_redis_url, unique};
 
 fn manager(url: &str, server: &str, owner: &str) -> PoolManager {

@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
-use registre_pool::{Mode, PoolKeys, PoolManager, QueueCounts, Split};
+use registre_domain::keys::PoolKeys;
+use registre_domain::pool::QueueCounts;
+use registre_pool::{Mode, PoolManager, Split};
 use registre_testkit::redis6::old_redis_server;
 
 async fn manager(url: &str, server: &str, owner: &str) -> PoolManager {

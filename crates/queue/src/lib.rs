@@ -42,15 +42,8 @@ pub use postgres::{application_name, connect_options, PgQueue};
 pub use rest::RestQueue;
 pub use settle::{settle, Settled};
 
-/// Status ids of the `extraction_status` table, kept from production.
-pub mod status {
-    pub const WAITING: i32 = 1; // En attente
-    pub const EXTRACTING: i32 = 2; // En traitement
-    pub const DOWNLOADED: i32 = 3; // Complété (waiting for OCR)
-    pub const ERROR: i32 = 4; // Erreur
-    pub const DONE: i32 = 5; // Extraction complété (final)
-    pub const OCR_RUNNING: i32 = 6; // OCR en traitement
-}
+/// Status ids of the `extraction_status` table, kept from production (defined in registre_domain).
+pub use registre_domain::status;
 
 /// Which half of the pipeline a claimed row is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -5,8 +5,9 @@
 
 mod common;
 
-use common::{insert_with_status, SETTINGS};
+use common::SETTINGS;
 use registre_queue::{status, DocumentSource, OcrTexts, Queue, Transition};
+use registre_testkit::postgres::insert_row;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -14,7 +15,7 @@ use uuid::Uuid;
 async fn index_data_is_written_with_the_text_in_the_transition_to_5_and_fenced() {
     let (_db, queue) = common::queue(SETTINGS, 4).await;
     let pool = queue.pool().clone();
-    let index = insert_with_status(&pool, "index", "3 142 828", status::DOWNLOADED).await;
+    let index = insert_row(&pool, "index", "3 142 828", status::DOWNLOADED).await;
     let data = json!({"engine": "tesseract", "pages": [{"page": 1, "format": "modern-inscription", "circonscription": "Laval",
         "cadastre": "Cadastre du Québec", "lot": "3 142 828", "inscriptions": []}], "warnings": ["page 1: exemple"]});
 
@@ -37,8 +38,8 @@ async fn index_data_is_written_with_the_text_in_the_transition_to_5_and_fenced()
 async fn a_completion_without_data_leaves_the_column_and_the_four_argument_call_still_works() {
     let (_db, queue) = common::queue(SETTINGS, 4).await;
     let pool = queue.pool().clone();
-    let acte = insert_with_status(&pool, "acte", "A-1", status::DOWNLOADED).await;
-    let index = insert_with_status(&pool, "index", "1 234 567", status::DOWNLOADED).await;
+    let acte = insert_row(&pool, "acte", "A-1", status::DOWNLOADED).await;
+    let index = insert_row(&pool, "index", "1 234 567", status::DOWNLOADED).await;
     let job = queue.claim_ocr("ocr-1", DocumentSource::Acte, Uuid::new_v4()).await.unwrap().unwrap();
     assert_eq!(queue.complete_ocr(&job, "acte", "acte").await.unwrap(), Transition::Applied);
     let stored: Option<serde_json::Value> = sqlx::query_scalar("SELECT index_data FROM extraction_queue WHERE id = $1").bind(acte).fetch_one(&pool).await.unwrap();

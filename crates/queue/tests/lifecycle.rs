@@ -8,7 +8,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{count_status, insert, insert_with_status, row, update_row, SETTINGS};
+use common::{count_status, insert, row, update_row, SETTINGS};
+use registre_testkit::postgres::insert_row;
 use registre_queue::{status, DocumentSource, FailOutcome, Heartbeat, Queue, Stage, Transition};
 use uuid::Uuid;
 
@@ -227,8 +228,8 @@ async fn release_gives_the_row_back_without_counting_an_attempt() {
 async fn ocr_stage_claims_by_source_completes_and_fails_with_its_own_counters() {
     let (_db, queue) = common::queue(SETTINGS, 4).await;
     let pool = queue.pool().clone();
-    let acte = insert_with_status(&pool, "acte", "OA", status::DOWNLOADED).await;
-    let index = insert_with_status(&pool, "index", "OI", status::DOWNLOADED).await;
+    let acte = insert_row(&pool, "acte", "OA", status::DOWNLOADED).await;
+    let index = insert_row(&pool, "index", "OI", status::DOWNLOADED).await;
     update_row(&pool, acte, "supabase_path = 'actes/OA.pdf', ocr_max_attempts = 2").await;
     let counts = queue.count_waiting().await.unwrap();
     assert_eq!((counts.get("acte"), counts.get("index")), (Some(&1), Some(&1)));

@@ -60,11 +60,9 @@ async fn empty_database_gets_every_table_status_and_function_once() {
     conn.close().await.unwrap();
 }
 
-/// The shape the older system left in production: its own column types, no lease columns.
-const PRODUCTION_SHAPE: &str = r#"
-CREATE TABLE extraction_status (id integer PRIMARY KEY, name varchar(50) NOT NULL);
-INSERT INTO extraction_status VALUES (1, 'En attente'), (2, 'En traitement'), (3, 'Complété'),
-    (4, 'Erreur'), (5, 'Extraction complété'), (6, 'OCR en traitement');
+/// The shape the older system left in production: its own column types, no lease columns; after
+/// its status table (registre_testkit::postgres::status_table_sql).
+const PRODUCTION_QUEUE: &str = r#"
 CREATE TABLE extraction_queue (
     id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
     document_source varchar(32) NOT NULL CHECK (document_source IN ('acte', 'index', 'plan_cadastraux')),
@@ -109,7 +107,7 @@ INSERT INTO extraction_queue (document_source, document_number, status_id, supab
 async fn production_shape_keeps_its_rows_and_they_are_claimable() {
     let db = TestDatabase::create();
     let mut conn = PgConnection::connect(db.url()).await.unwrap();
-    sqlx::raw_sql(PRODUCTION_SHAPE).execute(&mut conn).await.unwrap();
+    sqlx::raw_sql(&(registre_testkit::postgres::status_table_sql() + PRODUCTION_QUEUE)).execute(&mut conn).await.unwrap();
     let before: Vec<(String, i32, Option<String>)> = sqlx::query_as(
         "SELECT document_number::text, status_id, file_content FROM extraction_queue ORDER BY document_number",
     )

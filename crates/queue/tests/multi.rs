@@ -38,7 +38,7 @@ async fn a_down_environment_is_skipped_and_the_others_are_served_in_order() {
         common::insert(&staging_pool, "index", &format!("S-{n}")).await;
         common::insert(&dev_pool, "acte", &format!("D-{n}")).await;
     }
-    common::insert_with_status(&dev_pool, "index", "D-OCR", 3).await;
+    registre_testkit::postgres::insert_row(&dev_pool, "index", "D-OCR", 3).await;
 
     let mut order = Vec::new();
     while let Some(job) = queue.claim_any_extraction("multi-1").await {

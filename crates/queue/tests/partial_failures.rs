@@ -231,7 +231,7 @@ async fn release_claim_wins_in_either_order_even_with_many_claimers() {
         assert_eq!((st, attempts), (status::WAITING, 0), "row {id}");
     }
     // OCR claims are undone the same way (6 → 3).
-    let id = common::insert_with_status(&pool, "index", "OCR-1", status::DOWNLOADED).await;
+    let id = registre_testkit::postgres::insert_row(&pool, "index", "OCR-1", status::DOWNLOADED).await;
     let token = Uuid::new_v4();
     let job = queue.claim_ocr("ocr", registre_queue::DocumentSource::Index, token).await.unwrap().unwrap();
     assert_eq!(job.id, id);

@@ -16,7 +16,7 @@
 //! Every operation is ONE Lua script run atomically by Redis on the Redis server clock, so in any
 //! rolling window admitted requests ≤ RPM and charged tokens ≤ TPM under any concurrency, and
 //! servers with skewed clocks agree. The acquires one process has in flight at the same moment
-//! share one script call, which decides them one after the other (batch.rs). Keys ([`RateLimitKeys`]) live under `ratelimit:{<name>}:`
+//! share one script call, which decides them one after the other (batch.rs). Keys ([`registre_domain::keys::RateLimitKeys`]) live under `ratelimit:{<name>}:`
 //! (a Redis Cluster hash tag: one limiter's keys share a slot). State kept: one sorted-set entry
 //! per request granted in the last window (at most RPM), named after its reservation and the
 //! tokens charged at its grant, at most one extra charge per under-estimated reservation, and a
@@ -24,10 +24,8 @@
 //! one window after its time. See docs/rate-limiter.md for the operator's view.
 
 mod batch;
-mod keys;
 mod limiter;
 
-pub use keys::RateLimitKeys;
 pub use limiter::{Decision, RateLimitSettings, RateLimitStatus, RateLimiter, Reservation, Settlement, WaitReason};
 
 /// Clone: the acquires decided by one script call share its failure.

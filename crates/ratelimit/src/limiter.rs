@@ -7,12 +7,13 @@ use std::time::Duration;
 use registre_runtime::RedisConn;
 use redis::{Script, Value};
 use registre_config::RateLimitConfig;
+use registre_domain::keys::RateLimitKeys;
 use registre_runtime::Backoff;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use crate::batch::{Batches, Waiter};
-use crate::{RateLimitError, RateLimitKeys};
+use crate::RateLimitError;
 
 // Each script runs lua/prelude.lua first.
 static ACQUIRE: LazyLock<Script> = registre_runtime::lua_script!("lua/prelude.lua", "lua/acquire.lua");

@@ -175,7 +175,7 @@ fn http_client(config: &StorageConfig) -> Result<reqwest::Client, StorageError> 
 }
 
 /// The start of a response body for an error message: one line, at most 300 characters.
-pub(crate) fn excerpt(body: &[u8]) -> String {
+pub(crate) fn body_excerpt(body: &[u8]) -> String {
     let text = registre_domain::text::excerpt(&String::from_utf8_lossy(body), 300);
     if text.is_empty() {
         return "(empty body)".to_string();

@@ -14,7 +14,7 @@ use registre_config::Secret;
 use reqwest::{Method, StatusCode};
 use url::Url;
 
-use crate::{encode_path, excerpt, ObjectPath, StorageError, CONTENT_TYPE};
+use crate::{body_excerpt, encode_path, ObjectPath, StorageError, CONTENT_TYPE};
 
 pub(crate) const BACKEND: &str = "supabase";
 
@@ -84,7 +84,7 @@ impl SupabaseStore {
             backend: BACKEND,
             operation,
             path: path.to_string(),
-            detail: format!("expected JSON with a Key, got {}", excerpt(&body)),
+            detail: format!("expected JSON with a Key, got {}", body_excerpt(&body)),
         })?;
         match reply.get("Key").and_then(|k| k.as_str()) {
             Some(key) if key == path.to_string() => Ok(()),
@@ -98,7 +98,7 @@ impl SupabaseStore {
                 backend: BACKEND,
                 operation,
                 path: path.to_string(),
-                detail: format!("no Key in {}", excerpt(&body)),
+                detail: format!("no Key in {}", body_excerpt(&body)),
             }),
         }
     }
@@ -150,5 +150,5 @@ fn status_error(operation: &'static str, path: &ObjectPath, status: StatusCode, 
     if not_found {
         return StorageError::NotFound { backend: BACKEND, path: path.to_string() };
     }
-    StorageError::Status { backend: BACKEND, operation, path: path.to_string(), status: status.as_u16(), body: excerpt(body) }
+    StorageError::Status { backend: BACKEND, operation, path: path.to_string(), status: status.as_u16(), body: body_excerpt(body) }
 }

@@ -1,6 +1,7 @@
 //! Driving a release binary from a test: a plain HTTP/1.0 call to what it serves, waiting until it
 //! answers (polled until a deadline, never a fixed sleep), and stopping it with SIGTERM to collect
-//! its exit status and everything it wrote.
+//! its exit status and everything it wrote. Also [`raw_request`]: a request written by hand to a
+//! server in the test's own process.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -10,9 +11,25 @@ use std::time::{Duration, Instant};
 /// (status code, body) of `GET path` on 127.0.0.1:port with `Host: localhost`, or None while
 /// nothing answers there.
 pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    http_call(port, "GET", path, &[], "")
+}
+
+/// (status code, body) of `method path` on 127.0.0.1:port with `Host: localhost`, the extra
+/// `headers` and `body` (with its Content-Length, except on a GET without a body), or None while
+/// nothing answers there.
+pub fn http_call(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Option<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes()).ok()?;
+    let mut request = format!("{method} {path} HTTP/1.0\r\nHost: localhost\r\n");
+    if method != "GET" || !body.is_empty() {
+        request.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    s.write_all(request.as_bytes()).ok()?;
     let mut text = String::new();
     s.read_to_string(&mut text).ok()?;
     let code = text.split_whitespace().nth(1)?.parse().ok()?;
@@ -58,4 +75,16 @@ fn output_of(child: &mut Child) -> String {
         let _ = err.read_to_string(&mut text);
     }
     text
+}
+
+/// One HTTP request written by hand to `addr` (host:port; the request line, Host and every header
+/// exactly as given, which an HTTP client would not allow): the whole answer, head and body, as
+/// text, once the server closes the connection.
+pub async fn raw_request(addr: &str, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    socket.write_all(request.as_bytes()).await.expect("write");
+    let mut answer = Vec::new();
+    socket.read_to_end(&mut answer).await.expect("read");
+    String::from_utf8_lossy(&answer).into_owned()
 }

@@ -5,9 +5,10 @@
 // send a header; the token never goes in a URL). A row's detail is re-read only when the stream
 // says that row changed. A write whose answer is lost or late says "outcome unknown: check with
 // registrectl show <id>", never that it failed (writeOutcome). No framework: the page must work offline from the binary alone.
+// STATUS (ids, labels, retryable, cancellable) is written above this file by registre-api from
+// registre_domain::status (crates/api/src/dashboard.rs): no status id or label is spelled here.
 "use strict";
 
-const LABELS = {1: "En attente", 2: "En traitement", 3: "Complété", 4: "Erreur", 5: "Extraction complété", 6: "OCR en traitement"};
 const SOURCES = ["index", "acte", "plan_cadastraux"];
 const $ = (id) => document.getElementById(id);
 const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c]));
@@ -20,7 +21,7 @@ const fmtShort = (t) => {
 };
 const fmtAge = (s) => s == null ? "—" : s < 60 ? `${Math.round(s)} s` : s < 3600 ? `${Math.round(s / 60)} min` : `${(s / 3600).toFixed(1)} h`;
 const num = (n) => Number(n).toLocaleString("fr-CA");
-const badge = (id) => `<span class="status s${id}">${esc(LABELS[id] || id)}</span>`;
+const badge = (id) => `<span class="status s${id}">${esc(STATUS.labels[id] || id)}</span>`;
 
 const TOKEN_KEY = "registre-api-token";
 let env = null, fingerprint = null, nextCursor = null, selected = null, lastOverview = null;
@@ -29,12 +30,12 @@ let shownUpdatedAt = null;
 
 function renderCounts(o) {
   let html = `<table><thead><tr><th>Environnement</th>`;
-  for (let s = 1; s <= 6; s++) html += `<th class="num">${badge(s)}</th>`;
+  for (const s of STATUS.ids) html += `<th class="num">${badge(s)}</th>`;
   html += `<th class="num">Plus ancien en attente (extraction / OCR)</th></tr></thead><tbody>`;
   for (const e of o.environments) {
     html += `<tr data-env="${esc(e.env)}"><td><b>${esc(e.env)}</b></td>`;
-    if (!e.overview) { html += `<td colspan="7" class="error">${esc(e.error)}</td></tr>`; continue; }
-    for (let s = 1; s <= 6; s++) {
+    if (!e.overview) { html += `<td colspan="${STATUS.ids.length + 1}" class="error">${esc(e.error)}</td></tr>`; continue; }
+    for (const s of STATUS.ids) {
       const rows = e.overview.counts.filter((c) => c.status_id === s);
       const total = rows.reduce((a, c) => a + c.count, 0);
       const title = rows.map((c) => `${c.document_source}: ${c.count}`).join(", ");
@@ -129,8 +130,8 @@ function query(extra) {
 }
 
 function jobRow(r) {
-  const actions = r.status_id === 4 ? `<button class="retry" data-act="retry">Réessayer</button>`
-    : [1, 2, 3, 6].includes(r.status_id) ? `<button class="cancel" data-act="cancel">Annuler</button>` : "";
+  const actions = STATUS.retryable.includes(r.status_id) ? `<button class="retry" data-act="retry">Réessayer</button>`
+    : STATUS.cancellable.includes(r.status_id) ? `<button class="cancel" data-act="cancel">Annuler</button>` : "";
   return `<tr data-id="${esc(r.id)}" class="${r.id === selected ? "sel" : ""}"><td>${badge(r.status_id)}</td><td>${esc(r.document_source)}</td>
     <td title="${esc(r.circonscription_fonciere || "")}">${esc(r.document_number)}</td><td class="num">${r.attempts ?? 0}/${r.max_attempts ?? "—"}</td>
     <td>${fmtShort(r.updated_at)}</td><td class="err" title="${esc(r.error_message || "")}">${esc(r.error_message || "")}</td><td>${actions}</td></tr>`;
@@ -172,8 +173,8 @@ async function showDetail(id, quiet) {
     ${d.ocr_error ? `<dt>Erreur OCR</dt><dd class="error">${esc(d.ocr_error)}</dd>` : ""}</dl>
     ${indexDataTable(d.index_data)}
     ${text ? `<div class="muted">Texte OCR (${num(d.boosted_file_content_chars || d.file_content_chars || 0)} caractères) :</div><pre>${esc(text)}</pre>` : ""}
-    <div>${d.status_id === 4 ? `<button class="retry" id="btn-retry">Réessayer</button>` : ""}
-    ${[1, 2, 3, 6].includes(d.status_id) ? `<button class="cancel" id="btn-cancel">Annuler</button>` : ""}</div>`;
+    <div>${STATUS.retryable.includes(d.status_id) ? `<button class="retry" id="btn-retry">Réessayer</button>` : ""}
+    ${STATUS.cancellable.includes(d.status_id) ? `<button class="cancel" id="btn-cancel">Annuler</button>` : ""}</div>`;
   const r = $("btn-retry"); if (r) r.onclick = () => act("retry", id);
   const c = $("btn-cancel"); if (c) c.onclick = () => act("cancel", id);
 }
@@ -268,6 +269,7 @@ $("jobs").addEventListener("click", (ev) => {
   showDetail(tr.dataset.id);
 });
 $("env").onchange = () => { env = $("env").value; selected = null; shownUpdatedAt = null; fingerprint = null; if (lastOverview) onOverview(lastOverview); };
+$("f-status").insertAdjacentHTML("beforeend", STATUS.ids.map((s) => `<option value="${s}">${esc(STATUS.labels[s])}</option>`).join(""));
 $("f-status").onchange = $("f-source").onchange = () => loadJobs();
 $("more").onclick = () => loadJobs(true);
 

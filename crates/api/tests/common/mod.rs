@@ -7,7 +7,6 @@ use registre_runtime::Shutdown;
 use registre_testkit::postgres::TestDatabase;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Connection, PgConnection};
-use uuid::Uuid;
 
 pub const TOKEN: &str = "test-token-0123456789abcdef";
 
@@ -87,28 +86,4 @@ impl Api {
     pub fn addr(&self) -> &str {
         self.base.trim_start_matches("http://")
     }
-}
-
-/// One HTTP/1.1 request written by hand (Host and every header exactly as given, which reqwest
-/// would not allow): the whole answer, head and body, as text.
-pub async fn raw_http(addr: &str, request: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    socket.write_all(request.as_bytes()).await.expect("write");
-    let mut answer = Vec::new();
-    socket.read_to_end(&mut answer).await.expect("read");
-    String::from_utf8_lossy(&answer).into_owned()
-}
-
-pub async fn insert(pool: &PgPool, source: &str, number: &str, status: i32) -> Uuid {
-    sqlx::query_scalar(
-        "INSERT INTO extraction_queue (document_source, document_number, circonscription_fonciere, cadastre, status_id, created_at)
-         VALUES ($1, $2, 'Montréal', 'Cadastre du Québec', $3, clock_timestamp()) RETURNING id",
-    )
-    .bind(source)
-    .bind(number)
-    .bind(status)
-    .fetch_one(pool)
-    .await
-    .expect("insert row")
 }

@@ -9,7 +9,7 @@ use fantoccini::Client;
 use super::browser::classify;
 use super::page::POLL;
 use super::session::Inner;
-use super::{excerpt, Account};
+use super::Account;
 use crate::FetchError;
 
 impl Inner {
@@ -55,7 +55,7 @@ impl Inner {
             if !state.marked && state.ready == "complete" {
                 if state.login {
                     if let Some(reason) = state.errors.first() {
-                        let reason = excerpt(reason);
+                        let reason = registre_domain::text::excerpt(reason, super::EXCERPT_CHARS);
                         self.accounts.report_login_failure(account, &reason).await;
                         tracing::warn!(account = %account.username, %reason, "registry: login refused");
                         return Err(FetchError::LoginFailed { account: account.username.clone(), reason });

@@ -175,10 +175,8 @@ impl Drop for RegistryFetcher {
     }
 }
 
-/// The first 300 characters of a text, whitespace collapsed.
-fn excerpt(text: &str) -> String {
-    registre_domain::text::excerpt(text, 300)
-}
+/// Characters of a page's text quoted in an error or a checkpoint (registre_domain::text::excerpt).
+const EXCERPT_CHARS: usize = 300;
 
 /// The URL with its query values hidden when they look like tokens (download links may carry them).
 fn redact_query(url: &Url) -> String {

@@ -12,7 +12,6 @@ use fantoccini::Client;
 use serde_json::json;
 
 use super::browser::classify;
-use super::excerpt;
 use super::matching::{best_option, fold, ranked_options, SelectOption};
 use super::page::{looked_for, with_find, Matched, POLL};
 use super::session::Inner;
@@ -333,7 +332,7 @@ impl Inner {
                     let wanted = digits(&request.document_number);
                     let exact = state.rows.iter().position(|r| !r.paper && !wanted.is_empty() && numbers_in(&r.text).contains(&wanted));
                     let Some(index) = exact else {
-                        let listed: Vec<String> = state.rows.iter().map(|r| excerpt(&r.text)).take(10).collect();
+                        let listed: Vec<String> = state.rows.iter().map(|r| registre_domain::text::excerpt(&r.text, super::EXCERPT_CHARS)).take(10).collect();
                         let said = errors.first().map(|t| format!("{t} — ")).unwrap_or_default();
                         return Err(FetchError::Rejected {
                             step,
@@ -345,7 +344,7 @@ impl Inner {
                         });
                     };
                     if self.stop_before_document() {
-                        self.checkpoint(client, &format!("{step}: row {} found, NOT submitted", index + 1), &excerpt(&state.rows[index].text)).await;
+                        self.checkpoint(client, &format!("{step}: row {} found, NOT submitted", index + 1), &registre_domain::text::excerpt(&state.rows[index].text, super::EXCERPT_CHARS)).await;
                         return Ok(Outcome::Stopped);
                     }
                     index

@@ -42,20 +42,7 @@ pub async fn queue(settings: QueueSettings, max_connections: u32) -> (TestDataba
 
 /// Inserts a waiting row (status 1) and returns its id; rows are ordered by insertion.
 pub async fn insert(pool: &PgPool, source: &str, number: &str) -> Uuid {
-    insert_with_status(pool, source, number, 1).await
-}
-
-pub async fn insert_with_status(pool: &PgPool, source: &str, number: &str, status: i32) -> Uuid {
-    sqlx::query_scalar(
-        "INSERT INTO extraction_queue (document_source, document_number, circonscription_fonciere, status_id, created_at)
-         VALUES ($1, $2, 'Montréal', $3, clock_timestamp()) RETURNING id",
-    )
-    .bind(source)
-    .bind(number)
-    .bind(status)
-    .fetch_one(pool)
-    .await
-    .expect("insert row")
+    registre_testkit::postgres::insert_row(pool, source, number, registre_queue::status::WAITING).await
 }
 
 /// `UPDATE extraction_queue SET <set> WHERE id = $1` on one row (a pool or a transaction): puts the

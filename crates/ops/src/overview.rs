@@ -1,15 +1,18 @@
-//! The overview every view shares (GET /api/overview, the SSE stream, /metrics): each environment's
-//! counts and ages, and Redis's live state, read concurrently. A part that does not answer is
-//! reported in place (`error`) so the rest still shows: an operator needs the dashboard most when
-//! something is down. Computed by the stream's one background task only (crate::stream), never per
-//! request; each one also lists the rows changed since the one before, so a dashboard re-reads a
-//! row's detail only when that row changed.
+//! The overview every view shares (registre-api's GET /api/overview, its SSE stream and /metrics;
+//! registre-monitor's /metrics): each environment's counts and ages, and Redis's live state, read
+//! concurrently. A part that does not answer is reported in place (`error`) so the rest still
+//! shows: an operator needs the dashboard most when something is down. registre-api computes it in
+//! its stream's one background task only, never per request; each one also lists the rows changed
+//! since the one before ([`add_changes`]), so a dashboard re-reads a row's detail only when that
+//! row changed.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use registre_ops::{ChangedRow, EnvOverview, LiveView, Ops};
+use registre_domain::status;
 use serde::Serialize;
+
+use crate::{ChangedRow, EnvOverview, LiveView, Ops};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct EnvEntry {
@@ -68,7 +71,7 @@ pub async fn overview(ops: &Ops) -> Overview {
             Err(e) => EnvEntry {
                 env: env.as_str(),
                 overview: None,
-                rest_only: matches!(e, registre_ops::OpsError::RestUnsupported { .. }),
+                rest_only: matches!(e, crate::OpsError::RestUnsupported { .. }),
                 error: Some(e.to_string()),
                 changes: None,
             },
@@ -80,7 +83,7 @@ pub async fn overview(ops: &Ops) -> Overview {
     };
     Overview {
         generated_at: Utc::now(),
-        statuses: (1..=6).map(|s| (s, registre_ops::status_label(s))).collect(),
+        statuses: status::ALL.iter().map(|s| (*s, status::label(*s))).collect(),
         environments,
         live,
         live_error,

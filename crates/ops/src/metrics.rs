@@ -1,10 +1,13 @@
-//! registre-api's /metrics: the queue, capacity, rate-limit and pool gauges in the Prometheus text
-//! format (version 0.0.4), computed from the same overview as the dashboard at each scrape. These
-//! are all gauges of state read at scrape time (nothing is counted inside this process), so they
-//! are written directly; names start with `registre_`, use base units (seconds, bytes) and carry
-//! `env`, `source`, `stage` labels where they apply. docs/operations.md lists every one.
+//! The /metrics of registre-api and registre-monitor: the queue, capacity, rate-limit and pool gauges
+//! in the Prometheus text format (version 0.0.4), computed from the same overview as the dashboard
+//! ([`crate::overview()`]) at each scrape. These are all gauges of state read at scrape time
+//! (nothing is counted inside this process), so they are written directly; names start with
+//! `registre_`, use base units (seconds, bytes) and carry `env`, `source`, `stage` labels where
+//! they apply. docs/operations.md lists every one.
 
 use std::fmt::Write;
+
+use registre_domain::{status, DocumentSource};
 
 use crate::Overview;
 
@@ -52,18 +55,18 @@ pub fn render(o: &Overview) -> String {
     for e in &o.environments {
         let Some(ov) = &e.overview else { continue };
         // Every status × source is written, zeros included, so rates and alerts see series that exist.
-        for status in 1..=6 {
-            for source in ["acte", "index", "plan_cadastraux"] {
+        for id in status::ALL {
+            for source in DocumentSource::ALL.map(DocumentSource::as_str) {
                 let n = ov
                     .counts
                     .iter()
-                    .filter(|c| c.status_id == status && c.document_source == source)
+                    .filter(|c| c.status_id == id && c.document_source == source)
                     .map(|c| c.count)
                     .sum::<u64>();
-                let s = status.to_string();
+                let s = id.to_string();
                 out.sample(
                     "registre_queue_rows",
-                    &[("env", e.env), ("status", &s), ("status_name", registre_ops::status_label(status)), ("source", source)],
+                    &[("env", e.env), ("status", &s), ("status_name", status::label(id)), ("source", source)],
                     n as f64,
                 );
             }
