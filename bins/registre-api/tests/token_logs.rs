@@ -147,7 +147,7 @@ async fn metrics_addr_is_ignored_registre_api_serves_its_own_metrics() {
             assert!(text.contains("registre_queue_rows"), "{text}");
             if metrics_port == free {
                 // Serving, yet nothing listens on METRICS_ADDR: the port stays the workers'.
-                assert!(call(metrics_port, "GET", "/metrics", &[], "").is_none(), "registre-api answered on METRICS_ADDR");
+                assert!(http_call(metrics_port, "GET", "/metrics", &[], "").is_none(), "registre-api answered on METRICS_ADDR");
             }
             all.push_str(&stop_api(child));
         }

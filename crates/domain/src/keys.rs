@@ -10,7 +10,7 @@
 //!   `worker_pool:allocation:processes`, `worker_pool:assignments`, `worker_pool:lock`);
 //! - rate limit (crates/ratelimit): [`RateLimitKeys`] (`ratelimit:{<name>}:requests`, `:charges`,
 //!   `:tokens`, `:state`, `:cooldown`);
-//! - monitor (crates/monitor): [`monitor_incidents`] (`monitor:incidents`).
+//! - monitor (crates/monitor-lib): [`monitor_incidents`] (`monitor:incidents`).
 
 /// The registry of live servers: a sorted set, SERVER_ID (or empty for the default server) →
 /// expiry, refreshed with the capacity leases (crates/capacity budget.rs). One key for every server
@@ -124,7 +124,7 @@ impl RateLimitKeys {
     }
 }
 
-/// The open incidents of the monitor of server `server_id` (a hash alert key → JSON, crates/monitor
+/// The open incidents of the monitor of server `server_id` (a hash alert key → JSON, crates/monitor-lib
 /// store.rs): `monitor:incidents`, or `monitor:{x}:incidents` so monitors of separate fleets
 /// sharing a Redis keep their own.
 pub fn monitor_incidents(server_id: Option<&str>) -> String {

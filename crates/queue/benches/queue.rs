@@ -3,7 +3,7 @@
 //! the same table and rows, in the same run.
 //! - ours, the workers' path: `MultiQueue::claim_any_extraction` then `MultiQueue::complete_extraction`
 //!   (`queue_claim_extraction`, `queue_complete_extraction`), one round trip each, exactly what the
-//!   registre worker (crates/registre) and the OCR worker (crates/pool, with the OCR pair) run;
+//!   registre worker (crates/extraction) and the OCR worker (crates/pool, with the OCR pair) run;
 //! - pgbench, the same 2 statements: the same two functions, prepared (`-M prepared`), one job per
 //!   transaction of the script: the reference (what a plain client does).
 //! pgbench gets as many threads as our runtime (2) and one connection per worker, as ours.

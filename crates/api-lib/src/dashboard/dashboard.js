@@ -6,7 +6,7 @@
 // says that row changed. A write whose answer is lost or late says "outcome unknown: check with
 // registrectl show <id>", never that it failed (writeOutcome). No framework: the page must work offline from the binary alone.
 // STATUS (ids, labels, retryable, cancellable) is written above this file by registre-api from
-// registre_domain::status (crates/api/src/dashboard.rs): no status id or label is spelled here.
+// registre_domain::status (crates/api-lib/src/dashboard.rs): no status id or label is spelled here.
 "use strict";
 
 const SOURCES = ["index", "acte", "plan_cadastraux"];
