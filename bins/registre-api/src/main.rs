@@ -6,5 +6,5 @@
 fn main() -> std::process::ExitCode {
     // It serves its own /metrics on API_PORT, so METRICS_ADDR (the workers' address, often in the
     // same shared .env) is not served from here: two processes would fight for that port.
-    registre_runtime::run_binary_serving_metrics("registre-api", registre_api_lib::run)
+    registre_runtime::run_binary("registre-api", registre_api_lib::run)
 }

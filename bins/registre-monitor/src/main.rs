@@ -4,5 +4,5 @@
 //! configuration. It serves METRICS_ADDR itself (its /metrics holds the queue gauges).
 
 fn main() -> std::process::ExitCode {
-    registre_runtime::run_binary_serving_metrics("registre-monitor", registre_monitor_lib::run)
+    registre_runtime::run_binary("registre-monitor", registre_monitor_lib::run)
 }

@@ -344,35 +344,35 @@ impl Worker {
                 tracing::error!(worker = %self.id, job = %job.id, "❌ {document} failed for good after {attempts} attempt(s) (status 4): {message}");
                 Ended::Failed
             }
-            Settled::Done(FailOutcome::NotOwner) => {
-                tracing::warn!(worker = %self.id, job = %job.id, "⚠️ {document} failed ({message}) but the row was no longer ours: nothing recorded");
-                Ended::Lost
-            }
-            Settled::RowError(e) => {
-                tracing::error!(worker = %self.id, job = %job.id, "❌ {document} failed ({message}) and the failure could not be recorded ({e}): the row returns to the queue when its lease expires");
-                Ended::Other
-            }
+            Settled::Done(FailOutcome::NotOwner) => self.failure_lost(job, document, "failed", message),
+            Settled::RowError(e) => self.failure_unrecorded(job, document, "failed", message, e),
             Settled::GaveUp => Ended::Other,
         }
+    }
+
+    /// The row was no longer ours when its failure (`what`: failed, rejected) was to be written.
+    fn failure_lost(&self, job: &Job, document: &str, what: &str, message: &str) -> Ended {
+        tracing::warn!(worker = %self.id, job = %job.id, "⚠️ {document} {what} ({message}) but the row was no longer ours: nothing recorded");
+        Ended::Lost
+    }
+
+    /// The failure could not be written: the lease's expiry gives the row back.
+    fn failure_unrecorded(&self, job: &Job, document: &str, what: &str, message: &str, error: impl std::fmt::Display) -> Ended {
+        tracing::error!(worker = %self.id, job = %job.id, "❌ {document} {what} ({message}) and the failure could not be recorded ({error}): the row returns to the queue when its lease expires");
+        Ended::Other
     }
 
     /// The row's data was rejected by the registry: status 4 at once with the site's text.
     async fn fail_final(&self, job: &Job, document: &str, error: &JobError) -> Ended {
         let message = error.to_string();
         match self.settle("fail", || self.services.queue.fail_final(job, &message)).await {
-            Settled::Done(FailOutcome::NotOwner) => {
-                tracing::warn!(worker = %self.id, job = %job.id, "⚠️ {document} rejected ({message}) but the row was no longer ours: nothing recorded");
-                Ended::Lost
-            }
+            Settled::Done(FailOutcome::NotOwner) => self.failure_lost(job, document, "rejected", &message),
             Settled::Done(_) => {
                 self.services.board.count_failed(&self.id);
                 tracing::error!(worker = %self.id, job = %job.id, "❌ {document} rejected by the registry, not retried (status 4): {message}");
                 Ended::Failed
             }
-            Settled::RowError(e) => {
-                tracing::error!(worker = %self.id, job = %job.id, "❌ {document} rejected ({message}) and the failure could not be recorded ({e}): the row returns to the queue when its lease expires");
-                Ended::Other
-            }
+            Settled::RowError(e) => self.failure_unrecorded(job, document, "rejected", &message, e),
             Settled::GaveUp => Ended::Other,
         }
     }

@@ -19,7 +19,7 @@ pub mod script;
 pub mod shutdown;
 
 pub use backoff::Backoff;
-pub use main_helper::{run_binary, run_binary_serving_metrics, BinaryError};
+pub use main_helper::{run_binary, BinaryError};
 pub use redis_conn::{cluster_connection, redis_connection, single_connection, RedisConn, RedisConnectError};
 pub use redis_version::{probe_redis_target, probe_redis_version, RedisVersion, RedisVersionError, MINIMUM_REDIS};
 pub use shutdown::Shutdown;

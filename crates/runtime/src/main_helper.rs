@@ -20,34 +20,17 @@ pub trait BinaryError: Display {
 }
 
 /// Runs `run(config, shutdown)` as the whole process `name`: exit 0 after a graceful stop, the
-/// error's code (with one line on stderr) when it fails, 2 on bad configuration.
+/// error's code (with one line on stderr) when it fails, 2 on bad configuration. The worker metrics
+/// server is started on METRICS_ADDR, except for the binaries that serve that address themselves
+/// (registre-api: its own /metrics; registre-monitor: its /metrics holds the queue gauges and its
+/// /ready its own checks).
 pub fn run_binary<F, Fut, E>(name: &str, run: F) -> ExitCode
 where
     F: FnOnce(Config, Shutdown) -> Fut,
     Fut: Future<Output = Result<(), E>>,
     E: BinaryError,
 {
-    run_binary_with(name, true, run)
-}
-
-/// [`run_binary`] for a binary that serves METRICS_ADDR itself (registre-monitor: its /metrics
-/// holds the queue gauges and its /ready its own checks), so the worker metrics server is not
-/// started on that address.
-pub fn run_binary_serving_metrics<F, Fut, E>(name: &str, run: F) -> ExitCode
-where
-    F: FnOnce(Config, Shutdown) -> Fut,
-    Fut: Future<Output = Result<(), E>>,
-    E: BinaryError,
-{
-    run_binary_with(name, false, run)
-}
-
-fn run_binary_with<F, Fut, E>(name: &str, worker_metrics: bool, run: F) -> ExitCode
-where
-    F: FnOnce(Config, Shutdown) -> Fut,
-    Fut: Future<Output = Result<(), E>>,
-    E: BinaryError,
-{
+    let worker_metrics = !matches!(name, "registre-api" | "registre-monitor");
     // Only the sections this binary reads are validated (registre_config::Sections::for_binary).
     let config = registre_config::load_or_exit_for(registre_config::Sections::for_binary(name));
     crate::logging::init(&config.log);
