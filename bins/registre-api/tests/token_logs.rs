@@ -11,9 +11,8 @@ use std::time::{Duration, Instant};
 
 use registre_config::EnvName;
 use registre_testkit::binary::http_call;
-use registre_testkit::postgres::TestDatabase;
 use registre_testkit::{free_port, shared_redis_url, unique};
-use sqlx::{Connection, PgConnection};
+use sqlx::PgConnection;
 
 const TOKEN: &str = "tok-SHOULD-NEVER-BE-LOGGED-7f3a9c2e41d8";
 
@@ -99,10 +98,7 @@ fn run_and_call(db_url: &str, log_format: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_token_never_appears_in_any_log_line() {
-    let db = TestDatabase::create();
-    let mut conn = PgConnection::connect(db.url()).await.expect("connect");
-    registre_queue::migrate(&mut conn, EnvName::Prod).await.expect("migrate");
-    conn.close().await.expect("close");
+    let (db, _pool) = registre_testkit::postgres::migrated(async |c: &mut PgConnection| registre_queue::migrate(c, EnvName::Prod).await).await;
     let url = db.url().to_string();
     for format in ["text", "json"] {
         let url = url.clone();
@@ -128,10 +124,7 @@ async fn the_token_never_appears_in_any_log_line() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_addr_is_ignored_registre_api_serves_its_own_metrics() {
-    let db = TestDatabase::create();
-    let mut conn = PgConnection::connect(db.url()).await.expect("connect");
-    registre_queue::migrate(&mut conn, EnvName::Prod).await.expect("migrate");
-    conn.close().await.expect("close");
+    let (db, _pool) = registre_testkit::postgres::migrated(async |c: &mut PgConnection| registre_queue::migrate(c, EnvName::Prod).await).await;
     let url = db.url().to_string();
     // One address free (a worker's, not started yet) and one taken (a worker already on it).
     let free = free_port();

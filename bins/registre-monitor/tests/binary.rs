@@ -11,6 +11,26 @@ use registre_testkit::binary::http_get as get;
 use registre_testkit::{free_port, shared_redis_url, unique};
 use sqlx::{Connection, PgConnection};
 
+/// registre-monitor on the database at `db_url`, its own server id and rate-limit name, /metrics
+/// on `port`, plus `extra` variables; its output piped.
+fn monitor(db_url: &str, port: u16, extra: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_registre-monitor"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("REDIS_URL", shared_redis_url())
+        .env("SERVER_ID", unique("monitor-bin"))
+        .env("OCR_RATE_LIMIT_NAME", unique("monitor-rl"))
+        .env("PROD_DATABASE_URL", db_url)
+        .env("METRICS_ADDR", format!("127.0.0.1:{port}"))
+        .current_dir(std::env::temp_dir())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reaps_with_no_worker_serves_metrics_and_stops_on_sigterm() {
     let db = TestDatabase::create();
@@ -26,20 +46,7 @@ async fn reaps_with_no_worker_serves_metrics_and_stops_on_sigterm() {
     .await
     .expect("insert");
     let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_registre-monitor"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("REDIS_URL", shared_redis_url())
-        .env("SERVER_ID", unique("monitor-bin"))
-        .env("OCR_RATE_LIMIT_NAME", unique("monitor-rl"))
-        .env("PROD_DATABASE_URL", db.url())
-        .env("MONITOR_INTERVAL_MS", "200")
-        .env("METRICS_ADDR", format!("127.0.0.1:{port}"))
-        .current_dir(std::env::temp_dir())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("registre-monitor starts");
+    let mut child = monitor(db.url(), port, &[("MONITOR_INTERVAL_MS", "200")]).spawn().expect("registre-monitor starts");
 
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -102,16 +109,7 @@ fn a_taken_metrics_addr_exits_1() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = taken.local_addr().expect("addr");
     let db = TestDatabase::create();
-    let out = Command::new(env!("CARGO_BIN_EXE_registre-monitor"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("REDIS_URL", shared_redis_url())
-        .env("SERVER_ID", unique("monitor-taken"))
-        .env("PROD_DATABASE_URL", db.url())
-        .env("METRICS_ADDR", addr.to_string())
-        .current_dir(std::env::temp_dir())
-        .output()
-        .expect("run");
+    let out = monitor(db.url(), addr.port(), &[]).output().expect("run");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains(&format!("METRICS_ADDR={addr}: cannot listen")), "{stderr}");
@@ -124,22 +122,8 @@ fn a_taken_metrics_addr_exits_1() {
 fn sections_it_does_not_read_do_not_stop_it() {
     let db = TestDatabase::create();
     let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_registre-monitor"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("REDIS_URL", shared_redis_url())
-        .env("SERVER_ID", unique("monitor-shared-env"))
-        .env("OCR_RATE_LIMIT_NAME", unique("monitor-shared-rl"))
-        .env("PROD_DATABASE_URL", db.url())
-        .env("METRICS_ADDR", format!("127.0.0.1:{port}"))
-        .env("REGISTRE_FETCHER", "directory")
-        .env("OCR_WORKER_POOL_SIZE", "abc")
-        .env("API_PORT", "not-a-port")
-        .current_dir(std::env::temp_dir())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("registre-monitor starts");
+    let bad_other_sections = [("REGISTRE_FETCHER", "directory"), ("OCR_WORKER_POOL_SIZE", "abc"), ("API_PORT", "not-a-port")];
+    let mut child = monitor(db.url(), port, &bad_other_sections).spawn().expect("registre-monitor starts");
     registre_testkit::binary::wait_for_200(&mut child, port, "/health", Duration::from_secs(60), "registre-monitor");
     let (status, logs) = registre_testkit::binary::stop_with_sigterm(child);
     assert!(status.success(), "{status}: {logs}");

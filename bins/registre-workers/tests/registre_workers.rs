@@ -521,12 +521,7 @@ async fn the_registry_fetcher_claims_fetches_and_stores_through_the_site() {
     let storage = TempDir::new("storage-registry");
     let server_id = registre_testkit::unique("rw-registry");
     let mut conn = PgConnection::connect(db.url()).await.expect("connect");
-    sqlx::query("INSERT INTO worker_accounts (username, password) VALUES ($1, $2)")
-        .bind(registry_site::USER)
-        .bind(registry_site::PASSWORD)
-        .execute(&mut conn)
-        .await
-        .expect("insert account");
+    registry_site::insert_account(&mut conn).await;
     let acte: uuid::Uuid = sqlx::query_scalar(
         "INSERT INTO extraction_queue (document_source, document_number, circonscription_fonciere, acte_type, status_id, created_at)
          VALUES ('acte', '22 000 000', 'Montréal', 'Acte', 1, clock_timestamp()) RETURNING id",

@@ -13,11 +13,10 @@ use std::time::{Duration, Instant};
 use registre_capacity::{CapacityManager, CapacitySettings, WorkerType};
 use registre_config::{Config, EnvName};
 use registre_testkit::index_score::score;
-use registre_testkit::postgres::TestDatabase;
 use registre_testkit::scan::{scanned_index, ScannedIndex};
 use serde_json::{json, Value};
-use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::{Connection, PgConnection};
+use sqlx::postgres::PgPool;
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 /// registrectl with exactly `env` (no .env: it runs in an empty directory), its output in `log`.
@@ -78,11 +77,7 @@ async fn index_data_of(pool: &PgPool, id: Uuid) -> (Option<Value>, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backfill_fills_only_index_rows_at_5_without_data_under_the_capacity_budget_then_export_writes_them() {
-    let db = TestDatabase::create();
-    let mut conn = PgConnection::connect(db.url()).await.expect("connect");
-    registre_queue::migrate(&mut conn, EnvName::Prod).await.expect("migrate");
-    conn.close().await.expect("close");
-    let pool = PgPoolOptions::new().max_connections(4).connect(db.url()).await.expect("pool");
+    let (db, pool) = registre_testkit::postgres::migrated(async |c: &mut PgConnection| registre_queue::migrate(c, EnvName::Prod).await).await;
     let work = std::env::temp_dir().join(registre_testkit::unique("index-backfill"));
     let storage = work.join("storage");
     std::fs::create_dir_all(&storage).unwrap();

@@ -12,8 +12,8 @@ use registre_capacity::{CapacityManager, CapacitySettings, WorkerType};
 use registre_config::{Config, EnvName};
 use registre_testkit::postgres::{insert_row, set_columns, TestDatabase};
 use serde_json::Value;
-use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::{Connection, PgConnection};
+use sqlx::postgres::PgPool;
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 struct Ctl {
@@ -23,11 +23,7 @@ struct Ctl {
 }
 
 async fn setup(extra: &[(&str, &str)]) -> Ctl {
-    let db = TestDatabase::create();
-    let mut conn = PgConnection::connect(db.url()).await.expect("connect");
-    registre_queue::migrate(&mut conn, EnvName::Prod).await.expect("migrate");
-    conn.close().await.expect("close");
-    let pool = PgPoolOptions::new().max_connections(4).connect(db.url()).await.expect("pool");
+    let (db, pool) = registre_testkit::postgres::migrated(async |c: &mut PgConnection| registre_queue::migrate(c, EnvName::Prod).await).await;
     let mut env = vec![
         ("PROD_DATABASE_URL".to_string(), db.url().to_string()),
         ("REDIS_URL".to_string(), registre_testkit::shared_redis_url()),

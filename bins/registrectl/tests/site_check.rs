@@ -16,12 +16,7 @@ async fn database_with_account() -> TestDatabase {
     let db = TestDatabase::create();
     let mut conn = PgConnection::connect(db.url()).await.expect("connect");
     registre_queue::migrate(&mut conn, EnvName::Prod).await.expect("migrate");
-    sqlx::query("INSERT INTO worker_accounts (username, password) VALUES ($1, $2)")
-        .bind(registry_site::USER)
-        .bind(registry_site::PASSWORD)
-        .execute(&mut conn)
-        .await
-        .expect("account");
+    registry_site::insert_account(&mut conn).await;
     conn.close().await.expect("close");
     db
 }

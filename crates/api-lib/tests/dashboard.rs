@@ -14,7 +14,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::{start, TOKEN};
-use registre_testkit::postgres::insert_row;
+use registre_testkit::postgres::{insert_row, set_columns};
 use sqlx::Connection;
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -99,11 +99,7 @@ async fn dashboard_shows_live_changes_and_retries_an_erreur_row() {
         insert_row(&api.pool, source, number, status).await;
     }
     let done = insert_row(&api.pool, "index", "3 333 333", 5).await;
-    sqlx::query("UPDATE extraction_queue SET file_content = 'INDEX DES IMMEUBLES\nCirconscription foncière : Montréal\nLot : 3 333 333', supabase_path = 'index/3_333_333.pdf' WHERE id = $1")
-        .bind(done)
-        .execute(&api.pool)
-        .await
-        .unwrap();
+    set_columns(&api.pool, done, "file_content = 'INDEX DES IMMEUBLES\nCirconscription foncière : Montréal\nLot : 3 333 333', supabase_path = 'index/3_333_333.pdf'").await;
     // The index des immeubles as data, with a name that would be markup if it were not escaped.
     let index_data = json!({"engine": "tesseract", "pages": [{"page": 1, "format": "modern-inscription", "circonscription": "Montréal",
         "cadastre": "Cadastre du Québec", "lot": "3 333 333", "inscriptions": [{"date_presentation": "1995-06-06", "numero": "8 173 504",
@@ -113,11 +109,7 @@ async fn dashboard_shows_live_changes_and_retries_an_erreur_row() {
     let detail: serde_json::Value = api.client.get(api.url(&format!("/api/extractions/{done}"))).bearer_auth(TOKEN).send().await.unwrap().json().await.unwrap();
     assert_eq!(detail["index_data"], index_data, "GET /api/extractions/{{id}} carries index_data");
     let failed = insert_row(&api.pool, "acte", "9 999 999", 4).await;
-    sqlx::query("UPDATE extraction_queue SET attemtps = 3, error_message = 'Le document demandé est introuvable' WHERE id = $1")
-        .bind(failed)
-        .execute(&api.pool)
-        .await
-        .unwrap();
+    set_columns(&api.pool, failed, "attemtps = 3, error_message = 'Le document demandé est introuvable'").await;
     let conn = registre_runtime::redis_connection(&api.config.redis_url).unwrap();
     let capacity = registre_capacity::CapacityManager::new(conn.clone(), registre_capacity::CapacitySettings::from_config(&api.config));
     let _ = capacity.try_lease("registre-worker-1-4f2a9c1b", registre_capacity::WorkerType::Registre).await.unwrap();
@@ -187,11 +179,7 @@ async fn dashboard_shows_live_changes_and_retries_an_erreur_row() {
     until(&client, "the counts after it", "document.querySelector('tr[data-env=prod] td[data-status=\"1\"]').textContent.trim() === '4'").await;
     assert_eq!(client.execute("return window.__detailReads;", vec![]).await.unwrap(), json!(0), "the unchanged detail was re-read");
     // The open row changes: its detail is re-read, once.
-    sqlx::query("UPDATE extraction_queue SET boosted_file_content = 'INDEX CORRIGÉ', updated_at = now() WHERE id = $1")
-        .bind(done)
-        .execute(&api.pool)
-        .await
-        .unwrap();
+    set_columns(&api.pool, done, "boosted_file_content = 'INDEX CORRIGÉ', updated_at = now()").await;
     until(&client, "the detail re-read", "document.getElementById('detail').innerText.includes('INDEX CORRIGÉ')").await;
     let reads = client.execute("return window.__detailReads;", vec![]).await.unwrap();
     assert_eq!(reads, json!(1), "one read per change of the open row");

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
 use common::{start, TOKEN};
-use registre_testkit::postgres::insert_row;
+use registre_testkit::postgres::{insert_row, set_columns};
 use registre_config::EnvName;
 use registre_queue::{PgQueue, Queue, QueueSettings, Transition};
 use serde_json::{json, Value};
@@ -113,11 +113,7 @@ async fn data_changing_routes_need_the_token() {
 async fn every_api_route_needs_the_token_reads_included_and_the_page_stays_open() {
     let api = start(Some(TOKEN), &[]).await;
     let id = insert_row(&api.pool, "index", "1", 5).await;
-    sqlx::query("UPDATE extraction_queue SET file_content = 'TEXTE OCR SECRET', error_message = 'chemin/secret' WHERE id = $1")
-        .bind(id)
-        .execute(&api.pool)
-        .await
-        .unwrap();
+    set_columns(&api.pool, id, "file_content = 'TEXTE OCR SECRET', error_message = 'chemin/secret'").await;
     for path in ["/api/extractions", "/api/overview", "/api/workers", "/api/stream", &format!("/api/extractions/{id}")] {
         let resp = api.bare.get(api.url(path)).send().await.unwrap();
         let (s, v) = json_of(resp).await;

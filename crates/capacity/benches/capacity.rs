@@ -15,6 +15,8 @@ use registre_capacity::{Allocation, CapacityManager, CapacitySettings, WorkerTyp
 use registre_config::Config;
 use registre_testkit::RedisServer;
 
+mod common;
+
 const RUN_FOR: Duration = Duration::from_secs(3);
 
 fn top_level_calls(url: &str) -> u64 {
@@ -37,19 +39,7 @@ async fn run(manager: &CapacityManager, in_flight: usize) -> (u64, Duration) {
     let tasks: Vec<_> = (0..in_flight)
         .map(|t| {
             let m = manager.clone();
-            tokio::spawn(async move {
-                let id = format!("bench-{t}");
-                let mut cycles = 0u64;
-                while started.elapsed() < RUN_FOR {
-                    match m.allocate(&id, WorkerType::IndexOcr).await {
-                        Ok(Allocation::Granted { .. }) => {}
-                        other => panic!("allocation refused in the benchmark: {other:?}"),
-                    }
-                    m.release(&id).await.expect("release");
-                    cycles += 1;
-                }
-                cycles
-            })
+            tokio::spawn(async move { common::allocate_release_cycles(&m, &format!("bench-{t}"), started, RUN_FOR).await })
         })
         .collect();
     let mut total = 0;

@@ -10,10 +10,12 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use registre_capacity::{Allocation, CapacityManager, CapacitySettings, WorkerType};
+use registre_capacity::{CapacityManager, CapacitySettings, WorkerType};
 use registre_domain::keys::CapacityKeys;
 use registre_config::Config;
 use registre_testkit::RedisServer;
+
+mod common;
 
 const RUN_FOR: Duration = Duration::from_secs(3);
 const IN_FLIGHT: [usize; 4] = [1, 8, 32, 64];
@@ -71,19 +73,8 @@ where
 async fn with_manager(manager: &CapacityManager, in_flight: usize) -> f64 {
     ops_per_second(in_flight, |t, started| {
         let m = manager.clone();
-        async move {
-            let id = format!("cm-{t}");
-            let mut ops = 0u64;
-            while started.elapsed() < RUN_FOR {
-                match m.allocate(&id, WorkerType::IndexOcr).await {
-                    Ok(Allocation::Granted { .. }) => {}
-                    other => panic!("allocation refused in the benchmark: {other:?}"),
-                }
-                m.release(&id).await.expect("release");
-                ops += 2;
-            }
-            ops
-        }
+        // Two operations a cycle: the allocate and the release.
+        async move { 2 * common::allocate_release_cycles(&m, &format!("cm-{t}"), started, RUN_FOR).await }
     })
     .await
 }

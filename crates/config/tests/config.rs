@@ -86,34 +86,31 @@ fn gemini_is_the_default_engine_when_a_key_is_set() {
     assert_eq!(c.ocr_engine.engine, OcrEngineKind::Tesseract);
 }
 
-/// (variables besides PROD_DATABASE_URL, the one line the configuration is refused with).
-const REFUSALS: &[(&[(&str, &str)], &str)] = &[
-    (&[("OCR_WORKER_POOL_SIZE", "abc")], "OCR_WORKER_POOL_SIZE=abc: expected a whole number"),
-    (&[("SERVER_MAX_CPU", "eight")], "SERVER_MAX_CPU=eight: expected a number"),
-    (&[("WORKER_COUNT", "1.5")], "WORKER_COUNT=1.5: expected a whole number"),
-    (&[("OCR_RATE_LIMIT_MARGIN_MS", "-5")], "OCR_RATE_LIMIT_MARGIN_MS=-5: expected a whole number ≥ 0, not a negative one"),
-    (&[("WORKER_COUNT", "-1")], "WORKER_COUNT=-1: expected a whole number ≥ 0, not a negative one"),
-    (&[("SERVER_MAX_RAM", "-16")], "SERVER_MAX_RAM=-16: expected a number ≥ 0, not a negative one"),
-    (&[("SERVER_MAX_CPU", "0")], "SERVER_MAX_CPU=0: expected a number greater than 0"),
-    (&[("SERVER_RESERVE_CPU_PERCENT", "100")], "SERVER_RESERVE_CPU_PERCENT=100: expected a percentage from 0 to 99 (the share kept for the OS)"),
-    (&[("OCR_MIN_INDEX_WORKERS", "2"), ("OCR_MIN_ACTE_WORKERS", "1")], "OCR_MIN_INDEX_WORKERS + OCR_MIN_ACTE_WORKERS (3) exceeds OCR_WORKER_POOL_SIZE (2)"),
-    (&[("REGISTRE_FETCHER", "http"), ("REGISTRE_URL_TEMPLATE", "not a url/t0ps3cret/{document_number}")], "REGISTRE_URL_TEMPLATE=[redacted]: expected an http(s) URL with {source} and {document_number} holes"),
-    (&[("REGISTRE_FETCHER", "http"), ("REGISTRE_URL_TEMPLATE", "https://m.example/t0ps3cret/{source}.pdf")], "REGISTRE_URL_TEMPLATE=[redacted]: expected a URL containing the {document_number} hole"),
-    (&[("REDIS_URL", "localhost:6379")], "REDIS_URL=localhost:6379: expected a URL starting with redis:// or rediss://"),
-    (&[("REDIS_URL", "http://localhost")], "REDIS_URL=http://localhost: expected a URL starting with redis:// or rediss://"),
-    (&[("REGISTRE_FETCHER", "ftp")], "REGISTRE_FETCHER=ftp: expected one of registry, http, directory"),
-    (&[("REGISTRE_FETCHER", "directory")], "REGISTRE_SOURCE_DIR is required when REGISTRE_FETCHER=directory"),
-    (&[("REGISTRE_FETCHER", "http")], "REGISTRE_URL_TEMPLATE is required when REGISTRE_FETCHER=http"),
-    (&[("OCR_ENGINE", "gemini")], "GEMINI_API_KEY is required when OCR_ENGINE=gemini"),
-    (&[("OCR_PROD", "maybe")], "OCR_PROD=maybe: expected true or false"),
-    (&[("LOG_FORMAT", "xml")], "LOG_FORMAT=xml: expected text or json"),
-    (&[("SERVER_ID", "a b")], "SERVER_ID=a b: expected letters, digits, '-', '_' or '.' only"),
-];
+/// The cases of refusals.txt: (variables besides PROD_DATABASE_URL, the one line the configuration
+/// is refused with).
+fn refusals() -> Vec<(Vec<(String, String)>, String)> {
+    let mut cases = Vec::new();
+    let mut vars = Vec::new();
+    for line in include_str!("refusals.txt").lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')) {
+        match line.strip_prefix("→ ") {
+            Some(refused) => cases.push((std::mem::take(&mut vars), refused.to_string())),
+            None => {
+                let (name, value) = line.split_once('=').unwrap_or_else(|| panic!("refusals.txt: {line:?} is not NAME=value"));
+                vars.push((name.to_string(), value.to_string()));
+            }
+        }
+    }
+    assert!(vars.is_empty(), "refusals.txt ends with variables and no refusal line");
+    cases
+}
 
 #[test]
 fn each_mistake_is_refused_with_one_line_naming_the_variable() {
-    for (vars, line) in REFUSALS {
-        assert_eq!(error_line(vars), *line, "{vars:?}");
+    let cases = refusals();
+    assert!(cases.len() >= 20, "{} cases read", cases.len());
+    for (vars, line) in &cases {
+        let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(error_line(&vars), *line, "{vars:?}");
     }
 }
 

@@ -85,11 +85,7 @@ async fn exclusive_counted_and_freed(backend: Backend) {
     // A refused login is counted; the account sinks to the back of the line.
     let (holder, refused) = &got[0];
     providers[*holder].report_login_failure(refused, "Code d'utilisateur ou mot de passe invalide").await;
-    let failures: i32 = sqlx::query_scalar("SELECT failure_count FROM worker_accounts WHERE username = $1")
-        .bind(&refused.username)
-        .fetch_one(&mut conn)
-        .await
-        .expect("failure_count");
+    let failures = failure_count(&mut conn, &refused.username).await;
     assert_eq!(failures, 1);
 
     // Leases are renewed while in use: a holder keeps its account well past the lease length
@@ -115,11 +111,7 @@ async fn exclusive_counted_and_freed(backend: Backend) {
     let again = providers[11].acquire().await.expect("released account is free again");
     assert_eq!(again.username, refused.username);
     providers[11].report_login_success(&again).await;
-    let failures: i32 = sqlx::query_scalar("SELECT failure_count FROM worker_accounts WHERE username = $1")
-        .bind(&again.username)
-        .fetch_one(&mut conn)
-        .await
-        .expect("failure_count");
+    let failures = failure_count(&mut conn, &again.username).await;
     assert_eq!(failures, 0);
 
     // A holder that vanishes without releasing (a crash: its renewals stop) frees its account
@@ -157,4 +149,9 @@ async fn accounts_are_exclusive_counted_and_freed_through_postgres() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn accounts_are_exclusive_counted_and_freed_through_supabase_rest() {
     exclusive_counted_and_freed(Backend::Rest).await;
+}
+
+/// The account's failure_count as the queue keeps it.
+async fn failure_count(conn: &mut sqlx::PgConnection, username: &str) -> i32 {
+    sqlx::query_scalar("SELECT failure_count FROM worker_accounts WHERE username = $1").bind(username).fetch_one(conn).await.expect("failure_count")
 }

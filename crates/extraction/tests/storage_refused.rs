@@ -11,11 +11,9 @@ use std::time::Duration;
 
 use registre_config::Config;
 use registre_fetch::{BoxFuture, DocumentRequest, FetchError, FetchedDocument, Fetcher};
-use registre_runtime::Shutdown;
 use registre_storage::Storage;
 use registre_testkit::moto::MotoServer;
-use registre_extraction::{start_workers, WorkerSettings};
-use common::{insert, row, services, setup, wait_for_row};
+use common::{insert, row, run_workers, services, setup, stop, wait_for_row};
 
 struct AlwaysPdf;
 
@@ -47,9 +45,7 @@ async fn a_wrong_secret_fails_each_row_readably_and_the_workers_go_on() {
     ])
     .expect("s3 config");
     services.storage = Storage::from_config(&s3.storage).expect("s3 storage");
-    let shutdown = Shutdown::new();
-    let workers = start_workers(&services, &WorkerSettings::from_config(&setup.config.registre), &shutdown).await;
-    workers.begin();
+    let (shutdown, _workers) = run_workers(&setup, &services).await;
 
     wait_for_row(&pool, first, "the first row failed once", Duration::from_secs(120), |r| r.1 >= 1).await;
     let (_, _, error, path) = row(&pool, first).await;
@@ -65,7 +61,6 @@ async fn a_wrong_secret_fails_each_row_readably_and_the_workers_go_on() {
     let (_, _, error, _) = row(&pool, second).await;
     assert!(error.is_some_and(|e| e.starts_with("upload to storage failed: s3 storage: upload index/43---")));
 
-    shutdown.trigger();
-    assert!(shutdown.wait(Duration::from_secs(60)).await, "workers stop");
+    stop(&shutdown).await;
     let _ = std::fs::remove_dir_all(&setup.storage_dir);
 }

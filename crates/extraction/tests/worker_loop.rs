@@ -19,7 +19,7 @@ use registre_config::{Config, EnvName};
 use registre_fetch::{BoxFuture, DocumentRequest, FetchError, FetchedDocument, Fetcher};
 use registre_runtime::Shutdown;
 use registre_extraction::{start_workers, WorkerSettings};
-use common::{insert, row, services, setup, wait_for_row, wait_until};
+use common::{insert, row, run_workers, services, setup, stop, wait_for_row, wait_until};
 
 const PDF: &[u8] = b"%PDF-1.4\n1 0 obj\n<< /Type /Catalog >>\nendobj\ntrailer\n<< /Root 1 0 R >>\n%%EOF\n";
 
@@ -88,8 +88,7 @@ async fn crash_releases_without_an_attempt_and_timeout_fails_readably() {
     let views = workers.board.snapshot();
     assert_eq!(views.iter().map(|v| v.released).sum::<u64>(), 1, "{views:?}");
 
-    shutdown.trigger();
-    assert!(shutdown.wait(Duration::from_secs(60)).await, "workers stop");
+    stop(&shutdown).await;
     let status = services.capacity.status().await.expect("status");
     assert!(status.workers.is_empty() && status.cpu_allocated.0 == 0, "{status:?}");
     let _ = std::fs::remove_dir_all(&setup.storage_dir);
@@ -159,9 +158,7 @@ async fn poisonous_document_ends_in_erreur(rest: bool) {
     let fine = insert(&pool, "fine-1").await;
     let fetcher = Arc::new(Scripted::default());
     let services = services(&setup, fetcher.clone()).await;
-    let shutdown = Shutdown::new();
-    let workers = start_workers(&services, &WorkerSettings::from_config(&setup.config.registre), &shutdown).await;
-    workers.begin();
+    let (shutdown, _workers) = run_workers(&setup, &services).await;
 
     wait_for_row(&pool, poison, "poison-1 in Erreur", Duration::from_secs(120), |r| r.0 == 4).await;
     let (_, attempts, error, _) = row(&pool, poison).await;
@@ -173,8 +170,7 @@ async fn poisonous_document_ends_in_erreur(rest: bool) {
     assert!(error.contains("SIGSEGV"), "{error}");
     assert_eq!(fetcher.crashes.load(Ordering::SeqCst), max as u32, "fetched exactly {max} times, then never again");
     wait_for_row(&pool, fine, "fine-1 completed", Duration::from_secs(60), |r| r.0 == 3).await;
-    shutdown.trigger();
-    assert!(shutdown.wait(Duration::from_secs(60)).await, "workers stop");
+    stop(&shutdown).await;
     assert_eq!(fetcher.crashes.load(Ordering::SeqCst), max as u32, "the row in Erreur was never claimed again");
     let _ = std::fs::remove_dir_all(&setup.storage_dir);
 }
@@ -201,9 +197,7 @@ async fn a_completion_refused_for_the_rows_data_fails_that_row_and_the_environme
     let long = insert(&pool, &"L".repeat(90)).await;
     let fine = insert(&pool, "fine-2").await;
     let services = services(&setup, Arc::new(Scripted::default())).await;
-    let shutdown = Shutdown::new();
-    let workers = start_workers(&services, &WorkerSettings::from_config(&setup.config.registre), &shutdown).await;
-    workers.begin();
+    let (shutdown, _workers) = run_workers(&setup, &services).await;
     wait_for_row(&pool, long, "the long row failed once", Duration::from_secs(60), |r| r.1 >= 1).await;
     let (_, _, error, path) = row(&pool, long).await;
     let error = error.expect("error_message");
@@ -211,8 +205,7 @@ async fn a_completion_refused_for_the_rows_data_fails_that_row_and_the_environme
     assert_eq!(path, None);
     wait_for_row(&pool, fine, "fine-2 completed", Duration::from_secs(60), |r| r.0 == 3).await;
     assert!(services.queue.is_available(EnvName::Prod), "a row's error never takes the environment down");
-    shutdown.trigger();
-    assert!(shutdown.wait(Duration::from_secs(60)).await, "workers stop");
+    stop(&shutdown).await;
     let _ = std::fs::remove_dir_all(&setup.storage_dir);
 }
 
@@ -226,9 +219,7 @@ async fn a_row_lost_while_fetching_counts_as_lost_not_released() {
     let lost = insert(&pool, "gated-lost").await;
     let fetcher = Arc::new(Scripted::default());
     let services = services(&setup, fetcher.clone()).await;
-    let shutdown = Shutdown::new();
-    let workers = start_workers(&services, &WorkerSettings::from_config(&setup.config.registre), &shutdown).await;
-    workers.begin();
+    let (shutdown, _workers) = run_workers(&setup, &services).await;
     wait_for_row(&pool, lost, "the row claimed", Duration::from_secs(60), |r| r.0 == 2).await;
     let outcome: String = sqlx::query_scalar("SELECT outcome FROM ops_cancel($1, 'cancelled by the test')")
         .bind(lost)
@@ -243,7 +234,6 @@ async fn a_row_lost_while_fetching_counts_as_lost_not_released() {
     fetcher.gate.notify_waiters();
     wait_until("the lost job counted", Duration::from_secs(60), || async { registre_telemetry::render().contains(lost_line) }).await;
     assert_eq!(row(&pool, lost).await.0, 4, "the cancelled row stays cancelled");
-    shutdown.trigger();
-    assert!(shutdown.wait(Duration::from_secs(60)).await, "workers stop");
+    stop(&shutdown).await;
     let _ = std::fs::remove_dir_all(&setup.storage_dir);
 }

@@ -9,9 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use registre_fetch::{BoxFuture, DocumentRequest, FetchError, FetchedDocument, Fetcher};
-use registre_runtime::Shutdown;
-use registre_extraction::{start_workers, WorkerSettings};
-use common::{insert, row, services, setup, wait_for_row, wait_until};
+use common::{insert, row, run_workers, services, setup, stop, wait_for_row, wait_until};
 
 /// `rejected-*`: the site's error cell (final); `down-*`: the site does not answer (retried).
 struct Registry;
@@ -47,9 +45,7 @@ async fn a_rejected_row_fails_at_once_and_a_site_failure_is_retried() {
     };
     let down = insert(&pool, "down-1").await;
     let services = services(&setup, Arc::new(Registry)).await;
-    let shutdown = Shutdown::new();
-    let workers = start_workers(&services, &WorkerSettings::from_config(&setup.config.registre), &shutdown).await;
-    workers.begin();
+    let (shutdown, _workers) = run_workers(&setup, &services).await;
 
     wait_until("every rejected row in status 4", Duration::from_secs(30), || {
         let (conn, ids) = (pool.clone(), rejected.clone());
@@ -74,7 +70,6 @@ async fn a_rejected_row_fails_at_once_and_a_site_failure_is_retried() {
     assert_eq!(attempts, 3);
     assert!(error.is_some_and(|e| e.contains("connection refused")));
 
-    shutdown.trigger();
-    assert!(shutdown.wait(Duration::from_secs(10)).await, "workers stop");
+    stop(&shutdown).await;
     let _ = std::fs::remove_dir_all(&setup.storage_dir);
 }

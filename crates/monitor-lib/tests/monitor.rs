@@ -17,8 +17,8 @@ use registre_ratelimit::{RateLimitSettings, RateLimiter};
 use registre_testkit::postgres::{insert_row, set_columns, TestDatabase};
 use registre_testkit::RedisServer;
 use serde_json::Value;
-use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::{Connection, PgConnection};
+use sqlx::postgres::PgPool;
+use sqlx::PgConnection;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -32,11 +32,7 @@ struct Fixture {
 }
 
 async fn fixture(extra: &[(&str, String)]) -> Fixture {
-    let db = TestDatabase::create();
-    let mut conn = PgConnection::connect(db.url()).await.expect("connect");
-    registre_queue::migrate(&mut conn, EnvName::Prod).await.expect("migrate");
-    conn.close().await.expect("close");
-    let pool = PgPoolOptions::new().max_connections(4).connect(db.url()).await.expect("pool");
+    let (db, pool) = registre_testkit::postgres::migrated(async |c: &mut PgConnection| registre_queue::migrate(c, EnvName::Prod).await).await;
     let redis = RedisServer::start();
     let mut vars: Vec<(String, String)> = vec![
         ("PROD_DATABASE_URL".into(), db.url().to_string()),
@@ -366,7 +362,7 @@ async fn open_incidents_survive_a_restart_and_resolve_after_two_clean_rounds() {
     assert!(r.changes.is_empty(), "the open incident fired again after the restart: {r:?}");
     assert_eq!(restarted.stats().lock().unwrap().open.len(), 1, "it is still open");
     // The condition clears: one clean round is not enough, the second resolves it, once.
-    sqlx::query("UPDATE extraction_queue SET status_id = 5 WHERE id = $1").bind(waiting).execute(&f.pool).await.unwrap();
+    set_columns(&f.pool, waiting, "status_id = 5").await;
     let r = restarted.round().await;
     assert!(r.changes.is_empty(), "{r:?}");
     let r = restarted.round().await;

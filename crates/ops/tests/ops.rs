@@ -16,7 +16,7 @@ use registre_domain::pool::QueueCounts;
 use registre_pool::{Mode, PoolManager, Split};
 use registre_queue::{migrate, DocumentSource, PgQueue, Queue, QueueSettings, Transition};
 use registre_ratelimit::{Decision, RateLimitSettings, RateLimiter};
-use registre_testkit::postgres::{insert_row, TestDatabase};
+use registre_testkit::postgres::{insert_row, set_columns, TestDatabase};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
@@ -82,7 +82,7 @@ async fn overview_counts_every_status_and_source_and_the_last_hour() {
     assert_eq!(o.completions_per_minute.iter().map(|m| m.count).sum::<u64>(), 2, "both status-5 rows completed within the hour");
     // A row completed two hours ago is not in the last hour.
     let old = insert_row(&f.pool, "index", "old", 5).await;
-    sqlx::query("UPDATE extraction_queue SET updated_at = now() - interval '2 hours' WHERE id = $1").bind(old).execute(&f.pool).await.unwrap();
+    set_columns(&f.pool, old, "updated_at = now() - interval '2 hours'").await;
     let o = f.ops.overview(EnvName::Prod).await.expect("overview");
     assert_eq!(o.completions_per_minute.iter().map(|m| m.count).sum::<u64>(), 2);
     // Nothing waiting: no age.
@@ -101,7 +101,7 @@ async fn completions_are_counted_incrementally_with_a_late_commit_of_the_previou
     let f = fixture().await;
     for i in 0..3 {
         let id = insert_row(&f.pool, "acte", &format!("half-hour-{i}"), 5).await;
-        sqlx::query("UPDATE extraction_queue SET updated_at = now() - interval '30 minutes' WHERE id = $1").bind(id).execute(&f.pool).await.unwrap();
+        set_columns(&f.pool, id, "updated_at = now() - interval '30 minutes'").await;
     }
     for i in 0..2 {
         insert_row(&f.pool, "index", &format!("now-{i}"), 5).await;
@@ -117,11 +117,7 @@ async fn completions_are_counted_incrementally_with_a_late_commit_of_the_previou
         insert_row(&f.pool, "index", &format!("later-{i}"), 5).await;
     }
     let late = insert_row(&f.pool, "acte", "late", 5).await;
-    sqlx::query("UPDATE extraction_queue SET updated_at = date_trunc('minute', now()) - interval '1 second' WHERE id = $1")
-        .bind(late)
-        .execute(&f.pool)
-        .await
-        .unwrap();
+    set_columns(&f.pool, late, "updated_at = date_trunc('minute', now()) - interval '1 second'").await;
     let second = f.ops.overview(EnvName::Prod).await.expect("overview");
     assert_eq!(second.completions_per_minute.iter().map(|m| m.count).sum::<u64>(), 10);
 
@@ -219,7 +215,7 @@ async fn enqueue_validates_and_never_queues_an_identical_document_twice_even_con
     other.cadastre = Some("Paroisse de Montréal".into());
     assert!(!ops.enqueue(EnvName::Prod, &other).await.unwrap().duplicate);
     let id = *ids.iter().next().unwrap();
-    sqlx::query("UPDATE extraction_queue SET status_id = 5 WHERE id = $1").bind(id).execute(&f.pool).await.unwrap();
+    set_columns(&f.pool, id, "status_id = 5").await;
     let again = ops.enqueue(EnvName::Prod, &index_request("4 866 594")).await.unwrap();
     assert!(!again.duplicate);
     assert_ne!(again.row.row.id, id);
@@ -304,11 +300,7 @@ async fn retry_goes_back_to_the_failed_stage_and_refuses_other_statuses() {
     let f = fixture().await;
     // Extraction failed: back to 1, attempts reset.
     let fetch_failed = insert_row(&f.pool, "index", "a", 4).await;
-    sqlx::query("UPDATE extraction_queue SET attemtps = 3, error_message = 'boom', next_attempt_at = now() + interval '1 hour' WHERE id = $1")
-        .bind(fetch_failed)
-        .execute(&f.pool)
-        .await
-        .unwrap();
+    set_columns(&f.pool, fetch_failed, "attemtps = 3, error_message = 'boom', next_attempt_at = now() + interval '1 hour'").await;
     let d = f.ops.retry(EnvName::Prod, fetch_failed).await.expect("retry");
     assert_eq!((d.row.status_id, d.row.attempts, d.row.error_message.clone(), d.next_attempt_at), (1, Some(0), None, None));
     // The row is claimable at once.
@@ -317,11 +309,7 @@ async fn retry_goes_back_to_the_failed_stage_and_refuses_other_statuses() {
 
     // Only OCR failed and the PDF is stored: back to 3, OCR attempts reset, fetch attempts kept.
     let ocr_failed = insert_row(&f.pool, "acte", "b", 4).await;
-    sqlx::query("UPDATE extraction_queue SET supabase_path = 'actes/b.pdf', attemtps = 1, ocr_attempts = 3, ocr_error = 'tesseract died' WHERE id = $1")
-        .bind(ocr_failed)
-        .execute(&f.pool)
-        .await
-        .unwrap();
+    set_columns(&f.pool, ocr_failed, "supabase_path = 'actes/b.pdf', attemtps = 1, ocr_attempts = 3, ocr_error = 'tesseract died'").await;
     let d = f.ops.retry(EnvName::Prod, ocr_failed).await.expect("retry");
     assert_eq!((d.row.status_id, d.row.attempts, d.row.ocr_attempts, d.row.ocr_error.clone()), (3, Some(1), Some(0), None));
     assert_eq!(queue.claim_ocr("o", DocumentSource::Acte, Uuid::new_v4()).await.unwrap().map(|j| j.id), Some(ocr_failed));
@@ -356,7 +344,7 @@ async fn cancel_fences_off_the_worker_holding_the_row() {
 
     // OCR stage likewise.
     let ocr = insert_row(&f.pool, "acte", "222", 3).await;
-    sqlx::query("UPDATE extraction_queue SET supabase_path = 'actes/222.pdf' WHERE id = $1").bind(ocr).execute(&f.pool).await.unwrap();
+    set_columns(&f.pool, ocr, "supabase_path = 'actes/222.pdf'").await;
     let job = queue.claim_ocr("ocr-worker-1", DocumentSource::Acte, Uuid::new_v4()).await.unwrap().expect("claimed");
     f.ops.cancel(EnvName::Prod, ocr, "cancelled by bob").await.expect("cancel");
     assert_eq!(queue.complete_ocr(&job, "texte", "texte corrigé").await.unwrap(), Transition::NotOwner);

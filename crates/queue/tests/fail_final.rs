@@ -8,7 +8,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 
 use axum::http::HeaderMap;
-use common::{insert, row, SETTINGS};
+use common::{insert, row, update_row, SETTINGS};
 use registre_config::{EnvName, Secret};
 use registre_queue::{status, FailOutcome, Queue, RestQueue, Transition};
 use serde_json::{json, Value};
@@ -37,11 +37,7 @@ async fn a_rejected_row_goes_to_erreur_at_once_and_only_for_its_owner() {
     // A worker whose row was reaped and claimed by another cannot fail it for the new owner.
     let id2 = insert(&pool, "acte", "33000000").await;
     let stale = queue.claim_extraction("w-old", uuid::Uuid::new_v4()).await.unwrap().unwrap();
-    sqlx::query("UPDATE extraction_queue SET lease_expires_at = now() - interval '1 second' WHERE id = $1")
-        .bind(id2)
-        .execute(&pool)
-        .await
-        .unwrap();
+    update_row(&pool, id2, "lease_expires_at = now() - interval '1 second'").await;
     assert_eq!(queue.reap_expired().await.unwrap(), 1);
     let fresh = queue.claim_extraction("w-new", uuid::Uuid::new_v4()).await.unwrap().unwrap();
     assert_eq!(fresh.id, id2);

@@ -149,16 +149,22 @@ fn child_env(url: &str, name: &str, limits: Limits, (start, end): (u64, u64), ta
     ]
 }
 
+/// 16 child processes of 4 tasks each hammer one new limiter in `mode` for `windows` windows,
+/// starting 1.5 s from now on Redis's clock; returns their `marker` lines and the run's (start, end).
+async fn sixteen_processes(label: &str, limits: Limits, windows: u64, mode: &str, marker: &'static str) -> (Run, u64, u64) {
+    let url = shared_redis_url();
+    let start = redis_now_ms(&url) + 1500;
+    let end = start + windows * limits.window_ms;
+    let env = child_env(&url, &unique(label), limits, (start, end), 4, mode);
+    let children = spawn_children(16, &env);
+    let run = tokio::task::spawn_blocking(move || collect(children, marker)).await.expect("collect");
+    (run, start, end)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixteen_processes_never_exceed_rpm_in_any_rolling_window() {
-    let url = shared_redis_url();
-    let name = unique("rl-rpm");
     let (rpm, window_ms, windows) = (200u64, 2000u64, 3u64);
-    let start = redis_now_ms(&url) + 1500;
-    let end = start + windows * window_ms;
-    let env = child_env(&url, &name, Limits { rpm, tpm: 1_000_000_000, window_ms }, (start, end), 4, "requests");
-    let children = spawn_children(16, &env);
-    let mut run = tokio::task::spawn_blocking(move || collect(children, "RL GRANT ")).await.expect("collect");
+    let (mut run, start, end) = sixteen_processes("rl-rpm", Limits { rpm, tpm: 1_000_000_000, window_ms }, windows, "requests", "RL GRANT ").await;
     let processes: HashSet<usize> = run.processes.iter().copied().collect();
     let in_run = run.entries.iter().filter(|(t, _)| (start..end).contains(t)).count() as u64;
     let (largest, at) = max_window(&mut run.entries, window_ms);
@@ -177,14 +183,8 @@ async fn sixteen_processes_never_exceed_rpm_in_any_rolling_window() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixteen_processes_never_exceed_tpm_with_settle_corrections() {
-    let url = shared_redis_url();
-    let name = unique("rl-tpm");
     let (tpm, window_ms, windows) = (100_000u64, 2000u64, 3u64);
-    let start = redis_now_ms(&url) + 1500;
-    let end = start + windows * window_ms;
-    let env = child_env(&url, &name, Limits { rpm: 100_000, tpm, window_ms }, (start, end), 4, "tokens");
-    let children = spawn_children(16, &env);
-    let mut run = tokio::task::spawn_blocking(move || collect(children, "RL CHARGE ")).await.expect("collect");
+    let (mut run, start, end) = sixteen_processes("rl-tpm", Limits { rpm: 100_000, tpm, window_ms }, windows, "tokens", "RL CHARGE ").await;
     let in_run: u64 = run.entries.iter().filter(|(t, _)| (start..end).contains(t)).map(|(_, w)| w).sum();
     let (largest, at) = max_window(&mut run.entries, window_ms);
     println!(

@@ -38,6 +38,17 @@ use axum::routing::{get, post};
 /// The account the simulated site accepts.
 pub const USER: &str = "alice";
 pub const PASSWORD: &str = "correct-horse";
+
+/// Gives the registre workers of the database behind `conn` the site's login ([`USER`] /
+/// [`PASSWORD`]) in worker_accounts, as an operator would.
+pub async fn insert_account(conn: &mut sqlx::PgConnection) {
+    sqlx::query("INSERT INTO worker_accounts (username, password) VALUES ($1, $2)")
+        .bind(USER)
+        .bind(PASSWORD)
+        .execute(conn)
+        .await
+        .unwrap_or_else(|e| panic!("insert the registry site's account: {e}"));
+}
 const COOKIE: &str = "ASPSESSIONIDSIRF";
 
 // The site's paths (§9.1), relative to /Sirf/.

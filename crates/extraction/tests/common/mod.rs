@@ -11,7 +11,8 @@ use registre_fetch::Fetcher;
 use registre_queue::MultiQueue;
 use registre_storage::Storage;
 use registre_testkit::postgres::TestDatabase;
-use registre_extraction::{Board, Services};
+use registre_extraction::{start_workers, Board, RegistreWorkers, Services, WorkerSettings};
+use registre_runtime::Shutdown;
 use sqlx::{Connection, PgConnection};
 
 pub struct Setup {
@@ -89,3 +90,17 @@ where
     }
 }
 
+/// Starts the workers `setup` configures on `services` and lets them claim; returns the shutdown
+/// signal that stops them and the workers.
+pub async fn run_workers(setup: &Setup, services: &Services) -> (Shutdown, RegistreWorkers) {
+    let shutdown = Shutdown::new();
+    let workers = start_workers(services, &WorkerSettings::from_config(&setup.config.registre), &shutdown).await;
+    workers.begin();
+    (shutdown, workers)
+}
+
+/// Stops the workers (the process's shutdown signal) and waits until every task ended (deadline 60 s).
+pub async fn stop(shutdown: &Shutdown) {
+    shutdown.trigger();
+    assert!(shutdown.wait(Duration::from_secs(60)).await, "workers stop");
+}
