@@ -67,8 +67,9 @@ fn a_worker_killed_with_sigkill_leaves_no_browser_process_nor_profile() {
     let profile = loop {
         match lines.next() {
             Some(Ok(line)) => {
-                if let Some(dir) = line.strip_prefix("SESSION ") {
-                    break PathBuf::from(dir);
+                // libtest prints "test <name> ... " before the test's own output, on the same line.
+                if let Some((_, dir)) = line.split_once("SESSION ") {
+                    break PathBuf::from(dir.trim());
                 }
             }
             other => {
