@@ -12,7 +12,10 @@
 #
 # Usage: scripts/soak.sh [--minutes N] [--docs-per-minute R] [--kill-every M] [--sample-every S]
 #                        [--drain-minutes D] [--no-slope-check]
-# Environment: SOAK_FETCHER=directory|http|registry (registre-workers' fetcher; default directory),
+# Environment: SOAK_FETCHER=registry|directory|http (registre-workers' fetcher; default registry: the
+#   browser fetcher against registry-site-sim serving the generated documents, one worker_accounts
+#   login per worker plus a spare for a killed worker's lease; directory: the documents folder;
+#   http: that folder over HTTP),
 #   SOAK_DIR (work folder; default a new mktemp -d), REGISTRE_BIN_DIR (default target/release),
 #   SOAK_POSTGRES_URL (admin URL, default postgres://postgres@127.0.0.1:5432), SOAK_KEEP=1 (keep the
 #   database and the work folder's logs after the run).
@@ -38,7 +41,7 @@ while [ $# -gt 0 ]; do
     *) bad_args "unknown argument '$1' (usage: soak.sh [--minutes N] [--docs-per-minute R] [--kill-every M] [--sample-every S] [--drain-minutes D] [--no-slope-check])" ;;
   esac
 done
-FETCHER="${SOAK_FETCHER:-directory}"
+FETCHER="${SOAK_FETCHER:-registry}"
 case "$FETCHER" in directory|http|registry) ;; *) bad_args "SOAK_FETCHER must be directory, http or registry, not '$FETCHER'" ;; esac
 
 BIN="${REGISTRE_BIN_DIR:-$ROOT/target/release}"
@@ -97,6 +100,11 @@ PROD_DATABASE_URL="$DB_URL" REDIS_URL="$REDIS" "$BIN/registrectl" migrate > "$WO
 # The completion audit: one record per applied completion, so a row completed twice shows.
 pgq "$DB_URL" -X -q -f tests/tests/common/completion_audit.sql
 
+# The documents, written ahead (the fetcher's layout, and the simulator's catalog); the feeder
+# queues them at the steady rate.
+TOTAL="$(calc "$MINUTES * $RATE + 0.999")"
+python3 scripts/sample-documents.py "$WORK/documents" "$TOTAL" > "$WORK/documents.tsv"
+
 # The Gemini stand-in (refuses the documents carrying the marker) and the fetcher's source.
 "$BIN/gemini-stand-in" --port "$GEMINI_PORT" --keys "$GEMINI_KEY" --rpm 200 --refuse-marker "$MARKER" > "$WORK/logs/gemini.out" 2> "$WORK/logs/gemini.log" &
 pids+=($!)
@@ -116,17 +124,21 @@ case "$FETCHER" in
     pids+=($!)
     export REGISTRE_FETCHER=http REGISTRE_URL_TEMPLATE="http://127.0.0.1:$HTTP_PORT/{source}/{document_number}.pdf" ;;
   registry)
-    # Not yet run: the simulator (issue 21's branch, P's shape) knows its own accounts and lots,
-    # which the feeder would have to queue; see docs/soak.md.
-    "$SIM" --shape p --port "$HTTP_PORT" > "$WORK/logs/site.log" 2>&1 &
+    # The simulator (P's shape) serves the generated documents as its catalog and accepts one
+    # login per worker, plus a spare: a killed worker's account stays leased until its lease
+    # (QUEUE_LEASE_TTL_MS) runs out. The logins are the worker_accounts rows the fetcher leases.
+    site_args=(--shape p --port "$HTTP_PORT" --documents "$WORK/documents")
+    for n in $(seq $((WORKER_COUNT + 1))); do
+      site_args+=(--account "soak-$n:pw-$RUN-$n")
+      pgq "$DB_URL" -X -q -c "INSERT INTO worker_accounts (username, password) VALUES ('soak-$n', 'pw-$RUN-$n')"
+    done
+    "$SIM" "${site_args[@]}" > "$WORK/logs/site.log" 2>&1 &
     pids+=($!)
     for _ in $(seq 100); do [ -s "$WORK/logs/site.log" ] && break; sleep 0.1; done
-    export REGISTRE_FETCHER=registry REGISTRE_BASE_URL="$(head -n1 "$WORK/logs/site.log")" ;;
+    base="$(head -n1 "$WORK/logs/site.log")"
+    [[ "$base" == http* ]] || { echo "registry-site-sim did not start:"; cat "$WORK/logs/site.log"; exit 1; }
+    export REGISTRE_FETCHER=registry REGISTRE_BASE_URL="$base" ;;
 esac
-
-# The documents, written ahead (the fetcher's layout); the feeder queues them at the steady rate.
-TOTAL="$(calc "$MINUTES * $RATE + 0.999")"
-python3 scripts/sample-documents.py "$WORK/documents" "$TOTAL" > "$WORK/documents.tsv"
 
 say "starting the fleet under PM2 ($PM2_HOME): ${APPS//,/ }"
 SOAK_RUN="$RUN" pm2 start ecosystem/ecosystem.config.js > "$WORK/logs/pm2-start.log" 2>&1 || { cat "$WORK/logs/pm2-start.log"; exit 1; }
@@ -149,8 +161,9 @@ sampler=$!
 pids+=($sampler)
 
 # The feeder: one row every 60/R s; the 20th of every twenty is bad, in turn an unknown lot (no
-# document anywhere), a corrupt PDF, and a document the stand-in refuses (index or acte: plans are
-# not read by OCR; a plan in that slot gets a corrupt PDF instead).
+# document anywhere: the file is removed, and the simulator answers that the lot or acte does not
+# exist), a corrupt PDF, and a document the stand-in refuses (index or acte: plans are not read by
+# OCR; a plan in that slot gets a corrupt PDF instead).
 feed() {
   local i=0 kind source number circ cadastre file
   local interval; interval="$(calc3 "60 / $RATE")"
@@ -159,7 +172,7 @@ feed() {
     file="$WORK/documents/$source/$number.pdf"
     if [ $((i % 20)) = 19 ]; then
       case $(( (i / 20) % 3 )) in
-        0) kind=unknown; rm -f "$file"; number="${number}-inconnu" ;;
+        0) kind=unknown; rm -f "$file"; [ "$FETCHER" = registry ] || number="${number}-inconnu" ;;
         1) kind=corrupt; head -c 3000 /dev/urandom > "$file" ;;
         2) if [ "$source" = plan_cadastraux ]; then kind=corrupt; head -c 3000 /dev/urandom > "$file"
            else kind=refused; printf '%%%s\n' "$MARKER" >> "$file"; fi ;;

@@ -72,7 +72,13 @@ fn process_figures(pid: u32) -> Option<(f64, f64, f64)> {
 struct Marked {
     comm: String,
     ppid: u32,
+    /// The browser session the process belongs to (REGISTRE_BROWSER_SESSION, which the registry
+    /// fetcher gives chromedriver and Chromium inherits), if any.
+    session: Option<Vec<u8>>,
 }
+
+/// The variable naming a process's browser session (registre_fetch::registry::SESSION_VAR).
+const SESSION_VAR: &[u8] = b"REGISTRE_BROWSER_SESSION=";
 
 fn parent_of(pid: u32) -> Option<u32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -94,7 +100,8 @@ fn marked_processes(marker: &str) -> HashMap<u32, Marked> {
         }
         let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim().to_string();
         let ppid = parent_of(pid).unwrap_or(0);
-        found.insert(pid, Marked { comm, ppid });
+        let session = environ.split(|b| *b == 0).find_map(|v| v.strip_prefix(SESSION_VAR)).map(<[u8]>::to_vec);
+        found.insert(pid, Marked { comm, ppid, session });
     }
     found
 }
@@ -154,26 +161,33 @@ pub async fn take(target: &Target) -> Result<Sample, SampleError> {
         }
     }
 
-    // Processes of the run by family, and browsers whose worker is gone (no app among their
-    // ancestors).
+    // Processes of the run by family, and browsers whose worker is gone: no app among their
+    // ancestors, nor among those of any process of the same browser session (Chromium's crash
+    // handler daemonizes itself, so its parent is init while its session's Chromium is alive).
     let marked = marked_processes(&target.marker);
     for f in ["chromium", "chromedriver", "tesseract", "poppler", "other"] {
         v.insert(format!("procs:{f}"), 0.0);
     }
     v.insert("orphans:browser".into(), 0.0);
+    let under_app = |pid: u32| {
+        let mut at = marked.get(&pid).map(|p| p.ppid).unwrap_or(0);
+        let mut under = app_pids.contains(&pid);
+        for _ in 0..64 {
+            if at <= 1 || under {
+                break;
+            }
+            under = app_pids.contains(&at);
+            at = marked.get(&at).map(|p| p.ppid).or_else(|| parent_of(at)).unwrap_or(0);
+        }
+        under
+    };
+    let live_sessions: std::collections::HashSet<&[u8]> =
+        marked.iter().filter(|(pid, _)| under_app(**pid)).filter_map(|(_, m)| m.session.as_deref()).collect();
     for (pid, m) in &marked {
         *v.entry(format!("procs:{}", family(&m.comm))).or_default() += 1.0;
         if matches!(family(&m.comm), "chromium" | "chromedriver") {
-            let mut at = m.ppid;
-            let mut under_app = app_pids.contains(pid);
-            for _ in 0..64 {
-                if at <= 1 || under_app {
-                    break;
-                }
-                under_app = app_pids.contains(&at);
-                at = marked.get(&at).map(|p| p.ppid).or_else(|| parent_of(at)).unwrap_or(0);
-            }
-            if !under_app {
+            let alive = under_app(*pid) || m.session.as_deref().is_some_and(|s| live_sessions.contains(s));
+            if !alive {
                 *v.entry("orphans:browser".into()).or_default() += 1.0;
             }
         }

@@ -26,6 +26,7 @@
 //! [`start`] serves it in a test; the `registry-site-sim` binary serves it for scripts.
 
 use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -96,11 +97,24 @@ pub struct SiteOptions {
     pub circonscription_reload: Duration,
     /// How long the document's page frame takes.
     pub document_delay: Duration,
+    /// The logins the site accepts ([`USER`] / [`PASSWORD`] unless set).
+    pub accounts: Vec<(String, String)>,
+    /// A catalog of more documents, in the directory fetcher's layout
+    /// (`<dir>/<index|acte|plan_cadastraux>/<number>.pdf`): a lot or acte number with a file there
+    /// is known in every circonscription of the list (Cadastre du Québec for lots), and the site
+    /// delivers that file's bytes, read when it is saved. The built-in documents stay known.
+    pub catalog: Option<PathBuf>,
 }
 
 impl SiteOptions {
     pub fn new(shape: Shape) -> SiteOptions {
-        SiteOptions { shape, circonscription_reload: Duration::from_millis(300), document_delay: Duration::ZERO }
+        SiteOptions {
+            shape,
+            circonscription_reload: Duration::from_millis(300),
+            document_delay: Duration::ZERO,
+            accounts: vec![(USER.to_string(), PASSWORD.to_string())],
+            catalog: None,
+        }
     }
 }
 
@@ -157,6 +171,44 @@ impl App {
     fn p(&self) -> bool {
         self.options.shape == Shape::P
     }
+    /// The catalog's file for `source`/`number`, if there is one.
+    fn catalog_file(&self, source: &str, number: &str) -> Option<PathBuf> {
+        let dir = self.options.catalog.as_deref()?;
+        let safe = !number.is_empty() && number.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        let file = dir.join(source).join(format!("{number}.pdf"));
+        (safe && file.is_file()).then_some(file)
+    }
+    /// The bytes delivered for a document id (`index-<lot>`, `plan-<lot>-<choice>`, `acte-<number>`).
+    fn document_bytes(&self, doc: &str) -> Vec<u8> {
+        let file = if let Some(lot) = doc.strip_prefix("index-") {
+            self.catalog_file("index", lot)
+        } else if let Some(rest) = doc.strip_prefix("plan-") {
+            self.catalog_file("plan_cadastraux", rest.split('-').next().unwrap_or_default())
+        } else if let Some(number) = doc.strip_prefix("acte-") {
+            self.catalog_file("acte", number)
+        } else {
+            None
+        };
+        file.and_then(|f| std::fs::read(f).ok()).unwrap_or_else(|| pdf_for(doc))
+    }
+}
+
+/// "22000000" → "22 000 000", as the site writes numbers.
+fn spaced(number: &str) -> String {
+    let digits: Vec<char> = number.chars().collect();
+    let mut out = String::new();
+    for (i, c) in digits.iter().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(' ');
+        }
+        out.push(*c);
+    }
+    out
+}
+
+/// Whether `dir` looks like a catalog (for the binary's argument check).
+pub fn is_catalog(dir: &Path) -> bool {
+    ["index", "acte", "plan_cadastraux"].iter().any(|s| dir.join(s).is_dir())
 }
 
 /// The PDF the simulator delivers for a document.
@@ -249,7 +301,8 @@ async fn login(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Respo
     session(&headers, &app);
     let form = parse(&body);
     let (user, password) = if app.p() { ("ctl00$txtCU", "ctl00$txtMP") } else { ("code_utilisateur", "mot_de_passe") };
-    let ok = form.get(user).map(String::as_str) == Some(USER) && form.get(password).map(String::as_str) == Some(PASSWORD);
+    let (given_user, given_password) = (field(&form, user), field(&form, password));
+    let ok = app.options.accounts.iter().any(|(u, p)| *u == given_user && *p == given_password);
     let token = {
         let mut s = app.lock();
         if !ok {
@@ -275,7 +328,8 @@ async fn login(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Respo
         .into_response()
 }
 
-const CIRCONSCRIPTIONS: &[(&str, &str)] = &[("20", "Montréal"), ("23", "Québec"), ("05", "Saint-Hyacinthe")];
+const CIRCONSCRIPTIONS: &[(&str, &str)] =
+    &[("20", "Montréal"), ("23", "Québec"), ("05", "Saint-Hyacinthe"), ("60", "Laval"), ("45", "Sherbrooke"), ("57", "Gatineau")];
 const CADASTRES: &[(&str, &str)] = &[("000001", "Cadastre du Québec"), ("000137", "Paroisse de Saint-Laurent")];
 const DESIGNATIONS: &[(&str, &str)] = &[("R1", "Rang 1"), ("R2", "Rang 2")];
 /// (value, text) of the acte types (§9.1).
@@ -360,7 +414,8 @@ async fn lot_search(app: App, headers: HeaderMap, body: Bytes, path: &'static st
     if lot.is_empty() || !lot.chars().all(|c| c.is_ascii_digit()) {
         return again("Le numéro de lot doit être composé de chiffres seulement.");
     }
-    let known = matches!((circ.as_str(), cadst.as_str(), lot.as_str()), ("20", "000001", "4866594") | ("20", "000137", "1500"));
+    let in_catalog = cadst == "000001" && app.catalog_file(if path == PLAN { "plan_cadastraux" } else { "index" }, &lot).is_some();
+    let known = in_catalog || matches!((circ.as_str(), cadst.as_str(), lot.as_str()), ("20", "000001", "4866594") | ("20", "000137", "1500"));
     if !known {
         return again(LOT_UNKNOWN);
     }
@@ -407,15 +462,16 @@ async fn plan_chosen(State(app): State<App>, headers: HeaderMap, body: Bytes) ->
     Redirect::to(&format!("/Sirf/{CONFIRM}?doc=plan-{}-{}", field(&f, "lot"), field(&f, "rdPlan"))).into_response()
 }
 
-/// Which type delivers an acte number, and the rows its search lists (number, paper-only).
-fn acte_rows(number: &str) -> Option<(&'static str, Vec<(&'static str, bool)>)> {
+/// Which type delivers a built-in acte number, and the rows its search lists (number, paper-only).
+fn acte_rows(number: &str) -> Option<(&'static str, Vec<(String, bool)>)> {
+    let rows = |r: &[(&str, bool)]| r.iter().map(|(n, p)| (n.to_string(), *p)).collect::<Vec<_>>();
     match number {
-        "12345678" => Some(("ACTE", vec![("12 345 678", false)])),
+        "12345678" => Some(("ACTE", rows(&[("12 345 678", false)]))),
         // A paper-only row first, the exact number, a similar number last.
-        "22000000" => Some(("ACTE", vec![("22 000 000", true), ("22 000 000", false), ("22 000 001", false)])),
-        "33000000" => Some(("ACTE", vec![("33 000 001", false), ("33 000 100", false)])),
+        "22000000" => Some(("ACTE", rows(&[("22 000 000", true), ("22 000 000", false), ("22 000 001", false)]))),
+        "33000000" => Some(("ACTE", rows(&[("33 000 001", false), ("33 000 100", false)]))),
         // Only found as an "Acte divers".
-        "55000000" => Some(("DIVER", vec![("55 000 000", false)])),
+        "55000000" => Some(("DIVER", rows(&[("55 000 000", false)]))),
         _ => None,
     }
 }
@@ -437,7 +493,7 @@ fn acte_form(app: &App, q: &HashMap<String, String>, error: Option<&str>, result
     ))
 }
 
-fn acte_results(rows: &[(&str, bool)], title: &str) -> String {
+fn acte_results(rows: &[(String, bool)], title: &str) -> String {
     let rows: String = rows
         .iter()
         .enumerate()
@@ -468,10 +524,17 @@ async fn acte_search(State(app): State<App>, headers: HeaderMap, body: Bytes) ->
     let number = field(&f, "txtNoReqst");
     let kind = field(&f, "selTypeDocmn");
     app.lock().acte_searches.push((kind.clone(), number.clone()));
-    if field(&f, "selCircnFoncr") != "20" {
+    let circ = field(&f, "selCircnFoncr");
+    // A catalog acte: an "Acte" of its number, in every circonscription of the list.
+    let catalog = app.catalog_file("acte", &number).map(|_| ("ACTE", vec![(spaced(&number), false)]));
+    let found = if catalog.is_some() && CIRCONSCRIPTIONS.iter().any(|(v, _)| *v == circ) {
+        catalog
+    } else if circ != "20" {
         return acte_form(&app, &f, Some("Aucune information ne correspond aux critères de sélection"), "").into_response();
-    }
-    let Some((delivering, rows)) = acte_rows(&number).filter(|(t, _)| *t == kind) else {
+    } else {
+        acte_rows(&number)
+    };
+    let Some((delivering, rows)) = found.filter(|(t, _)| *t == kind) else {
         return acte_form(&app, &f, Some(ACTE_UNKNOWN), "").into_response();
     };
     if app.p() {
@@ -483,7 +546,7 @@ async fn acte_search(State(app): State<App>, headers: HeaderMap, body: Bytes) ->
         // Straight to the document: no choice, no confirmation.
         return Redirect::to(&format!("/Sirf/{FRAMESET}?doc=acte-{number}")).into_response();
     }
-    let electronic: Vec<(&str, bool)> = rows.into_iter().filter(|(_, paper)| !paper).collect();
+    let electronic: Vec<(String, bool)> = rows.into_iter().filter(|(_, paper)| !paper).collect();
     acte_form(&app, &f, Some(SIMILAR), &acte_results(&electronic, "Liste")).into_response()
 }
 
@@ -598,8 +661,9 @@ async fn save(State(app): State<App>, headers: HeaderMap, Query(q): Query<HashMa
         return (StatusCode::FORBIDDEN, page("Session requise")).into_response();
     }
     s.downloads.push(doc.clone());
+    drop(s);
     let disposition = format!("attachment; filename=\"{doc}.pdf\"");
-    ([(header::CONTENT_TYPE, "application/pdf".to_string()), (header::CONTENT_DISPOSITION, disposition)], pdf_for(&doc)).into_response()
+    ([(header::CONTENT_TYPE, "application/pdf".to_string()), (header::CONTENT_DISPOSITION, disposition)], app.document_bytes(&doc)).into_response()
 }
 
 /// Serves the simulator on 127.0.0.1:`port` (0: a free port) until the runtime ends.

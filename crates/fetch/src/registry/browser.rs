@@ -3,7 +3,15 @@
 //! (docs/design.md §9.1): locale fr-CA, window 1280×720, a user agent without "HeadlessChrome".
 //! Closing (or dropping) it kills the whole process group, so no Chromium is left behind, and
 //! removes the profile with its downloads.
+//!
+//! A worker killed with SIGKILL runs no Drop: for that, every session has a WATCHDOG, a small `sh`
+//! child in its own process group that holds the read end of a pipe whose only write end is the
+//! worker's. When the worker dies the pipe closes, and the watchdog kills chromedriver's process
+//! group and every process carrying the session's marker variable (Chromium's helpers included),
+//! then removes the profile. Chromium's own temporary files (`org.chromium.Chromium.*`) go to a
+//! `t` folder inside the profile (its TMPDIR), so they go with it.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -55,34 +63,89 @@ pub struct Browser {
     driver: Driver,
 }
 
-/// The chromedriver child and the profile directory; dropping it kills the process group.
+/// The chromedriver child, its watchdog and the profile directory; dropping it kills the process
+/// group.
 struct Driver {
     child: Option<tokio::process::Child>,
     profile: PathBuf,
+    /// The write end of the watchdog's pipe (None once told the session was closed).
+    watchdog: Option<std::io::PipeWriter>,
+    /// Whether the watchdog was given chromedriver's process group (its first line).
+    group_sent: bool,
+    /// The watchdog process, reaped by tokio once dropped.
+    _watchdog_child: Option<tokio::process::Child>,
 }
+
+/// The environment variable every process of a session carries (chromedriver passes its
+/// environment on to Chromium): its value is unique to the session, so the watchdog kills by it.
+pub const SESSION_VAR: &str = "REGISTRE_BROWSER_SESSION";
+
+/// The watchdog's script: `sh -c WATCHDOG watchdog <session marker> <profile dir>`. Its stdin is
+/// the worker's pipe: a first line with chromedriver's process group, then either "done" (the
+/// worker closed the session itself) or end of file (the worker died). Signals are ignored so
+/// that a signal to the worker's tree does not take the watchdog before the worker's pipe closes.
+/// The marker sweep runs until no process carries it (a few rounds: a dying Chromium may still
+/// fork), then the profile is removed.
+const WATCHDOG: &str = r#"trap '' HUP INT TERM PIPE
+IFS= read -r group || group=
+case $group in ''|*[!0-9]*) group= ;; esac
+IFS= read -r word || word=
+if [ "$word" != done ] && [ -n "$group" ]; then kill -KILL -- "-$group" 2>/dev/null; fi
+round=0
+while [ "$round" -lt 20 ]; do
+  found=$(grep -lsxzF -- "$1" /proc/[0-9]*/environ 2>/dev/null)
+  [ -z "$found" ] && break
+  for f in $found; do p=${f#/proc/}; kill -KILL "${p%/environ}" 2>/dev/null; done
+  round=$((round + 1))
+  sleep 0.1
+done
+rm -rf -- "$2"
+"#;
 
 impl Browser {
     /// Starts chromedriver and a Chromium session.
     pub async fn start(chromedriver: &Path, chromium: &Path) -> Result<Browser, FetchError> {
         let profile = fresh_profile_dir()?;
+        let marker = format!("{SESSION_VAR}={}", profile.display());
+        // The watchdog first: from its start on, the worker's death cleans up after the session.
+        let (watchdog, watchdog_child) = match start_watchdog(&marker, &profile) {
+            Ok(w) => w,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&profile);
+                return Err(FetchError::BrowserCrashed(format!("starting the browser watchdog (sh): {e}")));
+            }
+        };
+        // From here on, dropping `driver` kills chromedriver and removes the profile.
+        let mut driver = Driver { child: None, profile, watchdog: Some(watchdog), group_sent: false, _watchdog_child: Some(watchdog_child) };
+        // Short: Chromium puts its singleton socket in a folder of TMPDIR, and a Unix socket's path
+        // must stay under 108 bytes.
+        let tmp = driver.profile.join("t");
+        std::fs::create_dir_all(&tmp).map_err(|e| FetchError::Other(format!("creating Chromium's temporary folder {}: {e}", tmp.display())))?;
         let port = free_port().map_err(|e| FetchError::Other(format!("finding a free port for chromedriver: {e}")))?;
         let mut command = tokio::process::Command::new(chromedriver);
         command
             .arg(format!("--port={port}"))
+            .env("TMPDIR", &tmp)
+            .env(SESSION_VAR, driver.profile.as_os_str())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
             .process_group(0);
         let child = command.spawn().map_err(|e| {
-            let _ = std::fs::remove_dir_all(&profile);
             FetchError::BrowserCrashed(format!(
                 "starting chromedriver {} (CHROMEDRIVER_PATH): {e}",
                 chromedriver.display()
             ))
         })?;
-        // From here on, dropping `driver` kills chromedriver and removes the profile.
-        let mut driver = Driver { child: Some(child), profile };
+        let group = child.id();
+        driver.child = Some(child);
+        if let (Some(group), Some(pipe)) = (group, driver.watchdog.as_mut()) {
+            match writeln!(pipe, "{group}") {
+                Ok(()) => driver.group_sent = true,
+                Err(e) => tracing::warn!("the browser watchdog did not take chromedriver's process group: {e}"),
+            }
+        }
         driver.wait_until_listening(port).await?;
         let mut caps = serde_json::Map::new();
         caps.insert("browserName".into(), json!("chrome"));
@@ -133,6 +196,32 @@ impl Browser {
     pub fn driver_pid(&self) -> Option<u32> {
         self.driver.child.as_ref().and_then(|c| c.id())
     }
+
+    /// The session's profile directory (removed when the session ends, or by the watchdog).
+    pub fn profile_dir(&self) -> &Path {
+        &self.driver.profile
+    }
+}
+
+/// Starts the watchdog of a session: `sh` in its own process group, its stdin the read end of a
+/// pipe whose write end (returned) only this process holds (std's pipes are close-on-exec).
+fn start_watchdog(marker: &str, profile: &Path) -> std::io::Result<(std::io::PipeWriter, tokio::process::Child)> {
+    let (reader, writer) = std::io::pipe()?;
+    let mut command = tokio::process::Command::new("sh");
+    command
+        .arg("-c")
+        .arg(WATCHDOG)
+        .arg("registre-browser-watchdog")
+        .arg(marker)
+        .arg(profile)
+        .env_remove(SESSION_VAR)
+        .stdin(Stdio::from(reader))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(false)
+        .process_group(0);
+    let child = command.spawn()?;
+    Ok((writer, child))
 }
 
 impl Driver {
@@ -169,6 +258,10 @@ impl Driver {
             let _ = child.start_kill();
         }
         let _ = std::fs::remove_dir_all(&self.profile);
+        // The watchdog sweeps what escaped the group (by the session's marker) and exits.
+        if let Some(mut pipe) = self.watchdog.take() {
+            let _ = pipe.write_all(if self.group_sent { b"done\n" } else { b"none\ndone\n" });
+        }
     }
 }
 
@@ -240,10 +333,12 @@ fn free_port() -> std::io::Result<u16> {
 fn fresh_profile_dir() -> Result<PathBuf, FetchError> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    // Short (see the session's TMPDIR in `start`): pid, counter, and the clock's last digits.
     let dir = std::env::temp_dir().join(format!(
-        "registre-chromium-{}-{}-{nanos}",
+        "rc-{}-{}-{}",
         std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        nanos % 1_000_000
     ));
     std::fs::create_dir_all(&dir)
         .map_err(|e| FetchError::Other(format!("creating the Chromium profile directory {}: {e}", dir.display())))?;

@@ -32,7 +32,7 @@ use tokio::sync::Mutex;
 use url::Url;
 
 pub use account::{Account, AccountError, AccountProvider, InMemoryAccounts};
-pub use browser::{chromium_flags, CHROMIUM_FLAGS, NO_SANDBOX};
+pub use browser::{chromium_flags, Browser, CHROMIUM_FLAGS, NO_SANDBOX, SESSION_VAR};
 use session::{Inner, State};
 use site::SiteConfig;
 
