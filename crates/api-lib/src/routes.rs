@@ -46,6 +46,19 @@ fn environment(state: &AppState, map: &HashMap<String, String>) -> Result<EnvNam
     }
 }
 
+/// What a route on one row reads, checked in this order: the query string (only `allowed` keys),
+/// the environment, then the row id of the path.
+fn row_target(
+    state: &AppState,
+    path: Result<Path<String>, PathRejection>,
+    q: Params,
+    allowed: &[&str],
+) -> Result<(HashMap<String, String>, EnvName, Uuid), ApiError> {
+    let map = params(q, allowed)?;
+    let env = environment(state, &map)?;
+    Ok((map, env, row_id(path)?))
+}
+
 fn row_id(path: Result<Path<String>, PathRejection>) -> Result<Uuid, ApiError> {
     let Path(raw) = path.map_err(|e| ApiError::bad_request(e.body_text()))?;
     Uuid::parse_str(raw.trim()).map_err(|_| {
@@ -172,9 +185,7 @@ pub async fn show(
     path: Result<Path<String>, PathRejection>,
     q: Params,
 ) -> Result<Response, ApiError> {
-    let map = params(q, &["environment"])?;
-    let env = environment(&state, &map)?;
-    let id = row_id(path)?;
+    let (_, env, id) = row_target(&state, path, q, &["environment"])?;
     Ok(Json(state.ops.get(env, id).await?).into_response())
 }
 
@@ -204,9 +215,7 @@ pub async fn retry(
     path: Result<Path<String>, PathRejection>,
     q: Params,
 ) -> Result<Response, ApiError> {
-    let map = params(q, &["environment"])?;
-    let env = environment(&state, &map)?;
-    let id = row_id(path)?;
+    let (_, env, id) = row_target(&state, path, q, &["environment"])?;
     let ops = state.ops.clone();
     let row = state.writer.run(async move { Ok(ops.retry(env, id).await?) }).await?;
     tracing::info!("{env}: extraction {id} retried through registre-api (now status {})", row.row.status_id);
@@ -219,9 +228,7 @@ pub async fn cancel(
     path: Result<Path<String>, PathRejection>,
     q: Params,
 ) -> Result<Response, ApiError> {
-    let map = params(q, &["environment", "by"])?;
-    let env = environment(&state, &map)?;
-    let id = row_id(path)?;
+    let (map, env, id) = row_target(&state, path, q, &["environment", "by"])?;
     let by = match map.get("by").map(|s| s.trim()).filter(|s| !s.is_empty()) {
         None => "an operator".to_string(),
         Some(b) if b.chars().count() <= 60 && b.chars().all(|c| c.is_alphanumeric() || " .-_@'".contains(c)) => b.to_string(),
