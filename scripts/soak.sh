@@ -160,18 +160,22 @@ SAMPLER=("$BIN/soak-sampler" sample --dir "$WORK" --pm2-home "$PM2_HOME" --apps 
 sampler=$!
 pids+=($sampler)
 
-# The feeder: one row every 60/R s; the 20th of every twenty is bad, in turn an unknown lot (no
+# The feeder: one row every 60/R s; one of every twenty is bad, in turn an unknown lot (no
 # document anywhere: the file is removed, and the simulator answers that the lot or acte does not
 # exist), a corrupt PDF, and a document the stand-in refuses (index or acte: plans are not read by
 # OCR; a plan in that slot gets a corrupt PDF instead).
 feed() {
-  local i=0 kind source number circ cadastre file
+  local i=0 k kind source number circ cadastre file
   local interval; interval="$(calc3 "60 / $RATE")"
   while IFS=$'\t' read -r source number circ cadastre; do
     kind=good
     file="$WORK/documents/$source/$number.pdf"
-    if [ $((i % 20)) = 19 ]; then
-      case $(( (i / 20) % 3 )) in
+    # The bad row's place in its twenty moves with its kind, so each kind falls on a source that
+    # can show it (the documents cycle index, index, acte, plan): unknown at 19 (a plan), corrupt
+    # at 18 (an acte), refused at 17 (an index; a plan is never read by OCR).
+    k=$(( (i / 20) % 3 ))
+    if [ $((i % 20)) = $((19 - k)) ]; then
+      case $k in
         0) kind=unknown; rm -f "$file"; [ "$FETCHER" = registry ] || number="${number}-inconnu" ;;
         1) kind=corrupt; head -c 3000 /dev/urandom > "$file" ;;
         2) if [ "$source" = plan_cadastraux ]; then kind=corrupt; head -c 3000 /dev/urandom > "$file"
