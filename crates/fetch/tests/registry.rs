@@ -389,3 +389,53 @@ async fn an_idle_browser_is_closed_and_a_crashed_one_replaced() {
     assert_eq!(doc.bytes, pdf_for("acte-12345678"));
     fetcher.shutdown().await;
 }
+
+/// Every file under `dir`, at any depth.
+fn files_under(dir: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => files_under(&e.path()),
+            Ok(_) => 1,
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// A worker that keeps fetching never closes its session, so whatever Chromium stores per page
+/// must stay bounded: the soak saw the profile's HTTP cache grow by about 6 files per document
+/// (2,836 files after an hour), each document of the registry having its own URLs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_session_keeps_its_profile_bounded() {
+    init_logs();
+    let catalog = std::env::temp_dir().join(format!("registre-fetch-catalog-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&catalog);
+    std::fs::create_dir_all(catalog.join("acte")).unwrap();
+    let numbers: Vec<String> = (1..=24).map(|n| format!("{}", 31_000_000 + n)).collect();
+    for number in &numbers {
+        std::fs::write(catalog.join("acte").join(format!("{number}.pdf")), pdf_for(&format!("acte-{number}"))).unwrap();
+    }
+    let site = registry_site::start(SiteOptions { catalog: Some(catalog.clone()), ..SiteOptions::new(Shape::P) }).await;
+    let accounts = accounts(&[(USER, PASSWORD)]);
+    let fetcher = RegistryFetcher::new(settings(&site.base, Duration::from_secs(300), "bounded"), accounts).unwrap();
+
+    // Warm-up: the profile's fixed files (preferences, databases) are written by the first pages.
+    for number in &numbers[..4] {
+        fetcher.fetch(&acte(number)).await.unwrap_or_else(|e| panic!("acte {number}: {e}"));
+    }
+    let profile = fetcher.profile_dir().await.expect("an open session");
+    let after_warm_up = files_under(&profile);
+    for number in &numbers[4..] {
+        let doc = fetcher.fetch(&acte(number)).await.unwrap_or_else(|e| panic!("acte {number}: {e}"));
+        assert_eq!(doc.bytes, pdf_for(&format!("acte-{number}")));
+    }
+    assert_eq!(fetcher.profile_dir().await.as_deref(), Some(profile.as_path()), "one session fetched every document");
+    let after = files_under(&profile);
+    eprintln!("the profile held {after_warm_up} files after 4 documents and {after} after 24");
+    assert_eq!(site.state().logins_ok, 1);
+    // 20 more documents: fewer new files than documents (before the fix: about 120 more).
+    assert!(after < after_warm_up + 20, "the profile grew from {after_warm_up} to {after} files over 20 documents");
+    fetcher.shutdown().await;
+    let _ = std::fs::remove_dir_all(&catalog);
+}

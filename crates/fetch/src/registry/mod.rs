@@ -138,6 +138,12 @@ impl RegistryFetcher {
     pub async fn driver_pid(&self) -> Option<u32> {
         self.inner.state.lock().await.session.as_ref().and_then(|s| s.browser.driver_pid())
     }
+
+    /// The open session's Chromium profile directory, if a session is open: what the browser keeps
+    /// on disk while it lives (removed with the session).
+    pub async fn profile_dir(&self) -> Option<std::path::PathBuf> {
+        self.inner.state.lock().await.session.as_ref().map(|s| s.browser.profile_dir().to_path_buf())
+    }
 }
 
 impl Fetcher for RegistryFetcher {
