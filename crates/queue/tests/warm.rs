@@ -1,6 +1,6 @@
 //! Connections kept warm between calls (crates/queue/src/warm.rs) on a real PostgreSQL:
-//! - a call cut off by its timeout never lends its half-finished connection to the next call (it
-//!   is closed: the next call does not wait for the abandoned statement's reply);
+//! - a call cut off by its timeout never lends its half-finished connection to the next call: the
+//!   next call does not wait for the abandoned statement's reply, and the connection is closed;
 //! - a connection-level error closes every warm connection, so the next call opens a fresh one
 //!   instead of failing again on a sibling broken the same way;
 //! - a connection only the warm stack holds goes back to sqlx's pool for anyone else waiting on it
@@ -36,23 +36,28 @@ async fn a_call_cut_off_by_its_timeout_never_lends_its_connection_again() {
     let admin = common::pool(&db, 2).await;
     sqlx::raw_sql(
         "CREATE FUNCTION slow_claim() RETURNS trigger LANGUAGE plpgsql AS $$
-         BEGIN IF NEW.worker_id = 'lent' THEN PERFORM pg_sleep(5); END IF; RETURN NEW; END $$;
+         BEGIN IF NEW.worker_id = 'lent' THEN PERFORM pg_sleep(20); END IF; RETURN NEW; END $$;
          CREATE TRIGGER slow_claim BEFORE UPDATE ON extraction_queue FOR EACH ROW EXECUTE FUNCTION slow_claim();",
     )
     .execute(&admin)
     .await
     .unwrap();
     insert(&admin, "index", "LENT-1").await;
-    // One connection: whatever the next call gets is the abandoned call's slot.
-    let queue = queue_named(&db, "warm-timeout", 1).await;
-    assert!(queue.count_waiting().await.unwrap().is_empty(), "a first call warms the connection");
+    let queue = queue_named(&db, "warm-timeout", 2).await;
+    assert!(queue.count_waiting().await.unwrap().is_empty(), "a first call warms a connection");
     let cut = tokio::time::timeout(Duration::from_millis(300), queue.claim_extraction("lent", Uuid::new_v4())).await;
-    assert!(cut.is_err(), "the claim sleeps 5 s: the timeout fires first");
-    // Reused (or pinged back into sqlx's pool), the connection would first wait for the
-    // abandoned claim's reply, 5 s away. Closed, the next call opens a new one at once.
+    assert!(cut.is_err(), "the claim sleeps 20 s: the timeout fires first");
+    // Put back, the connection would make the next call wait for the abandoned claim's reply,
+    // 20 s away. Closed, the next call opens another one at once.
     let started = Instant::now();
     assert!(queue.count_waiting().await.unwrap().is_empty());
-    assert!(started.elapsed() < Duration::from_secs(4), "the next call waited {:?} for the abandoned statement", started.elapsed());
+    assert!(started.elapsed() < Duration::from_secs(10), "the next call waited {:?} for the abandoned statement", started.elapsed());
+    // And it is closed, not handed back to sqlx's pool (whose ping would hold it until the reply):
+    // its slot is free within sqlx's 5 s bound for a close, long before the statement ends.
+    while queue.pool().size() > 1 {
+        assert!(started.elapsed() < Duration::from_secs(15), "the abandoned connection still holds its slot");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -61,10 +66,22 @@ async fn a_connection_level_error_closes_every_warm_connection() {
     common::migrated(&db).await;
     let admin = common::pool(&db, 2).await;
     let queue = queue_named(&db, "warm-broken", 4).await;
-    // Three calls at once: three connections, all kept warm afterwards.
+    // Three connections idle in sqlx's pool, then three calls at once: each takes one of them,
+    // and all three are kept warm afterwards (none left in sqlx's pool).
+    let mut opened = Vec::new();
+    for _ in 0..3 {
+        opened.push(queue.pool().acquire().await.unwrap());
+    }
+    drop(opened);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while queue.pool().num_idle() < 3 {
+        assert!(Instant::now() < deadline, "the connections never went back to the pool");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let (a, b, c) = tokio::join!(queue.count_waiting(), queue.count_waiting(), queue.count_waiting());
     assert!(a.is_ok() && b.is_ok() && c.is_ok());
-    assert_eq!(backends(&admin, "warm-broken").await, 3, "three warm connections");
+    assert_eq!((queue.pool().size(), queue.pool().num_idle()), (3, 0), "three warm connections");
+    assert_eq!(backends(&admin, "warm-broken").await, 3);
     // The server drops all of them (as a restart or a cut network would).
     sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'warm-broken'")
         .execute(&admin)
