@@ -16,11 +16,12 @@
 //! pgbench gets as many threads as our runtime (capped at the workers) and one connection per
 //! worker. Client CPU per job is getrusage of this process (ours) or of the pgbench child, divided
 //! by the jobs: what the client itself costs; the rest of the time is the server and the round
-//! trips. Each figure is the median of BENCH_REPEAT runs (default 3), ours and pgbench alternating;
+//! trips. Each figure (rate, CPU) is the median of its BENCH_REPEAT runs (default 3), ours and
+//! pgbench alternating;
 //! before each run the LISTEN connection has received every announcement made so far, so one run's
 //! notifications are not processed during another's.
 //!
-//! Run: cargo bench -p registre-queue --bench queue   (BENCH_ROWS rows per run, default 3200;
+//! Run: cargo bench -p registre-queue --bench queue   (BENCH_ROWS rows per run, default 9600;
 //! BENCH_WORKERS, default "1,4,16")
 
 use std::process::Command;
@@ -156,9 +157,16 @@ async fn processed(pool: &PgPool) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM extraction_queue WHERE status_id IN (2, 3)").fetch_one(pool).await.expect("count")
 }
 
-fn median(mut runs: Vec<Run>) -> Run {
-    runs.sort_by(|a, b| a.jobs_per_s.total_cmp(&b.jobs_per_s));
-    runs.swap_remove(runs.len() / 2)
+/// The median of each figure, taken apart (the fastest run is not always the cheapest one).
+fn median(runs: Vec<Run>) -> Run {
+    let mid = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    Run {
+        jobs_per_s: mid(runs.iter().map(|r| r.jobs_per_s).collect()),
+        client_cpu_us_per_job: mid(runs.iter().map(|r| r.client_cpu_us_per_job).collect()),
+    }
 }
 
 fn main() {
@@ -168,7 +176,7 @@ fn main() {
 }
 
 async fn bench() {
-    let rows: usize = std::env::var("BENCH_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(3200);
+    let rows: usize = std::env::var("BENCH_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(9600);
     let repeat: usize = std::env::var("BENCH_REPEAT").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
     let counts: Vec<usize> = std::env::var("BENCH_WORKERS")
         .ok()
