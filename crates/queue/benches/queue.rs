@@ -4,7 +4,7 @@
 //! - ours, the workers' path: the registre worker's queue loop as crates/extraction/src/worker.rs
 //!   runs it, minus the fetch: `MultiQueue::next_extraction` (a claim round: `queue_claim_extraction`,
 //!   with `queue_reap_expired` once per QUEUE_HEARTBEAT_MS, and the LISTEN connection on), then
-//!   `MultiQueue::keep_alive` (the job's heartbeat task), then `settle(complete_extraction)`
+//!   `MultiQueue::keep_alive` (the job's lease handed to the queue's heartbeat keeper), then `settle(complete_extraction)`
 //!   (`queue_complete_extraction`), then the heartbeat dropped; each worker a task of one process
 //!   sharing one MultiQueue, on the binaries' runtime (registre_runtime's `run_binary`: tokio
 //!   multi-thread with its default worker count, one per core) and their pool size
@@ -13,15 +13,15 @@
 //!   CPU is counted in ours.
 //! - pgbench, the same 2 statements: the same two functions, prepared (`-M prepared`), one job per
 //!   transaction of the script: the reference (what a plain client does).
+//!
 //! pgbench gets as many threads as our runtime (capped at the workers) and one connection per
 //! worker. Client CPU per job is getrusage of this process (ours) or of the pgbench child, divided
 //! by the jobs: what the client itself costs; the rest of the time is the server and the round
 //! trips. Each figure (rate, CPU) is the median of its BENCH_REPEAT runs (default 3), ours and
-//! pgbench alternating;
-//! before each run the LISTEN connection has received every announcement made so far, so one run's
-//! notifications are not processed during another's.
+//! pgbench alternating; before each run the LISTEN connection has received every announcement
+//! made so far, so one run's notifications are not processed during another's.
 //!
-//! Run: cargo bench -p registre-queue --bench queue   (BENCH_ROWS rows per run, default 9600;
+//! Run: cargo bench --workspace --bench queue   (BENCH_ROWS rows per run, default 9600;
 //! BENCH_WORKERS, default "1,4,16")
 
 use std::process::Command;
