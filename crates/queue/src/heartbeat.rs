@@ -4,8 +4,8 @@
 //! stops it; a worker that stops heartbeating loses its row to the reaper after QUEUE_LEASE_TTL_MS.
 //! [`Heartbeat::start`] runs one task per heartbeat; the workers' heartbeats
 //! (`MultiQueue::keep_alive`) share one [`Keeper`] task per queue instead, so a job costs a lock and
-//! a push, not a spawned task and two cross-thread wake-ups (jobs of a few milliseconds, as in the
-//! queue bench, spent a tenth of their client CPU there). Each renewal still runs in a task of its
+//! a push, not a spawned task whose start and stop each wake a runtime thread (client CPU that
+//! short jobs, as in the queue bench, pay on every job). Each renewal still runs in a task of its
 //! own, so a slow one never delays another row's.
 
 use std::future::Future;
