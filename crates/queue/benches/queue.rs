@@ -1,25 +1,39 @@
 //! Queue throughput: jobs per second through the workers' path on local PostgreSQL with 1, 4 and
 //! 16 workers, ours against pgbench (PostgreSQL's own C client) running the same SQL functions on
 //! the same table and rows, in the same run.
-//! - ours, the workers' path: `MultiQueue::claim_any_extraction` then `MultiQueue::complete_extraction`
-//!   (`queue_claim_extraction`, `queue_complete_extraction`), one round trip each, exactly what the
-//!   registre worker (crates/extraction) and the OCR worker (crates/pool, with the OCR pair) run;
+//! - ours, the workers' path: the registre worker's queue loop as crates/extraction/src/worker.rs
+//!   runs it, minus the fetch: `MultiQueue::next_extraction` (a claim round: `queue_claim_extraction`,
+//!   with `queue_reap_expired` once per QUEUE_HEARTBEAT_MS, and the LISTEN connection on), then
+//!   `MultiQueue::keep_alive` (the job's lease handed to the queue's heartbeat keeper), then `settle(complete_extraction)`
+//!   (`queue_complete_extraction`), then the heartbeat dropped; each worker a task of one process
+//!   sharing one MultiQueue, on the binaries' runtime (registre_runtime's `run_binary`: tokio
+//!   multi-thread with its default worker count, one per core) and their pool size
+//!   (QUEUE_PG_POOL_SIZE's default for that many workers, 2 × workers + 2). The LISTEN connection
+//!   receives the announcement of every row inserted and completed, as a worker process does; its
+//!   CPU is counted in ours.
 //! - pgbench, the same 2 statements: the same two functions, prepared (`-M prepared`), one job per
 //!   transaction of the script: the reference (what a plain client does).
-//! pgbench gets as many threads as our runtime (2) and one connection per worker, as ours.
-//! Client CPU per job is getrusage of this process (ours) or of the pgbench child, divided by the
-//! jobs: what the client itself costs; the rest of the time is the server and the round trips.
-//! Each figure is the median of BENCH_REPEAT runs (default 3), ours and pgbench alternating.
 //!
-//! Run: cargo bench -p registre-queue --bench queue   (BENCH_ROWS rows per run, default 3200)
+//! pgbench gets as many threads as our runtime (capped at the workers) and one connection per
+//! worker. Client CPU per job is getrusage of this process (ours) or of the pgbench child, divided
+//! by the jobs: what the client itself costs; the rest of the time is the server and the round
+//! trips. Each figure (rate, CPU) is the median of its BENCH_REPEAT runs (default 3), ours and
+//! pgbench alternating; before each run the LISTEN connection has received every announcement
+//! made so far, so one run's notifications are not processed during another's.
+//!
+//! Run: cargo bench --workspace --bench queue   (BENCH_ROWS rows per run, default 9600;
+//! BENCH_WORKERS, default "1,4,16")
 
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use registre_config::Config;
-use registre_queue::{MultiQueue, Transition};
+use registre_config::{Config, QueueConfig};
+use registre_queue::{settle, MultiQueue, Settled, Transition};
 use sqlx::postgres::PgPool;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -48,6 +62,18 @@ async fn refill(pool: &PgPool, rows: usize) {
     sqlx::raw_sql("VACUUM ANALYZE extraction_queue").execute(pool).await.expect("vacuum");
 }
 
+/// Waits (up to 30 s) until the LISTEN connection has received `expected` announcements in all.
+async fn announced(queue: &MultiQueue, expected: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while queue.notifications_received() < expected {
+        if Instant::now() > deadline {
+            eprintln!("warning: {} of {expected} announcements received", queue.notifications_received());
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// CPU seconds (user + system) of this process or of its waited-for children.
 fn cpu_seconds(who: libc::c_int) -> f64 {
     // SAFETY: getrusage only writes the struct we hand it.
@@ -57,44 +83,56 @@ fn cpu_seconds(who: libc::c_int) -> f64 {
     t(usage.ru_utime) + t(usage.ru_stime)
 }
 
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg").map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).unwrap_or_default()
+}
+
 struct Run {
     jobs_per_s: f64,
     client_cpu_us_per_job: f64,
 }
 
+/// `workers` registre worker loops (queue part) until `rows` jobs are completed.
 async fn ours(queue: &Arc<MultiQueue>, workers: usize, rows: usize) -> Run {
+    let stop = CancellationToken::new();
+    let done = Arc::new(AtomicUsize::new(0));
+    let finished = Arc::new(Notify::new());
+    let lease_ttl = queue.config().lease_ttl;
     let cpu = cpu_seconds(libc::RUSAGE_SELF);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for w in 0..workers {
-        let queue = queue.clone();
+        let (queue, stop, done, finished) = (queue.clone(), stop.clone(), done.clone(), finished.clone());
         tasks.push(tokio::spawn(async move {
-            let worker = format!("bench-{w}");
-            let mut done = 0usize;
-            let mut next = queue.claim_any_extraction(&worker).await;
-            while let Some(job) = next {
-                assert_eq!(queue.complete_extraction(&job, "index/x.pdf", None).await.expect("complete"), Transition::Applied);
-                next = queue.claim_any_extraction(&worker).await;
-                done += 1;
+            let id = format!("bench-{w}");
+            while let Some(job) = queue.next_extraction(&id, &stop).await {
+                let heartbeat = queue.keep_alive(&job);
+                let settled = settle(&id, "complete", lease_ttl, &stop, || queue.complete_extraction(&job, "index/x.pdf", None)).await;
+                assert!(matches!(settled, Settled::Done(Transition::Applied)), "complete: {settled:?}");
+                drop(heartbeat);
+                if done.fetch_add(1, Ordering::SeqCst) + 1 == rows {
+                    finished.notify_one();
+                }
             }
-            done
         }));
     }
-    let mut total = 0;
-    for t in tasks {
-        total += t.await.expect("worker");
-    }
+    finished.notified().await;
     let elapsed = started.elapsed().as_secs_f64();
-    assert_eq!(total, rows, "every row processed once");
-    Run { jobs_per_s: rows as f64 / elapsed, client_cpu_us_per_job: (cpu_seconds(libc::RUSAGE_SELF) - cpu) * 1e6 / rows as f64 }
+    let cpu = cpu_seconds(libc::RUSAGE_SELF) - cpu;
+    stop.cancel();
+    for t in tasks {
+        t.await.expect("worker");
+    }
+    assert_eq!(done.load(Ordering::SeqCst), rows, "every row processed once");
+    Run { jobs_per_s: rows as f64 / elapsed, client_cpu_us_per_job: cpu * 1e6 / rows as f64 }
 }
 
-fn pgbench(url: &str, script: &str, workers: usize, rows: usize) -> Run {
+fn pgbench(url: &str, script: &str, workers: usize, threads: usize, rows: usize) -> Run {
     let path = std::env::temp_dir().join(format!("registre-pgbench-{}-{workers}.sql", std::process::id()));
     std::fs::write(&path, script).expect("pgbench script");
     let cpu = cpu_seconds(libc::RUSAGE_CHILDREN);
     let out = Command::new("pgbench")
-        .args(["-n", "-M", "prepared", "-c", &workers.to_string(), "-j", &workers.min(2).to_string()])
+        .args(["-n", "-M", "prepared", "-c", &workers.to_string(), "-j", &threads.min(workers).to_string()])
         .args(["-t", &(rows / workers).to_string()])
         .args(["-D", "job_id=00000000-0000-0000-0000-000000000000", "-D", "job_token=00000000-0000-0000-0000-000000000000"])
         .arg("-f")
@@ -119,36 +157,68 @@ async fn processed(pool: &PgPool) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM extraction_queue WHERE status_id IN (2, 3)").fetch_one(pool).await.expect("count")
 }
 
-fn median(mut runs: Vec<Run>) -> Run {
-    runs.sort_by(|a, b| a.jobs_per_s.total_cmp(&b.jobs_per_s));
-    runs.swap_remove(runs.len() / 2)
+/// The median of each figure, taken apart (the fastest run is not always the cheapest one).
+fn median(runs: Vec<Run>) -> Run {
+    let mid = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    Run {
+        jobs_per_s: mid(runs.iter().map(|r| r.jobs_per_s).collect()),
+        client_cpu_us_per_job: mid(runs.iter().map(|r| r.client_cpu_us_per_job).collect()),
+    }
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
-    let rows: usize = std::env::var("BENCH_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(3200);
+fn main() {
+    // The runtime every worker binary runs on (registre_runtime::run_binary).
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    runtime.block_on(bench());
+}
+
+async fn bench() {
+    let rows: usize = std::env::var("BENCH_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(9600);
     let repeat: usize = std::env::var("BENCH_REPEAT").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
+    let counts: Vec<usize> = std::env::var("BENCH_WORKERS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![1, 4, 16]);
+    let threads = tokio::runtime::Handle::current().metrics().num_workers();
     let (db, admin) = common::database(1).await;
     let config = Config::from_vars([("DATABASE_URL", db.url())]).expect("config");
+    let server: String = sqlx::query_scalar("SHOW server_version").fetch_one(&admin).await.expect("version");
 
-    println!("{rows} rows per run, median of {repeat} runs (ours and pgbench alternating); client CPU = this process (ours) or the pgbench process, per job");
+    println!(
+        "{rows} rows per run, median of {repeat} runs (ours and pgbench alternating); runtime: tokio multi-thread, {threads} worker threads (the binaries' default); pgbench -j {threads} (at most one per worker); PostgreSQL {server}; load average at start {}",
+        load_average()
+    );
+    println!("client CPU = this process (ours) or the pgbench process, per job");
     println!();
-    println!("| workers | ours, the workers' path: claim then complete (jobs/s) | pgbench, same 2 statements (jobs/s) | ratio | client CPU / job: ours | pgbench | ratio |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|");
-    for workers in [1usize, 4, 16] {
+    println!("| workers | pool size | ours, the workers' path: next_extraction, keep_alive, settle(complete_extraction) (jobs/s) | pgbench, same 2 statements (jobs/s) | ratio | client CPU / job: ours | pgbench | ratio |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for workers in counts {
         let rows = rows / workers * workers;
-        let queue = Arc::new(MultiQueue::connect(&config.environments, &config.queue, workers as u32).expect("queue"));
-        // Warm up: connections, prepared statements, plans.
+        let pool_size = QueueConfig::default_pg_pool_size(workers as u32);
+        let queue = Arc::new(MultiQueue::connect(&config.environments, &config.queue, pool_size).expect("queue"));
+        // Warm up: connections, prepared statements, plans, the LISTEN connection.
         refill(&admin, rows / 10).await;
         ours(&queue, workers, rows / 10).await;
+        // Announcements expected so far: the warm-up's rows are not all counted (the LISTEN
+        // connection started with the first claim), so start from what arrived once it is quiet.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut expected = queue.notifications_received();
         let (mut mine, mut theirs) = (Vec::new(), Vec::new());
         for _ in 0..repeat {
             for mode in [Mode::Ours, Mode::Pgbench] {
                 refill(&admin, rows).await;
+                // Every insert is announced; wait for all of them (and those of the last run).
+                expected += rows as u64;
+                announced(&queue, expected).await;
                 let run = match mode {
                     Mode::Ours => ours(&queue, workers, rows).await,
-                    Mode::Pgbench => pgbench(db.url(), CLAIM_THEN_COMPLETE, workers, rows),
+                    Mode::Pgbench => pgbench(db.url(), CLAIM_THEN_COMPLETE, workers, threads, rows),
                 };
+                // Every completion (2 → 3) is announced too.
+                expected += rows as u64;
                 assert_eq!(processed(&admin).await, rows as i64, "every row claimed once");
                 match mode {
                     Mode::Ours => mine.push(run),
@@ -158,7 +228,7 @@ async fn main() {
         }
         let (o, p) = (median(mine), median(theirs));
         println!(
-            "| {workers} | {:.0} | {:.0} | {:.2} | {:.0} µs | {:.0} µs | {:.2} |",
+            "| {workers} | {pool_size} | {:.0} | {:.0} | {:.2} | {:.0} µs | {:.0} µs | {:.2} |",
             o.jobs_per_s,
             p.jobs_per_s,
             o.jobs_per_s / p.jobs_per_s,
@@ -167,5 +237,7 @@ async fn main() {
             o.client_cpu_us_per_job / p.client_cpu_us_per_job,
         );
     }
+    println!();
+    println!("load average at end {}", load_average());
     admin.close().await;
 }

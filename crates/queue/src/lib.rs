@@ -27,6 +27,7 @@ mod postgres;
 mod rest;
 mod row;
 mod settle;
+mod warm;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -245,7 +246,7 @@ pub fn means_not_migrated(e: &sqlx::Error) -> bool {
 }
 
 /// sqlx errors that mean the connection or the server, not the statement's data.
-fn sql_error_is_connection_level(e: &sqlx::Error) -> bool {
+pub(crate) fn sql_error_is_connection_level(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Database(db) => {
             let code = db.code().map(|c| c.to_string()).unwrap_or_default();

@@ -144,6 +144,50 @@ async fn heartbeats_keep_the_lease_and_report_when_it_is_lost() {
     assert_eq!(row(queue.pool(), id).await.0, status::WAITING);
 }
 
+/// The workers' heartbeats (`MultiQueue::keep_alive`) share one keeper task per queue: every kept
+/// lease is renewed, a dropped one no more, and a lost one is reported while the others go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_leases_are_renewed_until_dropped_and_a_lost_one_is_reported() {
+    let (db, admin) = common::database(2).await;
+    let ids = [insert(&admin, "acte", "K-1").await, insert(&admin, "acte", "K-2").await, insert(&admin, "acte", "K-3").await];
+    let config = registre_config::Config::from_vars([("PROD_DATABASE_URL", db.url()), ("QUEUE_HEARTBEAT_MS", "50")]).unwrap();
+    let queue = Arc::new(registre_queue::MultiQueue::connect(&config.environments, &config.queue, 4).unwrap());
+    let mut jobs = Vec::new();
+    for _ in 0..3 {
+        jobs.push(queue.claim_any_extraction("keeper").await.expect("claimed"));
+    }
+    let first: Vec<_> = futures_util::future::join_all(ids.iter().map(|id| lease_of(&admin, *id))).await;
+    let kept = [queue.keep_alive(&jobs[0]), queue.keep_alive(&jobs[1]), queue.keep_alive(&jobs[2])];
+    // Every kept lease moves forward (polled, however slow the machine).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for (n, id) in ids.iter().enumerate() {
+        while lease_of(&admin, *id).await <= first[n] {
+            assert!(Instant::now() < deadline, "lease {n} was never renewed");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    // A dropped heartbeat renews no more (a renewal in flight when it was dropped lands first).
+    let [a, b, c] = kept;
+    drop(c);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let stopped = lease_of(&admin, ids[2]).await;
+    // Row 0 is reaped (its lease expired by an operator): its heartbeat reports the loss.
+    let mut tx = admin.begin().await.unwrap();
+    update_row(&mut *tx, ids[0], "lease_expires_at = now() - interval '1 second'").await;
+    let reaped: i32 = sqlx::query_scalar("SELECT queue_reap_expired(3)").fetch_one(&mut *tx).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(reaped, 1);
+    tokio::time::timeout(Duration::from_secs(60), a.lost().cancelled()).await.expect("lost must fire");
+    // Row 1 goes on being renewed after that.
+    let before = lease_of(&admin, ids[1]).await;
+    while lease_of(&admin, ids[1]).await <= before {
+        assert!(Instant::now() < deadline, "lease 1 stopped being renewed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!b.is_lost());
+    assert_eq!(lease_of(&admin, ids[2]).await, stopped, "a dropped heartbeat renewed its lease");
+}
+
 /// The row's backoff (either stage) is over, as waiting it out would make it: deterministic.
 async fn backoff_over(pool: &sqlx::PgPool, id: Uuid) {
     let set = "next_attempt_at = CASE WHEN next_attempt_at IS NOT NULL THEN now() - interval '1 ms' END,

@@ -33,6 +33,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 pub use dispatch::EnvQueue;
 use slots::Slot;
 
+use crate::heartbeat::Keeper;
 use crate::notify::Wakers;
 use crate::*;
 
@@ -45,11 +46,13 @@ pub struct MultiQueue {
     notify: bool,
     /// The LISTEN connections are started by the first wait (they need the runtime).
     listening: AtomicBool,
-    /// Stops the LISTEN connections when the MultiQueue is dropped.
+    /// Stops the LISTEN connections and the heartbeats' keeper task when the MultiQueue is dropped.
     stop_listeners: CancellationToken,
     _listeners_guard: DropGuard,
     /// Claim calls made (each one database round trip), for the benchmarks and metrics.
     claim_calls: AtomicU64,
+    /// Renews the leases of [`MultiQueue::keep_alive`]'s heartbeats.
+    keeper: Arc<Keeper>,
 }
 
 impl std::fmt::Debug for MultiQueue {
@@ -64,6 +67,7 @@ impl MultiQueue {
         queues.sort_by_key(|q| q.env());
         let slots = queues.into_iter().map(|queue| Arc::new(Slot::new(queue, &config))).collect();
         let stop_listeners = CancellationToken::new();
+        let keeper = Keeper::new(config.heartbeat);
         MultiQueue {
             slots,
             config,
@@ -73,6 +77,7 @@ impl MultiQueue {
             _listeners_guard: stop_listeners.clone().drop_guard(),
             stop_listeners,
             claim_calls: AtomicU64::new(0),
+            keeper,
         }
     }
 
@@ -164,11 +169,15 @@ impl MultiQueue {
     }
 
     /// Renews `job`'s lease every QUEUE_HEARTBEAT_MS until the returned heartbeat is dropped.
+    /// One task per queue renews every kept lease (see [`crate::heartbeat`]).
     pub fn keep_alive(self: &Arc<Self>, job: &Job) -> Heartbeat {
-        let queue = Arc::clone(self);
-        Heartbeat::spawn(job.clone(), self.config.heartbeat, move |job| {
-            let queue = queue.clone();
-            async move { queue.renew(&job).await }
+        self.keeper.keep(job, &self.stop_listeners, || {
+            // Weak: the keeper's task must not keep the queue alive (its end is the queue's drop).
+            let queue = Arc::downgrade(self);
+            move |job: Job| {
+                let queue = queue.upgrade()?;
+                Some(async move { queue.renew(&job).await })
+            }
         })
     }
 }

@@ -7,7 +7,6 @@
 use std::sync::atomic::Ordering;
 
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 use super::{EnvQueue, MultiQueue};
 use crate::notify::Interest;
@@ -59,7 +58,9 @@ impl MultiQueue {
                 continue;
             }
             // A fresh token per claim, chosen here, so a claim whose answer is lost can be undone.
-            let token = Uuid::new_v4();
+            // Random bits from the thread's generator (seeded from the OS, cryptographically
+            // strong) rather than Uuid::new_v4's getrandom system call per claim.
+            let token = uuid::Builder::from_random_bytes(rand::random::<u128>().to_le_bytes()).into_uuid();
             self.claim_calls.fetch_add(1, Ordering::Relaxed);
             let claimed = match kind {
                 Claim::Extraction => slot.guarded("claim for extraction", slot.queue.claim_extraction(worker_id, token)).await,
