@@ -150,14 +150,7 @@ async fn a_claim_that_commits_after_the_client_timed_out_is_undone_without_an_at
     let direct = common::pool(&db, 2).await;
     // The database is slow for this claimer: its claim runs 3 s, then commits, long after the
     // client's call timeout (2 × 300 ms) fired and the client gave up on the answer.
-    sqlx::raw_sql(
-        "CREATE FUNCTION slow_claim() RETURNS trigger LANGUAGE plpgsql AS $$
-         BEGIN IF NEW.worker_id = 'lent' THEN PERFORM pg_sleep(3); END IF; RETURN NEW; END $$;
-         CREATE TRIGGER slow_claim BEFORE UPDATE ON extraction_queue FOR EACH ROW EXECUTE FUNCTION slow_claim();",
-    )
-    .execute(&direct)
-    .await
-    .unwrap();
+    common::slow_claims_of(&direct, "lent", 3).await;
     let config = Config::from_vars([
         ("PROD_DATABASE_URL", db.url()),
         ("QUEUE_CALL_TIMEOUT_MS", "300"),

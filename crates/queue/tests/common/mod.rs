@@ -71,3 +71,16 @@ pub async fn count_status(pool: &PgPool, status: i32) -> i64 {
         .await
         .expect("count")
 }
+
+/// Makes the database slow for one claimer: a claim by `worker_id` sleeps `seconds` inside its
+/// UPDATE (a trigger), then commits. How a test stands in for a call whose answer comes too late.
+pub async fn slow_claims_of(pool: &PgPool, worker_id: &str, seconds: u32) {
+    sqlx::raw_sql(&format!(
+        "CREATE FUNCTION slow_claim() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN IF NEW.worker_id = '{worker_id}' THEN PERFORM pg_sleep({seconds}); END IF; RETURN NEW; END $$;
+         CREATE TRIGGER slow_claim BEFORE UPDATE ON extraction_queue FOR EACH ROW EXECUTE FUNCTION slow_claim();"
+    ))
+    .execute(pool)
+    .await
+    .expect("slow claim trigger");
+}
