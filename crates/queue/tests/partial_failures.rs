@@ -145,9 +145,7 @@ async fn a_claim_whose_replies_are_lost_leaves_the_row_waiting_and_its_token_can
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_claim_that_commits_after_the_client_timed_out_is_undone_without_an_attempt() {
-    let db = TestDatabase::create();
-    common::migrated(&db).await;
-    let direct = common::pool(&db, 2).await;
+    let (db, direct) = common::database(2).await;
     // The database is slow for this claimer: its claim runs 3 s, then commits, long after the
     // client's call timeout (2 × 300 ms) fired and the client gave up on the answer.
     common::slow_claims_of(&direct, "lent", 3).await;

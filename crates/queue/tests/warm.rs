@@ -31,9 +31,7 @@ async fn backends(admin: &sqlx::PgPool, app: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_cut_off_by_its_timeout_never_lends_its_connection_again() {
-    let db = TestDatabase::create();
-    common::migrated(&db).await;
-    let admin = common::pool(&db, 2).await;
+    let (db, admin) = common::database(2).await;
     common::slow_claims_of(&admin, "lent", 20).await;
     insert(&admin, "index", "LENT-1").await;
     let queue = queue_named(&db, "warm-timeout", 2).await;
@@ -56,9 +54,7 @@ async fn a_call_cut_off_by_its_timeout_never_lends_its_connection_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_level_error_closes_every_warm_connection() {
-    let db = TestDatabase::create();
-    common::migrated(&db).await;
-    let admin = common::pool(&db, 2).await;
+    let (db, admin) = common::database(2).await;
     let queue = queue_named(&db, "warm-broken", 4).await;
     // Three connections idle in sqlx's pool, then three calls at once: each takes one of them,
     // and all three are kept warm afterwards (none left in sqlx's pool).
