@@ -68,9 +68,17 @@ async fn a_connection_level_error_closes_every_warm_connection() {
         assert!(Instant::now() < deadline, "the connections never went back to the pool");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let (a, b, c) = tokio::join!(queue.count_waiting(), queue.count_waiting(), queue.count_waiting());
-    assert!(a.is_ok() && b.is_ok() && c.is_ok());
-    assert_eq!((queue.pool().size(), queue.pool().num_idle()), (3, 0), "three warm connections");
+    // On a loaded machine one call may end before another starts, which then takes the warm one
+    // and leaves a connection idle in sqlx's pool: call again until all three are warm.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (a, b, c) = tokio::join!(queue.count_waiting(), queue.count_waiting(), queue.count_waiting());
+        assert!(a.is_ok() && b.is_ok() && c.is_ok());
+        if (queue.pool().size(), queue.pool().num_idle()) == (3, 0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "three calls at once never kept three warm connections");
+    }
     assert_eq!(backends(&admin, "warm-broken").await, 3);
     // The server drops all of them (as a restart or a cut network would).
     sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'warm-broken'")
