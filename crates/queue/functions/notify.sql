@@ -6,23 +6,35 @@
 
 -- queue_notify_claimable() (trigger): idle workers learn of a claimable row the moment its
 -- transaction commits, instead of at their next poll (QUEUE_POLL_INTERVAL_MS, which stays as the fallback). Each process keeps one
--- LISTEN connection per environment (crates/queue/src/notify.rs) and wakes ONE waiting worker per
--- notification, so a new row costs one claim, not one per idle worker.
+-- LISTEN connection per environment (crates/queue/src/notify.rs), on the channels of the stages
+-- its workers wait for, and wakes ONE waiting worker per notification, so a new row costs one
+-- claim, not one per idle worker.
 -- Invariant: every row that becomes claimable now, by an INSERT or by an UPDATE that changes its
 -- status to 1 (extraction) or 3 (OCR) without a backoff still running, is announced exactly once
--- on channel `registre_queue`, when (and only if) its transaction commits. The payload names the
--- stage, the source for OCR, and the row id (so NOTIFY's de-duplication within one transaction
--- never merges two rows): `1 <id>` or `3 <document_source> <id>`. Rows in backoff are not announced
--- (they become claimable by time, not by a write; polling finds them). Changes no row.
+-- on its stage's channel, `registre_queue_extraction` (status 1, what registre workers listen to)
+-- or `registre_queue_ocr` (status 3, what the OCR pool listens to), when (and only if) its
+-- transaction commits; one channel per stage so that a registre worker process never receives the
+-- announcement of every extraction it completes. The payload names the stage, the source for OCR,
+-- and the row id (so NOTIFY's de-duplication within one transaction never merges two rows):
+-- `1 <id>` or `3 <document_source> <id>`. Each row is also announced, with the same payload, on
+-- `registre_queue`, the previous release's single channel, so that release's workers keep their
+-- pickup during an upgrade and after a rollback; nothing of this release listens there (see
+-- docs/queue.md, Pickup). Rows in backoff are not announced (they become claimable by time, not by
+-- a write; polling finds them). Changes no row.
 CREATE OR REPLACE FUNCTION queue_notify_claimable()
 RETURNS trigger
 LANGUAGE plpgsql AS $$
+DECLARE
+    payload text;
 BEGIN
     IF NEW.status_id = 1 THEN
-        PERFORM pg_notify('registre_queue', '1 ' || NEW.id::text);
+        payload := '1 ' || NEW.id::text;
+        PERFORM pg_notify('registre_queue_extraction', payload);
     ELSE
-        PERFORM pg_notify('registre_queue', '3 ' || NEW.document_source::text || ' ' || NEW.id::text);
+        payload := '3 ' || NEW.document_source::text || ' ' || NEW.id::text;
+        PERFORM pg_notify('registre_queue_ocr', payload);
     END IF;
+    PERFORM pg_notify('registre_queue', payload);
     RETURN NULL;
 END
 $$;

@@ -1,8 +1,10 @@
 //! Pickup by LISTEN/NOTIFY: the trigger of `functions/notify.sql` announces every
-//! row that becomes claimable (`1 <id>`, `3 <source> <id>` on channel `registre_queue`); one
-//! listening connection per process and Postgres environment ([`spawn_listener`]) turns each
-//! announcement into ONE wake-up ([`Wakers`]), so one new row costs one claim however many workers
-//! are idle. Polling (QUEUE_POLL_INTERVAL_MS) stays as the fallback: for Supabase REST
+//! row that becomes claimable on its stage's channel (`1 <id>` on [`CHANNEL_EXTRACTION`],
+//! `3 <source> <id>` on [`CHANNEL_OCR`]); one listening connection per process and Postgres
+//! environment ([`spawn_listener`]) listens only on the channels of the stages its workers wait
+//! for, and turns each announcement into ONE wake-up ([`Wakers`]), so one new row costs one claim
+//! however many workers are idle, and a registre worker process never hears of OCR rows (one
+//! announcement per completed extraction, which it would read and drop). Polling (QUEUE_POLL_INTERVAL_MS) stays as the fallback: for Supabase REST
 //! environments (no LISTEN through PostgREST), for rows whose backoff ends (no write announces
 //! them), and while the listening connection is down (every waiter is woken when it comes back,
 //! since announcements made meanwhile are lost).
@@ -14,13 +16,21 @@ use std::time::Duration;
 use registre_config::EnvName;
 use registre_runtime::Backoff;
 use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 
 use crate::DocumentSource;
 
-/// The channel of `queue_notify_claimable()`.
-pub const CHANNEL: &str = "registre_queue";
+/// Where `queue_notify_claimable()` announces status-1 rows: what registre workers listen for.
+pub const CHANNEL_EXTRACTION: &str = "registre_queue_extraction";
+
+/// Where `queue_notify_claimable()` announces status-3 rows: what the OCR pool listens for.
+pub const CHANNEL_OCR: &str = "registre_queue_ocr";
+
+/// The previous release's single channel, which carried both stages. The trigger still announces
+/// every row there too, for the workers of that release (during an upgrade, or after a rollback);
+/// nothing of this release listens to it.
+pub const CHANNEL_PREVIOUS_RELEASE: &str = "registre_queue";
 
 /// What a waiting worker waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,10 +39,34 @@ pub(crate) enum Interest {
     Ocr(DocumentSource),
 }
 
+impl Interest {
+    /// This interest's bit in [`Wakers`]'s set of wanted stages (one bit per channel).
+    fn stage_bit(self) -> u8 {
+        match self {
+            Interest::Extraction => STAGE_EXTRACTION,
+            Interest::Ocr(_) => STAGE_OCR,
+        }
+    }
+}
+
+const STAGE_EXTRACTION: u8 = 1;
+const STAGE_OCR: u8 = 2;
+
+/// The channels of a set of wanted stages.
+fn channels(stages: u8) -> Vec<&'static str> {
+    let mut out = Vec::with_capacity(2);
+    if stages & STAGE_EXTRACTION != 0 {
+        out.push(CHANNEL_EXTRACTION);
+    }
+    if stages & STAGE_OCR != 0 {
+        out.push(CHANNEL_OCR);
+    }
+    out
+}
+
 /// The idle workers of one process, by what they wait for. `notify_one` wakes one waiter, or, if
 /// none waits, lets the next one to wait go at once (a worker always claims before it waits, so
 /// that permit costs at most one empty claim).
-#[derive(Default)]
 pub(crate) struct Wakers {
     extraction: Notify,
     index: Notify,
@@ -40,9 +74,37 @@ pub(crate) struct Wakers {
     plan: Notify,
     /// Announcements received (for the benchmarks and tests).
     received: AtomicU64,
+    /// The stages some worker of this process has waited for (bits): each LISTEN connection
+    /// listens on their channels, and reconnects when one is added.
+    wanted: watch::Sender<u8>,
+}
+
+impl Default for Wakers {
+    fn default() -> Wakers {
+        Wakers {
+            extraction: Notify::new(),
+            index: Notify::new(),
+            acte: Notify::new(),
+            plan: Notify::new(),
+            received: AtomicU64::new(0),
+            wanted: watch::Sender::new(0),
+        }
+    }
 }
 
 impl Wakers {
+    /// A worker is about to wait for `interest`: from now on its stage's channel is listened to.
+    /// Called before the worker's first claim, so a row announced before the channel is listened
+    /// to is found by that claim or by the claim after the reconnection's [`Wakers::wake_all`].
+    pub(crate) fn want(&self, interest: Interest) {
+        let bit = interest.stage_bit();
+        self.wanted.send_if_modified(|stages| {
+            let added = *stages & bit == 0;
+            *stages |= bit;
+            added
+        });
+    }
+
     pub(crate) fn for_interest(&self, interest: Interest) -> &Notify {
         match interest {
             Interest::Extraction => &self.extraction,
@@ -85,9 +147,10 @@ fn parse(payload: &str) -> Option<Interest> {
 }
 
 /// Listens on `pool`'s database until `stop` fires, on a connection of its own (a pool of one
-/// made from `pool`'s options, so it never takes a connection from the workers' pool). Connection
-/// losses are retried with capped backoff (up to `retry_max`), never fatal; each (re)connection
-/// wakes every waiter.
+/// made from `pool`'s options, so it never takes a connection from the workers' pool), on the
+/// channels of the stages wanted so far; when a worker waits for another stage, it reconnects to
+/// listen on that channel too. Connection losses are retried with capped backoff (up to
+/// `retry_max`), never fatal; each (re)connection wakes every waiter.
 pub(crate) fn spawn_listener(env: EnvName, pool: &PgPool, wakers: Arc<Wakers>, retry_max: Duration, stop: CancellationToken) {
     let options = pool.connect_options();
     let own = PgPoolOptions::new()
@@ -100,30 +163,51 @@ pub(crate) fn spawn_listener(env: EnvName, pool: &PgPool, wakers: Arc<Wakers>, r
     tokio::spawn(async move {
         let mut backoff = Backoff::new(Duration::from_millis(200), retry_max.max(Duration::from_millis(200)));
         let mut was_up = false;
+        let mut wanted = wakers.wanted.subscribe();
         while !stop.is_cancelled() {
+            let stages = *wanted.borrow_and_update();
+            if stages == 0 {
+                // Nobody waits yet: nothing to listen to.
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    changed = wanted.changed() => if changed.is_err() { break } else { continue },
+                }
+            }
             let listening = async {
                 let mut listener = PgListener::connect_with(&own).await?;
                 listener.ignore_pool_close_event(true);
-                listener.listen(CHANNEL).await?;
+                listener.listen_all(channels(stages)).await?;
                 Ok::<_, sqlx::Error>(listener)
             };
             let connected = tokio::select! {
                 _ = stop.cancelled() => break,
                 r = listening => r,
             };
+            // Whether the connection was lost (then the next one waits its backoff) rather than
+            // left for one that listens on more channels.
+            let mut lost = true;
             match connected {
                 Ok(mut listener) => {
                     backoff.reset();
                     if was_up {
                         tracing::info!(%env, "🔔 {env}: listening for new rows again");
                     } else {
-                        tracing::debug!(%env, "🔔 {env}: listening for new rows (LISTEN {CHANNEL})");
+                        tracing::debug!(%env, "🔔 {env}: listening for new rows (LISTEN {})", channels(stages).join(", "));
                     }
-                    was_up = true;
                     wakers.wake_all();
                     loop {
                         let next = tokio::select! {
                             _ = stop.cancelled() => return,
+                            // A worker now waits for another stage too: listen on its channel as
+                            // well. A new connection (rather than LISTEN on this one) keeps this
+                            // loop's reads whole; it happens at most once per stage.
+                            changed = wanted.changed() => match changed {
+                                Ok(()) => {
+                                    lost = false;
+                                    break;
+                                }
+                                Err(_) => return,
+                            },
                             n = listener.try_recv() => n,
                         };
                         match next {
@@ -140,15 +224,19 @@ pub(crate) fn spawn_listener(env: EnvName, pool: &PgPool, wakers: Arc<Wakers>, r
                             }
                         }
                     }
+                    // Only a lost connection makes the next one say "again".
+                    was_up = lost;
                 }
                 Err(e) => {
                     tracing::debug!(%env, "🔕 {env}: cannot LISTEN yet ({e}); idle workers poll meanwhile");
                 }
             }
-            let delay = backoff.next_delay();
-            tokio::select! {
-                _ = stop.cancelled() => break,
-                _ = tokio::time::sleep(delay) => {}
+            if lost {
+                let delay = backoff.next_delay();
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(delay) => {}
+                }
             }
         }
     });

@@ -170,6 +170,88 @@ async fn an_ocr_worker_picks_up_a_row_the_moment_extraction_completes_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registre_worker_process_hears_of_new_rows_only_not_of_the_extractions_it_completes() {
+    let mut f = Fixture::new(4).await;
+    let mut rx = f.registre_workers(2).await;
+    // Once the warm-up row is completed, the announcements so far are counted.
+    let deadline = Instant::now() + DEADLINE;
+    while common::count_status(&f.pool, 3).await < 1 {
+        assert!(Instant::now() < deadline, "the warm-up row was never completed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let before = f.queue.notifications_received();
+    let rows: i64 = 10;
+    for n in 0..rows {
+        let id = f.insert("acte", &format!("S-{n}")).await;
+        assert_eq!(next_claimed(&mut rx).await, id);
+    }
+    while common::count_status(&f.pool, 3).await < rows + 1 {
+        assert!(Instant::now() < deadline, "the rows were never completed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A last announcement on the extraction channel, committed after every completion: a listener
+    // receives in commit order, so once it has counted as many as it should, any announcement of
+    // those completions sent to it would have been counted too.
+    sqlx::query("SELECT pg_notify('registre_queue_extraction', 'fin')").execute(&f.pool).await.unwrap();
+    let expected = rows as u64 + 1;
+    while f.queue.notifications_received() - before < expected {
+        assert!(Instant::now() < deadline, "the announcements never arrived");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // One more at most: the warm-up row's own announcement, if it came after `before` was read
+    // (that row may have been claimed by a claim round before its announcement arrived).
+    let heard = f.queue.notifications_received() - before;
+    assert!(
+        heard <= expected + 1,
+        "a registre worker process hears one announcement per new row, none for the {rows} rows it moved to OCR: {heard} heard"
+    );
+    f.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_that_waits_for_both_stages_hears_both() {
+    // Registre workers first: the LISTEN connection starts with the extraction channel only.
+    let mut f = Fixture::new(6).await;
+    let _claimed = f.registre_workers(1).await;
+    // Then an OCR worker in the same process: the connection must listen on the OCR channel too.
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (queue, stop) = (f.queue.clone(), f.cancel.clone());
+    f.tasks.push(tokio::spawn(async move {
+        while let Some(job) = queue.next_ocr("ocr-index", DocumentSource::Index, &stop).await {
+            let _ = tx.send(job.id);
+            assert_eq!(queue.complete_ocr(&job, "texte", "texte").await.unwrap(), Transition::Applied);
+        }
+    }));
+    // The warm-up row reaches OCR as well (found by a claim or announced); then each new row
+    // goes through both stages on announcements alone (the poll is 10 minutes away).
+    let warm_up: Uuid = sqlx::query_scalar("SELECT id FROM extraction_queue WHERE document_number = 'warm-up'").fetch_one(&f.pool).await.unwrap();
+    assert_eq!(next_claimed(&mut rx).await, warm_up);
+    for n in 0..3 {
+        let id = f.insert("index", &format!("D-{n}")).await;
+        assert_eq!(next_claimed(&mut rx).await, id, "row {n} went through extraction and OCR");
+    }
+    f.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_previous_releases_channel_still_hears_both_stages() {
+    let f = Fixture::new(2).await;
+    // A worker of the previous release listens on `registre_queue` alone.
+    let mut previous = sqlx::postgres::PgListener::connect(f.db.url()).await.unwrap();
+    previous.listen("registre_queue").await.unwrap();
+    let id = f.insert("acte", "A-1").await;
+    let job = f.queue.claim_any_extraction("registre").await.expect("claimed");
+    assert_eq!(f.queue.complete_extraction(&job, "actes/x.pdf", None).await.unwrap(), Transition::Applied);
+    let mut payloads = Vec::new();
+    for _ in 0..2 {
+        let n = tokio::time::timeout(DEADLINE, previous.recv()).await.expect("announced within 60 s").unwrap();
+        assert_eq!(n.channel(), "registre_queue");
+        payloads.push(n.payload().to_string());
+    }
+    assert_eq!(payloads, [format!("1 {id}"), format!("3 acte {id}")]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_listen_connection_comes_back_and_wakes_the_workers() {
     let mut f = Fixture::new(4).await;
     let mut rx = f.registre_workers(2).await;

@@ -2,7 +2,8 @@
 //! expired leases reaped at most once per QUEUE_HEARTBEAT_MS per environment, a fresh claim token
 //! per claim so a lost answer can be undone), and the idle wait between rounds: a LISTEN/NOTIFY
 //! announcement of a claimable row (see [`crate::notify`]: one listening connection per Postgres
-//! environment, one worker woken per row) or the next poll, whichever comes first.
+//! environment, on the channels of the stages this process waits for; one worker woken per row)
+//! or the next poll, whichever comes first.
 
 use std::sync::atomic::Ordering;
 
@@ -106,6 +107,8 @@ impl MultiQueue {
     /// (one waiter woken per row) or the next poll, whichever comes first. The wake-up is armed
     /// BEFORE the claim, so a row announced between an empty claim and the wait is not missed.
     async fn wait_for(&self, worker_id: &str, kind: Claim, stop: &CancellationToken) -> Option<Job> {
+        // Before the first claim: see [`crate::notify::Wakers::want`].
+        self.wakers.want(kind.interest());
         self.start_listeners();
         let wake = self.wakers.for_interest(kind.interest());
         loop {
