@@ -19,8 +19,9 @@
 //! worker. Client CPU per job is getrusage of this process (ours) or of the pgbench child, divided
 //! by the jobs: what the client itself costs; the rest of the time is the server and the round
 //! trips. Each figure (rate, CPU) is the median of its BENCH_REPEAT runs (default 3), ours and
-//! pgbench alternating; before each run the LISTEN connection has received every announcement
-//! made so far, so one run's notifications are not processed during another's.
+//! pgbench alternating, and which of them goes first alternating from one round to the next;
+//! before each run the LISTEN connection has received every announcement made so far, so one
+//! run's notifications are not processed during another's.
 //!
 //! Run: cargo bench --workspace --bench queue   (BENCH_ROWS rows per run, default 9600;
 //! BENCH_WORKERS, default "1,4,16")
@@ -61,6 +62,9 @@ async fn refill(pool: &PgPool, rows: usize) {
     .await
     .expect("insert");
     sqlx::raw_sql("VACUUM ANALYZE extraction_queue").execute(pool).await.expect("vacuum");
+    // Each run starts with nothing left to write back or to vacuum (autovacuum is off for this
+    // table: the VACUUM above does its work), so neither side pays for what the other left.
+    sqlx::raw_sql("CHECKPOINT").execute(pool).await.expect("checkpoint");
 }
 
 /// Waits (up to 30 s) until the LISTEN connection has received `expected` announcements in all.
@@ -91,6 +95,36 @@ fn load_average() -> String {
 struct Run {
     jobs_per_s: f64,
     client_cpu_us_per_job: f64,
+    /// Every PostgreSQL process's CPU during the run, per job (see [`server_cpu_seconds`]).
+    server_cpu_us_per_job: f64,
+}
+
+/// CPU seconds (user + system) of the local PostgreSQL server: the postmaster, every live child
+/// (backends, WAL writer, checkpointer...) and the children it has reaped (pgbench's backends end
+/// with their run). Read from /proc: the bench runs on the server's machine.
+fn server_cpu_seconds(postmaster: u32) -> f64 {
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    // Fields after the command name: state(3) ppid(4) ... utime(14) stime(15) cutime(16) cstime(17).
+    let fields = |pid: &str| -> Option<Vec<String>> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let after_name = &stat[stat.rfind(')')? + 2..];
+        Some(after_name.split_whitespace().map(str::to_owned).collect())
+    };
+    let num = |f: &[String], field: usize| f.get(field - 3).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let mut total = 0.0;
+    if let Some(f) = fields(&postmaster.to_string()) {
+        total += num(&f, 14) + num(&f, 15) + num(&f, 16) + num(&f, 17);
+    }
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit())) else { continue };
+        if let Some(f) = fields(pid) {
+            if num(&f, 4) as u32 == postmaster {
+                total += num(&f, 14) + num(&f, 15);
+            }
+        }
+    }
+    total / ticks
 }
 
 /// `workers` registre worker loops (queue part) until `rows` jobs are completed.
@@ -125,7 +159,7 @@ async fn ours(queue: &Arc<MultiQueue>, workers: usize, rows: usize) -> Run {
         t.await.expect("worker");
     }
     assert_eq!(done.load(Ordering::SeqCst), rows, "every row processed once");
-    Run { jobs_per_s: rows as f64 / elapsed, client_cpu_us_per_job: cpu * 1e6 / rows as f64 }
+    Run { jobs_per_s: rows as f64 / elapsed, client_cpu_us_per_job: cpu * 1e6 / rows as f64, server_cpu_us_per_job: 0.0 }
 }
 
 fn pgbench(url: &str, script: &str, workers: usize, threads: usize, rows: usize) -> Run {
@@ -151,7 +185,7 @@ fn pgbench(url: &str, script: &str, workers: usize, threads: usize, rows: usize)
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("pgbench printed no tps: {text}\n{}", String::from_utf8_lossy(&out.stderr)));
     assert!(out.status.success(), "pgbench failed: {text}\n{}", String::from_utf8_lossy(&out.stderr));
-    Run { jobs_per_s: tps, client_cpu_us_per_job: cpu * 1e6 / rows as f64 }
+    Run { jobs_per_s: tps, client_cpu_us_per_job: cpu * 1e6 / rows as f64, server_cpu_us_per_job: 0.0 }
 }
 
 async fn processed(pool: &PgPool) -> i64 {
@@ -167,6 +201,7 @@ fn median(runs: Vec<Run>) -> Run {
     Run {
         jobs_per_s: mid(runs.iter().map(|r| r.jobs_per_s).collect()),
         client_cpu_us_per_job: mid(runs.iter().map(|r| r.client_cpu_us_per_job).collect()),
+        server_cpu_us_per_job: mid(runs.iter().map(|r| r.server_cpu_us_per_job).collect()),
     }
 }
 
@@ -186,16 +221,24 @@ async fn bench() {
     let threads = tokio::runtime::Handle::current().metrics().num_workers();
     let (db, admin) = common::database(1).await;
     let config = Config::from_vars([("DATABASE_URL", db.url())]).expect("config");
+    sqlx::raw_sql("ALTER TABLE extraction_queue SET (autovacuum_enabled = off)").execute(&admin).await.expect("autovacuum off");
     let server: String = sqlx::query_scalar("SHOW server_version").fetch_one(&admin).await.expect("version");
+    // The postmaster: the parent of this connection's backend.
+    let backend: i32 = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&admin).await.expect("backend pid");
+    let postmaster: u32 = std::fs::read_to_string(format!("/proc/{backend}/stat"))
+        .ok()
+        .and_then(|s| s[s.rfind(')')? + 2..].split_whitespace().nth(1)?.parse().ok())
+        .expect("the bench runs beside the PostgreSQL server it measures (/proc/<backend>/stat)");
 
     println!(
-        "{rows} rows per run, median of {repeat} runs (ours and pgbench alternating); runtime: tokio multi-thread, {threads} worker threads (the binaries' default); pgbench -j {threads} (at most one per worker); PostgreSQL {server}; load average at start {}",
+        "{rows} rows per run, median of {repeat} runs (ours and pgbench alternating, each going first in turn); runtime: tokio multi-thread, {threads} worker threads (the binaries' default); pgbench -j {threads} (at most one per worker); PostgreSQL {server}; load average at start {}",
         load_average()
     );
-    println!("client CPU = this process (ours) or the pgbench process, per job");
+    println!("client CPU = this process (ours) or the pgbench process, per job; server CPU = every PostgreSQL process, per job");
     println!();
-    println!("| workers | pool size | ours, the workers' path: next_extraction, keep_alive, settle(complete_extraction) (jobs/s) | pgbench, same 2 statements (jobs/s) | ratio | client CPU / job: ours | pgbench | ratio |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| workers | pool size | ours, the workers' path: next_extraction, keep_alive, settle(complete_extraction) (jobs/s) | pgbench, same 2 statements (jobs/s) | ratio | client CPU / job: ours | pgbench | ratio | server CPU / job: ours | pgbench |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let mut every_run = Vec::new();
     for workers in counts {
         let rows = rows / workers * workers;
         let pool_size = QueueConfig::default_pg_pool_size(workers as u32);
@@ -208,16 +251,21 @@ async fn bench() {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let mut expected = queue.notifications_received();
         let (mut mine, mut theirs) = (Vec::new(), Vec::new());
-        for _ in 0..repeat {
-            for mode in [Mode::Ours, Mode::Pgbench] {
+        for round in 0..repeat {
+            // Who goes first alternates too (ours, pgbench, pgbench, ours, ...): this machine's
+            // commit latency drifts over minutes, and a fixed order would hand that drift to one side.
+            let order = if round % 2 == 0 { [Mode::Ours, Mode::Pgbench] } else { [Mode::Pgbench, Mode::Ours] };
+            for mode in order {
                 refill(&admin, rows).await;
                 // Every insert is announced; wait for all of them (and those of the last run).
                 expected += rows as u64;
                 announced(&queue, expected).await;
-                let run = match mode {
+                let server = server_cpu_seconds(postmaster);
+                let mut run = match mode {
                     Mode::Ours => ours(&queue, workers, rows).await,
                     Mode::Pgbench => pgbench(db.url(), CLAIM_THEN_COMPLETE, workers, threads, rows),
                 };
+                run.server_cpu_us_per_job = (server_cpu_seconds(postmaster) - server) * 1e6 / rows as f64;
                 assert_eq!(processed(&admin).await, rows as i64, "every row claimed once");
                 match mode {
                     Mode::Ours => mine.push(run),
@@ -225,16 +273,26 @@ async fn bench() {
                 }
             }
         }
+        let each = |runs: &[Run]| runs.iter().map(|r| format!("{:.0} ({:.0} µs)", r.jobs_per_s, r.server_cpu_us_per_job)).collect::<Vec<_>>().join(", ");
+        every_run.push(format!("| {workers} | {} | {} |", each(&mine), each(&theirs)));
         let (o, p) = (median(mine), median(theirs));
         println!(
-            "| {workers} | {pool_size} | {:.0} | {:.0} | {:.2} | {:.0} µs | {:.0} µs | {:.2} |",
+            "| {workers} | {pool_size} | {:.0} | {:.0} | {:.2} | {:.0} µs | {:.0} µs | {:.2} | {:.0} µs | {:.0} µs |",
             o.jobs_per_s,
             p.jobs_per_s,
             o.jobs_per_s / p.jobs_per_s,
             o.client_cpu_us_per_job,
             p.client_cpu_us_per_job,
             o.client_cpu_us_per_job / p.client_cpu_us_per_job,
+            o.server_cpu_us_per_job,
+            p.server_cpu_us_per_job,
         );
+    }
+    println!();
+    println!("| workers | ours, each run in order: jobs/s (server CPU / job) | pgbench, each run in order: jobs/s (server CPU / job) |");
+    println!("|---:|---|---|");
+    for line in every_run {
+        println!("{line}");
     }
     println!();
     println!("load average at end {}", load_average());
