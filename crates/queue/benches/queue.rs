@@ -99,28 +99,33 @@ struct Run {
     server_cpu_us_per_job: f64,
 }
 
+/// The fields of /proc/<pid>/stat after the command name, so `stat_fields(pid)[n - 3]` is the
+/// man page's field n: ppid is 4, utime 14, stime 15, cutime 16, cstime 17.
+fn stat_fields(pid: &str) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    Some(stat[stat.rfind(')')? + 2..].split_whitespace().map(str::to_owned).collect())
+}
+
+/// Field `n` (man page numbering) of [`stat_fields`], 0 if absent.
+fn stat_field(fields: &[String], n: usize) -> f64 {
+    fields.get(n - 3).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+}
+
 /// CPU seconds (user + system) of the local PostgreSQL server: the postmaster, every live child
 /// (backends, WAL writer, checkpointer...) and the children it has reaped (pgbench's backends end
 /// with their run). Read from /proc: the bench runs on the server's machine.
 fn server_cpu_seconds(postmaster: u32) -> f64 {
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    // Fields after the command name: state(3) ppid(4) ... utime(14) stime(15) cutime(16) cstime(17).
-    let fields = |pid: &str| -> Option<Vec<String>> {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        let after_name = &stat[stat.rfind(')')? + 2..];
-        Some(after_name.split_whitespace().map(str::to_owned).collect())
-    };
-    let num = |f: &[String], field: usize| f.get(field - 3).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     let mut total = 0.0;
-    if let Some(f) = fields(&postmaster.to_string()) {
-        total += num(&f, 14) + num(&f, 15) + num(&f, 16) + num(&f, 17);
+    if let Some(f) = stat_fields(&postmaster.to_string()) {
+        total += stat_field(&f, 14) + stat_field(&f, 15) + stat_field(&f, 16) + stat_field(&f, 17);
     }
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let name = entry.file_name();
         let Some(pid) = name.to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit())) else { continue };
-        if let Some(f) = fields(pid) {
-            if num(&f, 4) as u32 == postmaster {
-                total += num(&f, 14) + num(&f, 15);
+        if let Some(f) = stat_fields(pid) {
+            if stat_field(&f, 4) as u32 == postmaster {
+                total += stat_field(&f, 14) + stat_field(&f, 15);
             }
         }
     }
@@ -225,9 +230,8 @@ async fn bench() {
     let server: String = sqlx::query_scalar("SHOW server_version").fetch_one(&admin).await.expect("version");
     // The postmaster: the parent of this connection's backend.
     let backend: i32 = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&admin).await.expect("backend pid");
-    let postmaster: u32 = std::fs::read_to_string(format!("/proc/{backend}/stat"))
-        .ok()
-        .and_then(|s| s[s.rfind(')')? + 2..].split_whitespace().nth(1)?.parse().ok())
+    let postmaster = stat_fields(&backend.to_string())
+        .map(|f| stat_field(&f, 4) as u32)
         .expect("the bench runs beside the PostgreSQL server it measures (/proc/<backend>/stat)");
 
     println!(

@@ -72,6 +72,31 @@ impl Fixture {
         rx
     }
 
+    /// OCR workers, one per source in `sources`, that claim and complete rows until stopped; each
+    /// claim is reported with the source of the worker that made it.
+    fn ocr_workers(&mut self, sources: &[DocumentSource]) -> mpsc::UnboundedReceiver<(DocumentSource, Uuid)> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        for &source in sources {
+            let (queue, stop, tx) = (self.queue.clone(), self.cancel.clone(), tx.clone());
+            self.tasks.push(tokio::spawn(async move {
+                while let Some(job) = queue.next_ocr(&format!("ocr-{}", source.as_str()), source, &stop).await {
+                    let _ = tx.send((source, job.id));
+                    assert_eq!(queue.complete_ocr(&job, "texte", "texte").await.unwrap(), Transition::Applied);
+                }
+            }));
+        }
+        rx
+    }
+
+    /// Polls until `rows` rows have been moved to OCR (status 3), within the deadline.
+    async fn until_in_ocr(&self, rows: i64) {
+        let deadline = Instant::now() + DEADLINE;
+        while common::count_status(&self.pool, 3).await < rows {
+            assert!(Instant::now() < deadline, "{rows} rows were never completed for extraction");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     async fn stop(&mut self) {
         self.cancel.cancel();
         for t in self.tasks.drain(..) {
@@ -80,7 +105,7 @@ impl Fixture {
     }
 }
 
-async fn next_claimed(rx: &mut mpsc::UnboundedReceiver<Uuid>) -> Uuid {
+async fn next_claimed<T>(rx: &mut mpsc::UnboundedReceiver<T>) -> T {
     tokio::time::timeout(DEADLINE, rx.recv())
         .await
         .expect("a row was claimed within 60 s (the poll is 10 min away: only a notification wakes a worker)")
@@ -91,11 +116,8 @@ async fn next_claimed(rx: &mut mpsc::UnboundedReceiver<Uuid>) -> Uuid {
 async fn each_new_row_wakes_one_of_eight_idle_workers() {
     let mut f = Fixture::new(10).await;
     let mut rx = f.registre_workers(8).await;
+    f.until_in_ocr(1).await;
     let deadline = Instant::now() + DEADLINE;
-    while common::count_status(&f.pool, 3).await < 1 {
-        assert!(Instant::now() < deadline, "the warm-up row was never completed");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
     // Let every worker settle into waiting: the claim count stops moving (polled, generous).
     let mut calls = f.queue.claim_calls();
     loop {
@@ -147,16 +169,7 @@ async fn a_batch_inserted_in_one_transaction_is_claimed_exactly_once_per_row() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ocr_worker_picks_up_a_row_the_moment_extraction_completes_it() {
     let mut f = Fixture::new(6).await;
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    for source in [DocumentSource::Acte, DocumentSource::Index] {
-        let (queue, stop, tx) = (f.queue.clone(), f.cancel.clone(), tx.clone());
-        f.tasks.push(tokio::spawn(async move {
-            while let Some(job) = queue.next_ocr(&format!("ocr-{}", source.as_str()), source, &stop).await {
-                let _ = tx.send((source, job.id));
-                assert_eq!(queue.complete_ocr(&job, "texte", "texte").await.unwrap(), Transition::Applied);
-            }
-        }));
-    }
+    let mut rx = f.ocr_workers(&[DocumentSource::Acte, DocumentSource::Index]);
     let registre = f.other_queue(2);
     for (n, source) in ["acte", "index", "acte"].iter().enumerate() {
         let id = f.insert(source, &format!("O-{n}")).await;
@@ -174,26 +187,20 @@ async fn a_registre_worker_process_hears_of_new_rows_only_not_of_the_extractions
     let mut f = Fixture::new(4).await;
     let mut rx = f.registre_workers(2).await;
     // Once the warm-up row is completed, the announcements so far are counted.
-    let deadline = Instant::now() + DEADLINE;
-    while common::count_status(&f.pool, 3).await < 1 {
-        assert!(Instant::now() < deadline, "the warm-up row was never completed");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    f.until_in_ocr(1).await;
     let before = f.queue.notifications_received();
     let rows: i64 = 10;
     for n in 0..rows {
         let id = f.insert("acte", &format!("S-{n}")).await;
         assert_eq!(next_claimed(&mut rx).await, id);
     }
-    while common::count_status(&f.pool, 3).await < rows + 1 {
-        assert!(Instant::now() < deadline, "the rows were never completed");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    f.until_in_ocr(rows + 1).await;
     // A last announcement on the extraction channel, committed after every completion: a listener
     // receives in commit order, so once it has counted as many as it should, any announcement of
     // those completions sent to it would have been counted too.
     sqlx::query("SELECT pg_notify('registre_queue_extraction', 'fin')").execute(&f.pool).await.unwrap();
     let expected = rows as u64 + 1;
+    let deadline = Instant::now() + DEADLINE;
     while f.queue.notifications_received() - before < expected {
         assert!(Instant::now() < deadline, "the announcements never arrived");
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -214,21 +221,14 @@ async fn a_process_that_waits_for_both_stages_hears_both() {
     let mut f = Fixture::new(6).await;
     let _claimed = f.registre_workers(1).await;
     // Then an OCR worker in the same process: the connection must listen on the OCR channel too.
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let (queue, stop) = (f.queue.clone(), f.cancel.clone());
-    f.tasks.push(tokio::spawn(async move {
-        while let Some(job) = queue.next_ocr("ocr-index", DocumentSource::Index, &stop).await {
-            let _ = tx.send(job.id);
-            assert_eq!(queue.complete_ocr(&job, "texte", "texte").await.unwrap(), Transition::Applied);
-        }
-    }));
+    let mut rx = f.ocr_workers(&[DocumentSource::Index]);
     // The warm-up row reaches OCR as well (found by a claim or announced); then each new row
     // goes through both stages on announcements alone (the poll is 10 minutes away).
     let warm_up: Uuid = sqlx::query_scalar("SELECT id FROM extraction_queue WHERE document_number = 'warm-up'").fetch_one(&f.pool).await.unwrap();
-    assert_eq!(next_claimed(&mut rx).await, warm_up);
+    assert_eq!(next_claimed(&mut rx).await, (DocumentSource::Index, warm_up));
     for n in 0..3 {
         let id = f.insert("index", &format!("D-{n}")).await;
-        assert_eq!(next_claimed(&mut rx).await, id, "row {n} went through extraction and OCR");
+        assert_eq!(next_claimed(&mut rx).await, (DocumentSource::Index, id), "row {n} went through extraction and OCR");
     }
     f.stop().await;
 }
