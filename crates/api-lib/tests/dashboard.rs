@@ -6,7 +6,8 @@
 //! The detail pane shows a row's index_data as a table, its values
 //! escaped, and GET /api/extractions/{id} carries it. A cancel whose answer is lost (a 504
 //! `outcome_unknown`, a connection lost, no answer in time) says "outcome unknown: check with
-//! registrectl show <id>", never "failed". Saves a screenshot to target/registre-api-dashboard.png for people to look at.
+//! registrectl show <id>", never "failed". Saves a screenshot for people to look at, as
+//! target/tmp/registre-api-dashboard.png (cargo's CARGO_TARGET_TMPDIR, wherever the target is).
 
 mod common;
 
@@ -185,7 +186,7 @@ async fn dashboard_shows_live_changes_and_retries_an_erreur_row() {
     assert_eq!(reads, json!(1), "one read per change of the open row");
     // Then a screenshot for people to look at.
     let png = client.screenshot().await.expect("screenshot");
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/registre-api-dashboard.png");
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("registre-api-dashboard.png");
     std::fs::write(&path, &png).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
     eprintln!("screenshot: {}", path.display());
     let _ = client.close().await;
