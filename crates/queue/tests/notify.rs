@@ -263,7 +263,16 @@ async fn a_lost_listen_connection_comes_back_and_wakes_the_workers() {
         )
         .fetch_all(&pool)
     };
-    let before = listeners().await.unwrap();
+    // The LISTEN connection opens in the background once a worker first waits (the warm-up row may
+    // have been claimed before it listened): poll until it is there.
+    let deadline = Instant::now() + DEADLINE;
+    let before = loop {
+        let now = listeners().await.unwrap();
+        if !now.is_empty() || Instant::now() >= deadline {
+            break now;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(before.len(), 1, "one LISTEN connection per process and environment: {before:?}");
     // Kill the listening backend, as a network cut or a server restart would.
     let killed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)").bind(before[0]).fetch_one(&f.pool).await.unwrap();
