@@ -271,7 +271,7 @@ impl RateLimiter {
     }
 
     /// Sends the queued acquires, at most [`crate::batch::MAX_BATCH`] per script call, one call at
-    /// a time, until none is left.
+    /// a time (another sender or leader may have a call of its own on the way), until none is left.
     async fn send_batches(self) {
         let mut slot = self.batches.slot();
         while let Some(batch) = slot.next_batch() {
