@@ -114,36 +114,27 @@ fn stat_field(fields: &[String], n: usize) -> f64 {
     fields.get(n - 3).and_then(|v| v.parse().ok()).unwrap_or(0.0)
 }
 
+/// The /proc/<pid>/stat fields of every process whose parent is the postmaster (live, or exited
+/// and not yet reaped).
+fn server_children(postmaster: u32) -> impl Iterator<Item = Vec<String>> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit())).and_then(stat_fields))
+        .filter(move |f| stat_field(f, 4) as u32 == postmaster)
+}
+
 /// CPU seconds (user + system) of the local PostgreSQL server: the postmaster, every live child
 /// (backends, WAL writer, checkpointer...) and the children it has reaped (pgbench's backends end
 /// with their run). Read from /proc: the bench runs on the server's machine.
 fn server_cpu_seconds(postmaster: u32) -> f64 {
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    let mut total = 0.0;
-    if let Some(f) = stat_fields(&postmaster.to_string()) {
-        total += stat_field(&f, 14) + stat_field(&f, 15) + stat_field(&f, 16) + stat_field(&f, 17);
-    }
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name.to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit())) else { continue };
-        if let Some(f) = stat_fields(pid) {
-            if stat_field(&f, 4) as u32 == postmaster {
-                total += stat_field(&f, 14) + stat_field(&f, 15);
-            }
-        }
-    }
-    total / ticks
-}
-
-/// How many processes the postmaster has (live or exited and not yet reaped).
-fn server_children(postmaster: u32) -> usize {
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit())).map(str::to_string))
-        .filter(|pid| stat_fields(pid).is_some_and(|f| stat_field(&f, 4) as u32 == postmaster))
-        .count()
+    let own = stat_fields(&postmaster.to_string())
+        .map(|f| stat_field(&f, 14) + stat_field(&f, 15) + stat_field(&f, 16) + stat_field(&f, 17))
+        .unwrap_or(0.0);
+    let children: f64 = server_children(postmaster).map(|f| stat_field(&f, 14) + stat_field(&f, 15)).sum();
+    (own + children) / ticks
 }
 
 /// Waits (at most 10 s) until pgbench's backends are gone and reaped: pgbench returns as soon as
@@ -151,7 +142,7 @@ fn server_children(postmaster: u32) -> usize {
 /// children nor the postmaster's reaped total, which once showed a run at 3 % of its server CPU.
 async fn reaped(postmaster: u32, before: usize) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while server_children(postmaster) > before && Instant::now() < deadline {
+    while server_children(postmaster).count() > before && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -291,7 +282,7 @@ async fn bench() {
                 let mut run = match mode {
                     Mode::Ours => ours(&queue, workers, rows).await,
                     Mode::Pgbench => {
-                        let before = server_children(postmaster);
+                        let before = server_children(postmaster).count();
                         let run = pgbench(db.url(), CLAIM_THEN_COMPLETE, workers, threads, rows);
                         reaped(postmaster, before).await;
                         run
