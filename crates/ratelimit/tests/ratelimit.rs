@@ -496,7 +496,7 @@ async fn a_grant_keeps_its_place_for_the_window_plus_the_arrival_margin() {
 /// The acquires one process has in flight at the same moment are decided together (batch.rs): 64
 /// tasks asking at once against RPM = 40 get exactly 40 grants with distinct ids and 24 waits for
 /// requests, from fewer script calls than acquires (counted on a private server: one TIME per
-/// call). On a current-thread runtime the tasks queue while the first call is on its way.
+/// call). On a current-thread runtime the tasks queue while the first calls (two at most) are on their way.
 #[tokio::test(flavor = "current_thread")]
 async fn acquires_in_flight_together_share_calls_and_each_gets_its_own_decision() {
     let server = registre_testkit::RedisServer::start();
